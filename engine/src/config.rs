@@ -1,0 +1,156 @@
+//! Configuration loading: a TOML file, then environment overrides, then validation that
+//! names the offending setting.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// A configuration problem, always naming the setting it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for the expected structure.
+    #[error("configuration file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, which names the setting.
+        message: String,
+    },
+    /// A setting has a value that cannot work.
+    #[error("setting `{setting}` is invalid: {reason}")]
+    Invalid {
+        /// Dotted name of the setting, e.g. `engine.epoch_ms`.
+        setting: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// Shorthand for [`ConfigError::Invalid`].
+    pub fn invalid(setting: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid { setting: setting.into(), reason: reason.into() }
+    }
+}
+
+/// Reads and parses a TOML file; an absent path yields the type's defaults.
+pub fn load_toml<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
+    let Some(path) = path else { return Ok(T::default()) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    parse_toml(&text, &path.display().to_string())
+}
+
+/// Parses TOML text; `origin` names the text in errors.
+pub fn parse_toml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })
+}
+
+/// Overrides `target` with the environment variable `var` when it is set, parsing it with
+/// `FromStr`; a value that does not parse is an error naming the variable.
+pub fn env_override<T>(target: &mut T, var: &str) -> Result<(), ConfigError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    if let Ok(value) = std::env::var(var) {
+        *target = value.parse().map_err(|e: T::Err| ConfigError::invalid(var, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Settings of the runtime itself.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Timely worker threads in this process.
+    pub workers: usize,
+    /// Addresses (`host:port`) of all processes of a timely cluster; empty for one process.
+    pub hosts: Vec<String>,
+    /// This process's index in `hosts`.
+    pub process: usize,
+    /// Length of a processing-time epoch in milliseconds.
+    pub epoch_ms: u64,
+    /// Most records a source reads into one epoch before closing it early.
+    pub max_records_per_epoch: usize,
+    /// Address of the metrics and health HTTP endpoint; empty disables it.
+    pub metrics_addr: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 1,
+            hosts: Vec::new(),
+            process: 0,
+            epoch_ms: 200,
+            max_records_per_epoch: 10_000,
+            metrics_addr: "127.0.0.1:9464".to_string(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Applies `CITEFLOW_WORKERS`, `CITEFLOW_PROCESS`, `CITEFLOW_EPOCH_MS` and `CITEFLOW_METRICS_ADDR`.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        env_override(&mut self.workers, "CITEFLOW_WORKERS")?;
+        env_override(&mut self.process, "CITEFLOW_PROCESS")?;
+        env_override(&mut self.epoch_ms, "CITEFLOW_EPOCH_MS")?;
+        env_override(&mut self.metrics_addr, "CITEFLOW_METRICS_ADDR")
+    }
+
+    /// Checks that the settings can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 || self.workers > 1024 {
+            return Err(ConfigError::invalid("engine.workers", "must be between 1 and 1024"));
+        }
+        if self.epoch_ms == 0 {
+            return Err(ConfigError::invalid("engine.epoch_ms", "must be at least 1"));
+        }
+        if self.max_records_per_epoch == 0 {
+            return Err(ConfigError::invalid("engine.max_records_per_epoch", "must be at least 1"));
+        }
+        if !self.hosts.is_empty() && self.process >= self.hosts.len() {
+            return Err(ConfigError::invalid(
+                "engine.process",
+                format!("is {} but engine.hosts lists {} processes", self.process, self.hosts.len()),
+            ));
+        }
+        if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::invalid("engine.metrics_addr", "must be an address like 127.0.0.1:9464"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        EngineConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn zero_workers_names_the_setting() {
+        let config = EngineConfig { workers: 0, ..EngineConfig::default() };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("engine.workers"), "{message}");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let error = parse_toml::<EngineConfig>("wrokers = 2", "test").unwrap_err().to_string();
+        assert!(error.contains("wrokers"), "{error}");
+    }
+}

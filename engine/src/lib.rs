@@ -1,0 +1,13 @@
+//! The citeflow runtime: worker layout, the time model, the commit protocol seen from the
+//! dataflow side, view rows, metrics with their HTTP endpoints, and configuration helpers.
+//!
+//! Nothing here knows about citations; jobs describe their views with [`rows::ViewSchema`]
+//! and hand their changes to [`sink::commit_views`].
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod rows;
+pub mod sink;
+pub mod time;
+pub mod worker;

@@ -1,0 +1,189 @@
+//! View rows as the sink sees them: one text line per row in PostgreSQL's COPY text format,
+//! its primary key being the leading columns.
+//!
+//! Jobs describe each view with a [`ViewSchema`] and implement [`ViewRow`] for its row type;
+//! [`encode`] turns a typed collection into the untyped [`Row`]s that the sink consolidates.
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use timely::progress::Timestamp;
+
+/// Index of a view in the [`ViewSchema`] list handed to the sink.
+pub type ViewId = u16;
+
+/// The shape of one view table, enough to stage, delete and upsert its rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewSchema {
+    /// Table name.
+    pub table: &'static str,
+    /// Columns written by the sink, in COPY order; the first `key_columns` form the primary key.
+    pub columns: &'static [&'static str],
+    /// How many leading columns form the primary key.
+    pub key_columns: usize,
+}
+
+impl ViewSchema {
+    /// The primary-key columns.
+    pub fn key(&self) -> &'static [&'static str] {
+        &self.columns[..self.key_columns]
+    }
+
+    /// The columns that are not part of the primary key.
+    pub fn values(&self) -> &'static [&'static str] {
+        &self.columns[self.key_columns..]
+    }
+}
+
+/// One row of one view, encoded: `key` is the COPY text of the key columns, `line` of all
+/// columns (so `line` starts with `key`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Row {
+    /// Which view.
+    pub view: ViewId,
+    /// The encoded primary key.
+    pub key: String,
+    /// The encoded row.
+    pub line: String,
+}
+
+/// A typed row of a view.
+pub trait ViewRow {
+    /// Writes the row's columns, key columns first, in the order of the view's schema.
+    fn write(&self, line: &mut CopyLine);
+}
+
+/// Builds one line of COPY text format: fields separated by tabs, `\N` for NULL, and
+/// backslash escapes for backslash, tab, newline and carriage return.
+#[derive(Debug, Default)]
+pub struct CopyLine {
+    text: String,
+    fields: usize,
+}
+
+impl CopyLine {
+    fn separate(&mut self) {
+        if self.fields > 0 {
+            self.text.push('\t');
+        }
+        self.fields += 1;
+    }
+
+    /// Appends a text field.
+    pub fn text(&mut self, value: &str) -> &mut Self {
+        self.separate();
+        for c in value.chars() {
+            match c {
+                '\\' => self.text.push_str("\\\\"),
+                '\t' => self.text.push_str("\\t"),
+                '\n' => self.text.push_str("\\n"),
+                '\r' => self.text.push_str("\\r"),
+                '\0' => {}
+                c => self.text.push(c),
+            }
+        }
+        self
+    }
+
+    /// Appends a text field, or NULL.
+    pub fn opt_text(&mut self, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(value) => self.text(value),
+            None => self.null(),
+        }
+    }
+
+    /// Appends an integer field.
+    pub fn int(&mut self, value: i64) -> &mut Self {
+        self.separate();
+        self.text.push_str(&value.to_string());
+        self
+    }
+
+    /// Appends an integer field, or NULL.
+    pub fn opt_int(&mut self, value: Option<i64>) -> &mut Self {
+        match value {
+            Some(value) => self.int(value),
+            None => self.null(),
+        }
+    }
+
+    /// Appends a floating-point field (written so that it reads back exactly).
+    pub fn float(&mut self, value: f64) -> &mut Self {
+        self.separate();
+        self.text.push_str(&format!("{value:?}"));
+        self
+    }
+
+    /// Appends a boolean field.
+    pub fn boolean(&mut self, value: bool) -> &mut Self {
+        self.separate();
+        self.text.push(if value { 't' } else { 'f' });
+        self
+    }
+
+    /// Appends a NULL field.
+    pub fn null(&mut self) -> &mut Self {
+        self.separate();
+        self.text.push_str("\\N");
+        self
+    }
+}
+
+/// Encodes one typed row for `view`, whose schema says how many key columns lead the row.
+pub fn encode_row<R: ViewRow>(view: ViewId, schema: &ViewSchema, row: &R) -> Row {
+    let mut line = CopyLine::default();
+    row.write(&mut line);
+    assert_eq!(line.fields, schema.columns.len(), "row of {} has the wrong number of columns", schema.table);
+    let key_end = match schema.key_columns {
+        0 => 0,
+        n => key_prefix_end(&line.text, n),
+    };
+    Row { view, key: line.text[..key_end].to_string(), line: line.text }
+}
+
+fn key_prefix_end(text: &str, key_columns: usize) -> usize {
+    text.match_indices('\t').nth(key_columns - 1).map(|(i, _)| i).unwrap_or(text.len())
+}
+
+/// Turns a collection of typed rows into encoded rows of `view`.
+pub fn encode<'scope, T, R>(
+    rows: VecCollection<'scope, T, R>,
+    view: ViewId,
+    schema: &ViewSchema,
+) -> VecCollection<'scope, T, Row>
+where
+    T: Timestamp,
+    R: ViewRow + Clone + 'static,
+{
+    let schema = schema.clone();
+    rows.map(move |row| encode_row(view, &schema, &row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Example(&'static str, i64, Option<&'static str>);
+
+    impl ViewRow for Example {
+        fn write(&self, line: &mut CopyLine) {
+            line.text(self.0).int(self.1).opt_text(self.2);
+        }
+    }
+
+    const SCHEMA: ViewSchema = ViewSchema { table: "example", columns: &["a", "b", "c"], key_columns: 2 };
+
+    #[test]
+    fn key_is_the_leading_columns() {
+        let row = encode_row(3, &SCHEMA, &Example("x\ty", 7, None));
+        assert_eq!(row.key, "x\\ty\t7");
+        assert_eq!(row.line, "x\\ty\t7\t\\N");
+        assert_eq!(row.view, 3);
+    }
+
+    #[test]
+    fn special_characters_are_escaped() {
+        let row = encode_row(0, &SCHEMA, &Example("a\\b\nc", 1, Some("\r")));
+        assert_eq!(row.line, "a\\\\b\\nc\t1\t\\r");
+    }
+}

@@ -1,0 +1,271 @@
+//! The dataflow side of the commit protocol.
+//!
+//! [`commit_views`] gathers the changes of every view, the source positions and the dead
+//! letters on one worker, and each time the frontier advances hands the consolidated changes
+//! of all epochs now complete to a [`Committer`] as ONE [`CommitBatch`]. A committer applies
+//! a batch atomically, so readers always see every view consistent with one prefix of every
+//! input partition.
+//!
+//! Hydration: after a restart the sources replay their inputs from the start. Until every
+//! partition has reached the offset committed by the previous run, the sink withholds output
+//! and only accumulates; the first batch after that is a [`CommitMode::Reconcile`] batch that
+//! carries the full contents of every view, which the committer compares with what the
+//! tables hold, writing only the difference. Later batches are [`CommitMode::Delta`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+
+use crate::metrics::metrics;
+use crate::rows::{Row, ViewId};
+use crate::time::Epoch;
+
+/// Where a source partition stands: the next offset to read.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SourcePosition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the next message to read.
+    pub next_offset: i64,
+}
+
+/// A message that could not be used, with why and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Machine-readable reason, e.g. `invalid_json`.
+    pub reason: String,
+    /// Human-readable detail.
+    pub detail: String,
+    /// The message key, as received.
+    pub key: Option<Vec<u8>>,
+    /// The message value, as received.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// How a committer must apply a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitMode {
+    /// The batch holds the complete contents of every view: delete what the tables hold beyond
+    /// it and write only rows that differ.
+    Reconcile,
+    /// The batch holds changes: delete the listed keys, upsert the listed rows.
+    Delta,
+}
+
+/// The changes to one view within a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViewChanges {
+    /// Encoded primary keys of rows to delete.
+    pub deletes: Vec<String>,
+    /// Encoded rows to insert or update.
+    pub upserts: Vec<String>,
+}
+
+/// Everything one transaction must write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitBatch {
+    /// How to apply it.
+    pub mode: CommitMode,
+    /// Every epoch before this one is included; `None` once the inputs are exhausted.
+    pub frontier: Option<Epoch>,
+    /// Changes per view.
+    pub views: BTreeMap<ViewId, ViewChanges>,
+    /// New positions of the source partitions that moved.
+    pub positions: Vec<SourcePosition>,
+    /// Dead letters first seen in these epochs (or, when reconciling, all of them).
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Applies batches atomically and in order.
+pub trait Committer: 'static {
+    /// Queues `batch`; batches are applied in the order submitted.
+    fn submit(&mut self, batch: CommitBatch);
+}
+
+/// The offsets a restarted job must replay before it may write: per topic and partition,
+/// the next offset committed by the previous run.
+pub type HydrationTarget = BTreeMap<(String, i32), i64>;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum SinkRecord {
+    Position(SourcePosition),
+    DeadLetter(DeadLetter),
+    View(Row),
+}
+
+/// Tracks replay progress against the committed offsets.
+struct Hydration {
+    target: HydrationTarget,
+    reached: BTreeMap<(String, i32), i64>,
+}
+
+impl Hydration {
+    fn observe(&mut self, position: &SourcePosition) {
+        let key = (position.topic.clone(), position.partition);
+        let entry = self.reached.entry(key).or_insert(0);
+        *entry = (*entry).max(position.next_offset);
+    }
+
+    fn complete(&self) -> bool {
+        self.target.iter().all(|(key, offset)| self.reached.get(key).is_some_and(|reached| reached >= offset))
+    }
+
+    fn progress(&self) -> f64 {
+        let total: i64 = self.target.values().sum();
+        if total == 0 {
+            return 1.0;
+        }
+        let done: i64 = self
+            .target
+            .iter()
+            .map(|(key, offset)| self.reached.get(key).copied().unwrap_or(0).min(*offset))
+            .sum();
+        done as f64 / total as f64
+    }
+}
+
+/// Writes the views, source positions and dead letters through `committer` (which only
+/// worker 0 needs to hold), withholding output until `target` is reached.
+pub fn commit_views<'scope, C: Committer>(
+    views: VecCollection<'scope, Epoch, Row>,
+    positions: VecCollection<'scope, Epoch, SourcePosition>,
+    dead_letters: VecCollection<'scope, Epoch, DeadLetter>,
+    target: HydrationTarget,
+    committer: Option<C>,
+) {
+    let records = views
+        .map(SinkRecord::View)
+        .concat(positions.map(SinkRecord::Position))
+        .concat(dead_letters.map(SinkRecord::DeadLetter));
+
+    let mut committer = committer;
+    let mut hydration = Some(Hydration { target, reached: BTreeMap::new() });
+    let mut pending: Vec<(SinkRecord, Epoch, isize)> = Vec::new();
+    let mut accumulated: Vec<(SinkRecord, isize)> = Vec::new();
+    let mut last_upper: Option<Epoch> = Some(0);
+    metrics().hydrating.set(1);
+
+    records.inner.sink(Exchange::new(|_| 0), "CommitViews", move |(input, frontier)| {
+        input.for_each(|_time, data| pending.append(data));
+        let upper = frontier.frontier().first().copied();
+        if upper == last_upper {
+            return;
+        }
+        last_upper = upper;
+        if let Some(upper) = upper {
+            metrics().frontier.set(upper as i64);
+        }
+        let complete = |time: &Epoch| upper.is_none_or(|upper| *time < upper);
+        let mut ready: Vec<(SinkRecord, isize)> = Vec::new();
+        pending.retain(|(record, time, diff)| {
+            if complete(time) {
+                ready.push((record.clone(), *diff));
+                false
+            } else {
+                true
+            }
+        });
+        consolidate(&mut ready);
+
+        let batch = match hydration.as_mut() {
+            Some(state) => {
+                for (record, _) in &ready {
+                    if let SinkRecord::Position(position) = record {
+                        state.observe(position);
+                    }
+                }
+                accumulated.append(&mut ready);
+                consolidate(&mut accumulated);
+                metrics().hydration_progress.set(state.progress());
+                if !state.complete() && upper.is_some() {
+                    return;
+                }
+                tracing::info!(records = accumulated.len(), "hydration complete; reconciling views");
+                hydration = None;
+                metrics().hydrating.set(0);
+                build_batch(CommitMode::Reconcile, upper, std::mem::take(&mut accumulated))
+            }
+            None if ready.is_empty() && upper.is_some() => return,
+            None => build_batch(CommitMode::Delta, upper, ready),
+        };
+        if let Some(committer) = committer.as_mut() {
+            committer.submit(batch);
+        }
+        if upper.is_none() {
+            committer = None;
+        }
+    });
+}
+
+fn build_batch(mode: CommitMode, frontier: Option<Epoch>, updates: Vec<(SinkRecord, isize)>) -> CommitBatch {
+    let mut views: BTreeMap<ViewId, ViewChanges> = BTreeMap::new();
+    let mut upserted: BTreeMap<ViewId, BTreeSet<String>> = BTreeMap::new();
+    let mut positions = Vec::new();
+    let mut dead_letters = Vec::new();
+    for (record, diff) in updates {
+        match record {
+            SinkRecord::View(row) if diff > 0 => {
+                if diff > 1 || !upserted.entry(row.view).or_default().insert(row.key.clone()) {
+                    tracing::error!(view = row.view, key = %row.key, "a view holds two rows with one key; keeping one");
+                    continue;
+                }
+                views.entry(row.view).or_default().upserts.push(row.line);
+            }
+            SinkRecord::View(row) => views.entry(row.view).or_default().deletes.push(row.key),
+            SinkRecord::Position(position) if diff > 0 => positions.push(position),
+            SinkRecord::DeadLetter(letter) if diff > 0 => dead_letters.push(letter),
+            SinkRecord::Position(_) | SinkRecord::DeadLetter(_) => {}
+        }
+    }
+    for (view, changes) in views.iter_mut() {
+        if let Some(keys) = upserted.get(view) {
+            changes.deletes.retain(|key| !keys.contains(key));
+        }
+        changes.deletes.dedup();
+    }
+    CommitBatch { mode, frontier, views, positions, dead_letters }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(view: ViewId, key: &str, value: &str) -> SinkRecord {
+        SinkRecord::View(Row { view, key: key.to_string(), line: format!("{key}\t{value}") })
+    }
+
+    #[test]
+    fn an_update_is_an_upsert_not_a_delete() {
+        let batch = build_batch(
+            CommitMode::Delta,
+            Some(10),
+            vec![(row(0, "a", "old"), -1), (row(0, "a", "new"), 1), (row(0, "b", "gone"), -1)],
+        );
+        let changes = &batch.views[&0];
+        assert_eq!(changes.upserts, vec!["a\tnew".to_string()]);
+        assert_eq!(changes.deletes, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn hydration_completes_when_every_partition_reaches_its_offset() {
+        let target: HydrationTarget = [(("t".to_string(), 0), 5), (("t".to_string(), 1), 3)].into();
+        let mut hydration = Hydration { target, reached: BTreeMap::new() };
+        hydration.observe(&SourcePosition { topic: "t".into(), partition: 0, next_offset: 5 });
+        assert!(!hydration.complete());
+        assert!((hydration.progress() - 5.0 / 8.0).abs() < 1e-9);
+        hydration.observe(&SourcePosition { topic: "t".into(), partition: 1, next_offset: 4 });
+        assert!(hydration.complete());
+    }
+}
