@@ -68,6 +68,11 @@ impl CopyLine {
         self.fields += 1;
     }
 
+    /// The finished line.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
     /// Appends a text field.
     pub fn text(&mut self, value: &str) -> &mut Self {
         self.separate();
@@ -111,6 +116,19 @@ impl CopyLine {
     pub fn float(&mut self, value: f64) -> &mut Self {
         self.separate();
         self.text.push_str(&format!("{value:?}"));
+        self
+    }
+
+    /// Appends a binary (bytea) field in hex form, or NULL.
+    pub fn opt_bytes(&mut self, value: Option<&[u8]>) -> &mut Self {
+        let Some(value) = value else { return self.null() };
+        let mut hex = String::with_capacity(2 + 2 * value.len());
+        hex.push_str("\\x");
+        for byte in value {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        self.separate();
+        self.text.push_str(&hex);
         self
     }
 
@@ -179,6 +197,13 @@ mod tests {
         assert_eq!(row.key, "x\\ty\t7");
         assert_eq!(row.line, "x\\ty\t7\t\\N");
         assert_eq!(row.view, 3);
+    }
+
+    #[test]
+    fn bytes_are_hex_with_an_escaped_backslash() {
+        let mut line = CopyLine::default();
+        line.opt_bytes(Some(&[0, 255])).opt_bytes(None);
+        assert_eq!(line.text, "\\\\x00ff\t\\N");
     }
 
     #[test]

@@ -1,0 +1,36 @@
+//! Kafka through rdkafka: client settings, the partitioned source operator, producers and
+//! topic administration.
+
+pub mod admin;
+pub mod config;
+pub mod dead_letters;
+pub mod producer;
+pub mod source;
+
+pub use config::KafkaConfig;
+
+/// A Kafka operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The client reported an error.
+    #[error("kafka: {context}: {source}")]
+    Client {
+        /// What was being done.
+        context: String,
+        /// The client's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic the job needs does not exist.
+    #[error("topic `{0}` does not exist (create it with `citeflow topics`)")]
+    MissingTopic(String),
+    /// Messages could not be delivered.
+    #[error("kafka: {0} messages could not be delivered")]
+    Undelivered(u64),
+}
+
+impl KafkaError {
+    pub(crate) fn client(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> KafkaError {
+        let context = context.into();
+        move |source| KafkaError::Client { context, source }
+    }
+}

@@ -1,0 +1,189 @@
+//! The Kafka source: each timely worker reads the partitions assigned to it (no consumer
+//! group rebalancing), from the earliest offset, and mints processing-time epochs.
+//!
+//! Every message read in an epoch carries that epoch's time. An epoch closes when the wall
+//! clock moves past it or when `max_records_per_epoch` messages have been read into it; at
+//! each close the source emits the new position of every partition that moved, at the
+//! epoch being closed, so that positions travel with the data they cover.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use citeflow_engine::metrics::metrics;
+use citeflow_engine::sink::SourcePosition;
+use citeflow_engine::time::{Epoch, EpochClock};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, Stream};
+
+use super::admin::watermarks;
+use super::{KafkaConfig, KafkaError};
+
+/// One message as read from Kafka.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KafkaMessage {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes, if any.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes; `None` is a tombstone.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// What the source emits: messages, and the positions they bring the partitions to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SourceEvent {
+    /// A message.
+    Message(KafkaMessage),
+    /// A partition's next offset after everything emitted before it at the same epoch.
+    Position(SourcePosition),
+}
+
+/// How a source reads.
+#[derive(Clone, Debug)]
+pub struct SourceSettings {
+    /// Client settings.
+    pub kafka: KafkaConfig,
+    /// Epoch length in milliseconds.
+    pub epoch_ms: u64,
+    /// Most messages read into one epoch.
+    pub max_records_per_epoch: usize,
+    /// Stop (release the capability) once every assigned partition has reached the high
+    /// watermark it had when the source started: run to "caught up" and finish.
+    pub stop_at_end: bool,
+}
+
+struct PartitionState {
+    topic: String,
+    partition: i32,
+    next_offset: i64,
+    high_watermark: i64,
+    moved: bool,
+}
+
+const WATERMARK_REFRESH: Duration = Duration::from_secs(2);
+
+/// Creates the consumer for `partitions` and reads their initial watermarks.
+fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(BaseConsumer, Vec<PartitionState>), KafkaError> {
+    let consumer: BaseConsumer =
+        settings.kafka.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut states = Vec::new();
+    for (topic, partition) in partitions {
+        let (low, high) = watermarks(&consumer, topic, *partition)?;
+        assignment
+            .add_partition_offset(topic, *partition, Offset::Offset(low))
+            .map_err(KafkaError::client("building assignment"))?;
+        states.push(PartitionState {
+            topic: topic.clone(),
+            partition: *partition,
+            next_offset: low,
+            high_watermark: high,
+            moved: true,
+        });
+    }
+    consumer.assign(&assignment).map_err(KafkaError::client("assigning partitions"))?;
+    Ok((consumer, states))
+}
+
+/// Reads `partitions` (this worker's share) into the dataflow; see the module documentation.
+pub fn kafka_source<'scope>(
+    scope: Scope<'scope, Epoch>,
+    settings: SourceSettings,
+    partitions: Vec<(String, i32)>,
+) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
+    let (consumer, states) = connect(&settings, &partitions)?;
+    let mut states: Vec<PartitionState> = states;
+    let index: BTreeMap<(String, i32), usize> =
+        states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
+    let clock = EpochClock::new(settings.epoch_ms);
+    let idle_wait = Duration::from_millis(settings.epoch_ms.clamp(1, 50));
+
+    let stream = source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, "KafkaSource", move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let mut capability = Some(capability);
+        let mut last_refresh = Instant::now();
+        move |output| {
+            let Some(cap) = capability.as_mut() else { return };
+            let mut read = 0;
+            {
+                let mut session = output.session(&*cap);
+                while read < settings.max_records_per_epoch {
+                    match consumer.poll(Duration::ZERO) {
+                        None => break,
+                        Some(Err(error)) => {
+                            tracing::warn!(%error, "kafka source: read failed; retrying");
+                            break;
+                        }
+                        Some(Ok(message)) => {
+                            let key = (message.topic().to_string(), message.partition());
+                            let Some(&slot) = index.get(&key) else { continue };
+                            let state = &mut states[slot];
+                            if message.offset() < state.next_offset {
+                                continue;
+                            }
+                            state.next_offset = message.offset() + 1;
+                            state.moved = true;
+                            metrics().records_read.with_label_values(&[message.topic()]).inc();
+                            session.give(SourceEvent::Message(KafkaMessage {
+                                topic: key.0,
+                                partition: key.1,
+                                offset: message.offset(),
+                                key: message.key().map(<[u8]>::to_vec),
+                                payload: message.payload().map(<[u8]>::to_vec),
+                            }));
+                            read += 1;
+                        }
+                    }
+                }
+            }
+            if last_refresh.elapsed() >= WATERMARK_REFRESH {
+                last_refresh = Instant::now();
+                for state in states.iter_mut() {
+                    if let Ok((_, high)) = watermarks(&consumer, &state.topic, state.partition) {
+                        state.high_watermark = high.max(state.high_watermark);
+                    }
+                }
+            }
+            let full = read >= settings.max_records_per_epoch;
+            let at_end = states.iter().all(|s| s.next_offset >= s.high_watermark);
+            let finishing = settings.stop_at_end && at_end;
+            let next = clock.next_after(*cap.time(), full);
+            if next.is_some() || finishing {
+                let mut session = output.session(&*cap);
+                for state in states.iter_mut().filter(|s| s.moved) {
+                    state.moved = false;
+                    session.give(SourceEvent::Position(SourcePosition {
+                        topic: state.topic.clone(),
+                        partition: state.partition,
+                        next_offset: state.next_offset,
+                    }));
+                    let labels = [state.topic.as_str(), &state.partition.to_string()];
+                    metrics().source_position.with_label_values(&labels).set(state.next_offset);
+                    metrics().consumer_lag.with_label_values(&labels).set((state.high_watermark - state.next_offset).max(0));
+                }
+            }
+            if finishing {
+                capability = None;
+                return;
+            }
+            if let Some(next) = next {
+                cap.downgrade(&next);
+            }
+            if full {
+                activator.activate();
+            } else {
+                activator.activate_after(idle_wait);
+            }
+        }
+    });
+    Ok(stream)
+}

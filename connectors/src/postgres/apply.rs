@@ -1,0 +1,188 @@
+//! Applying one view's changes inside a transaction: COPY into a staging table, then delete
+//! and upsert by primary key in bulk, writing only rows whose values differ.
+
+use bytes::{BufMut, BytesMut};
+use citeflow_engine::rows::{CopyLine, ViewSchema};
+use citeflow_engine::sink::{CommitMode, DeadLetter, SourcePosition, ViewChanges};
+use futures_util::SinkExt;
+use tokio_postgres::{Client, Transaction};
+
+use super::PgError;
+
+/// The engine's progress table as a view: per topic and partition, the next offset.
+pub const PROGRESS_VIEW: ViewSchema =
+    ViewSchema { table: "citeflow_progress", columns: &["topic", "partition", "next_offset"], key_columns: 2 };
+
+/// The engine's dead-letter table.
+pub const DEAD_LETTER_VIEW: ViewSchema = ViewSchema {
+    table: "citeflow_dead_letters",
+    columns: &["topic", "partition", "offset", "reason", "detail", "message_key", "payload"],
+    key_columns: 3,
+};
+
+const COPY_CHUNK: usize = 1 << 20;
+
+fn quoted(columns: &[&str]) -> String {
+    columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
+}
+
+fn key_match(schema: &ViewSchema, left: &str, right: &str) -> String {
+    schema.key().iter().map(|c| format!("{left}.\"{c}\" = {right}.\"{c}\"")).collect::<Vec<_>>().join(" AND ")
+}
+
+fn stage_table(schema: &ViewSchema) -> String {
+    format!("citeflow_stage_{}", schema.table)
+}
+
+fn stage_keys_table(schema: &ViewSchema) -> String {
+    format!("citeflow_stage_keys_{}", schema.table)
+}
+
+/// Creates this session's staging tables for `schemas` (temporary, emptied at each commit).
+pub async fn prepare_staging(client: &Client, schemas: &[ViewSchema]) -> Result<(), PgError> {
+    for schema in schemas {
+        let sql = format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS SELECT {columns} FROM {table} WITH NO DATA;
+             CREATE TEMP TABLE IF NOT EXISTS {keys} ON COMMIT DELETE ROWS AS SELECT {key} FROM {table} WITH NO DATA;",
+            stage = stage_table(schema),
+            keys = stage_keys_table(schema),
+            columns = quoted(schema.columns),
+            key = quoted(schema.key()),
+            table = schema.table,
+        );
+        client.batch_execute(&sql).await.map_err(PgError::db(format!("staging tables for {}", schema.table)))?;
+    }
+    Ok(())
+}
+
+async fn copy_lines<'a>(
+    transaction: &Transaction<'_>,
+    table: &str,
+    columns: &[&str],
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<(), PgError> {
+    let statement = format!("COPY {table} ({}) FROM STDIN", quoted(columns));
+    let context = format!("copying into {table}");
+    let sink = transaction.copy_in(&statement).await.map_err(PgError::db(context.clone()))?;
+    let mut sink = std::pin::pin!(sink);
+    let mut buffer = BytesMut::with_capacity(COPY_CHUNK);
+    for line in lines {
+        buffer.extend_from_slice(line.as_bytes());
+        buffer.put_u8(b'\n');
+        if buffer.len() >= COPY_CHUNK {
+            sink.send(buffer.split().freeze()).await.map_err(PgError::db(context.clone()))?;
+        }
+    }
+    if !buffer.is_empty() {
+        sink.send(buffer.freeze()).await.map_err(PgError::db(context.clone()))?;
+    }
+    sink.as_mut().finish().await.map_err(PgError::db(context))?;
+    Ok(())
+}
+
+/// Applies `changes` to the view `schema`; returns the number of rows deleted, inserted or
+/// updated. In [`CommitMode::Reconcile`] the upserts are the view's complete contents and
+/// every other row is deleted.
+pub async fn apply_view(
+    transaction: &Transaction<'_>,
+    schema: &ViewSchema,
+    changes: &ViewChanges,
+    mode: CommitMode,
+) -> Result<u64, PgError> {
+    let table = schema.table;
+    let stage = stage_table(schema);
+    let context = format!("writing {table}");
+    let mut touched = 0;
+    match mode {
+        CommitMode::Delta if !changes.deletes.is_empty() => {
+            let keys = stage_keys_table(schema);
+            copy_lines(transaction, &keys, schema.key(), changes.deletes.iter().map(String::as_str)).await?;
+            let sql = format!("DELETE FROM {table} t USING {keys} d WHERE {}", key_match(schema, "t", "d"));
+            touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
+        }
+        CommitMode::Delta => {}
+        CommitMode::Reconcile => {
+            copy_lines(transaction, &stage, schema.columns, changes.upserts.iter().map(String::as_str)).await?;
+            let sql = format!(
+                "DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})",
+                key_match(schema, "t", "s")
+            );
+            touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
+        }
+    }
+    if changes.upserts.is_empty() {
+        return Ok(touched);
+    }
+    if mode == CommitMode::Delta {
+        copy_lines(transaction, &stage, schema.columns, changes.upserts.iter().map(String::as_str)).await?;
+    }
+    let conflict = if schema.values().is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        let set = schema.values().iter().map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
+        let current = schema.values().iter().map(|c| format!("t.\"{c}\"")).collect::<Vec<_>>().join(", ");
+        let incoming = schema.values().iter().map(|c| format!("EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
+        format!("DO UPDATE SET {set} WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})")
+    };
+    let sql = format!(
+        "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM {stage} ON CONFLICT ({key}) {conflict}",
+        columns = quoted(schema.columns),
+        key = quoted(schema.key()),
+    );
+    touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context))?;
+    Ok(touched)
+}
+
+/// Encodes source positions as rows of [`PROGRESS_VIEW`].
+pub fn position_lines(positions: &[SourcePosition]) -> Vec<String> {
+    positions
+        .iter()
+        .map(|p| {
+            let mut line = CopyLine::default();
+            line.text(&p.topic).int(p.partition.into()).int(p.next_offset);
+            line.into_text()
+        })
+        .collect()
+}
+
+/// Inserts dead letters not recorded yet and returns those that were new.
+pub async fn insert_dead_letters(transaction: &Transaction<'_>, letters: &[DeadLetter]) -> Result<Vec<DeadLetter>, PgError> {
+    if letters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let schema = &DEAD_LETTER_VIEW;
+    let lines: Vec<String> = letters
+        .iter()
+        .map(|l| {
+            let mut line = CopyLine::default();
+            line.text(&l.topic)
+                .int(l.partition.into())
+                .int(l.offset)
+                .text(&l.reason)
+                .text(&l.detail)
+                .opt_bytes(l.key.as_deref())
+                .opt_bytes(l.payload.as_deref());
+            line.into_text()
+        })
+        .collect();
+    let stage = stage_table(schema);
+    copy_lines(transaction, &stage, schema.columns, lines.iter().map(String::as_str)).await?;
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT DO NOTHING RETURNING {columns}",
+        table = schema.table,
+        columns = quoted(schema.columns),
+    );
+    let rows = transaction.query(&sql, &[]).await.map_err(PgError::db("recording dead letters"))?;
+    Ok(rows
+        .iter()
+        .map(|row| DeadLetter {
+            topic: row.get(0),
+            partition: row.get(1),
+            offset: row.get(2),
+            reason: row.get(3),
+            detail: row.get(4),
+            key: row.get(5),
+            payload: row.get(6),
+        })
+        .collect())
+}

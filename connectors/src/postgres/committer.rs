@@ -1,0 +1,268 @@
+//! The committer: a thread that owns a PostgreSQL connection and applies commit batches in
+//! order, each group of queued batches in ONE transaction that first checks the job's
+//! generation (fencing), then writes every view, the source positions, the dead letters and
+//! the frontier. A failed transaction is retried whole with backoff; nothing half-applied is
+//! ever visible. Dead letters new to the table are published to the dead-letter topic
+//! before the transaction commits (so the topic is at-least-once, the table exactly once).
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use citeflow_engine::http::Readiness;
+use citeflow_engine::metrics::metrics;
+use citeflow_engine::rows::ViewSchema;
+use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HydrationTarget, ViewChanges};
+use tokio::runtime::Runtime;
+use tokio_postgres::{Client, NoTls};
+
+use super::apply::{apply_view, insert_dead_letters, position_lines, prepare_staging, DEAD_LETTER_VIEW, PROGRESS_VIEW};
+use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
+use super::{PgError, PostgresConfig};
+use crate::kafka::dead_letters::DeadLetterPublisher;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the job learns from the database when it starts.
+#[derive(Clone, Debug)]
+pub struct SinkStart {
+    /// This run's generation; commits from older generations are refused.
+    pub generation: i64,
+    /// The offsets the previous run committed.
+    pub committed: HydrationTarget,
+}
+
+/// The sink operator's end of the queue to the committer thread.
+pub struct CommitQueue {
+    sender: Sender<CommitBatch>,
+}
+
+impl Committer for CommitQueue {
+    fn submit(&mut self, batch: CommitBatch) {
+        if self.sender.send(batch).is_err() {
+            tracing::error!("the committer has stopped; a batch was not written");
+        }
+    }
+}
+
+/// Totals over a committer's life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed.
+    pub transactions: u64,
+    /// Rows deleted, inserted or updated, over all views.
+    pub rows_written: u64,
+    /// Rows written by the reconciliation after hydration.
+    pub reconciled_rows: u64,
+}
+
+/// The job's handle on the committer thread.
+pub struct CommitterHandle {
+    thread: JoinHandle<Result<CommitStats, PgError>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl CommitterHandle {
+    /// The committer's fatal error, if it stopped on one (e.g. it was fenced).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("failure lock").clone()
+    }
+
+    /// Waits for the committer to apply everything queued (the queue must be closed, i.e.
+    /// every [`CommitQueue`] dropped) and returns its totals.
+    pub fn join(self) -> Result<CommitStats, PgError> {
+        self.thread.join().expect("committer thread panicked")
+    }
+}
+
+struct Session {
+    connection: tokio_postgres::Config,
+    client: Client,
+    views: Vec<ViewSchema>,
+    generation: i64,
+}
+
+async fn connect(connection: &tokio_postgres::Config) -> Result<Client, PgError> {
+    let (client, driver) = connection.connect(NoTls).await.map_err(PgError::db("connecting"))?;
+    tokio::spawn(async move {
+        if let Err(error) = driver.await {
+            tracing::warn!(%error, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+fn staged_schemas(views: &[ViewSchema]) -> Vec<ViewSchema> {
+    let mut all = views.to_vec();
+    all.push(PROGRESS_VIEW);
+    all.push(DEAD_LETTER_VIEW);
+    all
+}
+
+/// Connects, applies the engine's and the job's migrations, takes a new generation, reads
+/// the committed offsets, and starts the committer thread.
+pub fn start_committer(
+    config: &PostgresConfig,
+    views: Vec<ViewSchema>,
+    migrations: &[Migration],
+    publisher: Option<DeadLetterPublisher>,
+    readiness: Readiness,
+) -> Result<(SinkStart, CommitQueue, CommitterHandle), PgError> {
+    let connection = config.connection().map_err(|e| PgError::Config(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let (client, start) = runtime.block_on(async {
+        let mut client = connect(&connection).await?;
+        migrate(&mut client, ENGINE_MIGRATIONS).await?;
+        migrate(&mut client, migrations).await?;
+        let generation: i64 = client
+            .query_one(
+                "UPDATE citeflow_job SET generation = generation + 1, started_at = now() WHERE id = 1 RETURNING generation",
+                &[],
+            )
+            .await
+            .map_err(PgError::db("taking a generation"))?
+            .get(0);
+        let committed = client
+            .query("SELECT topic, partition, next_offset FROM citeflow_progress", &[])
+            .await
+            .map_err(PgError::db("reading committed offsets"))?
+            .iter()
+            .map(|row| ((row.get::<_, String>(0), row.get::<_, i32>(1)), row.get::<_, i64>(2)))
+            .collect();
+        prepare_staging(&client, &staged_schemas(&views)).await?;
+        Ok::<_, PgError>((client, SinkStart { generation, committed }))
+    })?;
+    tracing::info!(generation = start.generation, partitions = start.committed.len(), "sink ready");
+    let (sender, receiver) = mpsc::channel();
+    let failure = Arc::new(Mutex::new(None));
+    let session = Session { connection, client, views, generation: start.generation };
+    let thread_failure = failure.clone();
+    let thread = std::thread::Builder::new()
+        .name("citeflow-committer".into())
+        .spawn(move || {
+            let result = run(&runtime, session, receiver, publisher, readiness);
+            if let Err(error) = &result {
+                tracing::error!(%error, "committer stopped");
+                *thread_failure.lock().expect("failure lock") = Some(error.to_string());
+            }
+            result
+        })
+        .expect("spawning the committer thread");
+    Ok((start, CommitQueue { sender }, CommitterHandle { thread, failure }))
+}
+
+fn run(
+    runtime: &Runtime,
+    mut session: Session,
+    receiver: Receiver<CommitBatch>,
+    mut publisher: Option<DeadLetterPublisher>,
+    readiness: Readiness,
+) -> Result<CommitStats, PgError> {
+    let mut stats = CommitStats::default();
+    while let Ok(first) = receiver.recv() {
+        let mut batches = vec![first];
+        batches.extend(receiver.try_iter());
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            match runtime.block_on(apply_batches(&mut session, &batches, publisher.as_mut())) {
+                Ok(written) => {
+                    metrics().commit_latency.observe(started.elapsed().as_secs_f64());
+                    stats.transactions += 1;
+                    stats.rows_written += written;
+                    if batches.iter().any(|b| b.mode == CommitMode::Reconcile) {
+                        stats.reconciled_rows += written;
+                        tracing::info!(rows_written = written, "reconciliation committed; the job is live");
+                        readiness.set(true);
+                    }
+                    if let Some(frontier) = batches.iter().rev().find_map(|b| b.frontier) {
+                        metrics().committed_frontier.set(frontier as i64);
+                    }
+                    break;
+                }
+                Err(fenced @ PgError::Fenced { .. }) => return Err(fenced),
+                Err(error) => {
+                    metrics().commit_retries.with_label_values(&[retry_kind(&error)]).inc();
+                    tracing::warn!(%error, retry_in = ?backoff, "commit failed; retrying the whole transaction");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    if session.client.is_closed() {
+                        reconnect(runtime, &mut session);
+                    }
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn retry_kind(error: &PgError) -> &'static str {
+    match error {
+        PgError::Db { source, .. } if source.is_closed() => "connection",
+        PgError::Db { .. } => "database",
+        PgError::DeadLetters(_) => "dead_letters",
+        PgError::Fenced { .. } | PgError::Config(_) => "fatal",
+    }
+}
+
+fn reconnect(runtime: &Runtime, session: &mut Session) {
+    let schemas = staged_schemas(&session.views);
+    let result = runtime.block_on(async {
+        let client = connect(&session.connection).await?;
+        prepare_staging(&client, &schemas).await?;
+        Ok::<_, PgError>(client)
+    });
+    match result {
+        Ok(client) => {
+            tracing::info!("reconnected to postgres");
+            session.client = client;
+        }
+        Err(error) => tracing::warn!(%error, "reconnecting to postgres failed"),
+    }
+}
+
+async fn apply_batches(
+    session: &mut Session,
+    batches: &[CommitBatch],
+    publisher: Option<&mut DeadLetterPublisher>,
+) -> Result<u64, PgError> {
+    let generation = session.generation;
+    let transaction = session.client.transaction().await.map_err(PgError::db("starting a commit"))?;
+    let current: i64 = transaction
+        .query_one("SELECT generation FROM citeflow_job WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .map_err(PgError::db("checking the generation"))?
+        .get(0);
+    if current != generation {
+        return Err(PgError::Fenced { ours: generation, current });
+    }
+    let mut written = 0;
+    let mut new_letters = Vec::new();
+    let empty = ViewChanges::default();
+    for batch in batches {
+        for (id, schema) in session.views.iter().enumerate() {
+            let changes = batch.views.get(&(id as u16));
+            if changes.is_none() && batch.mode == CommitMode::Delta {
+                continue;
+            }
+            let rows = apply_view(&transaction, schema, changes.unwrap_or(&empty), batch.mode).await?;
+            metrics().rows_written.with_label_values(&[schema.table]).inc_by(rows);
+            written += rows;
+        }
+        let positions = ViewChanges { deletes: Vec::new(), upserts: position_lines(&batch.positions) };
+        apply_view(&transaction, &PROGRESS_VIEW, &positions, batch.mode).await?;
+        new_letters.extend(insert_dead_letters(&transaction, &batch.dead_letters).await?);
+    }
+    if let Some(frontier) = batches.iter().rev().find_map(|b| b.frontier) {
+        transaction
+            .execute("UPDATE citeflow_job SET frontier = $1, committed_at = now() WHERE id = 1", &[&(frontier as i64)])
+            .await
+            .map_err(PgError::db("recording the frontier"))?;
+    }
+    if let (Some(publisher), false) = (publisher, new_letters.is_empty()) {
+        publisher.publish(&new_letters).map_err(|e| PgError::DeadLetters(e.to_string()))?;
+    }
+    transaction.commit().await.map_err(PgError::db("committing"))?;
+    Ok(written)
+}

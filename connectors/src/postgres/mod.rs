@@ -1,0 +1,102 @@
+//! PostgreSQL: connection settings, versioned migrations, and the committer that applies the
+//! engine's commit batches in single transactions with fencing.
+
+pub mod apply;
+pub mod committer;
+pub mod migrate;
+
+use citeflow_engine::config::{env_override, ConfigError};
+use serde::Deserialize;
+
+pub use committer::{start_committer, CommitQueue, CommitterHandle, SinkStart};
+pub use migrate::Migration;
+
+/// A PostgreSQL operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The server or the connection reported an error.
+    #[error("postgres: {context}: {source}")]
+    Db {
+        /// What was being done.
+        context: String,
+        /// The driver's error.
+        source: tokio_postgres::Error,
+    },
+    /// Another instance of the job has started since this one: this one must stop.
+    #[error("fenced: this instance has generation {ours} but generation {current} has started since; stopping")]
+    Fenced {
+        /// This instance's generation.
+        ours: i64,
+        /// The generation in the database.
+        current: i64,
+    },
+    /// The connection settings are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Publishing dead letters failed, so the transaction was not committed.
+    #[error("dead-letter publishing failed: {0}")]
+    DeadLetters(String),
+}
+
+impl PgError {
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+        let context = context.into();
+        move |source| PgError::Db { context, source }
+    }
+}
+
+/// Connection settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection string, URL or key=value form (env `DATABASE_URL`). A password belongs in
+    /// `PGPASSWORD` or in `DATABASE_URL`, never in the configuration file.
+    pub url: String,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig { url: "postgresql://postgres@127.0.0.1:5432/citeflow".to_string() }
+    }
+}
+
+impl PostgresConfig {
+    /// Applies `DATABASE_URL`.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        env_override(&mut self.url, "DATABASE_URL")
+    }
+
+    /// Checks that the URL parses and carries no password unless it came from the environment.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let parsed: tokio_postgres::Config =
+            self.url.parse().map_err(|e: tokio_postgres::Error| ConfigError::invalid("postgres.url", e.to_string()))?;
+        if parsed.get_password().is_some() && std::env::var("DATABASE_URL").is_err() {
+            return Err(ConfigError::invalid(
+                "postgres.url",
+                "holds a password; put secrets in PGPASSWORD or DATABASE_URL instead",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed connection settings, with `PGPASSWORD` applied.
+    pub fn connection(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        let mut parsed: tokio_postgres::Config =
+            self.url.parse().map_err(|e: tokio_postgres::Error| ConfigError::invalid("postgres.url", e.to_string()))?;
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            parsed.password(password);
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_url_names_the_setting() {
+        let config = PostgresConfig { url: "postgresql://x:notaport/db".into() };
+        assert!(config.validate().unwrap_err().to_string().contains("postgres.url"));
+    }
+}
