@@ -1,1 +1,14 @@
-//! placeholder
+//! The citation-matching job: domain types, input decoding, normalisation and matching,
+//! the views it keeps in PostgreSQL, the dataflow that ties them together, and the loader.
+
+pub mod config;
+pub mod dataflow;
+pub mod domain;
+pub mod envelope;
+pub mod job;
+pub mod loader;
+pub mod matching;
+pub mod references;
+pub mod status;
+pub mod timestamps;
+pub mod views;

@@ -63,10 +63,21 @@ pub struct CommitterHandle {
     failure: Arc<Mutex<Option<String>>>,
 }
 
-impl CommitterHandle {
+/// A cloneable view of whether the committer stopped on a fatal error.
+#[derive(Clone)]
+pub struct CommitterWatch(Arc<Mutex<Option<String>>>);
+
+impl CommitterWatch {
     /// The committer's fatal error, if it stopped on one (e.g. it was fenced).
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().expect("failure lock").clone()
+        self.0.lock().expect("failure lock").clone()
+    }
+}
+
+impl CommitterHandle {
+    /// A handle that worker threads can poll for the committer's fatal error.
+    pub fn watch(&self) -> CommitterWatch {
+        CommitterWatch(self.failure.clone())
     }
 
     /// Waits for the committer to apply everything queued (the queue must be closed, i.e.

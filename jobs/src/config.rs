@@ -1,0 +1,125 @@
+//! The `citeflow` configuration: a TOML file (`--config` or `CITEFLOW_CONFIG`) with
+//! environment overrides, validated at start so that a bad setting stops the program with a
+//! message naming it.
+
+use std::path::Path;
+
+use citeflow_connectors::kafka::KafkaConfig;
+use citeflow_connectors::postgres::PostgresConfig;
+use citeflow_engine::config::{env_override, load_toml, ConfigError, EngineConfig};
+use serde::Deserialize;
+
+/// Topic names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// EPMC publication records.
+    pub publications: String,
+    /// Policy documents.
+    pub documents: String,
+    /// Where unusable messages go.
+    pub dead_letter: String,
+    /// Partitions of the input topics when `citeflow topics` creates them.
+    pub partitions: i32,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            publications: "epmc.publications".into(),
+            documents: "policy.documents".into(),
+            dead_letter: "citeflow.dead-letter".into(),
+            partitions: 4,
+        }
+    }
+}
+
+/// Matcher settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchingConfig {
+    /// The matcher version recorded with each citation.
+    pub matcher: String,
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        MatchingConfig { matcher: "rules-v1".into() }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CiteflowConfig {
+    /// Runtime settings.
+    pub engine: EngineConfig,
+    /// Kafka clients.
+    pub kafka: KafkaConfig,
+    /// PostgreSQL.
+    pub postgres: PostgresConfig,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Matching.
+    pub matching: MatchingConfig,
+}
+
+impl CiteflowConfig {
+    /// Loads the file (if any), applies environment overrides and validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config: CiteflowConfig = load_toml(path)?;
+        config.engine.apply_env()?;
+        config.kafka.apply_env()?;
+        config.postgres.apply_env()?;
+        env_override(&mut config.matching.matcher, "CITEFLOW_MATCHER")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.engine.validate()?;
+        self.kafka.validate()?;
+        self.postgres.validate()?;
+        let topics = [
+            ("topics.publications", &self.topics.publications),
+            ("topics.documents", &self.topics.documents),
+            ("topics.dead_letter", &self.topics.dead_letter),
+        ];
+        for (setting, topic) in topics {
+            if topic.is_empty() || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                return Err(ConfigError::invalid(setting, format!("`{topic}` is not a valid topic name")));
+            }
+        }
+        if self.topics.publications == self.topics.documents {
+            return Err(ConfigError::invalid("topics.documents", "must differ from topics.publications"));
+        }
+        if !(1..=1024).contains(&self.topics.partitions) {
+            return Err(ConfigError::invalid("topics.partitions", "must be between 1 and 1024"));
+        }
+        if self.matching.matcher.trim().is_empty() {
+            return Err(ConfigError::invalid("matching.matcher", "must name the matcher version"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citeflow_engine::config::parse_toml;
+
+    #[test]
+    fn the_local_configuration_is_valid() {
+        let text = include_str!("../../config/local.toml");
+        let config: CiteflowConfig = parse_toml(text, "config/local.toml").unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_bad_topic_names_its_setting() {
+        let mut config = CiteflowConfig::default();
+        config.topics.documents = "has space".into();
+        assert!(config.validate().unwrap_err().to_string().contains("topics.documents"));
+    }
+}

@@ -1,0 +1,80 @@
+//! The citation job as a dataflow: from the source's events to the sink's collections.
+//! Kafka is not needed here, so tests and evaluation can drive the same code directly.
+
+use std::sync::Arc;
+
+use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
+use citeflow_engine::rows::Row;
+use citeflow_engine::sink::{DeadLetter, SourcePosition};
+use citeflow_engine::time::Epoch;
+use citeflow_operators::upsert::{upsert, Upsert};
+use citeflow_operators::validate::validate;
+use differential_dataflow::VecCollection;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::Stream;
+
+use crate::domain::{PolicyDocument, Publication, ReferenceKey};
+use crate::envelope::{decode, Event, TopicRoles};
+use crate::matching::journals::JournalTable;
+use crate::matching::{candidates, decide};
+use crate::views::view_rows;
+
+/// What the sink needs from the job.
+pub struct JobOutputs<'scope> {
+    /// Rows of every view.
+    pub views: VecCollection<'scope, Epoch, Row>,
+    /// Source positions (one per partition).
+    pub positions: VecCollection<'scope, Epoch, SourcePosition>,
+    /// Dead letters.
+    pub dead_letters: VecCollection<'scope, Epoch, DeadLetter>,
+}
+
+/// The job's settings inside the dataflow.
+#[derive(Clone)]
+pub struct JobLogic {
+    /// Which topic carries what.
+    pub roles: TopicRoles,
+    /// Journal names.
+    pub journals: Arc<JournalTable>,
+    /// Matcher version.
+    pub matcher: String,
+}
+
+/// Upsert order of a message: its offset, then its partition.
+type MessageOrder = (i64, i32);
+
+/// Builds the job from the source's events.
+pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, logic: JobLogic) -> JobOutputs<'scope> {
+    let (messages, positions): (Stream<'scope, Epoch, Vec<KafkaMessage>>, Stream<'scope, Epoch, Vec<_>>) =
+        events.ok_err(|event| match event {
+            SourceEvent::Message(message) => Ok(message),
+            SourceEvent::Position(position) => Err(Upsert {
+                key: (position.topic.clone(), position.partition),
+                order: position.next_offset,
+                value: Some(position),
+            }),
+        });
+    let positions = upsert(positions).map(|(_, position)| position);
+
+    let roles = logic.roles.clone();
+    let (events, dead_letters) = validate(messages, move |message| decode(message, &roles));
+    type PublicationUpsert = Upsert<String, Publication, MessageOrder>;
+    type DocumentUpsert = Upsert<String, PolicyDocument, MessageOrder>;
+    let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<DocumentUpsert>>) =
+        events.ok_err(|(event, message): (Event, KafkaMessage)| {
+            let order = (message.offset, message.partition);
+            match event {
+                Event::Publication(key, value) => Ok(Upsert { key, order, value }),
+                Event::Document(key, value) => Err(Upsert { key, order, value }),
+            }
+        });
+    let publications = upsert(publications);
+    let documents = upsert(documents);
+
+    let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
+        document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
+    });
+    let decisions = decide(candidates(publications.clone(), references.clone(), logic.journals));
+    let views = view_rows(publications, documents, references, decisions, logic.matcher);
+    JobOutputs { views, positions, dead_letters }
+}

@@ -1,0 +1,302 @@
+//! Decoding Kafka messages: the JSON envelope, typed payloads per event type and schema
+//! version (older versions upcast to the current types), upsert keys and tombstones, and
+//! the data-quality rules. Anything unusable becomes a [`DeadLetter`] with a reason.
+
+use citeflow_connectors::kafka::source::KafkaMessage;
+use citeflow_engine::sink::DeadLetter;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::{PolicyDocument, Publication};
+use crate::matching::identifiers::{normalise_doi, normalise_pmcid, normalise_pmid};
+use crate::references::split_reference_section;
+use crate::timestamps::parse_rfc3339;
+
+/// Event type of publication records.
+pub const PUBLICATION_EVENT: &str = "publication";
+/// Event type of policy documents.
+pub const DOCUMENT_EVENT: &str = "policy_document";
+/// The schema version this build writes.
+pub const CURRENT_SCHEMA_VERSION: u32 = 1;
+
+/// A decoded input: an upsert (or, with `None`, a deletion) of one entity.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A publication was set or deleted.
+    Publication(String, Option<Publication>),
+    /// A policy document was set or deleted.
+    Document(String, Option<PolicyDocument>),
+}
+
+/// Which event type each input topic carries.
+#[derive(Clone, Debug)]
+pub struct TopicRoles {
+    /// Topic of publication records.
+    pub publications: String,
+    /// Topic of policy documents.
+    pub documents: String,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    event_type: Option<String>,
+    schema_version: Option<Value>,
+    payload: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EpmcAuthor {
+    #[serde(rename = "LastName")]
+    last_name: Option<String>,
+    #[serde(rename = "CollectiveName")]
+    collective_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EpmcRecordV1 {
+    pmid: Option<String>,
+    pmcid: Option<String>,
+    doi: Option<String>,
+    title: Option<String>,
+    #[serde(default)]
+    authors: Option<Vec<EpmcAuthor>>,
+    journal_title: Option<String>,
+    #[serde(rename = "journalISOAbbreviation")]
+    journal_iso_abbreviation: Option<String>,
+    journal_volume: Option<String>,
+    issue: Option<String>,
+    pub_year: Option<Value>,
+    page_info: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ReferencesV1 {
+    List(Vec<String>),
+    Section(String),
+}
+
+#[derive(Deserialize)]
+struct PolicyDocumentV1 {
+    id: String,
+    organisation: String,
+    title: String,
+    url: Option<String>,
+    published_at: String,
+    references: ReferencesV1,
+}
+
+/// Why a message was rejected, before it is wrapped into a dead letter.
+struct Rejection {
+    reason: &'static str,
+    detail: String,
+}
+
+fn reject(reason: &'static str, detail: impl Into<String>) -> Rejection {
+    Rejection { reason, detail: detail.into() }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn year_of(value: Option<Value>) -> Result<Option<i32>, Rejection> {
+    let year = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().get(..4).and_then(|y| y.parse().ok()),
+        Some(_) => None,
+    };
+    match year {
+        Some(y) if (1000..=2200).contains(&y) => Ok(Some(y as i32)),
+        _ => Err(reject("invalid_field", "pubYear is not a year")),
+    }
+}
+
+fn publication_v1(payload: Value) -> Result<Publication, Rejection> {
+    let record: EpmcRecordV1 =
+        serde_json::from_value(payload).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))?;
+    let pmid = non_empty(record.pmid).map(|p| normalise_pmid(&p).ok_or_else(|| reject("invalid_field", "pmid is not a number")))
+        .transpose()?;
+    let pmcid = non_empty(record.pmcid)
+        .map(|p| normalise_pmcid(&p).ok_or_else(|| reject("invalid_field", "pmcid is malformed")))
+        .transpose()?;
+    let doi = non_empty(record.doi).map(|d| normalise_doi(&d).ok_or_else(|| reject("invalid_field", "doi is malformed"))).transpose()?;
+    let id = pmid.clone().or_else(|| pmcid.clone()).or_else(|| doi.clone()).ok_or_else(|| {
+        reject("missing_field", "a publication needs a pmid, pmcid or doi")
+    })?;
+    let authors = record
+        .authors
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|a| non_empty(a.last_name).or_else(|| non_empty(a.collective_name)))
+        .collect();
+    Ok(Publication {
+        id,
+        pmid,
+        pmcid,
+        doi,
+        title: non_empty(record.title),
+        authors,
+        journal_title: non_empty(record.journal_title),
+        journal_abbreviation: non_empty(record.journal_iso_abbreviation),
+        volume: non_empty(record.journal_volume),
+        issue: non_empty(record.issue),
+        year: year_of(record.pub_year)?,
+        pages: non_empty(record.page_info),
+    })
+}
+
+fn document_v1(payload: Value) -> Result<PolicyDocument, Rejection> {
+    let raw: PolicyDocumentV1 = serde_json::from_value(payload).map_err(|e| {
+        let message = e.to_string();
+        let reason = if message.starts_with("missing field") { "missing_field" } else { "invalid_field" };
+        reject(reason, format!("policy document payload: {message}"))
+    })?;
+    if parse_rfc3339(&raw.published_at).is_none() {
+        return Err(reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date", raw.published_at)));
+    }
+    let references = match raw.references {
+        ReferencesV1::List(list) => list.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+        ReferencesV1::Section(section) => split_reference_section(&section),
+    };
+    Ok(PolicyDocument {
+        id: raw.id.trim().to_string(),
+        organisation: raw.organisation.trim().to_string(),
+        title: raw.title.trim().to_string(),
+        url: non_empty(raw.url),
+        published_at: raw.published_at,
+        references,
+    })
+}
+
+fn decode_event(message: &KafkaMessage, roles: &TopicRoles) -> Result<Event, Rejection> {
+    let key = message.key.as_deref().map(String::from_utf8_lossy).map(|k| k.trim().to_string()).unwrap_or_default();
+    if key.is_empty() {
+        return Err(reject("empty_id", "the message has no key"));
+    }
+    let is_publications = message.topic == roles.publications;
+    let Some(bytes) = &message.payload else {
+        return Ok(if is_publications { Event::Publication(key, None) } else { Event::Document(key, None) });
+    };
+    let envelope: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| reject("invalid_json", format!("not a JSON envelope: {e}")))?;
+    let event_type = envelope.event_type.ok_or_else(|| reject("missing_field", "event_type is missing"))?;
+    let version = match envelope.schema_version {
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| reject("unsupported_schema_version", format!("schema_version {n}")))?,
+        Some(other) => return Err(reject("unsupported_schema_version", format!("schema_version {other}"))),
+        None => return Err(reject("missing_field", "schema_version is missing")),
+    };
+    let payload = match envelope.payload {
+        Some(Value::Null) | None => return Err(reject("missing_field", "payload is missing")),
+        Some(payload) => payload,
+    };
+    let expected = if is_publications { PUBLICATION_EVENT } else { DOCUMENT_EVENT };
+    if event_type != PUBLICATION_EVENT && event_type != DOCUMENT_EVENT {
+        return Err(reject("unknown_event_type", format!("event_type `{event_type}`")));
+    }
+    if event_type != expected {
+        return Err(reject("wrong_topic", format!("event_type `{event_type}` does not belong on {}", message.topic)));
+    }
+    if version != u64::from(CURRENT_SCHEMA_VERSION) {
+        return Err(reject("unsupported_schema_version", format!("{event_type} schema_version {version}")));
+    }
+    let event = if is_publications {
+        let publication = publication_v1(payload)?;
+        Event::Publication(publication.id.clone(), Some(publication))
+    } else {
+        let document = document_v1(payload)?;
+        if document.id.is_empty() {
+            return Err(reject("empty_id", "the document id is empty"));
+        }
+        Event::Document(document.id.clone(), Some(document))
+    };
+    let id = match &event {
+        Event::Publication(id, _) | Event::Document(id, _) => id,
+    };
+    if *id != key {
+        return Err(reject("key_mismatch", format!("key `{key}` but payload id `{id}`")));
+    }
+    Ok(event)
+}
+
+/// Decodes one message read from `roles`' topics.
+pub fn decode(message: KafkaMessage, roles: &TopicRoles) -> Result<(Event, KafkaMessage), DeadLetter> {
+    match decode_event(&message, roles) {
+        Ok(event) => Ok((event, message)),
+        Err(Rejection { reason, detail }) => Err(DeadLetter {
+            topic: message.topic,
+            partition: message.partition,
+            offset: message.offset,
+            reason: reason.to_string(),
+            detail,
+            key: message.key,
+            payload: message.payload,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles() -> TopicRoles {
+        TopicRoles { publications: "pubs".into(), documents: "docs".into() }
+    }
+
+    fn message(topic: &str, key: &str, payload: Option<&str>) -> KafkaMessage {
+        KafkaMessage {
+            topic: topic.into(),
+            partition: 0,
+            offset: 7,
+            key: Some(key.as_bytes().to_vec()),
+            payload: payload.map(|p| p.as_bytes().to_vec()),
+        }
+    }
+
+    fn reason(topic: &str, key: &str, payload: &str) -> String {
+        decode(message(topic, key, Some(payload)), &roles()).unwrap_err().reason
+    }
+
+    #[test]
+    fn a_publication_decodes_and_its_id_is_the_pmid() {
+        let payload = r#"{"event_type":"publication","schema_version":1,"payload":{"pmid":"0123","doi":"10.1000/X","title":"T","authors":[{"LastName":"Doe"},{"CollectiveName":"WHO"}],"pubYear":1977,"pageInfo":"1-2"}}"#;
+        let (event, _) = decode(message("pubs", "123", Some(payload)), &roles()).unwrap();
+        let Event::Publication(id, Some(publication)) = event else { panic!("{event:?}") };
+        assert_eq!(id, "123");
+        assert_eq!(publication.doi.as_deref(), Some("10.1000/x"));
+        assert_eq!(publication.authors, vec!["Doe", "WHO"]);
+        assert_eq!(publication.year, Some(1977));
+    }
+
+    #[test]
+    fn a_tombstone_deletes() {
+        let (event, _) = decode(message("docs", "d1", None), &roles()).unwrap();
+        assert_eq!(event, Event::Document("d1".into(), None));
+    }
+
+    #[test]
+    fn a_raw_reference_section_is_split() {
+        let payload = r#"{"event_type":"policy_document","schema_version":1,"payload":{"id":"d","organisation":"WHO","title":"T","published_at":"2020-01-02","references":"References\n1. First reference here.\n2. Second reference here."}}"#;
+        let (event, _) = decode(message("docs", "d", Some(payload)), &roles()).unwrap();
+        let Event::Document(_, Some(document)) = event else { panic!() };
+        assert_eq!(document.references, vec!["First reference here.", "Second reference here."]);
+    }
+
+    #[test]
+    fn every_kind_of_bad_message_has_its_reason() {
+        assert_eq!(reason("pubs", "1", "{not json"), "invalid_json");
+        assert_eq!(reason("pubs", "1", r#"{"event_type":"nope","schema_version":1,"payload":{}}"#), "unknown_event_type");
+        assert_eq!(reason("pubs", "1", r#"{"event_type":"publication","schema_version":9,"payload":{"pmid":"1"}}"#), "unsupported_schema_version");
+        assert_eq!(reason("pubs", "1", r#"{"event_type":"publication","schema_version":1,"payload":{"title":"x"}}"#), "missing_field");
+        assert_eq!(reason("pubs", "2", r#"{"event_type":"publication","schema_version":1,"payload":{"pmid":"1"}}"#), "key_mismatch");
+        assert_eq!(reason("pubs", "1", r#"{"event_type":"policy_document","schema_version":1,"payload":{"pmid":"1"}}"#), "wrong_topic");
+        assert_eq!(reason("docs", "d", r#"{"event_type":"policy_document","schema_version":1,"payload":{"id":"d","organisation":"o","title":"t","published_at":"yesterday","references":[]}}"#), "invalid_field");
+        assert_eq!(reason("docs", "d", r#"{"event_type":"policy_document","schema_version":1,"payload":{"id":"d","title":"t","published_at":"2020-01-01","references":[]}}"#), "missing_field");
+        let empty = decode(message("docs", " ", Some("{}")), &roles()).unwrap_err();
+        assert_eq!(empty.reason, "empty_id");
+        assert_eq!(empty.payload.as_deref(), Some(&b"{}"[..]), "the original bytes are kept");
+    }
+}

@@ -1,0 +1,99 @@
+//! Running the citation job: services, sink, timely workers, until stopped (or, on request,
+//! until the inputs present at start have been read and committed).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics};
+use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
+use citeflow_connectors::kafka::source::{kafka_source, SourceSettings};
+use citeflow_connectors::postgres::committer::CommitStats;
+use citeflow_connectors::postgres::start_committer;
+use citeflow_engine::http::{serve, Readiness};
+use citeflow_engine::sink::{commit_views, HydrationTarget};
+use citeflow_engine::time::Epoch;
+use citeflow_engine::worker::{assign, timely_config};
+
+use crate::config::CiteflowConfig;
+use crate::dataflow::{citation_job, JobLogic};
+use crate::envelope::TopicRoles;
+use crate::matching::journals::JournalTable;
+use crate::views::{MIGRATIONS, VIEWS};
+
+/// How long a worker parks when it has nothing to do.
+const PARK: Duration = Duration::from_millis(100);
+
+/// What a finished run did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Totals of the committer.
+    pub commits: CommitStats,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Runs the job. With `until_caught_up` it stops once every partition has been read up to
+/// the high watermark it had at start and everything is committed; otherwise it runs until
+/// killed or fenced.
+pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let readiness = Readiness::default();
+    if !config.engine.metrics_addr.is_empty() {
+        let address = serve(&config.engine.metrics_addr, readiness.clone())
+            .with_context(|| format!("binding engine.metrics_addr {}", config.engine.metrics_addr))?;
+        tracing::info!(%address, "serving /metrics, /health and /ready");
+    }
+    let topics = vec![config.topics.publications.clone(), config.topics.documents.clone()];
+    let partitions = discover_partitions(&config.kafka, &topics)?;
+    ensure_topics(&config.kafka, std::slice::from_ref(&config.topics.dead_letter), 1)?;
+    let publisher = DeadLetterPublisher::new(&config.kafka, &config.topics.dead_letter)?;
+    let (start, queue, committer) = start_committer(&config.postgres, VIEWS.to_vec(), MIGRATIONS, Some(publisher), readiness)?;
+    let target: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
+    tracing::info!(
+        generation = start.generation,
+        partitions = partitions.len(),
+        replay_to = ?target,
+        "starting; replaying inputs up to the committed offsets before writing"
+    );
+
+    let queue = Arc::new(Mutex::new(Some(queue)));
+    let failure = committer.watch();
+    let settings = SourceSettings {
+        kafka: config.kafka.clone(),
+        epoch_ms: config.engine.epoch_ms,
+        max_records_per_epoch: config.engine.max_records_per_epoch,
+        stop_at_end: until_caught_up,
+    };
+    let logic = JobLogic {
+        roles: TopicRoles { publications: config.topics.publications.clone(), documents: config.topics.documents.clone() },
+        journals: Arc::new(JournalTable::bundled()),
+        matcher: config.matching.matcher.clone(),
+    };
+    let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
+        let mine = assign(&partitions, worker.index(), worker.peers());
+        let committer = if worker.index() == 0 { queue.lock().expect("queue lock").take() } else { None };
+        let settings = settings.clone();
+        let logic = logic.clone();
+        let target = target.clone();
+        worker.dataflow::<Epoch, _, _>(move |scope| {
+            let events = kafka_source(scope, settings, mine).map_err(|e| e.to_string())?;
+            let outputs = citation_job(events, logic);
+            commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer);
+            Ok::<_, String>(())
+        })?;
+        while worker.has_dataflows() {
+            worker.step_or_park(Some(PARK));
+            if let Some(failure) = failure.failure() {
+                return Err(failure);
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| anyhow!("starting timely workers: {e}"))?;
+    for result in guards.join() {
+        result.map_err(|e| anyhow!("a worker failed: {e}"))?.map_err(|e| anyhow!(e))?;
+    }
+    let commits = committer.join()?;
+    Ok(RunReport { commits, elapsed: started.elapsed() })
+}

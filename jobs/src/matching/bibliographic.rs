@@ -1,0 +1,280 @@
+//! Bibliographic blocking keys: normalised journal + volume + first page, and journal +
+//! year + first page. They match NLM-style references that carry no title
+//! ("J Physiol. 1978 Apr;277:245-72") and the journal part of full references.
+//!
+//! A reference does not say where its journal name starts, so it contributes every
+//! plausible journal candidate (the last one to ten words before the volume, stopping at
+//! the end of a sentence); a publication contributes the forms of its ISO abbreviation and
+//! its full title. Only equal keys meet in the join, so surplus candidates cost a little
+//! memory and never a false match.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use super::journals::JournalTable;
+use super::text::{first_page, leading_number};
+
+/// Most journal-name candidates taken before one volume.
+const MAX_JOURNAL_WORDS: usize = 10;
+/// Most volume/page occurrences read from one reference.
+const MAX_LOCATORS: usize = 3;
+
+/// What a reference string says about where it was published.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReferenceLocators {
+    /// Years written in the reference.
+    pub years: Vec<i32>,
+    /// Volumes found before a page.
+    pub volumes: Vec<String>,
+    /// Blocking keys.
+    pub keys: Vec<String>,
+}
+
+/// The journal, volume, year and pages of a publication, as its metadata gives them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PublicationLocators<'a> {
+    /// Journal names (ISO abbreviation, full title).
+    pub journals: [Option<&'a str>; 2],
+    /// Volume.
+    pub volume: Option<&'a str>,
+    /// Publication year.
+    pub year: Option<i32>,
+    /// Page range.
+    pub pages: Option<&'a str>,
+}
+
+fn volume_key(journal: &str, volume: &str, page: &str) -> String {
+    format!("v|{journal}|{volume}|{page}")
+}
+
+fn year_key(journal: &str, year: i32, page: &str) -> String {
+    format!("y|{journal}|{year}|{page}")
+}
+
+struct Patterns {
+    colon: Regex,
+    comma: Regex,
+    year: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+    PATTERNS.get_or_init(|| Patterns {
+        colon: Regex::new(r"\b(\d{1,5})\s*(?:\([^()]{1,15}\))?\s*:\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6})\b")
+            .expect("colon locator"),
+        comma: Regex::new(
+            r"\b(\d{1,5})\s*(?:\([^()]{1,15}\))?\s*,\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6})\s*[-–—]\s*[A-Za-z]?\d",
+        )
+        .expect("comma locator"),
+        year: Regex::new(r"\b(1[89]\d\d|20\d\d)[a-z]?\b").expect("year"),
+    })
+}
+
+const MONTHS: &[&str] = &[
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "january", "february",
+    "march", "april", "june", "july", "august", "september", "october", "november", "december", "spring", "summer",
+    "autumn", "fall", "winter",
+];
+
+/// Whether a word is part of a date ("1977", "Mar", "Mar-Apr", "15", "(2015).") or empty.
+fn is_date_word(word: &str) -> bool {
+    let core = word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    if core.is_empty() {
+        return true;
+    }
+    let is_year = core.len() == 4 && core.chars().all(|c| c.is_ascii_digit());
+    let is_day = core.len() <= 2 && core.chars().all(|c| c.is_ascii_digit());
+    is_year || is_day || core.split(['-', '/']).all(|part| MONTHS.contains(&part))
+}
+
+/// Whether a word ends a sentence of a title rather than abbreviating a journal word.
+fn ends_sentence(word: &str) -> bool {
+    let core = word.trim_end_matches(['"', '\'', '”', '’']);
+    if core.ends_with(['?', '!', ']']) {
+        return true;
+    }
+    match core.strip_suffix('.') {
+        Some(stem) => stem.len() >= 3 && stem.chars().all(|c| c.is_lowercase() || c == '-'),
+        None => false,
+    }
+}
+
+/// Journal-name candidates in the text before a volume, shortest first.
+fn journal_candidates(prefix: &str) -> Vec<String> {
+    let mut words: Vec<&str> = prefix.split_whitespace().collect();
+    while words.last().is_some_and(|w| is_date_word(w)) {
+        words.pop();
+    }
+    let mut candidates = Vec::new();
+    for length in 1..=MAX_JOURNAL_WORDS.min(words.len()) {
+        let start = words.len() - length;
+        if length > 1 && ends_sentence(words[start]) {
+            break;
+        }
+        candidates.push(words[start..].join(" "));
+    }
+    candidates
+}
+
+/// Reads years, volumes and blocking keys from a reference string.
+pub fn reference_locators(reference: &str, journals: &JournalTable) -> ReferenceLocators {
+    let patterns = patterns();
+    let mut years: Vec<i32> =
+        patterns.year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
+    years.sort_unstable();
+    years.dedup();
+    let locator = |c: regex::Captures<'_>| Some((c.get(1)?.start(), leading_number(&c[1])?, first_page(&c[2])?));
+    let mut locators: Vec<(usize, String, String)> = patterns
+        .colon
+        .captures_iter(reference)
+        .filter_map(locator)
+        .chain(
+            patterns
+                .comma
+                .captures_iter(reference)
+                .filter_map(locator)
+                .filter(|(_, volume, _)| !(volume.len() == 4 && years.iter().any(|y| y.to_string() == *volume))),
+        )
+        .collect();
+    locators.sort();
+    locators.dedup();
+    locators.truncate(MAX_LOCATORS);
+
+    let mut keys = Vec::new();
+    for (start, volume, page) in &locators {
+        for candidate in journal_candidates(&reference[..*start]) {
+            for form in journals.forms(&candidate) {
+                keys.push(volume_key(&form, volume, page));
+                keys.extend(years.iter().map(|year| year_key(&form, *year, page)));
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    let mut volumes: Vec<String> = locators.into_iter().map(|(_, volume, _)| volume).collect();
+    volumes.sort();
+    volumes.dedup();
+    ReferenceLocators { years, volumes, keys }
+}
+
+/// Name variants of a full journal title: as given, before a colon, without a leading
+/// article or a trailing parenthesis ("Current biology : CB" → "Current biology").
+fn title_variants(title: &str) -> Vec<&str> {
+    let mut variants = vec![title];
+    if let Some((head, _)) = title.split_once(':') {
+        variants.push(head);
+    }
+    if let Some((head, _)) = title.split_once('(') {
+        variants.push(head);
+    }
+    let without_article: Vec<&str> = variants.iter().filter_map(|v| v.trim().strip_prefix("The ")).collect();
+    variants.extend(without_article);
+    variants
+}
+
+/// The blocking keys of a publication.
+pub fn publication_keys(locators: PublicationLocators<'_>, journals: &JournalTable) -> Vec<String> {
+    let Some(page) = locators.pages.and_then(first_page) else { return Vec::new() };
+    let volume = locators.volume.and_then(leading_number);
+    let mut forms: Vec<String> = locators
+        .journals
+        .iter()
+        .flatten()
+        .flat_map(|name| title_variants(name))
+        .flat_map(|name| journals.forms(name))
+        .collect();
+    forms.sort();
+    forms.dedup();
+    let mut keys = Vec::new();
+    for form in &forms {
+        if let Some(volume) = &volume {
+            keys.push(volume_key(form, volume, &page));
+        }
+        if let Some(year) = locators.year {
+            keys.push(year_key(form, year, &page));
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn table() -> JournalTable {
+        JournalTable::parse("jbiolchem\tjournal of biological chemistry\n")
+    }
+
+    fn shares_key(reference: &str, publication: PublicationLocators<'_>) -> bool {
+        let table = table();
+        let reference = reference_locators(reference, &table);
+        publication_keys(publication, &table).iter().any(|k| reference.keys.contains(k))
+    }
+
+    #[test]
+    fn nlm_reference_meets_its_publication() {
+        let publication = PublicationLocators {
+            journals: [Some("Acta Endocrinol (Copenh)"), Some("Acta endocrinologica")],
+            volume: Some("84"),
+            year: Some(1977),
+            pages: Some("673-80"),
+        };
+        assert!(shares_key("Acta Endocrinol (Copenh). 1977 Apr;84(4):673-80", publication));
+        assert!(!shares_key("Acta Endocrinol (Copenh). 1977 Apr;84(4):674-80", publication));
+        assert!(!shares_key("Acta Physiol. 1977 Apr;84(4):673-80", publication));
+    }
+
+    #[test]
+    fn full_reference_with_comma_locator_meets_its_publication() {
+        let publication = PublicationLocators {
+            journals: [Some("Osteoarthritis Cartilage"), Some("Osteoarthritis and cartilage")],
+            volume: Some("23"),
+            year: Some(2015),
+            pages: Some("2279-87"),
+        };
+        let reference = "Shen C., Cai G.Q. (2015). Autophagy protects chondrocytes via ROS/Akt/FOXO3 signaling. \
+                         Osteoarthritis Cartilage 23, 2279-2287.";
+        assert!(shares_key(reference, publication));
+    }
+
+    #[test]
+    fn abbreviation_with_periods_meets_the_full_title() {
+        let publication = PublicationLocators {
+            journals: [None, Some("The Journal of biological chemistry")],
+            volume: Some("270"),
+            year: Some(1995),
+            pages: Some("1234-40"),
+        };
+        assert!(shares_key("Doe J. A study of things. J. Biol. Chem. 270:1234-1240 (1995).", publication));
+    }
+
+    #[test]
+    fn candidates_stop_at_the_end_of_the_title() {
+        let candidates = journal_candidates("King AL. Injury in mice. Am J Physiol ");
+        assert_eq!(candidates, vec!["Physiol", "J Physiol", "Am J Physiol"]);
+    }
+
+    #[test]
+    fn a_year_is_not_a_volume() {
+        let locators = reference_locators("Smith J. Title. Nature, 2001, 12-15.", &table());
+        assert!(locators.volumes.is_empty(), "{locators:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn nlm_rendering_always_meets(volume in 1u32..2000, page in 1u32..9000, span in 0u32..40, year in 1950i32..2024) {
+            let pages = format!("{page}-{}", page + span);
+            let volume_text = volume.to_string();
+            let publication = PublicationLocators {
+                journals: [Some("J Biol Chem"), None],
+                volume: Some(&volume_text),
+                year: Some(year),
+                pages: Some(&pages),
+            };
+            let reference = format!("J Biol Chem. {year} Mar;{volume}(2):{page}-{}", page + span);
+            prop_assert!(shares_key(&reference, publication));
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Identifiers found in reference strings and carried by publications: DOI, PMID, PMCID.
+//! Both sides produce the same normalised [`Identifier`], so a join on it is an exact match.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// A normalised publication identifier.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Identifier {
+    /// A DOI, lowercased, without resolver prefix or trailing punctuation.
+    Doi(String),
+    /// A PubMed id, digits without leading zeros.
+    Pmid(String),
+    /// A PubMed Central id, `PMC` and digits.
+    Pmcid(String),
+}
+
+impl Identifier {
+    /// The match method this identifier stands for.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Identifier::Doi(_) => "doi",
+            Identifier::Pmid(_) => "pmid",
+            Identifier::Pmcid(_) => "pmcid",
+        }
+    }
+}
+
+/// Normalises a DOI: lowercase, no `doi:` or resolver prefix, no trailing punctuation.
+pub fn normalise_doi(doi: &str) -> Option<String> {
+    let lower = doi.trim().to_lowercase();
+    let start = lower.find("10.")?;
+    let mut doi = lower[start..].trim_end_matches(['.', ',', ';', ']', '>', '"', '\'']);
+    while doi.ends_with(')') && doi.matches(')').count() > doi.matches('(').count() {
+        doi = doi[..doi.len() - 1].trim_end_matches(['.', ',', ';']);
+    }
+    let (prefix, suffix) = doi.split_once('/')?;
+    let registrant_ok = prefix.len() >= 7 && prefix[3..].chars().all(|c| c.is_ascii_digit() || c == '.');
+    (registrant_ok && !suffix.is_empty()).then(|| doi.to_string())
+}
+
+/// Normalises a PMID: digits only, no leading zeros.
+pub fn normalise_pmid(pmid: &str) -> Option<String> {
+    let digits = pmid.trim().trim_start_matches('0');
+    (!digits.is_empty() && digits.len() <= 9 && digits.chars().all(|c| c.is_ascii_digit())).then(|| digits.to_string())
+}
+
+/// Normalises a PMCID to `PMC` followed by digits.
+pub fn normalise_pmcid(pmcid: &str) -> Option<String> {
+    let trimmed = pmcid.trim();
+    let digits = trimmed.strip_prefix("PMC").or_else(|| trimmed.strip_prefix("pmc")).unwrap_or(trimmed);
+    normalise_pmid(digits).map(|d| format!("PMC{d}"))
+}
+
+fn patterns() -> &'static (Regex, Regex, Regex) {
+    static PATTERNS: OnceLock<(Regex, Regex, Regex)> = OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        (
+            Regex::new(r"(?i)\b10\.\d{4,9}/[^\s]+").expect("doi pattern"),
+            Regex::new(r"(?i)\bpmid\s*:?\s*(\d{1,9})\b").expect("pmid pattern"),
+            Regex::new(r"(?i)\bpmc\s*(\d{3,9})\b").expect("pmcid pattern"),
+        )
+    })
+}
+
+/// Every identifier written in a reference string, deduplicated.
+pub fn find_identifiers(reference: &str) -> Vec<Identifier> {
+    let (doi, pmid, pmcid) = patterns();
+    let mut found: Vec<Identifier> = doi
+        .find_iter(reference)
+        .filter_map(|m| normalise_doi(m.as_str()).map(Identifier::Doi))
+        .chain(pmid.captures_iter(reference).filter_map(|c| normalise_pmid(&c[1]).map(Identifier::Pmid)))
+        .chain(pmcid.captures_iter(reference).filter_map(|c| normalise_pmcid(&c[1]).map(Identifier::Pmcid)))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn finds_a_doi_url_and_strips_punctuation() {
+        let found = find_identifiers("Carra G. Neurocrit Care 2021. https://doi.org/10.1007/s12028-021-01221-4 .");
+        assert_eq!(found, vec![Identifier::Doi("10.1007/s12028-021-01221-4".into())]);
+    }
+
+    #[test]
+    fn finds_pmid_and_pmcid() {
+        let found = find_identifiers("Smith J. Title. Nature. 2001. PMID: 012345; PMCID: PMC998877.");
+        assert_eq!(found, vec![Identifier::Pmid("12345".into()), Identifier::Pmcid("PMC998877".into())]);
+    }
+
+    #[test]
+    fn nlm_strings_carry_no_identifier() {
+        assert!(find_identifiers("J Bacteriol. 1977 Mar;129(3):1227-33").is_empty());
+    }
+
+    #[test]
+    fn doi_normalisation_agrees_with_publication_side() {
+        assert_eq!(normalise_doi("10.1016/S0960-9822(00)00336-5").as_deref(), Some("10.1016/s0960-9822(00)00336-5"));
+        assert_eq!(normalise_doi("doi:10.1016/x."), Some("10.1016/x".into()));
+        assert_eq!(normalise_doi("10.12/x"), None);
+        assert_eq!(normalise_doi("(see 10.1000/abc(1)).").as_deref(), Some("10.1000/abc(1)"));
+    }
+
+    proptest! {
+        #[test]
+        fn a_written_doi_is_found(registrant in 1000u32..99999, suffix in "[a-z0-9][a-z0-9./()-]{0,20}[a-z0-9]") {
+            let doi = format!("10.{registrant}/{suffix}");
+            let text = format!("Author A. A title. J Test. 2020;1:2. doi:{doi}.");
+            prop_assert!(find_identifiers(&text).contains(&Identifier::Doi(doi)));
+        }
+
+        #[test]
+        fn a_written_pmid_is_found(pmid in 1u32..999_999_999) {
+            let text = format!("Some reference. PMID {pmid}");
+            prop_assert_eq!(find_identifiers(&text), vec![Identifier::Pmid(pmid.to_string())]);
+        }
+    }
+}

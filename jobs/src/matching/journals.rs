@@ -1,0 +1,69 @@
+//! Journal names: the abbreviation table (squashed abbreviation → full title) and the
+//! canonical forms that publications and references both map their journal strings to.
+
+use std::collections::HashMap;
+
+use super::text::squash;
+
+/// The bundled table from Crossref's reference-matching evaluation (MIT).
+const BUNDLED: &str = include_str!("../../../data/journals/journal-abbreviations.txt");
+
+/// Maps journal names to canonical squashed forms.
+#[derive(Clone, Debug, Default)]
+pub struct JournalTable {
+    abbreviation_to_title: HashMap<String, String>,
+}
+
+impl JournalTable {
+    /// The table bundled with citeflow.
+    pub fn bundled() -> Self {
+        Self::parse(BUNDLED)
+    }
+
+    /// Parses lines of `squashed abbreviation<TAB>full title`.
+    pub fn parse(text: &str) -> Self {
+        let abbreviation_to_title = text
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .map(|(abbreviation, title)| (squash(abbreviation), squash(title)))
+            .filter(|(abbreviation, title)| !abbreviation.is_empty() && !title.is_empty())
+            .collect();
+        JournalTable { abbreviation_to_title }
+    }
+
+    /// The forms under which a journal name is matched: its squashed form, and the squashed
+    /// full title when the name is a known abbreviation.
+    pub fn forms(&self, name: &str) -> Vec<String> {
+        let squashed = squash(name);
+        if squashed.len() < 2 {
+            return Vec::new();
+        }
+        let mut forms = vec![squashed.clone()];
+        if let Some(title) = self.abbreviation_to_title.get(&squashed) {
+            if *title != squashed {
+                forms.push(title.clone());
+            }
+        }
+        forms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abbreviation_and_title_share_a_form() {
+        let table = JournalTable::parse("nengljmed\tnew england journal of medicine\n");
+        let abbreviated = table.forms("N Engl J Med");
+        let full = table.forms("The New England Journal of Medicine");
+        assert!(abbreviated.contains(&"newenglandjournalofmedicine".to_string()));
+        assert!(!full.contains(&"newenglandjournalofmedicine".to_string()), "'The' is part of this title");
+        assert!(table.forms("New England journal of medicine").iter().any(|f| abbreviated.contains(f)));
+    }
+
+    #[test]
+    fn bundled_table_loads() {
+        assert!(JournalTable::bundled().abbreviation_to_title.len() > 6000);
+    }
+}

@@ -1,0 +1,108 @@
+//! Text normalisation shared by publications and references, so that both sides of every
+//! join key are computed by the same code.
+
+/// Folds common Latin diacritics to ASCII and lowercases.
+fn fold(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'a',
+        'ç' | 'Ç' => 'c',
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
+        'ñ' | 'Ñ' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'u',
+        'ý' | 'ÿ' | 'Ý' => 'y',
+        c => c.to_ascii_lowercase(),
+    }
+}
+
+/// Lowercase ASCII letters and digits only: "J. Biol. Chem." → "jbiolchem". Used for
+/// journal names, as in the journal-abbreviation table.
+pub fn squash(text: &str) -> String {
+    text.chars().map(fold).filter(char::is_ascii_alphanumeric).collect()
+}
+
+/// Lowercase words of letters and digits separated by single spaces.
+pub fn words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().map(fold) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with(' ') {
+            out.push(' ');
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+/// The leading run of digits of `text`, without leading zeros ("050 Suppl" → "50").
+pub fn leading_number(text: &str) -> Option<String> {
+    let digits: String = text.trim().chars().take_while(char::is_ascii_digit).collect();
+    let trimmed = digits.trim_start_matches('0');
+    match (digits.is_empty(), trimmed.is_empty()) {
+        (true, _) => None,
+        (false, true) => Some("0".to_string()),
+        (false, false) => Some(trimmed.to_string()),
+    }
+}
+
+/// The first page of a page range, lowercased, without leading zeros: "G265-77" → "g265".
+pub fn first_page(pages: &str) -> Option<String> {
+    let first: String = pages
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let split = first.find(|c: char| c.is_ascii_digit())?;
+    let (prefix, number) = first.split_at(split);
+    let number = number.trim_start_matches('0');
+    (!number.is_empty()).then(|| format!("{prefix}{number}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn squash_matches_the_abbreviation_table_form() {
+        assert_eq!(squash("J. Biol. Chem."), "jbiolchem");
+        assert_eq!(squash("Acta Endocrinol (Copenh)"), "actaendocrinolcopenh");
+        assert_eq!(squash("Revista Médica"), "revistamedica");
+    }
+
+    #[test]
+    fn words_collapse_punctuation() {
+        assert_eq!(words("  Dopamine modulates: acute—responses!  "), "dopamine modulates acute responses");
+    }
+
+    #[test]
+    fn pages_and_volumes() {
+        assert_eq!(first_page("1227-33").as_deref(), Some("1227"));
+        assert_eq!(first_page("G265–G277").as_deref(), Some("g265"));
+        assert_eq!(first_page("e0123").as_deref(), Some("e123"));
+        assert_eq!(first_page("-"), None);
+        assert_eq!(leading_number("050 Suppl 1").as_deref(), Some("50"));
+        assert_eq!(leading_number("Suppl"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn squash_is_idempotent_and_ascii(text in "\\PC{0,40}") {
+            let once = squash(&text);
+            prop_assert_eq!(squash(&once), once.clone());
+            prop_assert!(once.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        }
+
+        #[test]
+        fn words_never_has_double_or_edge_spaces(text in "\\PC{0,40}") {
+            let w = words(&text);
+            prop_assert!(!w.contains("  ") && !w.starts_with(' ') && !w.ends_with(' '));
+            prop_assert_eq!(words(&w), w.clone());
+        }
+    }
+}

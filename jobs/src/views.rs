@@ -1,0 +1,218 @@
+//! The job's views in PostgreSQL: their schemas, migrations, row types, and the dataflow
+//! that derives them from publications, documents and citations.
+
+use citeflow_connectors::postgres::Migration;
+use citeflow_engine::rows::{encode, CopyLine, Row, ViewId, ViewRow, ViewSchema};
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::VecCollection;
+use timely::progress::Timestamp;
+
+use crate::domain::{PolicyDocument, Publication, ReferenceKey};
+use crate::matching::Candidate;
+
+/// `publications`: one row per publication, with a full-text search column.
+pub const PUBLICATIONS: ViewSchema = ViewSchema {
+    table: "publications",
+    columns: &[
+        "publication_id", "pmid", "pmcid", "doi", "title", "authors", "journal", "journal_abbreviation", "volume", "issue",
+        "year", "pages",
+    ],
+    key_columns: 1,
+};
+
+/// `policy_documents`: one row per document, with a full-text search column.
+pub const POLICY_DOCUMENTS: ViewSchema = ViewSchema {
+    table: "policy_documents",
+    columns: &["document_id", "organisation", "title", "url", "published_at", "reference_count"],
+    key_columns: 1,
+};
+
+/// `citations`: per document, reference and matcher, the cited publication.
+pub const CITATIONS: ViewSchema = ViewSchema {
+    table: "citations",
+    columns: &["document_id", "reference_index", "matcher", "publication_id", "method", "score", "reference"],
+    key_columns: 3,
+};
+
+/// `publication_citation_counts`: per cited publication, citations and citing documents.
+pub const PUBLICATION_CITATION_COUNTS: ViewSchema = ViewSchema {
+    table: "publication_citation_counts",
+    columns: &["publication_id", "citations", "citing_documents"],
+    key_columns: 1,
+};
+
+/// Every view, indexed by [`ViewId`].
+pub const VIEWS: [ViewSchema; 4] = [PUBLICATIONS, POLICY_DOCUMENTS, CITATIONS, PUBLICATION_CITATION_COUNTS];
+
+const PUBLICATIONS_ID: ViewId = 0;
+const POLICY_DOCUMENTS_ID: ViewId = 1;
+const CITATIONS_ID: ViewId = 2;
+const COUNTS_ID: ViewId = 3;
+
+/// The migrations that create and evolve the views.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    component: "citations",
+    version: 1,
+    description: "publications, policy documents, citations and citation counts",
+    sql: r#"
+        CREATE TABLE publications (
+            publication_id text PRIMARY KEY,
+            pmid text,
+            pmcid text,
+            doi text,
+            title text,
+            authors text,
+            journal text,
+            journal_abbreviation text,
+            volume text,
+            issue text,
+            year integer,
+            pages text,
+            search tsvector GENERATED ALWAYS AS (
+                to_tsvector('english', coalesce(title, '') || ' ' || coalesce(authors, '') || ' ' || coalesce(journal, ''))
+            ) STORED
+        );
+        CREATE INDEX publications_search ON publications USING gin (search);
+        CREATE INDEX publications_doi ON publications (doi);
+        CREATE TABLE policy_documents (
+            document_id text PRIMARY KEY,
+            organisation text NOT NULL,
+            title text NOT NULL,
+            url text,
+            published_at timestamptz NOT NULL,
+            reference_count integer NOT NULL,
+            search tsvector GENERATED ALWAYS AS (
+                to_tsvector('english', title || ' ' || organisation)
+            ) STORED
+        );
+        CREATE INDEX policy_documents_search ON policy_documents USING gin (search);
+        CREATE TABLE citations (
+            document_id text NOT NULL,
+            reference_index integer NOT NULL,
+            matcher text NOT NULL,
+            publication_id text NOT NULL,
+            method text NOT NULL,
+            score double precision NOT NULL,
+            reference text NOT NULL,
+            PRIMARY KEY (document_id, reference_index, matcher)
+        );
+        CREATE INDEX citations_publication ON citations (publication_id);
+        CREATE TABLE publication_citation_counts (
+            publication_id text PRIMARY KEY,
+            citations bigint NOT NULL,
+            citing_documents bigint NOT NULL
+        );
+    "#,
+}];
+
+/// A row of `publications`.
+#[derive(Clone, Debug)]
+struct PublicationRow(Publication);
+
+impl ViewRow for PublicationRow {
+    fn write(&self, line: &mut CopyLine) {
+        let p = &self.0;
+        let authors = (!p.authors.is_empty()).then(|| p.authors.join("; "));
+        line.text(&p.id)
+            .opt_text(p.pmid.as_deref())
+            .opt_text(p.pmcid.as_deref())
+            .opt_text(p.doi.as_deref())
+            .opt_text(p.title.as_deref())
+            .opt_text(authors.as_deref())
+            .opt_text(p.journal_title.as_deref())
+            .opt_text(p.journal_abbreviation.as_deref())
+            .opt_text(p.volume.as_deref())
+            .opt_text(p.issue.as_deref())
+            .opt_int(p.year.map(i64::from))
+            .opt_text(p.pages.as_deref());
+    }
+}
+
+/// A row of `policy_documents`.
+#[derive(Clone, Debug)]
+struct DocumentRow(PolicyDocument);
+
+impl ViewRow for DocumentRow {
+    fn write(&self, line: &mut CopyLine) {
+        let d = &self.0;
+        line.text(&d.id)
+            .text(&d.organisation)
+            .text(&d.title)
+            .opt_text(d.url.as_deref())
+            .text(&d.published_at)
+            .int(d.references.len() as i64);
+    }
+}
+
+/// A row of `citations`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CitationRow {
+    /// Citing document.
+    pub document_id: String,
+    /// Position of the reference in the document.
+    pub reference_index: u32,
+    /// Matcher version that decided.
+    pub matcher: String,
+    /// The decision.
+    pub candidate: Candidate,
+    /// The reference string.
+    pub reference: String,
+}
+
+impl ViewRow for CitationRow {
+    fn write(&self, line: &mut CopyLine) {
+        line.text(&self.document_id)
+            .int(self.reference_index.into())
+            .text(&self.matcher)
+            .text(&self.candidate.publication)
+            .text(self.candidate.method.name())
+            .float(self.candidate.score())
+            .text(&self.reference);
+    }
+}
+
+/// A row of `publication_citation_counts`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct CountRow {
+    publication: String,
+    citations: isize,
+    citing_documents: isize,
+}
+
+impl ViewRow for CountRow {
+    fn write(&self, line: &mut CopyLine) {
+        line.text(&self.publication).int(self.citations as i64).int(self.citing_documents as i64);
+    }
+}
+
+/// The rows of every view, derived from the job's collections.
+pub fn view_rows<'scope, T>(
+    publications: VecCollection<'scope, T, (String, Publication)>,
+    documents: VecCollection<'scope, T, (String, PolicyDocument)>,
+    references: VecCollection<'scope, T, (ReferenceKey, String)>,
+    decisions: VecCollection<'scope, T, (ReferenceKey, Candidate)>,
+    matcher: String,
+) -> VecCollection<'scope, T, Row>
+where
+    T: Timestamp + Lattice + Ord,
+{
+    let citations = decisions.join_map(references, move |(document, index), candidate, reference| CitationRow {
+        document_id: document.clone(),
+        reference_index: *index,
+        matcher: matcher.clone(),
+        candidate: candidate.clone(),
+        reference: reference.clone(),
+    });
+    let per_citation = citations.clone().map(|c| c.candidate.publication).count();
+    let per_document = citations.clone().map(|c| (c.candidate.publication, c.document_id)).distinct().map(|(p, _)| p).count();
+    let counts = per_citation.join_map(per_document, |publication, citations, citing_documents| CountRow {
+        publication: publication.clone(),
+        citations: *citations,
+        citing_documents: *citing_documents,
+    });
+
+    encode(publications.map(|(_, p)| PublicationRow(p)), PUBLICATIONS_ID, &PUBLICATIONS)
+        .concat(encode(documents.map(|(_, d)| DocumentRow(d)), POLICY_DOCUMENTS_ID, &POLICY_DOCUMENTS))
+        .concat(encode(citations, CITATIONS_ID, &CITATIONS))
+        .concat(encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS))
+}
