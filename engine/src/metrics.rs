@@ -14,7 +14,7 @@ pub struct Metrics {
     pub registry: Registry,
     /// Records read, by topic.
     pub records_read: IntCounterVec,
-    /// Records that reached a view, by view.
+    /// Row changes the dataflow handed to the sink, by view.
     pub records_out: IntCounterVec,
     /// Messages sent to the dead-letter topic, by reason.
     pub dead_letters: IntCounterVec,

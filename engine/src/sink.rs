@@ -150,7 +150,11 @@ pub fn commit_views<'scope, C: Committer>(
         .concat(positions.map(SinkRecord::Position))
         .concat(dead_letters.map(SinkRecord::DeadLetter));
 
-    let mut committer = committer;
+    let Some(committer) = committer else {
+        records.inner.sink(Exchange::new(|_| 0), "CommitViews", |(input, _frontier)| input.for_each(|_, _| {}));
+        return;
+    };
+    let mut committer = Some(committer);
     let mut hydration = Some(Hydration { target, reached: BTreeMap::new() });
     let mut pending: Vec<(SinkRecord, Epoch, isize)> = Vec::new();
     let mut accumulated: Vec<(SinkRecord, isize)> = Vec::new();

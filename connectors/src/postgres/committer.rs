@@ -257,7 +257,10 @@ async fn apply_batches(
             if changes.is_none() && batch.mode == CommitMode::Delta {
                 continue;
             }
-            let rows = apply_view(&transaction, schema, changes.unwrap_or(&empty), batch.mode).await?;
+            let changes = changes.unwrap_or(&empty);
+            let out = (changes.upserts.len() + changes.deletes.len()) as u64;
+            metrics().records_out.with_label_values(&[schema.table]).inc_by(out);
+            let rows = apply_view(&transaction, schema, changes, batch.mode).await?;
             metrics().rows_written.with_label_values(&[schema.table]).inc_by(rows);
             written += rows;
         }

@@ -47,9 +47,13 @@ pub fn normalise_pmid(pmid: &str) -> Option<String> {
     (!digits.is_empty() && digits.len() <= 9 && digits.chars().all(|c| c.is_ascii_digit())).then(|| digits.to_string())
 }
 
-/// Normalises a PMCID to `PMC` followed by digits.
+/// Normalises a PMCID to `PMC` followed by digits, dropping a version suffix (`PMC123.2`).
 pub fn normalise_pmcid(pmcid: &str) -> Option<String> {
-    let trimmed = pmcid.trim();
+    let unversioned = match pmcid.trim().split_once('.') {
+        Some((id, version)) if !version.is_empty() && version.chars().all(|c| c.is_ascii_digit()) => id,
+        _ => pmcid.trim(),
+    };
+    let trimmed = unversioned;
     let digits = trimmed.strip_prefix("PMC").or_else(|| trimmed.strip_prefix("pmc")).unwrap_or(trimmed);
     normalise_pmid(digits).map(|d| format!("PMC{d}"))
 }
@@ -106,6 +110,8 @@ mod tests {
         assert_eq!(normalise_doi("10.1016/S0960-9822(00)00336-5").as_deref(), Some("10.1016/s0960-9822(00)00336-5"));
         assert_eq!(normalise_doi("doi:10.1016/x."), Some("10.1016/x".into()));
         assert_eq!(normalise_doi("10.12/x"), None);
+        assert_eq!(normalise_pmcid("PMC6134338.4").as_deref(), Some("PMC6134338"));
+        assert_eq!(normalise_pmcid("PMC61.x"), None);
         assert_eq!(normalise_doi("(see 10.1000/abc(1)).").as_deref(), Some("10.1000/abc(1)"));
     }
 

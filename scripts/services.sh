@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Installs (once) and starts the local services citeflow needs: PostgreSQL from Debian's
+# packages and tansu, a Kafka-compatible broker built with cargo and cached outside the
+# repository. Safe to run repeatedly: what is installed or running is left alone.
+#
+#   scripts/services.sh install   # install only (used by the test command)
+#   scripts/services.sh start     # install, then start both services
+#   scripts/services.sh stop      # stop both services
+#
+# Settings (environment): CITEFLOW_STATE (default /var/tmp/citeflow), CITEFLOW_PG_PORT
+# (55432), CITEFLOW_KAFKA_PORT (9092), CITEFLOW_CACHE (~/.cache/citeflow).
+set -euo pipefail
+
+STATE=${CITEFLOW_STATE:-/var/tmp/citeflow}
+PG_PORT=${CITEFLOW_PG_PORT:-55432}
+KAFKA_PORT=${CITEFLOW_KAFKA_PORT:-9092}
+CACHE=${CITEFLOW_CACHE:-$HOME/.cache/citeflow}
+TANSU_VERSION=0.6.0
+TANSU_ROOT=$CACHE/tansu-$TANSU_VERSION
+TANSU=$TANSU_ROOT/bin/tansu
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+install_postgres() {
+  if [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ]; then return; fi
+  log "installing PostgreSQL from Debian's packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}
+
+install_tansu() {
+  if [ -x "$TANSU" ]; then return; fi
+  log "building tansu $TANSU_VERSION once (about 15 minutes on 2 cores); cached in $TANSU_ROOT"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
+    --root "$TANSU_ROOT" --target-dir "$CACHE/tansu-build"
+  rm -rf "$CACHE/tansu-build"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 100); do port_open "$1" && return 0; sleep 0.1; done
+  log "nothing listens on port $1 after 10 seconds"; return 1
+}
+
+start_postgres() {
+  local bin data=$STATE/pg
+  bin=$(pg_bin)
+  mkdir -p "$STATE"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    install -d -o postgres -g postgres "$data"
+    runuser -u postgres -- "$bin/initdb" -D "$data" --auth=trust --username=postgres >/dev/null
+  fi
+  if ! port_open "$PG_PORT"; then
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
+      -o "-p $PG_PORT -k $data -c listen_addresses=127.0.0.1" start >/dev/null
+  fi
+  if ! runuser -u postgres -- "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -tAc "SELECT 1 FROM pg_database WHERE datname = 'citeflow'" | grep -q 1; then
+    runuser -u postgres -- "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" citeflow
+  fi
+  log "PostgreSQL on 127.0.0.1:$PG_PORT (database citeflow)"
+}
+
+start_tansu() {
+  mkdir -p "$STATE"
+  if ! port_open "$KAFKA_PORT"; then
+    nohup "$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine memory://tansu/ \
+      >"$STATE/tansu.log" 2>&1 &
+    echo $! >"$STATE/tansu.pid"
+    wait_port "$KAFKA_PORT"
+  fi
+  log "Kafka-protocol broker (tansu) on 127.0.0.1:$KAFKA_PORT"
+}
+
+stop_all() {
+  if [ -f "$STATE/tansu.pid" ]; then kill "$(cat "$STATE/tansu.pid")" 2>/dev/null || true; rm -f "$STATE/tansu.pid"; fi
+  if [ -f "$STATE/pg/PG_VERSION" ]; then runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$STATE/pg" -m fast stop >/dev/null 2>&1 || true; fi
+}
+
+case "${1:-start}" in
+  install) install_postgres; install_tansu ;;
+  start) install_postgres; install_tansu; start_postgres; start_tansu ;;
+  stop) stop_all ;;
+  tansu-path) echo "$TANSU" ;;
+  *) echo "usage: $0 install|start|stop|tansu-path" >&2; exit 2 ;;
+esac

@@ -1,0 +1,64 @@
+//! What citeflow relies on from the Kafka-protocol broker, pinned down so that a broker
+//! upgrade that fixes or breaks it is noticed. Run against tansu 0.6.0 with one record per
+//! producer batch (its multi-record batches are mishandled; see the README).
+
+mod support;
+
+use std::time::Duration;
+
+use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics, watermarks};
+use citeflow_connectors::kafka::producer::{Outgoing, Producer};
+use citeflow_connectors::kafka::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::{Offset, TopicPartitionList};
+use support::{read_topic, Broker};
+
+fn kafka(broker: &Broker) -> KafkaConfig {
+    let mut config = KafkaConfig { brokers: broker.address(), ..KafkaConfig::default() };
+    config.producer.insert("batch.num.messages".into(), "1".into());
+    config
+}
+
+#[test]
+fn the_broker_keeps_offsets_keys_tombstones_and_headers() {
+    let broker = Broker::start();
+    let config = kafka(&broker);
+    let topic = "contract".to_string();
+    ensure_topics(&config, std::slice::from_ref(&topic), 1).unwrap();
+    ensure_topics(&config, std::slice::from_ref(&topic), 1).expect("creating an existing topic is not an error");
+    assert_eq!(discover_partitions(&config, std::slice::from_ref(&topic)).unwrap(), vec![(topic.clone(), 0)]);
+    assert!(discover_partitions(&config, &["missing-topic".to_string()]).is_err());
+
+    let mut producer = Producer::new(&config, None).unwrap();
+    for i in 0..25 {
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        let headers = OwnedHeaders::new().insert(Header { key: "n", value: Some(&i.to_string()) });
+        let value = (i % 5 != 4).then_some(value.as_bytes());
+        producer.send(Outgoing { topic: &topic, key: Some(key.as_bytes()), value, headers: Some(headers) }).unwrap();
+    }
+    producer.flush().unwrap();
+
+    let consumer: BaseConsumer = config.consumer_config().create().unwrap();
+    assert_eq!(watermarks(&consumer, &topic, 0).unwrap(), (0, 25), "the high watermark counts every record");
+
+    let messages = read_topic(&broker, &topic);
+    let offsets: Vec<i64> = messages.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, (0..25).collect::<Vec<_>>(), "each offset exactly once, in order");
+    for (i, message) in messages.iter().enumerate() {
+        assert_eq!(message.key.as_deref(), Some(format!("k{i}").as_bytes()));
+        assert_eq!(message.value.is_none(), i % 5 == 4, "tombstones stay null, values stay set");
+        assert_eq!(message.headers, vec![("n".to_string(), i.to_string())]);
+    }
+
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&topic, 0, Offset::Offset(17)).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let first = loop {
+        if let Some(result) = consumer.poll(Duration::from_secs(1)) {
+            break result.unwrap().offset();
+        }
+    };
+    assert_eq!(first, 17, "a fetch from an offset starts exactly there");
+}

@@ -1,0 +1,355 @@
+//! The test harness: a throwaway PostgreSQL cluster and a tansu broker per test, and helpers
+//! to run the `citeflow` binary against them and read what it wrote.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory that is removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("citeflow-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not open port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` OS user when we are root (root may not run it).
+fn pg_command(tool: &str) -> Command {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: run scripts/services.sh install")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .max()
+        .expect("no PostgreSQL version installed");
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+        command
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+fn run_checked(mut command: Command, what: &str) -> Output {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(output.status.success(), "{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// A throwaway PostgreSQL cluster in a temporary directory on a free port.
+pub struct Postgres {
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let dir = TempDir::new("pg");
+        if is_root() {
+            let mut chown = Command::new("chown");
+            chown.args(["-R", "postgres:postgres"]).arg(&dir.0);
+            run_checked(chown, "chown");
+        }
+        let data = dir.0.join("data");
+        let mut initdb = pg_command("initdb");
+        initdb.arg("-D").arg(&data).args(["--auth=trust", "--username=postgres", "--no-sync"]);
+        run_checked(initdb, "initdb");
+        let port = free_port();
+        let mut start = pg_command("pg_ctl");
+        start
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.0.join("server.log"))
+            .arg("-w")
+            .arg("-o")
+            .arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.0.display()))
+            .arg("start");
+        run_checked(start, "pg_ctl start");
+        Postgres { port, dir }
+    }
+
+    /// Creates a database and returns its URL.
+    pub fn database(&self, name: &str) -> String {
+        let mut create = pg_command("createdb");
+        create.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", name]);
+        run_checked(create, "createdb");
+        self.url(name)
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn stop(&self) {
+        let mut stop = pg_command("pg_ctl");
+        stop.arg("-D").arg(self.dir.0.join("data")).args(["-m", "immediate", "stop"]);
+        let _ = stop.output();
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The tansu binary: `TANSU_BIN`, else where scripts/services.sh caches it.
+pub fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("HOME").expect("HOME");
+    let cache = std::env::var("CITEFLOW_CACHE").unwrap_or_else(|_| format!("{home}/.cache/citeflow"));
+    let path = PathBuf::from(cache).join("tansu-0.6.0/bin/tansu");
+    assert!(path.exists(), "tansu is not installed at {}: run scripts/services.sh install", path.display());
+    path
+}
+
+/// A tansu broker with in-memory storage on a free port.
+pub struct Broker {
+    pub port: u16,
+    child: Child,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let port = free_port();
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting tansu");
+        wait_for_port(port, "tansu");
+        Broker { port, child }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A configuration file for the job against these services.
+pub struct JobConfig {
+    pub path: PathBuf,
+    _dir: TempDir,
+}
+
+impl JobConfig {
+    pub fn new(broker: &Broker, database_url: &str, workers: usize, partitions: i32) -> Self {
+        let dir = TempDir::new("config");
+        let path = dir.0.join("citeflow.toml");
+        let text = format!(
+            r#"
+[engine]
+workers = {workers}
+epoch_ms = 100
+metrics_addr = "127.0.0.1:0"
+
+[kafka]
+brokers = "{}"
+
+[kafka.producer]
+"batch.num.messages" = "1"
+
+[postgres]
+url = "{database_url}"
+
+[topics]
+partitions = {partitions}
+"#,
+            broker.address()
+        );
+        std::fs::write(&path, text).expect("config");
+        JobConfig { path, _dir: dir }
+    }
+}
+
+/// The repository root (where `data/` lives).
+pub fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `citeflow` command with `config`.
+pub fn citeflow(config: &JobConfig, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_citeflow"));
+    command.arg("--config").arg(&config.path).args(args).current_dir(repository()).env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs `citeflow` to completion, failing the test if it fails.
+pub fn citeflow_ok(config: &JobConfig, args: &[&str]) -> String {
+    let output = citeflow(config, args).output().expect("running citeflow");
+    assert!(
+        output.status.success(),
+        "citeflow {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Starts the job in the background (it runs until killed).
+pub fn spawn_job(config: &JobConfig) -> Child {
+    citeflow(config, &["run"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawning the job")
+}
+
+/// A blocking PostgreSQL client for assertions.
+pub struct Db {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Db {
+    pub fn connect(url: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let client = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            client
+        });
+        Db { runtime, client }
+    }
+
+    /// Rows of `sql`, each column rendered as text (NULL as `None`).
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let wrapped = format!("SELECT to_jsonb(q)::text FROM ({sql}) q");
+        let rows = self.runtime.block_on(self.client.query(&wrapped, &[])).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let query = self.runtime.block_on(self.client.prepare(sql)).expect("prepare");
+        let names: Vec<String> = query.columns().iter().map(|c| c.name().to_string()).collect();
+        rows.iter()
+            .map(|row| {
+                let value: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0)).expect("json");
+                names
+                    .iter()
+                    .map(|name| match &value[name] {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.rows(sql)[0][0].as_deref().expect("count").parse().expect("number")
+    }
+
+    /// Waits up to 60 s for `condition` to hold.
+    pub fn wait_until(&self, what: &str, mut condition: impl FnMut(&Db) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !condition(self) {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// One message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads every message of `topic` up to the high watermarks.
+pub fn read_topic(broker: &Broker, topic: &str) -> Vec<ReadMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", "citeflow-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = std::collections::BTreeMap::new();
+    for partition in metadata.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)).expect("watermarks");
+        assignment.add_partition_offset(topic, partition.id(), Offset::Offset(low)).expect("assign");
+        ends.insert(partition.id(), (low, high));
+    }
+    consumer.assign(&assignment).expect("assign");
+    let expected: i64 = ends.values().map(|(low, high)| high - low).sum();
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (messages.len() as i64) < expected && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|header| {
+                            (header.key.to_string(), String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            messages.push(ReadMessage {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers,
+            });
+        }
+    }
+    messages
+}
+
+/// A path inside the bundled sample.
+pub fn sample(path: &str) -> PathBuf {
+    repository().join("data/sample").join(path)
+}
+
+pub fn read_lines(path: &Path) -> Vec<String> {
+    citeflow_connectors::files::lines(path).expect("open").map(|l| l.expect("line")).collect()
+}
