@@ -5,6 +5,7 @@
 #
 #   scripts/services.sh install   # install only (used by the test command)
 #   scripts/services.sh start     # install, then start both services
+#   scripts/services.sh reset     # empty topics and an empty database (services running)
 #   scripts/services.sh stop      # stop both services
 #
 # Settings (environment): CITEFLOW_STATE (default /var/tmp/citeflow), CITEFLOW_PG_PORT
@@ -80,10 +81,20 @@ stop_all() {
   if [ -f "$STATE/pg/PG_VERSION" ]; then runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$STATE/pg" -m fast stop >/dev/null 2>&1 || true; fi
 }
 
+reset_all() {
+  if [ -f "$STATE/tansu.pid" ]; then kill "$(cat "$STATE/tansu.pid")" 2>/dev/null || true; rm -f "$STATE/tansu.pid"; fi
+  for _ in $(seq 1 50); do port_open "$KAFKA_PORT" || break; sleep 0.1; done
+  start_tansu
+  runuser -u postgres -- "$(pg_bin)/dropdb" -h 127.0.0.1 -p "$PG_PORT" --if-exists citeflow
+  runuser -u postgres -- "$(pg_bin)/createdb" -h 127.0.0.1 -p "$PG_PORT" citeflow
+  log "reset: empty topics (in-memory broker restarted) and an empty database"
+}
+
 case "${1:-start}" in
   install) install_postgres; install_tansu ;;
   start) install_postgres; install_tansu; start_postgres; start_tansu ;;
   stop) stop_all ;;
+  reset) reset_all ;;
   tansu-path) echo "$TANSU" ;;
-  *) echo "usage: $0 install|start|stop|tansu-path" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|reset|stop|tansu-path" >&2; exit 2 ;;
 esac

@@ -123,7 +123,7 @@ impl CopyLine {
     pub fn opt_bytes(&mut self, value: Option<&[u8]>) -> &mut Self {
         let Some(value) = value else { return self.null() };
         let mut hex = String::with_capacity(2 + 2 * value.len());
-        hex.push_str("\\x");
+        hex.push_str("\\\\x");
         for byte in value {
             hex.push_str(&format!("{byte:02x}"));
         }

@@ -123,7 +123,8 @@ fn publication_v1(payload: Value) -> Result<Publication, Rejection> {
     let pmcid = non_empty(record.pmcid)
         .map(|p| normalise_pmcid(&p).ok_or_else(|| reject("invalid_field", "pmcid is malformed")))
         .transpose()?;
-    let doi = non_empty(record.doi).map(|d| normalise_doi(&d).ok_or_else(|| reject("invalid_field", "doi is malformed"))).transpose()?;
+    // A malformed DOI (PubMed has a few, e.g. "10.103/…") loses the DOI, not the record.
+    let doi = non_empty(record.doi).and_then(|d| normalise_doi(&d));
     let id = pmid.clone().or_else(|| pmcid.clone()).or_else(|| doi.clone()).ok_or_else(|| {
         reject("missing_field", "a publication needs a pmid, pmcid or doi")
     })?;

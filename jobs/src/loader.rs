@@ -80,9 +80,14 @@ impl LoadReport {
     }
 }
 
-/// Wraps a payload in the input envelope.
+/// Wraps a payload in the input envelope, occurring now.
 pub fn envelope(event_type: &str, event_id: &str, payload: &Value) -> Vec<u8> {
     let occurred_at = format_rfc3339(citeflow_engine::time::wall_clock_ms() as i64);
+    envelope_at(event_type, event_id, &occurred_at, payload)
+}
+
+/// Wraps a payload in the input envelope with a given `occurred_at`.
+pub fn envelope_at(event_type: &str, event_id: &str, occurred_at: &str, payload: &Value) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "event_type": event_type,
         "schema_version": CURRENT_SCHEMA_VERSION,
@@ -140,26 +145,29 @@ pub fn malformed_messages(topics: &TopicsConfig) -> Vec<MalformedMessage> {
         value,
         reason,
     };
+    let malformed_envelope = |event_type: &str, event_id: &str, payload: &Value| {
+        envelope_at(event_type, event_id, "2024-01-01T00:00:00Z", payload)
+    };
     let good_document = |id: &str| json!({"id": id, "organisation": "Test", "title": "T", "published_at": "2021-01-01", "references": []});
     vec![
         publication("malformed-json", b"{\"event_type\": \"publication\", ".to_vec(), "invalid_json"),
-        publication("malformed-type", envelope("citation", "m2", &json!({"pmid": "1"})), "unknown_event_type"),
+        publication("malformed-type", malformed_envelope("citation", "m2", &json!({"pmid": "1"})), "unknown_event_type"),
         publication(
             "malformed-version",
             serde_json::to_vec(&json!({"event_type": PUBLICATION_EVENT, "schema_version": 99, "payload": {"pmid": "2"}})).unwrap(),
             "unsupported_schema_version",
         ),
-        publication("malformed-ids", envelope(PUBLICATION_EVENT, "m4", &json!({"title": "No identifiers"})), "missing_field"),
-        document("", envelope(DOCUMENT_EVENT, "m5", &good_document("")), "empty_id"),
+        publication("malformed-ids", malformed_envelope(PUBLICATION_EVENT, "m4", &json!({"title": "No identifiers"})), "missing_field"),
+        document("", malformed_envelope(DOCUMENT_EVENT, "m5", &good_document("")), "empty_id"),
         document(
             "malformed-date",
-            envelope(DOCUMENT_EVENT, "m6", &json!({"id": "malformed-date", "organisation": "Test", "title": "T", "published_at": "last Tuesday", "references": []})),
+            malformed_envelope(DOCUMENT_EVENT, "m6", &json!({"id": "malformed-date", "organisation": "Test", "title": "T", "published_at": "last Tuesday", "references": []})),
             "invalid_field",
         ),
-        document("malformed-key", envelope(DOCUMENT_EVENT, "m7", &good_document("another-id")), "key_mismatch"),
+        document("malformed-key", malformed_envelope(DOCUMENT_EVENT, "m7", &good_document("another-id")), "key_mismatch"),
         document(
             "malformed-references",
-            envelope(DOCUMENT_EVENT, "m8", &json!({"id": "malformed-references", "organisation": "Test", "title": "T", "published_at": "2021-01-01"})),
+            malformed_envelope(DOCUMENT_EVENT, "m8", &json!({"id": "malformed-references", "organisation": "Test", "title": "T", "published_at": "2021-01-01"})),
             "missing_field",
         ),
     ]

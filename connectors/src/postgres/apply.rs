@@ -61,8 +61,9 @@ async fn copy_lines<'a>(
     columns: &[&str],
     lines: impl Iterator<Item = &'a str>,
 ) -> Result<(), PgError> {
-    let statement = format!("COPY {table} ({}) FROM STDIN", quoted(columns));
     let context = format!("copying into {table}");
+    transaction.batch_execute(&format!("TRUNCATE {table}")).await.map_err(PgError::db(context.clone()))?;
+    let statement = format!("COPY {table} ({}) FROM STDIN", quoted(columns));
     let sink = transaction.copy_in(&statement).await.map_err(PgError::db(context.clone()))?;
     let mut sink = std::pin::pin!(sink);
     let mut buffer = BytesMut::with_capacity(COPY_CHUNK);

@@ -192,7 +192,7 @@ fn run(
                     }
                     break;
                 }
-                Err(fenced @ PgError::Fenced { .. }) => return Err(fenced),
+                Err(error) if !error.is_transient() => return Err(error),
                 Err(error) => {
                     metrics().commit_retries.with_label_values(&[retry_kind(&error)]).inc();
                     tracing::warn!(%error, retry_in = ?backoff, "commit failed; retrying the whole transaction");

@@ -39,6 +39,20 @@ pub enum PgError {
 }
 
 impl PgError {
+    /// Whether retrying may succeed: a lost connection, a server shutting down or starting,
+    /// a serialization failure or deadlock, or exhausted resources. Anything else (bad data,
+    /// a schema that does not match) would fail again and must stop the job instead.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PgError::Db { source, .. } => match source.code() {
+                None => true,
+                Some(state) => ["08", "40", "53", "57", "58"].iter().any(|class| state.code().starts_with(class)),
+            },
+            PgError::DeadLetters(_) => true,
+            PgError::Fenced { .. } | PgError::Config(_) => false,
+        }
+    }
+
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
         let context = context.into();
         move |source| PgError::Db { context, source }
