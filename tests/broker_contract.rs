@@ -8,22 +8,15 @@ use std::time::Duration;
 
 use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics, watermarks};
 use citeflow_connectors::kafka::producer::{Outgoing, Producer};
-use citeflow_connectors::kafka::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
-use support::{read_topic, Broker};
-
-fn kafka(broker: &Broker) -> KafkaConfig {
-    let mut config = KafkaConfig { brokers: broker.address(), ..KafkaConfig::default() };
-    config.producer.insert("batch.num.messages".into(), "1".into());
-    config
-}
+use support::{read_topic, test_kafka, Broker};
 
 #[test]
 fn the_broker_keeps_offsets_keys_tombstones_and_headers() {
     let broker = Broker::start();
-    let config = kafka(&broker);
+    let config = test_kafka(&broker);
     let topic = "contract".to_string();
     ensure_topics(&config, std::slice::from_ref(&topic), 1).unwrap();
     ensure_topics(&config, std::slice::from_ref(&topic), 1).expect("creating an existing topic is not an error");

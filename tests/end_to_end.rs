@@ -121,29 +121,18 @@ fn the_sample_end_to_end() {
     assert_eq!(dump_views(&db), before);
 }
 
-fn produce_document(config: &JobConfig, broker: &Broker, id: &str, references: &[&str]) {
-    let kafka = citeflow_connectors::kafka::KafkaConfig {
-        brokers: broker.address(),
-        producer: [("batch.num.messages".to_string(), "1".to_string())].into(),
-        ..Default::default()
-    };
-    let mut producer = citeflow_connectors::kafka::producer::Producer::new(&kafka, None).unwrap();
+fn produce_document(broker: &Broker, id: &str, references: &[&str]) {
+    let mut producer = test_producer(broker);
     let payload = serde_json::json!({
         "id": id, "organisation": "WHO", "title": "A policy", "url": null,
         "published_at": "2024-03-01T12:00:00Z", "references": references,
     });
     citeflow_jobs::loader::send_document(&mut producer, &TopicsConfig::default(), &payload).unwrap();
     producer.flush().unwrap();
-    let _ = config;
 }
 
 fn produce_publication(broker: &Broker, key: &str, record: Option<serde_json::Value>) {
-    let kafka = citeflow_connectors::kafka::KafkaConfig {
-        brokers: broker.address(),
-        producer: [("batch.num.messages".to_string(), "1".to_string())].into(),
-        ..Default::default()
-    };
-    let mut producer = citeflow_connectors::kafka::producer::Producer::new(&kafka, None).unwrap();
+    let mut producer = test_producer(broker);
     let value = record.map(|r| citeflow_jobs::loader::envelope("publication", key, &r));
     let topic = TopicsConfig::default().publications;
     producer
@@ -184,7 +173,7 @@ fn live_updates_follow_the_publications_and_documents() {
             .collect::<Vec<_>>()
     };
 
-    produce_document(&config, &broker, "doc", &["J Bacteriol. 1977 Mar;129(3):1227-33", "Smith J. Something. PMID: 555"]);
+    produce_document(&broker, "doc", &["J Bacteriol. 1977 Mar;129(3):1227-33", "Smith J. Something. PMID: 555"]);
     db.wait_until("the document is written", |db| db.count("SELECT count(*) FROM policy_documents WHERE document_id = 'doc'") == 1);
     assert_eq!(db.count("SELECT count(*) FROM citations"), 0, "no publication yet, no citation");
 
@@ -202,7 +191,7 @@ fn live_updates_follow_the_publications_and_documents() {
     produce_publication(&broker, "111", Some(bacteriology("111", "129", "1227-33")));
     db.wait_until("the citation comes back", |db| citation_of(db, 0) == vec!["111".to_string()]);
 
-    produce_document(&config, &broker, "doc", &["Smith J. Something. PMID: 555"]);
+    produce_document(&broker, "doc", &["Smith J. Something. PMID: 555"]);
     db.wait_until("the dropped reference's citation goes", |db| {
         citation_of(db, 0) == vec!["555".to_string()] && citation_of(db, 1).is_empty()
     });

@@ -353,3 +353,15 @@ pub fn sample(path: &str) -> PathBuf {
 pub fn read_lines(path: &Path) -> Vec<String> {
     citeflow_connectors::files::lines(path).expect("open").map(|l| l.expect("line")).collect()
 }
+
+/// Client settings for producing to `broker` from a test (one record per batch for tansu).
+pub fn test_kafka(broker: &Broker) -> citeflow_connectors::kafka::KafkaConfig {
+    let mut config = citeflow_connectors::kafka::KafkaConfig { brokers: broker.address(), ..Default::default() };
+    config.producer.insert("batch.num.messages".into(), "1".into());
+    config
+}
+
+/// A producer to `broker` for tests.
+pub fn test_producer(broker: &Broker) -> citeflow_connectors::kafka::producer::Producer {
+    citeflow_connectors::kafka::producer::Producer::new(&test_kafka(broker), None).expect("producer")
+}
