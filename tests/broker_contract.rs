@@ -34,7 +34,7 @@ fn the_broker_keeps_offsets_keys_tombstones_and_headers() {
     producer.flush().unwrap();
 
     let consumer: BaseConsumer = config.consumer_config().create().unwrap();
-    assert_eq!(watermarks(&consumer, &topic, 0).unwrap(), (0, 25), "the high watermark counts every record");
+    assert_eq!(watermarks(&consumer, &topic, 0, Duration::from_secs(10)).unwrap(), (0, 25), "the high watermark counts every record");
 
     let messages = read_topic(&broker, &topic);
     let offsets: Vec<i64> = messages.iter().map(|m| m.offset).collect();

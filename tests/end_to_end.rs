@@ -4,23 +4,10 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+
 use citeflow_jobs::config::TopicsConfig;
 use citeflow_jobs::loader::{gold_documents, malformed_messages, publication_key, DELETED_PMIDS, EPMC_FILES};
 use support::*;
-
-/// Every view's rows, in primary-key order, without the generated search columns.
-fn dump_views(db: &Db) -> BTreeMap<&'static str, Vec<Vec<Option<String>>>> {
-    [
-        ("publications", "SELECT publication_id, pmid, pmcid, doi, title, authors, journal, journal_abbreviation, volume, issue, year, pages FROM publications ORDER BY 1"),
-        ("policy_documents", "SELECT document_id, organisation, title, url, published_at::text, reference_count FROM policy_documents ORDER BY 1"),
-        ("citations", "SELECT * FROM citations ORDER BY 1, 2, 3"),
-        ("publication_citation_counts", "SELECT * FROM publication_citation_counts ORDER BY 1"),
-        ("citeflow_dead_letters", "SELECT topic, partition, \"offset\", reason, detail, message_key, payload FROM citeflow_dead_letters ORDER BY 1, 2, 3"),
-    ]
-    .into_iter()
-    .map(|(name, sql)| (name, db.rows(sql)))
-    .collect()
-}
 
 #[test]
 fn the_sample_end_to_end() {

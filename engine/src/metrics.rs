@@ -32,6 +32,8 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     /// Sink transactions that failed and were retried, by kind of failure.
     pub commit_retries: IntCounterVec,
+    /// Errors reading the inputs (retried), by kind.
+    pub source_errors: IntCounterVec,
     /// 1 while the job replays its inputs to rebuild state, 0 once live.
     pub hydrating: IntGauge,
     /// Fraction of the committed input replayed so far during hydration.
@@ -92,6 +94,7 @@ impl Metrics {
             committed_frontier: gauge(&registry, "committed_frontier_epoch_ms", "The last committed frontier"),
             rows_written: counter(&registry, "rows_written_total", "Rows written per view", &["view"]),
             commit_retries: counter(&registry, "commit_retries_total", "Sink transactions retried", &["kind"]),
+            source_errors: counter(&registry, "source_errors_total", "Errors reading inputs, retried", &["kind"]),
             hydrating: gauge(&registry, "hydrating", "1 while replaying inputs to rebuild state"),
             commit_latency,
             hydration_progress,

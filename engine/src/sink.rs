@@ -13,6 +13,7 @@
 //! tables hold, writing only the difference. Later batches are [`CommitMode::Delta`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::VecCollection;
@@ -109,6 +110,14 @@ enum SinkRecord {
 struct Hydration {
     target: HydrationTarget,
     reached: BTreeMap<(String, i32), i64>,
+    started: Instant,
+    last_report: Instant,
+}
+
+impl Hydration {
+    fn new(target: HydrationTarget) -> Self {
+        Hydration { target, reached: BTreeMap::new(), started: Instant::now(), last_report: Instant::now() }
+    }
 }
 
 impl Hydration {
@@ -122,19 +131,46 @@ impl Hydration {
         self.target.iter().all(|(key, offset)| self.reached.get(key).is_some_and(|reached| reached >= offset))
     }
 
-    fn progress(&self) -> f64 {
-        let total: i64 = self.target.values().sum();
-        if total == 0 {
-            return 1.0;
-        }
-        let done: i64 = self
+    /// Offsets replayed so far and in all, over the partitions of the target.
+    fn replayed(&self) -> (i64, i64) {
+        let total = self.target.values().sum();
+        let done = self
             .target
             .iter()
             .map(|(key, offset)| self.reached.get(key).copied().unwrap_or(0).min(*offset))
             .sum();
-        done as f64 / total as f64
+        (done, total)
+    }
+
+    fn progress(&self) -> f64 {
+        match self.replayed() {
+            (_, 0) => 1.0,
+            (done, total) => done as f64 / total as f64,
+        }
+    }
+
+    /// Logs replay progress with rate and estimated time left, at most every few seconds.
+    fn report(&mut self) {
+        if self.last_report.elapsed() < HYDRATION_REPORT_INTERVAL {
+            return;
+        }
+        self.last_report = Instant::now();
+        let (done, total) = self.replayed();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = done as f64 / elapsed.max(1e-3);
+        let eta = (total - done) as f64 / rate.max(1.0);
+        tracing::info!(
+            replayed = done,
+            of = total,
+            percent = format!("{:.1}", 100.0 * self.progress()),
+            records_per_second = rate.round(),
+            eta_seconds = eta.round(),
+            "hydrating"
+        );
     }
 }
+
+const HYDRATION_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Writes the views, source positions and dead letters through `committer` (which only
 /// worker 0 needs to hold), withholding output until `target` is reached.
@@ -155,7 +191,7 @@ pub fn commit_views<'scope, C: Committer>(
         return;
     };
     let mut committer = Some(committer);
-    let mut hydration = Some(Hydration { target, reached: BTreeMap::new() });
+    let mut hydration = Some(Hydration::new(target));
     let mut pending: Vec<(SinkRecord, Epoch, isize)> = Vec::new();
     let mut accumulated: Vec<(SinkRecord, isize)> = Vec::new();
     let mut last_upper: Option<Epoch> = Some(0);
@@ -194,9 +230,14 @@ pub fn commit_views<'scope, C: Committer>(
                 consolidate(&mut accumulated);
                 metrics().hydration_progress.set(state.progress());
                 if !state.complete() && upper.is_some() {
+                    state.report();
                     return;
                 }
-                tracing::info!(records = accumulated.len(), "hydration complete; reconciling views");
+                tracing::info!(
+                    records = accumulated.len(),
+                    seconds = format!("{:.1}", state.started.elapsed().as_secs_f64()),
+                    "hydration complete; reconciling views"
+                );
                 hydration = None;
                 metrics().hydrating.set(0);
                 build_batch(CommitMode::Reconcile, upper, std::mem::take(&mut accumulated))
@@ -265,7 +306,7 @@ mod tests {
     #[test]
     fn hydration_completes_when_every_partition_reaches_its_offset() {
         let target: HydrationTarget = [(("t".to_string(), 0), 5), (("t".to_string(), 1), 3)].into();
-        let mut hydration = Hydration { target, reached: BTreeMap::new() };
+        let mut hydration = Hydration::new(target);
         hydration.observe(&SourcePosition { topic: "t".into(), partition: 0, next_offset: 5 });
         assert!(!hydration.complete());
         assert!((hydration.progress() - 5.0 / 8.0).abs() < 1e-9);

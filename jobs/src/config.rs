@@ -40,11 +40,13 @@ impl Default for TopicsConfig {
 pub struct MatchingConfig {
     /// The matcher version recorded with each citation.
     pub matcher: String,
+    /// The lowest score (0 to 1) that makes a candidate a citation.
+    pub min_score: f64,
 }
 
 impl Default for MatchingConfig {
     fn default() -> Self {
-        MatchingConfig { matcher: "rules-v1".into() }
+        MatchingConfig { matcher: "rules-v1".into(), min_score: 0.8 }
     }
 }
 
@@ -72,6 +74,7 @@ impl CiteflowConfig {
         config.kafka.apply_env()?;
         config.postgres.apply_env()?;
         env_override(&mut config.matching.matcher, "CITEFLOW_MATCHER")?;
+        env_override(&mut config.matching.min_score, "CITEFLOW_MIN_SCORE")?;
         config.validate()?;
         Ok(config)
     }
@@ -96,6 +99,9 @@ impl CiteflowConfig {
         }
         if !(1..=1024).contains(&self.topics.partitions) {
             return Err(ConfigError::invalid("topics.partitions", "must be between 1 and 1024"));
+        }
+        if !(0.0..=1.0).contains(&self.matching.min_score) {
+            return Err(ConfigError::invalid("matching.min_score", "must be between 0 and 1"));
         }
         if self.matching.matcher.trim().is_empty() {
             return Err(ConfigError::invalid("matching.matcher", "must name the matcher version"));

@@ -38,6 +38,8 @@ pub struct JobLogic {
     pub journals: Arc<JournalTable>,
     /// Matcher version.
     pub matcher: String,
+    /// Lowest score of a citation, in millionths.
+    pub min_score: u32,
 }
 
 /// Upsert order of a message: its offset, then its partition.
@@ -74,7 +76,7 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
     });
-    let decisions = decide(candidates(publications.clone(), references.clone(), logic.journals));
+    let decisions = decide(candidates(publications.clone(), references.clone(), logic.journals), logic.min_score);
     let views = view_rows(publications, documents, references, decisions, logic.matcher);
     JobOutputs { views, positions, dead_letters }
 }

@@ -19,6 +19,7 @@ use crate::config::CiteflowConfig;
 use crate::dataflow::{citation_job, JobLogic};
 use crate::envelope::TopicRoles;
 use crate::matching::journals::JournalTable;
+use crate::matching::SCORE_SCALE;
 use crate::views::{MIGRATIONS, VIEWS};
 
 /// How long a worker parks when it has nothing to do.
@@ -69,6 +70,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         roles: TopicRoles { publications: config.topics.publications.clone(), documents: config.topics.documents.clone() },
         journals: Arc::new(JournalTable::bundled()),
         matcher: config.matching.matcher.clone(),
+        min_score: (config.matching.min_score * SCORE_SCALE).round() as u32,
     };
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
         let mine = assign(&partitions, worker.index(), worker.peers());

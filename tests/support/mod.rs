@@ -85,23 +85,32 @@ impl Postgres {
             chown.args(["-R", "postgres:postgres"]).arg(&dir.0);
             run_checked(chown, "chown");
         }
-        let data = dir.0.join("data");
         let mut initdb = pg_command("initdb");
-        initdb.arg("-D").arg(&data).args(["--auth=trust", "--username=postgres", "--no-sync"]);
+        initdb.arg("-D").arg(dir.0.join("data")).args(["--auth=trust", "--username=postgres", "--no-sync"]);
         run_checked(initdb, "initdb");
-        let port = free_port();
+        let postgres = Postgres { port: free_port(), dir };
+        postgres.launch();
+        postgres
+    }
+
+    /// Starts the server (again) on its port.
+    pub fn launch(&self) {
         let mut start = pg_command("pg_ctl");
         start
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.0.join("data"))
             .arg("-l")
-            .arg(dir.0.join("server.log"))
+            .arg(self.log_path())
             .arg("-w")
             .arg("-o")
-            .arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.0.display()))
+            .arg(format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.0.display()))
             .arg("start");
         run_checked(start, "pg_ctl start");
-        Postgres { port, dir }
+    }
+
+    /// The server log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.0.join("server.log")
     }
 
     /// Creates a database and returns its URL.
@@ -116,9 +125,11 @@ impl Postgres {
         format!("postgresql://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// Stops the server: `fast` disconnects clients and shuts down cleanly, as an operator's
+    /// restart would.
     pub fn stop(&self) {
         let mut stop = pg_command("pg_ctl");
-        stop.arg("-D").arg(self.dir.0.join("data")).args(["-m", "immediate", "stop"]);
+        stop.arg("-D").arg(self.dir.0.join("data")).args(["-m", "fast", "-w", "stop"]);
         let _ = stop.output();
     }
 }
@@ -141,25 +152,49 @@ pub fn tansu_binary() -> PathBuf {
     path
 }
 
-/// A tansu broker with in-memory storage on a free port.
+/// A tansu broker on a free port, with in-memory storage or, for tests that restart it,
+/// durable SQLite storage (tansu's `libsql` feature).
 pub struct Broker {
     pub port: u16,
     child: Child,
+    storage: Option<TempDir>,
 }
 
 impl Broker {
     pub fn start() -> Self {
         let port = free_port();
+        Broker { port, child: Self::spawn(port, None), storage: None }
+    }
+
+    /// A broker whose topics survive [`Broker::restart`].
+    pub fn start_durable() -> Self {
+        let port = free_port();
+        let storage = TempDir::new("tansu");
+        Broker { port, child: Self::spawn(port, Some(&storage.0)), storage: Some(storage) }
+    }
+
+    fn spawn(port: u16, storage: Option<&Path>) -> Child {
         let listener = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting tansu");
+        let mut command = Command::new(tansu_binary());
+        command.args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener]);
+        match storage {
+            Some(dir) => command.args(["--storage-engine", "sqlite://tansu.db"]).current_dir(dir),
+            None => command.args(["--storage-engine", "memory://tansu/"]),
+        };
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting tansu");
         wait_for_port(port, "tansu");
-        Broker { port, child }
+        child
+    }
+
+    /// Stops the broker (SIGKILL).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on its port with its storage.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port, self.storage.as_ref().map(|d| d.0.as_path()));
     }
 
     pub fn address(&self) -> String {
@@ -364,4 +399,71 @@ pub fn test_kafka(broker: &Broker) -> citeflow_connectors::kafka::KafkaConfig {
 /// A producer to `broker` for tests.
 pub fn test_producer(broker: &Broker) -> citeflow_connectors::kafka::producer::Producer {
     citeflow_connectors::kafka::producer::Producer::new(&test_kafka(broker), None).expect("producer")
+}
+
+/// Every view's rows, in primary-key order, without the generated search columns.
+pub fn dump_views(db: &Db) -> std::collections::BTreeMap<&'static str, Vec<Vec<Option<String>>>> {
+    [
+        ("publications", "SELECT publication_id, pmid, pmcid, doi, title, authors, journal, journal_abbreviation, volume, issue, year, pages FROM publications ORDER BY 1"),
+        ("policy_documents", "SELECT document_id, organisation, title, url, published_at::text, reference_count FROM policy_documents ORDER BY 1"),
+        ("citations", "SELECT * FROM citations ORDER BY 1, 2, 3"),
+        ("publication_citation_counts", "SELECT * FROM publication_citation_counts ORDER BY 1"),
+        ("citeflow_dead_letters", "SELECT topic, partition, \"offset\", reason, detail, message_key, payload FROM citeflow_dead_letters ORDER BY 1, 2, 3"),
+    ]
+    .into_iter()
+    .map(|(name, sql)| (name, db.rows(sql)))
+    .collect()
+}
+
+
+/// The high watermark of every partition of `topics`.
+pub fn high_watermarks(broker: &Broker, topics: &[&str]) -> std::collections::BTreeMap<(String, i32), i64> {
+    let consumer: BaseConsumer = test_kafka(broker).consumer_config().create().expect("consumer");
+    let mut ends = std::collections::BTreeMap::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+        for partition in metadata.topics()[0].partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)).expect("watermarks");
+            ends.insert((topic.to_string(), partition.id()), high);
+        }
+    }
+    ends
+}
+
+/// Waits until the job has committed every partition of the input topics up to its end.
+pub fn wait_caught_up(db: &Db, broker: &Broker) {
+    let topics = citeflow_jobs::config::TopicsConfig::default();
+    let ends = high_watermarks(broker, &[&topics.publications, &topics.documents]);
+    db.wait_until("the job has committed every input", |db| {
+        let tables = db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'citeflow_progress'");
+        tables == 1
+            && ends.iter().all(|((topic, partition), end)| {
+                let sql = format!(
+                    "SELECT count(*) FROM citeflow_progress WHERE topic = '{topic}' AND partition = {partition} AND next_offset >= {end}"
+                );
+                db.count(&sql) == 1
+            })
+    });
+}
+
+/// Runs the job from scratch into a fresh database `name` over the same topics, uninterrupted,
+/// and asserts that every view of `db` equals what that run wrote, row for row.
+pub fn assert_equals_from_scratch(postgres: &Postgres, broker: &Broker, db: &Db, name: &str, context: &str) {
+    let url = postgres.database(name);
+    let config = JobConfig::new(broker, &url, 2, 4);
+    citeflow_ok(&config, &["run", "--until-caught-up"]);
+    let expected = dump_views(&Db::connect(&url));
+    let actual = dump_views(db);
+    assert!(expected["citations"].len() > 10, "{context}: the comparison covers real citations");
+    for (view, rows) in &expected {
+        if rows != &actual[view] {
+            let missing: Vec<_> = rows.iter().filter(|r| !actual[view].contains(r)).take(3).collect();
+            let extra: Vec<_> = actual[view].iter().filter(|r| !rows.contains(r)).take(3).collect();
+            panic!(
+                "{context}: {view} differs from a from-scratch run ({} rows vs {}): missing {missing:?}, extra {extra:?}",
+                actual[view].len(),
+                rows.len()
+            );
+        }
+    }
 }

@@ -9,7 +9,8 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::{KafkaConfig, KafkaError};
 
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long start-up metadata requests may wait for the broker.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Lists every partition of `topics` as `(topic, partition)`, failing if a topic is missing.
 pub fn discover_partitions(config: &KafkaConfig, topics: &[String]) -> Result<Vec<(String, i32)>, KafkaError> {
@@ -31,10 +32,10 @@ pub fn discover_partitions(config: &KafkaConfig, topics: &[String]) -> Result<Ve
     Ok(partitions)
 }
 
-/// Low and high watermarks of one partition.
-pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+/// Low and high watermarks of one partition, waiting at most `timeout` for the broker.
+pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
     consumer
-        .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+        .fetch_watermarks(topic, partition, timeout)
         .map_err(KafkaError::client(format!("watermarks of {topic}/{partition}")))
 }
 

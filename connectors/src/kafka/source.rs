@@ -20,7 +20,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
 
-use super::admin::watermarks;
+use super::admin::{watermarks, METADATA_TIMEOUT};
 use super::{KafkaConfig, KafkaError};
 
 /// One message as read from Kafka.
@@ -70,6 +70,8 @@ struct PartitionState {
 }
 
 const WATERMARK_REFRESH: Duration = Duration::from_secs(2);
+/// A refresh waits briefly: while the broker is away the worker must keep stepping.
+const WATERMARK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Creates the consumer for `partitions` and reads their initial watermarks.
 fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(BaseConsumer, Vec<PartitionState>), KafkaError> {
@@ -78,7 +80,7 @@ fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(B
     let mut assignment = TopicPartitionList::new();
     let mut states = Vec::new();
     for (topic, partition) in partitions {
-        let (low, high) = watermarks(&consumer, topic, *partition)?;
+        let (low, high) = watermarks(&consumer, topic, *partition, METADATA_TIMEOUT)?;
         assignment
             .add_partition_offset(topic, *partition, Offset::Offset(low))
             .map_err(KafkaError::client("building assignment"))?;
@@ -120,6 +122,7 @@ pub fn kafka_source<'scope>(
                     match consumer.poll(Duration::ZERO) {
                         None => break,
                         Some(Err(error)) => {
+                            metrics().source_errors.with_label_values(&["read"]).inc();
                             tracing::warn!(%error, "kafka source: read failed; retrying");
                             break;
                         }
@@ -148,8 +151,12 @@ pub fn kafka_source<'scope>(
             if last_refresh.elapsed() >= WATERMARK_REFRESH {
                 last_refresh = Instant::now();
                 for state in states.iter_mut() {
-                    if let Ok((_, high)) = watermarks(&consumer, &state.topic, state.partition) {
-                        state.high_watermark = high.max(state.high_watermark);
+                    match watermarks(&consumer, &state.topic, state.partition, WATERMARK_TIMEOUT) {
+                        Ok((_, high)) => state.high_watermark = high.max(state.high_watermark),
+                        Err(error) => {
+                            metrics().source_errors.with_label_values(&["watermarks"]).inc();
+                            tracing::warn!(%error, "kafka source: cannot read watermarks; retrying");
+                        }
                     }
                 }
             }

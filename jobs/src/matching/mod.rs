@@ -181,15 +181,18 @@ where
     by_identifier.concat(by_bibliography).distinct()
 }
 
-/// Per reference, the best candidate, unless a different publication scores as well.
+/// Per reference, the best candidate scoring at least `min_score` (millionths), unless a
+/// different publication scores as well.
 pub fn decide<'scope, T>(
     candidates: VecCollection<'scope, T, (ReferenceKey, Candidate)>,
+    min_score: u32,
 ) -> VecCollection<'scope, T, (ReferenceKey, Candidate)>
 where
     T: Timestamp + Lattice + Ord,
 {
-    best_by_key(candidates, |best: &Candidate, runner_up: Option<&Candidate>| {
-        runner_up.is_none_or(|other| other.publication == best.publication || other.score < best.score)
+    best_by_key(candidates, move |best: &Candidate, runner_up: Option<&Candidate>| {
+        best.score >= min_score
+            && runner_up.is_none_or(|other| other.publication == best.publication || other.score < best.score)
     })
 }
 
