@@ -87,6 +87,9 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         while worker.has_dataflows() {
             worker.step_or_park(Some(PARK));
             if let Some(failure) = failure.failure() {
+                for dataflow in worker.installed_dataflows() {
+                    worker.drop_dataflow(dataflow);
+                }
                 return Err(failure);
             }
         }

@@ -7,7 +7,8 @@
 //! epoch being closed, so that positions travel with the data they cover.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::sink::SourcePosition;
@@ -69,9 +70,49 @@ struct PartitionState {
     moved: bool,
 }
 
-const WATERMARK_REFRESH: Duration = Duration::from_secs(2);
-/// A refresh waits briefly: while the broker is away the worker must keep stepping.
-const WATERMARK_TIMEOUT: Duration = Duration::from_millis(500);
+const WATERMARK_REFRESH: Duration = Duration::from_secs(1);
+
+/// High watermarks of a source's partitions, refreshed by a background thread so that a slow
+/// or absent broker never blocks the timely worker. The thread stops when the source is
+/// dropped.
+struct HighWatermarks {
+    latest: Arc<Mutex<Vec<i64>>>,
+}
+
+impl HighWatermarks {
+    fn watch(settings: &SourceSettings, partitions: Vec<(String, i32)>, initial: Vec<i64>) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer =
+            settings.kafka.consumer_config().create().map_err(KafkaError::client("creating watermark consumer"))?;
+        let latest = Arc::new(Mutex::new(initial));
+        let shared = Arc::downgrade(&latest);
+        std::thread::Builder::new()
+            .name("citeflow-watermarks".into())
+            .spawn(move || {
+                while let Some(latest) = shared.upgrade() {
+                    for (slot, (topic, partition)) in partitions.iter().enumerate() {
+                        match watermarks(&consumer, topic, *partition, METADATA_TIMEOUT) {
+                            Ok((_, high)) => {
+                                let mut values = latest.lock().expect("watermark lock");
+                                values[slot] = values[slot].max(high);
+                            }
+                            Err(error) => {
+                                metrics().source_errors.with_label_values(&["watermarks"]).inc();
+                                tracing::warn!(%error, "kafka source: cannot read watermarks; retrying");
+                            }
+                        }
+                    }
+                    drop(latest);
+                    std::thread::sleep(WATERMARK_REFRESH);
+                }
+            })
+            .expect("spawning the watermark thread");
+        Ok(HighWatermarks { latest })
+    }
+
+    fn get(&self, slot: usize) -> i64 {
+        self.latest.lock().expect("watermark lock")[slot]
+    }
+}
 
 /// Creates the consumer for `partitions` and reads their initial watermarks.
 fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(BaseConsumer, Vec<PartitionState>), KafkaError> {
@@ -102,8 +143,9 @@ pub fn kafka_source<'scope>(
     settings: SourceSettings,
     partitions: Vec<(String, i32)>,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
-    let (consumer, states) = connect(&settings, &partitions)?;
-    let mut states: Vec<PartitionState> = states;
+    let (consumer, mut states) = connect(&settings, &partitions)?;
+    let initial = states.iter().map(|s| s.high_watermark).collect();
+    let high_watermarks = HighWatermarks::watch(&settings, partitions, initial)?;
     let index: BTreeMap<(String, i32), usize> =
         states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
     let clock = EpochClock::new(settings.epoch_ms);
@@ -112,7 +154,6 @@ pub fn kafka_source<'scope>(
     let stream = source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
-        let mut last_refresh = Instant::now();
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             let mut read = 0;
@@ -148,17 +189,8 @@ pub fn kafka_source<'scope>(
                     }
                 }
             }
-            if last_refresh.elapsed() >= WATERMARK_REFRESH {
-                last_refresh = Instant::now();
-                for state in states.iter_mut() {
-                    match watermarks(&consumer, &state.topic, state.partition, WATERMARK_TIMEOUT) {
-                        Ok((_, high)) => state.high_watermark = high.max(state.high_watermark),
-                        Err(error) => {
-                            metrics().source_errors.with_label_values(&["watermarks"]).inc();
-                            tracing::warn!(%error, "kafka source: cannot read watermarks; retrying");
-                        }
-                    }
-                }
+            for (slot, state) in states.iter_mut().enumerate() {
+                state.high_watermark = state.high_watermark.max(high_watermarks.get(slot));
             }
             let full = read >= settings.max_records_per_epoch;
             let at_end = states.iter().all(|s| s.next_offset >= s.high_watermark);
