@@ -5,6 +5,7 @@ pub mod config;
 pub mod dataflow;
 pub mod domain;
 pub mod envelope;
+pub mod eval;
 pub mod job;
 pub mod loader;
 pub mod matching;

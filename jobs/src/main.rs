@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use citeflow_connectors::kafka::admin::ensure_topics;
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::loader::{load_sample, SampleLoad};
-use citeflow_jobs::{job, status};
+use citeflow_jobs::matching::SCORE_SCALE;
+use citeflow_jobs::{eval, job, status};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -44,6 +45,21 @@ enum Command {
     },
     /// Show what the views hold.
     Status,
+    /// Score the matcher against labelled references (no Kafka or PostgreSQL needed).
+    Eval {
+        /// Publication files (EPMC JSONL, gzip or not).
+        #[arg(long, num_args = 1.., required = true)]
+        epmc: Vec<PathBuf>,
+        /// Labelled references: JSONL lines {"ref_id", "citation", "expected_pmid"}.
+        #[arg(long, num_args = 1.., required = true)]
+        gold: Vec<PathBuf>,
+        /// Print one JSON object instead of a report.
+        #[arg(long)]
+        json: bool,
+        /// How many errors the report lists.
+        #[arg(long, default_value_t = 20)]
+        worst: usize,
+    },
 }
 
 fn main() {
@@ -91,6 +107,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 report.documents,
                 report.malformed
             );
+        }
+        Command::Eval { epmc, gold, json, worst } => {
+            let publications = eval::read_publications(&epmc)?;
+            let references = eval::read_gold(&gold)?;
+            let indexed = publications.len() as u64;
+            let min_score = (config.matching.min_score * SCORE_SCALE).round() as u32;
+            let decisions = eval::match_references(publications, &references, min_score);
+            let evaluation = eval::score(&references, &decisions, indexed);
+            if json {
+                println!("{}", serde_json::to_string(&evaluation)?);
+            } else {
+                print!("{}", eval::report(&evaluation, worst));
+            }
         }
         Command::Status => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

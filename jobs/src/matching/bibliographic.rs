@@ -61,8 +61,10 @@ struct Patterns {
 fn patterns() -> &'static Patterns {
     static PATTERNS: OnceLock<Patterns> = OnceLock::new();
     PATTERNS.get_or_init(|| Patterns {
-        colon: Regex::new(r"\b(\d{1,5})\s*(?:\([^()]{1,15}\))?\s*:\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6})\b")
-            .expect("colon locator"),
+        colon: Regex::new(
+            r"\b(\d{1,5})\s*(?:(?:Pt|Part|Suppl|Supplement|Spec No)\.?\s*[A-Za-z0-9]{0,4}\s*)?(?:\([^()]{1,15}\))?\s*:\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6}[A-Za-z]?)\b",
+        )
+        .expect("colon locator"),
         comma: Regex::new(
             r"\b(\d{1,5})\s*(?:\([^()]{1,15}\))?\s*,\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6})\s*[-–—]\s*[A-Za-z]?\d",
         )
@@ -98,6 +100,15 @@ fn ends_sentence(word: &str) -> bool {
         Some(stem) => stem.len() >= 3 && stem.chars().all(|c| c.is_lowercase() || c == '-'),
         None => false,
     }
+}
+
+/// A journal name without a trailing parenthetical qualifier: NLM abbreviations add the
+/// place of publication ("Acta Endocrinol (Copenh)") where the ISO abbreviation does not.
+fn without_qualifier(name: &str) -> Option<&str> {
+    let trimmed = name.trim_end_matches(['.', ' ']);
+    let open = trimmed.strip_suffix(')')?.rfind('(')?;
+    let head = trimmed[..open].trim_end();
+    (!head.is_empty()).then_some(head)
 }
 
 /// Journal-name candidates in the text before a volume, shortest first.
@@ -144,7 +155,8 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
     let mut keys = Vec::new();
     for (start, volume, page) in &locators {
         for candidate in journal_candidates(&reference[..*start]) {
-            for form in journals.forms(&candidate) {
+            let unqualified = without_qualifier(&candidate).map(str::to_string);
+            for form in std::iter::once(candidate).chain(unqualified).flat_map(|name| journals.forms(&name)) {
                 keys.push(volume_key(&form, volume, page));
                 keys.extend(years.iter().map(|year| year_key(&form, *year, page)));
             }
@@ -254,6 +266,26 @@ mod tests {
     fn candidates_stop_at_the_end_of_the_title() {
         let candidates = journal_candidates("King AL. Injury in mice. Am J Physiol ");
         assert_eq!(candidates, vec!["Physiol", "J Physiol", "Am J Physiol"]);
+    }
+
+    #[test]
+    fn a_place_qualifier_and_part_numbers_are_looked_past() {
+        let publication = PublicationLocators {
+            journals: [Some("Acta Endocrinol."), Some("Acta endocrinologica")],
+            volume: Some("84"),
+            year: Some(1977),
+            pages: Some("673-80"),
+        };
+        assert!(shares_key("Acta Endocrinol (Copenh). 1977 Apr;84(4):673-80", publication));
+        let symposium = PublicationLocators {
+            journals: [Some("Cold Spring Harb Symp Quant Biol"), None],
+            volume: Some("41 Pt 2"),
+            year: Some(1977),
+            pages: Some("805-15"),
+        };
+        assert!(shares_key("Cold Spring Harb Symp Quant Biol. 1977;41 Pt 2:805-15", symposium));
+        let lettered = PublicationLocators { journals: [Some("J Physiol"), None], volume: Some("266"), year: Some(1977), pages: Some("15P") };
+        assert!(shares_key("J Physiol. 1977 Mar;266(1):15P", lettered));
     }
 
     #[test]

@@ -1,0 +1,271 @@
+//! `citeflow eval`: runs the job's matching dataflow (the same candidate generation and
+//! decision code, no Kafka or PostgreSQL) over publication files and labelled references,
+//! and scores the result.
+//!
+//! Counting: a reference matched to its expected publication is a true positive; matched to
+//! another publication, a false positive and a false negative; a negative (no expected
+//! publication) matched to anything, a false positive; a positive left unmatched, a false
+//! negative.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use citeflow_connectors::files::lines;
+use citeflow_connectors::kafka::source::KafkaMessage;
+use differential_dataflow::input::Input;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::{Publication, ReferenceKey};
+use crate::envelope::{decode, Event, TopicRoles, PUBLICATION_EVENT};
+use crate::loader::{envelope, publication_key};
+use crate::matching::journals::JournalTable;
+use crate::matching::{candidates, decide, Candidate};
+
+/// One labelled reference.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LabelledReference {
+    /// Identifier of the reference.
+    pub ref_id: String,
+    /// The reference string.
+    pub citation: String,
+    /// The publication it cites, or `None` when it cites nothing in the index.
+    pub expected_pmid: Option<String>,
+}
+
+/// Counts for one slice of the evaluation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Matched to the expected publication.
+    pub true_positives: u64,
+    /// Matched to a publication that is not the expected one.
+    pub false_positives: u64,
+    /// Expected publication not matched.
+    pub false_negatives: u64,
+}
+
+/// The result of an evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    /// TP / (TP + FP).
+    pub precision: f64,
+    /// TP / (TP + FN).
+    pub recall: f64,
+    /// Harmonic mean of precision and recall.
+    pub f1: f64,
+    /// Totals.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// References evaluated.
+    pub references: u64,
+    /// Of which positives.
+    pub positives: u64,
+    /// Publications indexed.
+    pub publications: u64,
+    /// Counts per method of the citation made (false negatives with no citation under `none`).
+    pub by_method: BTreeMap<String, Counts>,
+    /// The errors, worst (highest-scoring false positives) first.
+    #[serde(skip)]
+    pub errors: Vec<EvaluationError>,
+}
+
+/// One wrong decision.
+#[derive(Clone, Debug)]
+pub struct EvaluationError {
+    /// The reference.
+    pub reference: LabelledReference,
+    /// What the matcher decided.
+    pub decision: Option<Candidate>,
+}
+
+fn ratio(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 {
+        1.0
+    } else {
+        numerator as f64 / denominator as f64
+    }
+}
+
+/// Reads EPMC records (JSONL, gzip or not) through the job's own decoding.
+pub fn read_publications(files: &[PathBuf]) -> anyhow::Result<Vec<Publication>> {
+    let roles = TopicRoles { publications: "publications".into(), documents: "documents".into() };
+    let mut by_id = BTreeMap::new();
+    for file in files {
+        for (offset, line) in lines(file).with_context(|| format!("reading {}", file.display()))?.enumerate() {
+            let record: Value = serde_json::from_str(&line?).with_context(|| format!("{}: line {}", file.display(), offset + 1))?;
+            let Some(key) = publication_key(&record) else { continue };
+            let message = KafkaMessage {
+                topic: roles.publications.clone(),
+                partition: 0,
+                offset: offset as i64,
+                key: Some(key.into_bytes()),
+                payload: Some(envelope(PUBLICATION_EVENT, "eval", &record)),
+            };
+            if let Ok((Event::Publication(id, Some(publication)), _)) = decode(message, &roles) {
+                by_id.insert(id, publication);
+            }
+        }
+    }
+    Ok(by_id.into_values().collect())
+}
+
+/// Reads labelled references.
+pub fn read_gold(files: &[PathBuf]) -> anyhow::Result<Vec<LabelledReference>> {
+    let mut references = Vec::new();
+    for file in files {
+        for line in lines(file).with_context(|| format!("reading {}", file.display()))? {
+            references.push(serde_json::from_str(&line?).with_context(|| format!("a gold line in {}", file.display()))?);
+        }
+    }
+    Ok(references)
+}
+
+/// Matches `references` against `publications` with the job's dataflow; returns the decision
+/// per reference position.
+pub fn match_references(
+    publications: Vec<Publication>,
+    references: &[LabelledReference],
+    min_score: u32,
+) -> BTreeMap<usize, Candidate> {
+    let decisions = Arc::new(Mutex::new(Vec::new()));
+    let sink = decisions.clone();
+    let texts: Vec<String> = references.iter().map(|r| r.citation.clone()).collect();
+    timely::execute(timely::Config::thread(), move |worker| {
+        let sink = sink.clone();
+        let (mut publication_input, mut reference_input) = worker.dataflow::<u64, _, _>(|scope| {
+            let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
+            let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
+            let journals = Arc::new(JournalTable::bundled());
+            decide(candidates(publications, references, journals), min_score).inspect(move |((key, candidate), _, diff)| {
+                sink.lock().expect("decisions").push((key.1 as usize, candidate.clone(), *diff));
+            });
+            (publication_input, reference_input)
+        });
+        for publication in publications.clone() {
+            publication_input.insert((publication.id.clone(), publication));
+        }
+        for (index, text) in texts.iter().enumerate() {
+            reference_input.insert((("eval".to_string(), index as u32), text.clone()));
+        }
+    })
+    .expect("timely");
+    let mut decisions = Arc::try_unwrap(decisions).expect("dataflow finished").into_inner().expect("decisions");
+    let mut net: BTreeMap<(usize, Candidate), isize> = BTreeMap::new();
+    for (index, candidate, diff) in decisions.drain(..) {
+        *net.entry((index, candidate)).or_default() += diff;
+    }
+    net.into_iter().filter(|(_, diff)| *diff > 0).map(|((index, candidate), _)| (index, candidate)).collect()
+}
+
+/// Scores decisions against the labels.
+pub fn score(references: &[LabelledReference], decisions: &BTreeMap<usize, Candidate>, publications: u64) -> Evaluation {
+    let mut counts = Counts::default();
+    let mut by_method: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (index, reference) in references.iter().enumerate() {
+        let decision = decisions.get(&index);
+        let method = decision.map_or("none", |c| c.method.name()).to_string();
+        let slot = by_method.entry(method).or_default();
+        let correct = match (&reference.expected_pmid, decision) {
+            (Some(expected), Some(found)) if *expected == found.publication => {
+                counts.true_positives += 1;
+                slot.true_positives += 1;
+                true
+            }
+            (Some(_), Some(_)) => {
+                counts.false_positives += 1;
+                counts.false_negatives += 1;
+                slot.false_positives += 1;
+                slot.false_negatives += 1;
+                false
+            }
+            (None, Some(_)) => {
+                counts.false_positives += 1;
+                slot.false_positives += 1;
+                false
+            }
+            (Some(_), None) => {
+                counts.false_negatives += 1;
+                slot.false_negatives += 1;
+                false
+            }
+            (None, None) => true,
+        };
+        if !correct {
+            errors.push(EvaluationError { reference: reference.clone(), decision: decision.cloned() });
+        }
+    }
+    errors.sort_by_key(|e| std::cmp::Reverse(e.decision.as_ref().map_or(0, |c| c.score)));
+    let precision = ratio(counts.true_positives, counts.true_positives + counts.false_positives);
+    let recall = ratio(counts.true_positives, counts.true_positives + counts.false_negatives);
+    let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+    Evaluation {
+        precision,
+        recall,
+        f1,
+        counts,
+        references: references.len() as u64,
+        positives: references.iter().filter(|r| r.expected_pmid.is_some()).count() as u64,
+        publications,
+        by_method,
+        errors,
+    }
+}
+
+/// A readable report with the worst errors.
+pub fn report(evaluation: &Evaluation, worst: usize) -> String {
+    let c = evaluation.counts;
+    let mut out = format!(
+        "{} references ({} positives) against {} publications\nprecision {:.4}  recall {:.4}  F1 {:.4}  (TP {}, FP {}, FN {})\n\nby method:\n",
+        evaluation.references, evaluation.positives, evaluation.publications, evaluation.precision, evaluation.recall,
+        evaluation.f1, c.true_positives, c.false_positives, c.false_negatives
+    );
+    for (method, counts) in &evaluation.by_method {
+        out += &format!(
+            "  {method:<14} TP {:>6}  FP {:>4}  FN {:>4}\n",
+            counts.true_positives, counts.false_positives, counts.false_negatives
+        );
+    }
+    out += &format!("\nworst errors ({} of {}):\n", worst.min(evaluation.errors.len()), evaluation.errors.len());
+    for error in evaluation.errors.iter().take(worst) {
+        let decided = error
+            .decision
+            .as_ref()
+            .map_or("nothing".to_string(), |c| format!("{} by {} ({:.2})", c.publication, c.method.name(), c.score()));
+        out += &format!(
+            "  {}: expected {}, matched {}\n    {}\n",
+            error.reference.ref_id,
+            error.reference.expected_pmid.as_deref().unwrap_or("nothing"),
+            decided,
+            error.reference.citation
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::Method;
+
+    fn reference(expected: Option<&str>) -> LabelledReference {
+        LabelledReference { ref_id: "r".into(), citation: "c".into(), expected_pmid: expected.map(String::from) }
+    }
+
+    fn candidate(publication: &str) -> Candidate {
+        Candidate { score: 900_000, method: Method::Bibliographic, publication: publication.into() }
+    }
+
+    #[test]
+    fn a_wrong_match_is_a_false_positive_and_a_false_negative() {
+        let references = vec![reference(Some("1")), reference(Some("2")), reference(None), reference(Some("4")), reference(None)];
+        let decisions: BTreeMap<usize, Candidate> = [(0, candidate("1")), (1, candidate("3")), (2, candidate("9"))].into();
+        let evaluation = score(&references, &decisions, 10);
+        assert_eq!(evaluation.counts, Counts { true_positives: 1, false_positives: 2, false_negatives: 2 });
+        assert!((evaluation.precision - 1.0 / 3.0).abs() < 1e-9);
+        assert!((evaluation.recall - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(evaluation.errors.len(), 3);
+    }
+}
