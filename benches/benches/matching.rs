@@ -37,7 +37,7 @@ fn decoding(c: &mut Criterion) {
     let mut group = c.benchmark_group("decoding");
     group.throughput(Throughput::Elements(messages.len() as u64));
     group.bench_function("publications", |b| {
-        b.iter(|| messages.iter().cloned().filter(|m| decode(m.clone(), &roles).is_ok()).count())
+        b.iter(|| messages.iter().filter(|m| decode((*m).clone(), &roles).is_ok()).count())
     });
     group.finish();
 }

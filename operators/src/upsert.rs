@@ -30,6 +30,9 @@ pub struct Upsert<K, V, O> {
     pub value: Option<V>,
 }
 
+/// Instructions waiting for the frontier to pass their time, with the capability to emit then.
+type Pending<T, K, V, O> = (Capability<T>, Vec<Upsert<K, V, O>>);
+
 /// Maintains the latest value per key; see the module documentation.
 pub fn upsert<'scope, T, K, V, O>(stream: Stream<'scope, T, Vec<Upsert<K, V, O>>>) -> VecCollection<'scope, T, (K, V)>
 where
@@ -42,7 +45,7 @@ where
     stream
         .unary_frontier(exchange, "Upsert", |_capability, _info| {
             let mut state: HashMap<K, V> = HashMap::new();
-            let mut stash: BTreeMap<T, (Capability<T>, Vec<Upsert<K, V, O>>)> = BTreeMap::new();
+            let mut stash: BTreeMap<T, Pending<T, K, V, O>> = BTreeMap::new();
             move |(input, frontier), output| {
                 input.for_each(|capability, data| {
                     if let Some(retained) = capability.retain_least(0) {
