@@ -88,8 +88,9 @@ fn ratio(numerator: u64, denominator: u64) -> f64 {
     }
 }
 
-/// Reads EPMC records (JSONL, gzip or not) through the job's own decoding.
-pub fn read_publications(files: &[PathBuf]) -> anyhow::Result<Vec<Publication>> {
+/// Reads EPMC records (JSONL, gzip or not) through the job's own decoding; returns each
+/// publication with its raw record (the latest record per id).
+pub fn read_records(files: &[PathBuf]) -> anyhow::Result<Vec<(Publication, Value)>> {
     let roles = TopicRoles { publications: "publications".into(), documents: "documents".into() };
     let mut by_id = BTreeMap::new();
     for file in files {
@@ -104,11 +105,16 @@ pub fn read_publications(files: &[PathBuf]) -> anyhow::Result<Vec<Publication>> 
                 payload: Some(envelope(PUBLICATION_EVENT, "eval", &record)),
             };
             if let Ok((Event::Publication(id, Some(publication)), _)) = decode(message, &roles) {
-                by_id.insert(id, publication);
+                by_id.insert(id, (publication, record));
             }
         }
     }
     Ok(by_id.into_values().collect())
+}
+
+/// Reads EPMC records as publications.
+pub fn read_publications(files: &[PathBuf]) -> anyhow::Result<Vec<Publication>> {
+    Ok(read_records(files)?.into_iter().map(|(publication, _)| publication).collect())
 }
 
 /// Reads labelled references.

@@ -14,5 +14,6 @@ pub mod loader;
 pub mod matching;
 pub mod references;
 pub mod status;
+pub mod synthetic;
 pub mod timestamps;
 pub mod views;

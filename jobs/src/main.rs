@@ -8,7 +8,8 @@ use citeflow_connectors::kafka::admin::ensure_topics;
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::loader::{load_sample, SampleLoad};
 use citeflow_jobs::matching::SCORE_SCALE;
-use citeflow_jobs::{eval, job, status};
+use citeflow_jobs::{eval, job, status, synthetic};
+use std::io::Write;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -45,6 +46,31 @@ enum Command {
     },
     /// Show what the views hold.
     Status,
+    /// Generate a seeded synthetic evaluation set: an index of publications and references
+    /// to it (positives) and to publications held out of it (negatives), in five styles.
+    Synth {
+        /// Publication files to draw from (EPMC JSONL, gzip or not).
+        #[arg(long, num_args = 1.., required = true)]
+        epmc: Vec<PathBuf>,
+        /// Publications held out of the index (negatives are drawn from them).
+        #[arg(long, default_value_t = 10_000)]
+        held_out: usize,
+        /// References to indexed publications.
+        #[arg(long, default_value_t = 10_000)]
+        positives: usize,
+        /// References to held-out publications.
+        #[arg(long, default_value_t = 10_000)]
+        negatives: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write the index (EPMC JSONL).
+        #[arg(long)]
+        index: PathBuf,
+        /// Where to write the labelled references (JSONL).
+        #[arg(long)]
+        gold: PathBuf,
+    },
     /// Score the matcher against labelled references (no Kafka or PostgreSQL needed).
     Eval {
         /// Publication files (EPMC JSONL, gzip or not).
@@ -107,6 +133,23 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 report.documents,
                 report.malformed
             );
+        }
+        Command::Synth { epmc, held_out, positives, negatives, seed, index, gold } => {
+            let records = eval::read_records(&epmc)?;
+            let raw: std::collections::HashMap<String, serde_json::Value> =
+                records.iter().map(|(p, record)| (p.id.clone(), record.clone())).collect();
+            let publications = records.into_iter().map(|(p, _)| p).collect();
+            let synthetic = synthetic::generate(publications, held_out, positives, negatives, seed);
+            let mut index_out = std::io::BufWriter::new(std::fs::File::create(&index)?);
+            for publication in &synthetic.index {
+                writeln!(index_out, "{}", raw[&publication.id])?;
+            }
+            let mut gold_out = std::io::BufWriter::new(std::fs::File::create(&gold)?);
+            for reference in &synthetic.references {
+                let line = serde_json::json!({"ref_id": reference.ref_id, "citation": reference.citation, "expected_pmid": reference.expected_pmid});
+                writeln!(gold_out, "{line}")?;
+            }
+            println!("{} indexed publications, {} references (seed {seed})", synthetic.index.len(), synthetic.references.len());
         }
         Command::Eval { epmc, gold, json, worst } => {
             let publications = eval::read_publications(&epmc)?;

@@ -27,6 +27,8 @@ pub struct ReferenceLocators {
     pub years: Vec<i32>,
     /// Volumes found before a page.
     pub volumes: Vec<String>,
+    /// First pages found after a volume.
+    pub pages: Vec<String>,
     /// Blocking keys.
     pub keys: Vec<String>,
 }
@@ -55,6 +57,7 @@ fn year_key(journal: &str, year: i32, page: &str) -> String {
 struct Patterns {
     colon: Regex,
     comma: Regex,
+    chicago: Regex,
     year: Regex,
 }
 
@@ -69,6 +72,8 @@ fn patterns() -> &'static Patterns {
             r"\b(\d{1,5})\s*(?:\([^()]{1,15}\))?\s*,\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6})\s*[-–—]\s*[A-Za-z]?\d",
         )
         .expect("comma locator"),
+        chicago: Regex::new(r"\b(\d{1,5}),?\s*no\.\s*[A-Za-z0-9-]{1,8}\s*\([^()]{1,20}\)\s*:\s*([A-Za-z]?\d{1,6}[A-Za-z]?)\b")
+            .expect("chicago locator"),
         year: Regex::new(r"\b(1[89]\d\d|20\d\d)[a-z]?\b").expect("year"),
     })
 }
@@ -136,10 +141,15 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
     years.sort_unstable();
     years.dedup();
     let locator = |c: regex::Captures<'_>| Some((c.get(1)?.start(), leading_number(&c[1])?, first_page(&c[2])?));
+    let after_issue_number = |(start, _, _): &(usize, String, String)| {
+        reference[..*start].trim_end().to_lowercase().ends_with("no.")
+    };
     let mut locators: Vec<(usize, String, String)> = patterns
         .colon
         .captures_iter(reference)
         .filter_map(locator)
+        .filter(|found| !after_issue_number(found))
+        .chain(patterns.chicago.captures_iter(reference).filter_map(locator))
         .chain(
             patterns
                 .comma
@@ -164,10 +174,13 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
     }
     keys.sort();
     keys.dedup();
+    let mut pages: Vec<String> = locators.iter().map(|(_, _, page)| page.clone()).collect();
+    pages.sort();
+    pages.dedup();
     let mut volumes: Vec<String> = locators.into_iter().map(|(_, volume, _)| volume).collect();
     volumes.sort();
     volumes.dedup();
-    ReferenceLocators { years, volumes, keys }
+    ReferenceLocators { years, volumes, pages, keys }
 }
 
 /// Name variants of a full journal title: as given, before a colon, without a leading
@@ -286,6 +299,13 @@ mod tests {
         assert!(shares_key("Cold Spring Harb Symp Quant Biol. 1977;41 Pt 2:805-15", symposium));
         let lettered = PublicationLocators { journals: [Some("J Physiol"), None], volume: Some("266"), year: Some(1977), pages: Some("15P") };
         assert!(shares_key("J Physiol. 1977 Mar;266(1):15P", lettered));
+    }
+
+    #[test]
+    fn chicago_issue_numbers_are_not_volumes() {
+        let locators = reference_locators("Kocher R. \"Two theorems.\" J. Mol. Biol 127, no. 1 (1979): 39.", &table());
+        assert_eq!(locators.volumes, vec!["127".to_string()]);
+        assert_eq!(locators.pages, vec!["39".to_string()]);
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //! references waiting for it, and a deleted or revised publication retracts or changes its
 //! candidates. Each candidate is scored; per reference the best candidate becomes the
 //! citation unless another publication scores as well (an ambiguous reference stays
-//! unmatched). Title candidates and a learned scorer plug in as further candidate families
-//! and a replacement for [`bibliographic_score`].
+//! unmatched). A learned scorer plugs in as a replacement for [`features::rule_score`].
 
 pub mod bibliographic;
+pub mod features;
 pub mod identifiers;
 pub mod journals;
 pub mod text;
+pub mod title;
 
 use std::sync::Arc;
 
@@ -24,8 +25,10 @@ use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
+use features::{features, rule_score, Family};
 use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
+use title::{publication_title_keys, reference_title_keys};
 
 /// Scores are fixed-point: millionths.
 pub const SCORE_SCALE: f64 = 1_000_000.0;
@@ -33,6 +36,8 @@ pub const SCORE_SCALE: f64 = 1_000_000.0;
 /// How a citation was found, in increasing order of preference at equal score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Method {
+    /// The publication's title is contained in the reference.
+    Title,
     /// Journal, volume or year, and first page agree.
     Bibliographic,
     /// The reference carries the publication's PMCID.
@@ -47,6 +52,7 @@ impl Method {
     /// The name written to the views.
     pub fn name(self) -> &'static str {
         match self {
+            Method::Title => "title",
             Method::Bibliographic => "bibliographic",
             Method::Pmcid => "pmcid",
             Method::Pmid => "pmid",
@@ -81,51 +87,9 @@ impl Candidate {
     }
 }
 
-/// What the bibliographic join knows about a reference.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ReferenceFacts {
-    /// The reference.
-    pub reference: ReferenceKey,
-    /// Years written in it.
-    pub years: Vec<i32>,
-    /// Volumes written in it.
-    pub volumes: Vec<String>,
-}
-
-/// What the bibliographic join knows about a publication.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PublicationFacts {
-    /// The publication id.
-    pub publication: String,
-    /// Its year.
-    pub year: Option<i32>,
-    /// Its volume, normalised.
-    pub volume: Option<String>,
-}
-
-/// Scores a bibliographic candidate, or rejects it when the years contradict each other.
-pub fn bibliographic_score(reference: &ReferenceFacts, publication: &PublicationFacts) -> Option<u32> {
-    let year_agrees = match publication.year {
-        Some(year) if !reference.years.is_empty() => {
-            if !reference.years.iter().any(|y| (y - year).abs() <= 1) {
-                return None;
-            }
-            true
-        }
-        _ => false,
-    };
-    let volume_agrees = publication.volume.as_ref().is_some_and(|v| reference.volumes.contains(v));
-    Some(800_000 + 50_000 * u32::from(year_agrees) + 50_000 * u32::from(volume_agrees))
-}
-
-/// The facts a publication contributes to the bibliographic join.
-pub fn publication_facts(publication: &Publication) -> PublicationFacts {
-    PublicationFacts {
-        publication: publication.id.clone(),
-        year: publication.year,
-        volume: publication.volume.as_deref().and_then(text::leading_number),
-    }
-}
+/// A title key shared by more publications than this is too common to block on: it would
+/// explode the join and says little.
+pub const MAX_PUBLICATIONS_PER_TITLE_KEY: isize = 200;
 
 /// The bibliographic keys of a publication.
 pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTable) -> Vec<String> {
@@ -138,8 +102,9 @@ pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTa
     publication_keys(locators, journals)
 }
 
-/// Candidate publications for every reference: identifier matches and bibliographic
-/// matches, one candidate per (reference, publication, method).
+/// Candidate publications for every reference, scored: pairs found by identifiers,
+/// bibliographic keys or title keys, deduplicated per (reference, publication), then scored
+/// from their [`features::Features`].
 pub fn candidates<'scope, T>(
     publications: VecCollection<'scope, T, (String, Publication)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
@@ -154,31 +119,50 @@ where
     let reference_ids = references
         .clone()
         .flat_map(|(reference, text)| find_identifiers(&text).into_iter().map(move |i| (i, reference.clone())));
-    let by_identifier = reference_ids.join_map(publication_ids, |identifier, reference, publication| {
-        let candidate = Candidate { score: 1_000_000, method: Method::of(identifier), publication: publication.clone() };
-        (reference.clone(), candidate)
-    });
-
-    let publication_journals = journals.clone();
-    let publication_keys = publications.flat_map(move |(_, publication)| {
-        let facts = publication_facts(&publication);
-        publication_blocking_keys(&publication, &publication_journals).into_iter().map(move |k| (k, facts.clone()))
-    });
-    let reference_keys = references.flat_map(move |(reference, text)| {
-        let locators = reference_locators(&text, &journals);
-        let facts = ReferenceFacts { reference, years: locators.years, volumes: locators.volumes };
-        locators.keys.into_iter().map(move |k| (k, facts.clone()))
-    });
-    let by_bibliography = reference_keys
-        .join_map(publication_keys, |_key, reference, publication| {
-            let score = bibliographic_score(reference, publication);
-            (reference.reference.clone(), publication.publication.clone(), score)
-        })
-        .flat_map(|(reference, publication, score)| {
-            score.map(|score| (reference, Candidate { score, method: Method::Bibliographic, publication }))
+    let by_identifier = reference_ids
+        .join_map(publication_ids, |identifier, reference, publication| {
+            (reference.clone(), (publication.clone(), Family::Identifier(Method::of(identifier))))
         });
 
-    by_identifier.concat(by_bibliography).distinct()
+    let key_journals = journals.clone();
+    let publication_keys = publications
+        .clone()
+        .flat_map(move |(id, publication)| publication_blocking_keys(&publication, &key_journals).into_iter().map(move |k| (k, id.clone())));
+    let key_journals = journals.clone();
+    let reference_keys = references
+        .clone()
+        .flat_map(move |(reference, text)| reference_locators(&text, &key_journals).keys.into_iter().map(move |k| (k, reference.clone())));
+    let by_bibliography = reference_keys
+        .join_map(publication_keys, |_key, reference, publication| (reference.clone(), (publication.clone(), Family::Bibliographic)));
+
+    let title_keys = publications.clone().flat_map(|(id, publication)| {
+        publication.title.as_deref().map(publication_title_keys).unwrap_or_default().into_iter().map(move |k| (k, id.clone()))
+    });
+    let common = title_keys.clone().map(|(key, _)| key).count().filter(|(_, count)| *count > MAX_PUBLICATIONS_PER_TITLE_KEY).map(|(key, _)| key);
+    let title_keys = title_keys.antijoin(common);
+    let reference_title = references
+        .clone()
+        .flat_map(|(reference, text)| reference_title_keys(&text).into_iter().map(move |k| (k, reference.clone())));
+    let by_title = reference_title.join_map(title_keys, |_key, reference, publication| (reference.clone(), (publication.clone(), Family::Title)));
+
+    let families = by_identifier
+        .concat(by_bibliography)
+        .concat(by_title)
+        .map(|(reference, (publication, family))| ((reference, publication), family))
+        .distinct()
+        .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
+    families
+        .map(|((reference, publication), families)| (reference, (publication, families)))
+        .join_map(references, |reference, (publication, families), text| {
+            (publication.clone(), (reference.clone(), text.clone(), families.clone()))
+        })
+        .join_map(publications, move |_, (reference, text, families), publication| {
+            let scored = rule_score(&features(text, publication, families, &journals));
+            (reference.clone(), publication.id.clone(), scored)
+        })
+        .flat_map(|(reference, publication, scored)| {
+            scored.map(|(score, method)| (reference, Candidate { score, method, publication }))
+        })
 }
 
 /// Per reference, the best candidate scoring at least `min_score` (millionths), unless a
@@ -194,29 +178,4 @@ where
         best.score >= min_score
             && runner_up.is_none_or(|other| other.publication == best.publication || other.score < best.score)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reference(years: Vec<i32>, volumes: Vec<&str>) -> ReferenceFacts {
-        ReferenceFacts { reference: ("d".into(), 0), years, volumes: volumes.into_iter().map(String::from).collect() }
-    }
-
-    fn publication(year: Option<i32>, volume: Option<&str>) -> PublicationFacts {
-        PublicationFacts { publication: "p".into(), year, volume: volume.map(String::from) }
-    }
-
-    #[test]
-    fn contradicting_years_reject_the_candidate() {
-        assert_eq!(bibliographic_score(&reference(vec![1990], vec!["12"]), &publication(Some(1977), Some("12"))), None);
-    }
-
-    #[test]
-    fn agreement_raises_the_score_but_stays_below_identifiers() {
-        let full = bibliographic_score(&reference(vec![1977], vec!["12"]), &publication(Some(1978), Some("12"))).unwrap();
-        let partial = bibliographic_score(&reference(vec![], vec!["12"]), &publication(Some(1978), Some("12"))).unwrap();
-        assert!(partial < full && full < 1_000_000);
-    }
 }

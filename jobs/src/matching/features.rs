@@ -1,0 +1,188 @@
+//! Features of a candidate (reference, publication) pair, computed in Rust only, and the
+//! rule-based scorer that turns them into a decision score. A learned scorer replaces
+//! [`rule_score`] and reads the same [`Features`].
+
+use serde::{Deserialize, Serialize};
+
+use super::bibliographic::reference_locators;
+use super::journals::JournalTable;
+use super::text::{first_page, leading_number};
+use super::title::{content_words, title_containment};
+use super::Method;
+use crate::domain::Publication;
+
+/// How a candidate pair was found (a pair can be found by several families).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Family {
+    /// An identifier written in the reference.
+    Identifier(Method),
+    /// A bibliographic key (journal, volume or year, first page).
+    Bibliographic,
+    /// A title shingle.
+    Title,
+}
+
+/// What is known about one candidate pair.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Features {
+    /// The strongest identifier shared, if any.
+    pub identifier: Option<Method>,
+    /// Found by a bibliographic key.
+    pub bibliographic: bool,
+    /// Share of the publication's title words found in the reference.
+    pub title_containment: f64,
+    /// Content words in the publication's title.
+    pub title_words: usize,
+    /// Reference words that are not journal words, author names or numbers: whether the
+    /// reference carries a title of its own.
+    pub reference_title_words: usize,
+    /// The reference's years include the publication's year, within one.
+    pub year_agrees: bool,
+    /// The reference has years and none is within one of the publication's.
+    pub year_contradicts: bool,
+    /// The reference names the publication's volume.
+    pub volume_agrees: bool,
+    /// The reference names volumes, and none is the publication's.
+    pub volume_contradicts: bool,
+    /// The reference names the publication's first page.
+    pub page_agrees: bool,
+    /// The reference names first pages, and none is the publication's.
+    pub page_contradicts: bool,
+}
+
+/// Computes the features of a pair found by `families`.
+pub fn features(reference: &str, publication: &Publication, families: &[Family], journals: &JournalTable) -> Features {
+    let locators = reference_locators(reference, journals);
+    let identifier = families
+        .iter()
+        .filter_map(|f| match f {
+            Family::Identifier(method) => Some(*method),
+            _ => None,
+        })
+        .max();
+    let (year_agrees, year_contradicts) = match publication.year {
+        Some(year) if !locators.years.is_empty() => {
+            let agrees = locators.years.iter().any(|y| (y - year).abs() <= 1);
+            (agrees, !agrees)
+        }
+        _ => (false, false),
+    };
+    let title = publication.title.as_deref().unwrap_or("");
+    let mut known: Vec<String> = Vec::new();
+    for name in [&publication.journal_title, &publication.journal_abbreviation].into_iter().flatten() {
+        known.extend(content_words(name));
+    }
+    known.extend(publication.authors.iter().flat_map(|a| content_words(a)));
+    let reference_title_words = content_words(reference)
+        .into_iter()
+        .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w))
+        .count();
+    let volume = publication.volume.as_deref().and_then(leading_number);
+    let page = publication.pages.as_deref().and_then(first_page);
+    let agreement = |value: &Option<String>, found: &[String]| match value {
+        Some(value) if !found.is_empty() => (found.contains(value), !found.contains(value)),
+        _ => (false, false),
+    };
+    let (volume_agrees, volume_contradicts) = agreement(&volume, &locators.volumes);
+    let (page_agrees, page_contradicts) = agreement(&page, &locators.pages);
+    Features {
+        identifier,
+        bibliographic: families.contains(&Family::Bibliographic),
+        title_containment: title_containment(title, reference),
+        title_words: content_words(title).len(),
+        reference_title_words,
+        year_agrees,
+        year_contradicts,
+        volume_agrees,
+        volume_contradicts,
+        page_agrees,
+        page_contradicts,
+    }
+}
+
+/// Reference words beyond which a reference is taken to carry a title.
+const TITLE_PRESENT: usize = 4;
+
+/// Scores a pair in millionths, with the method that found it, or rejects it: an identifier
+/// decides; otherwise a year, volume or first page that contradicts the publication rejects,
+/// and so does a bibliographic match whose reference carries another title.
+pub fn rule_score(f: &Features) -> Option<(u32, Method)> {
+    if let Some(method) = f.identifier {
+        return Some((1_000_000, method));
+    }
+    if f.year_contradicts || f.volume_contradicts || f.page_contradicts {
+        return None;
+    }
+    let carries_title = f.reference_title_words >= TITLE_PRESENT && f.title_words >= 2;
+    if f.bibliographic {
+        if carries_title && f.title_containment < 0.34 {
+            return None;
+        }
+        let score = 800_000
+            + 40_000 * u32::from(f.year_agrees)
+            + 40_000 * u32::from(f.volume_agrees)
+            + 40_000 * u32::from(f.page_agrees)
+            + 60_000 * u32::from(f.title_containment >= 0.5);
+        return Some((score, Method::Bibliographic));
+    }
+    let containment_needed = if f.year_agrees { 0.8 } else { 0.9 };
+    if f.title_words < 3 || f.title_containment < containment_needed {
+        return None;
+    }
+    let score = 700_000
+        + (200_000.0 * f.title_containment) as u32
+        + 40_000 * u32::from(f.year_agrees)
+        + 40_000 * u32::from(f.volume_agrees || f.page_agrees);
+    Some((score.min(980_000), Method::Title))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication() -> Publication {
+        Publication {
+            id: "1".into(),
+            title: Some("Gastrointestinal systemic sclerosis in mixed connective tissue disease.".into()),
+            authors: vec!["Bennett".into()],
+            journal_title: Some("Arthritis and rheumatism".into()),
+            journal_abbreviation: Some("Arthritis Rheum".into()),
+            volume: Some("22".into()),
+            year: Some(1979),
+            pages: Some("429-30".into()),
+            ..Publication::default()
+        }
+    }
+
+    fn score(reference: &str, families: &[Family]) -> Option<(u32, Method)> {
+        rule_score(&features(reference, &publication(), families, &JournalTable::default()))
+    }
+
+    #[test]
+    fn an_nlm_reference_without_title_matches_bibliographically() {
+        let (score, method) = score("Arthritis Rheum. 1979;22(4):429-30", &[Family::Bibliographic]).unwrap();
+        assert_eq!(method, Method::Bibliographic);
+        assert!(score >= 880_000);
+    }
+
+    #[test]
+    fn a_reference_with_another_title_is_not_this_publication() {
+        let other = "Thomas S. Who heads x-ray departments in the region? Arthritis Rheum. 1979;22(4):429.";
+        assert_eq!(score(other, &[Family::Bibliographic]), None);
+    }
+
+    #[test]
+    fn a_full_title_matches_without_locators() {
+        let reference = "Bennett T (1979) Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis and rheumatism.";
+        let (_, method) = score(reference, &[Family::Title]).unwrap();
+        assert_eq!(method, Method::Title);
+        assert_eq!(score("Bennett T (1985) Gastrointestinal systemic sclerosis in mixed connective tissue disease.", &[Family::Title]), None);
+        let other_pages = "Bennett T. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22:501-2.";
+        assert_eq!(score(other_pages, &[Family::Title]), None, "a reply or erratum with the same title is another publication");
+    }
+
+    #[test]
+    fn identifiers_win() {
+        assert_eq!(score("anything 1990", &[Family::Identifier(Method::Doi)]), Some((1_000_000, Method::Doi)));
+    }
+}

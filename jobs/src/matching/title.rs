@@ -1,0 +1,111 @@
+//! Title blocking keys and title agreement.
+//!
+//! A publication contributes a few word-shingles of its title chosen by hash (the
+//! smallest hashes, as in min-hashing), so no global statistics are needed; a reference
+//! contributes every shingle of its text, so a title contained in a longer reference string
+//! is found. Shingles are over content words (stop words removed).
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+use super::text::words;
+
+/// Words per shingle.
+const SHINGLE: usize = 3;
+/// Shingles a publication contributes.
+const KEYS_PER_TITLE: usize = 4;
+/// Most shingles a reference contributes.
+const MAX_REFERENCE_KEYS: usize = 120;
+
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "into", "is", "its", "of", "on", "or", "the", "their",
+    "to", "with", "during", "after", "between", "among", "vs", "via", "et", "al",
+];
+
+/// The content words of a text: normalised, without stop words and one-letter words.
+pub fn content_words(text: &str) -> Vec<String> {
+    words(text).split(' ').filter(|w| w.len() > 1 && !STOP_WORDS.contains(w)).map(str::to_string).collect()
+}
+
+fn stable_hash(text: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn shingles(words: &[String]) -> impl Iterator<Item = String> + '_ {
+    words.windows(SHINGLE).map(|window| format!("t|{}", window.join(" ")))
+}
+
+/// The title keys of a publication: its `KEYS_PER_TITLE` shingles with the smallest hashes.
+pub fn publication_title_keys(title: &str) -> Vec<String> {
+    let words = content_words(title);
+    let mut keys: Vec<String> = shingles(&words).collect();
+    keys.sort_by_key(|k| stable_hash(k));
+    keys.dedup();
+    keys.truncate(KEYS_PER_TITLE);
+    keys
+}
+
+/// The title keys of a reference: every shingle of its text.
+pub fn reference_title_keys(reference: &str) -> Vec<String> {
+    let words = content_words(reference);
+    let mut keys: Vec<String> = shingles(&words).take(MAX_REFERENCE_KEYS).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The share of a title's content words found in a reference's content words, allowing one
+/// edit in words of five letters or more (typos and OCR errors).
+pub fn title_containment(title: &str, reference: &str) -> f64 {
+    let title = content_words(title);
+    if title.is_empty() {
+        return 0.0;
+    }
+    let reference: HashSet<String> = content_words(reference).into_iter().collect();
+    let found = title.iter().filter(|w| reference.contains(*w) || (w.len() >= 5 && reference.iter().any(|r| one_edit(w, r)))).count();
+    found as f64 / title.len() as f64
+}
+
+/// Whether two words differ by at most one substitution, insertion, deletion or swap.
+fn one_edit(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (&a[prefix..], &b[prefix..]);
+    let suffix = ra.iter().rev().zip(rb.iter().rev()).take_while(|(x, y)| x == y).count();
+    let (ma, mb) = (ra.len() - suffix.min(ra.len()), rb.len() - suffix.min(rb.len()));
+    match (ma, mb) {
+        (0, 0) | (1, 0) | (0, 1) | (1, 1) => true,
+        (2, 2) => ra[0] == rb[1] && ra[1] == rb[0],
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TITLE: &str = "Dopamine modulates acute responses to cocaine, nicotine and ethanol in Drosophila.";
+
+    #[test]
+    fn a_title_inside_a_reference_shares_its_keys() {
+        let reference = format!("Bainton RJ, Tsai LT. {TITLE} Curr Biol. 2000;10(4):187-94.");
+        let from_reference = reference_title_keys(&reference);
+        let from_title = publication_title_keys(TITLE);
+        assert_eq!(from_title.len(), KEYS_PER_TITLE);
+        assert!(from_title.iter().all(|k| from_reference.contains(k)));
+    }
+
+    #[test]
+    fn containment_tolerates_typos_but_not_other_titles() {
+        let noisy = "Bainton R. Dopamine modulatse acute responses to cocaine, nicotine and ethano1 in Drosophila. Curr Biol.";
+        assert!(title_containment(TITLE, noisy) > 0.85);
+        assert!(title_containment(TITLE, "Smith J. Serotonin and sleep in mice. Nature. 2001.") < 0.2);
+        assert!(one_edit("responses", "repsonses"));
+        assert!(!one_edit("responses", "response1s2"));
+    }
+}

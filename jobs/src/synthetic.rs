@@ -1,0 +1,339 @@
+//! A seeded generator of labelled references for evaluation and benchmarks.
+//!
+//! It splits a publication corpus into an index and a held-out part, renders indexed
+//! publications as positives and held-out ones as negatives, in five citation styles
+//! (Vancouver/NLM with title, APA, Harvard, Chicago, a policy-report style), with realistic
+//! noise: typos and OCR confusions, truncated titles, abbreviated or full journal names,
+//! missing volume or pages, a year off by one, "et al.". The same seed gives the same output.
+
+use crate::domain::Publication;
+use crate::eval::LabelledReference;
+
+/// A small, fast, seeded random generator (SplitMix64).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    /// Shuffles `items` in place.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// The citation styles rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// "Doe J, Roe R. Title. J Abbrev. 1977;12(3):45-67."
+    Vancouver,
+    /// "Doe, J., & Roe, R. (1977). Title. Journal, 12(3), 45-67."
+    Apa,
+    /// "Doe, J. and Roe, R. (1977) 'Title', Journal, 12(3), pp. 45-67."
+    Harvard,
+    /// "Doe, J., and R. Roe. "Title." Journal 12, no. 3 (1977): 45-67."
+    Chicago,
+    /// "Doe J et al. (1977) Title. Journal." — as policy reports cite, often without locators.
+    PolicyReport,
+}
+
+/// Every style, in rotation order.
+pub const STYLES: [Style; 5] = [Style::Vancouver, Style::Apa, Style::Harvard, Style::Chicago, Style::PolicyReport];
+
+/// How much noise to add.
+#[derive(Clone, Copy, Debug)]
+pub struct Noise {
+    /// Probability of a typo or OCR confusion per reference.
+    pub typo: f64,
+    /// Probability that the title is truncated.
+    pub truncated_title: f64,
+    /// Probability that volume or pages are missing.
+    pub missing_locator: f64,
+    /// Probability that the year is off by one.
+    pub year_off: f64,
+}
+
+impl Default for Noise {
+    fn default() -> Self {
+        Noise { typo: 0.3, truncated_title: 0.1, missing_locator: 0.15, year_off: 0.05 }
+    }
+}
+
+fn initials(name: &str) -> String {
+    name.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default()
+}
+
+/// Author names as "Surname I" pairs; the generator only has surnames, so initials are
+/// derived deterministically from the surname.
+fn authors(publication: &Publication, rng: &mut Rng, style: Style) -> String {
+    let names: Vec<(String, String)> = publication
+        .authors
+        .iter()
+        .map(|surname| (surname.clone(), initials(&surname.chars().rev().collect::<String>())))
+        .collect();
+    if names.is_empty() {
+        return "Anonymous".to_string();
+    }
+    let shown = if names.len() > 3 && rng.chance(0.7) { 3 } else { names.len().min(6) };
+    let et_al = shown < names.len();
+    let rendered: Vec<String> = names[..shown]
+        .iter()
+        .map(|(surname, initial)| match style {
+            Style::Vancouver | Style::PolicyReport => format!("{surname} {initial}"),
+            Style::Apa | Style::Harvard | Style::Chicago => format!("{surname}, {initial}."),
+        })
+        .collect();
+    let joined = match style {
+        Style::Apa if !et_al && rendered.len() > 1 => {
+            format!("{}, & {}", rendered[..rendered.len() - 1].join(", "), rendered[rendered.len() - 1])
+        }
+        Style::Harvard | Style::Chicago if !et_al && rendered.len() > 1 => {
+            format!("{} and {}", rendered[..rendered.len() - 1].join(", "), rendered[rendered.len() - 1])
+        }
+        _ => rendered.join(", "),
+    };
+    if et_al {
+        format!("{joined}, et al.")
+    } else {
+        joined
+    }
+}
+
+fn typo(text: &str, rng: &mut Rng) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() < 4 {
+        return text.to_string();
+    }
+    let at = 1 + rng.below(chars.len() as u64 - 2) as usize;
+    let mut out: Vec<char> = chars.clone();
+    match rng.below(5) {
+        0 => out.swap(at, at - 1),
+        1 => {
+            out.remove(at);
+        }
+        2 => out.insert(at, chars[at]),
+        3 => {
+            let ocr = text.replacen("rn", "m", 1).replacen("l", "1", 1);
+            return if ocr != text { ocr } else { text.replacen('o', "0", 1) };
+        }
+        _ => out[at] = if chars[at] == 'e' { 'c' } else { 'e' },
+    }
+    out.into_iter().collect()
+}
+
+fn truncate_words(text: &str, fraction: f64) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let keep = ((words.len() as f64 * fraction).ceil() as usize).max(3).min(words.len());
+    words[..keep].join(" ")
+}
+
+/// Renders one publication as a reference string in `style` with `noise`.
+pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut Rng) -> String {
+    let mut title = publication.title.clone().unwrap_or_default().trim_end_matches('.').to_string();
+    if rng.chance(noise.truncated_title) {
+        title = truncate_words(&title, 0.6);
+    }
+    let journal = match style {
+        Style::Vancouver => publication.journal_abbreviation.clone().or_else(|| publication.journal_title.clone()),
+        _ if rng.chance(0.5) => publication.journal_abbreviation.clone().or_else(|| publication.journal_title.clone()),
+        _ => publication.journal_title.clone().or_else(|| publication.journal_abbreviation.clone()),
+    }
+    .unwrap_or_default()
+    .trim_end_matches('.')
+    .to_string();
+    let mut year = publication.year.unwrap_or(2000);
+    if rng.chance(noise.year_off) {
+        year += if rng.chance(0.5) { 1 } else { -1 };
+    }
+    let mut volume = publication.volume.clone().unwrap_or_default();
+    let issue = publication.issue.clone().unwrap_or_default();
+    let mut pages = publication.pages.clone().unwrap_or_default();
+    if rng.chance(noise.missing_locator) {
+        if rng.chance(0.5) {
+            volume.clear();
+        } else {
+            pages.clear();
+        }
+    }
+    let names = authors(publication, rng, style);
+    let issue_part = |open: &str, close: &str| if issue.is_empty() { String::new() } else { format!("{open}{issue}{close}") };
+    let mut reference = match style {
+        Style::Vancouver => {
+            let mut locator = format!("{year}");
+            if !volume.is_empty() {
+                locator += &format!(";{volume}{}", issue_part("(", ")"));
+            }
+            if !pages.is_empty() {
+                locator += &format!(":{pages}");
+            }
+            format!("{names}. {title}. {journal}. {locator}.")
+        }
+        Style::Apa => {
+            let mut locator = journal.clone();
+            if !volume.is_empty() {
+                locator += &format!(", {volume}{}", issue_part("(", ")"));
+            }
+            if !pages.is_empty() {
+                locator += &format!(", {pages}");
+            }
+            format!("{names} ({year}). {title}. {locator}.")
+        }
+        Style::Harvard => {
+            let mut locator = journal.clone();
+            if !volume.is_empty() {
+                locator += &format!(", {volume}{}", issue_part("(", ")"));
+            }
+            if !pages.is_empty() {
+                locator += &format!(", pp. {pages}");
+            }
+            format!("{names} ({year}) '{title}', {locator}.")
+        }
+        Style::Chicago => {
+            let names = names.trim_end_matches('.');
+            let mut locator = journal.clone();
+            if !volume.is_empty() {
+                locator += &format!(" {volume}{}", issue_part(", no. ", ""));
+            }
+            locator += &format!(" ({year})");
+            if !pages.is_empty() {
+                locator += &format!(": {pages}");
+            }
+            format!("{names}. \"{title}.\" {locator}.")
+        }
+        Style::PolicyReport => format!("{names} ({year}) {title}. {journal}."),
+    };
+    if rng.chance(noise.typo) {
+        reference = typo(&reference, rng);
+    }
+    reference
+}
+
+/// Whether a publication has what a citation needs (a title, authors, a journal and a year).
+pub fn citable(publication: &Publication) -> bool {
+    publication.title.as_deref().is_some_and(|t| t.split_whitespace().count() >= 3)
+        && !publication.authors.is_empty()
+        && publication.year.is_some()
+        && (publication.journal_title.is_some() || publication.journal_abbreviation.is_some())
+}
+
+/// A generated evaluation set.
+pub struct Synthetic {
+    /// The publications to index.
+    pub index: Vec<Publication>,
+    /// Labelled references: positives cite the index, negatives cite held-out publications.
+    pub references: Vec<LabelledReference>,
+}
+
+/// Splits `publications` into an index and a held-out part (`held_out` of them), and
+/// renders `positives` references to indexed publications and `negatives` to held-out ones.
+pub fn generate(mut publications: Vec<Publication>, held_out: usize, positives: usize, negatives: usize, seed: u64) -> Synthetic {
+    let mut rng = Rng::new(seed);
+    publications.sort_by(|a, b| a.id.cmp(&b.id));
+    rng.shuffle(&mut publications);
+    let split = held_out.min(publications.len());
+    let index = publications.split_off(split);
+    let outside = publications;
+    let mut references = Vec::with_capacity(positives + negatives);
+    let mut render_from = |pool: &[Publication], count: usize, positive: bool, rng: &mut Rng| {
+        let citable: Vec<&Publication> = pool.iter().filter(|p| citable(p)).collect();
+        for n in 0..count.min(citable.len() * 4) {
+            let publication = citable[rng.below(citable.len() as u64) as usize];
+            let style = STYLES[n % STYLES.len()];
+            references.push(LabelledReference {
+                ref_id: format!("{}-{n}", if positive { "synthetic-positive" } else { "synthetic-negative" }),
+                citation: render(publication, style, Noise::default(), rng),
+                expected_pmid: positive.then(|| publication.id.clone()),
+            });
+        }
+    };
+    render_from(&index, positives, true, &mut rng);
+    render_from(&outside, negatives, false, &mut rng);
+    Synthetic { index, references }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(id: &str) -> Publication {
+        Publication {
+            id: id.into(),
+            pmid: Some(id.into()),
+            title: Some("Dopamine modulates acute responses to cocaine in Drosophila.".into()),
+            authors: vec!["Bainton".into(), "Tsai".into(), "Singh".into(), "Moore".into()],
+            journal_title: Some("Current biology : CB".into()),
+            journal_abbreviation: Some("Curr Biol".into()),
+            volume: Some("10".into()),
+            issue: Some("4".into()),
+            year: Some(2000),
+            pages: Some("187-94".into()),
+            ..Publication::default()
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_references() {
+        let corpus: Vec<Publication> = (0..50).map(|i| publication(&i.to_string())).collect();
+        let a = generate(corpus.clone(), 10, 30, 20, 42);
+        let b = generate(corpus.clone(), 10, 30, 20, 42);
+        let c = generate(corpus, 10, 30, 20, 43);
+        let texts = |s: &Synthetic| s.references.iter().map(|r| r.citation.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(&a), texts(&b));
+        assert_ne!(texts(&a), texts(&c));
+        assert_eq!(a.index.len(), 40);
+        assert_eq!(a.references.iter().filter(|r| r.expected_pmid.is_some()).count(), 30);
+    }
+
+    #[test]
+    fn negatives_never_cite_the_index() {
+        let corpus: Vec<Publication> = (0..50)
+            .map(|i| Publication { title: Some(format!("Study q{i}q of dopamine responses")), ..publication(&i.to_string()) })
+            .collect();
+        let synthetic = generate(corpus, 10, 0, 40, 1);
+        for reference in &synthetic.references {
+            assert!(reference.expected_pmid.is_none());
+            for indexed in &synthetic.index {
+                assert!(!reference.citation.contains(&format!("q{}q", indexed.id)), "{}", reference.citation);
+            }
+        }
+    }
+
+    #[test]
+    fn every_style_renders_the_clean_fields() {
+        let noise = Noise { typo: 0.0, truncated_title: 0.0, missing_locator: 0.0, year_off: 0.0 };
+        let mut rng = Rng::new(5);
+        for style in STYLES {
+            let text = render(&publication("1"), style, noise, &mut rng);
+            assert!(text.contains("Dopamine modulates acute responses"), "{style:?}: {text}");
+            assert!(text.contains("2000"), "{style:?}: {text}");
+            if style != Style::PolicyReport {
+                assert!(text.contains("187-94"), "{style:?}: {text}");
+            }
+        }
+    }
+}
