@@ -11,11 +11,7 @@ use support::*;
 
 #[test]
 fn the_sample_end_to_end() {
-    let postgres = Postgres::start();
-    let broker = Broker::start();
-    let url = postgres.database("sample");
-    let config = JobConfig::new(&broker, &url, 2, 4);
-    citeflow_ok(&config, &["topics"]);
+    let Setup { postgres: _postgres, broker, url, config } = Setup::new("sample");
     citeflow_ok(&config, &["load", "--data", "data/sample"]);
     citeflow_ok(&config, &["run", "--until-caught-up"]);
     let db = Db::connect(&url);
@@ -142,11 +138,7 @@ fn bacteriology(pmid: &str, volume: &str, pages: &str) -> serde_json::Value {
 
 #[test]
 fn live_updates_follow_the_publications_and_documents() {
-    let postgres = Postgres::start();
-    let broker = Broker::start();
-    let url = postgres.database("live");
-    let config = JobConfig::new(&broker, &url, 2, 2);
-    citeflow_ok(&config, &["topics"]);
+    let Setup { postgres: _postgres, broker, url, config } = Setup::new("live");
     let mut job = spawn_job(&config);
     let db = Db::connect(&url);
     db.wait_until("the job is live", |db| {

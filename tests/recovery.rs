@@ -168,11 +168,7 @@ fn kill_test(kills: u64, publications: usize, documents: usize, rate: f64) {
 }
 
 fn kill_test_with_seed(seed: u64, kills: u64, publications: usize, documents: usize, rate: f64) {
-    let postgres = Postgres::start();
-    let broker = Broker::start();
-    let url = postgres.database("killed");
-    let config = JobConfig::new(&broker, &url, 2, 4);
-    citeflow_ok(&config, &["topics"]);
+    let Setup { postgres, broker, url, config } = Setup::new("killed");
     let work = workload(seed, publications, documents);
     let logs = TempDir::new("kill-logs");
     let mut rng = Rng(seed ^ 0xDEAD_BEEF);
@@ -228,11 +224,7 @@ fn views_survive_many_random_kills() {
 
 #[test]
 fn a_second_instance_fences_the_first() {
-    let postgres = Postgres::start();
-    let broker = Broker::start();
-    let url = postgres.database("zombie");
-    let config = JobConfig::new(&broker, &url, 2, 4);
-    citeflow_ok(&config, &["topics"]);
+    let Setup { postgres, broker, url, config } = Setup::new("zombie");
     let work = workload(7, 300, 200);
     let (first_half, second_half) = work.messages.split_at(work.messages.len() / 2);
     let logs = TempDir::new("zombie-logs");
@@ -270,11 +262,7 @@ fn a_second_instance_fences_the_first() {
 
 #[test]
 fn postgres_and_broker_outages_lose_nothing() {
-    let postgres = Postgres::start();
-    let mut broker = Broker::start_durable();
-    let url = postgres.database("outages");
-    let config = JobConfig::new(&broker, &url, 2, 4);
-    citeflow_ok(&config, &["topics"]);
+    let Setup { postgres, mut broker, url, config } = Setup::with_broker("outages", Broker::start_durable());
     let work = workload(11, 300, 300);
     let parts: Vec<&[Message]> = work.messages.chunks(work.messages.len().div_ceil(3)).collect();
     let logs = TempDir::new("outage-logs");
@@ -314,11 +302,7 @@ fn rows_written(output: &str) -> u64 {
 
 #[test]
 fn restarts_write_only_what_changed() {
-    let postgres = Postgres::start();
-    let broker = Broker::start();
-    let url = postgres.database("reconcile");
-    let config = JobConfig::new(&broker, &url, 2, 4);
-    citeflow_ok(&config, &["topics"]);
+    let Setup { postgres: _postgres, broker, url, config } = Setup::new("reconcile");
     produce(&broker, &workload(3, 500, 400).messages, None);
     let first = citeflow_ok(&config, &["run", "--until-caught-up"]);
     assert!(rows_written(&first) > 100, "{first}");

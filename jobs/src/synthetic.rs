@@ -182,6 +182,16 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
     }
     let names = authors(publication, rng, style);
     let issue_part = |open: &str, close: &str| if issue.is_empty() { String::new() } else { format!("{open}{issue}{close}") };
+    let comma_locator = |page_prefix: &str| {
+        let mut locator = journal.clone();
+        if !volume.is_empty() {
+            locator += &format!(", {volume}{}", issue_part("(", ")"));
+        }
+        if !pages.is_empty() {
+            locator += &format!(", {page_prefix}{pages}");
+        }
+        locator
+    };
     let mut reference = match style {
         Style::Vancouver => {
             let mut locator = format!("{year}");
@@ -193,26 +203,8 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
             }
             format!("{names}. {title}. {journal}. {locator}.")
         }
-        Style::Apa => {
-            let mut locator = journal.clone();
-            if !volume.is_empty() {
-                locator += &format!(", {volume}{}", issue_part("(", ")"));
-            }
-            if !pages.is_empty() {
-                locator += &format!(", {pages}");
-            }
-            format!("{names} ({year}). {title}. {locator}.")
-        }
-        Style::Harvard => {
-            let mut locator = journal.clone();
-            if !volume.is_empty() {
-                locator += &format!(", {volume}{}", issue_part("(", ")"));
-            }
-            if !pages.is_empty() {
-                locator += &format!(", pp. {pages}");
-            }
-            format!("{names} ({year}) '{title}', {locator}.")
-        }
+        Style::Apa => format!("{names} ({year}). {title}. {}.", comma_locator("")),
+        Style::Harvard => format!("{names} ({year}) '{title}', {}.", comma_locator("pp. ")),
         Style::Chicago => {
             let names = names.trim_end_matches('.');
             let mut locator = journal.clone();

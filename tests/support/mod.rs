@@ -467,3 +467,26 @@ pub fn assert_equals_from_scratch(postgres: &Postgres, broker: &Broker, db: &Db,
         }
     }
 }
+
+/// A fresh PostgreSQL cluster with database `name`, a broker with the topics created, and a
+/// job configuration for them (2 workers, 4 partitions).
+pub struct Setup {
+    pub postgres: Postgres,
+    pub broker: Broker,
+    pub url: String,
+    pub config: JobConfig,
+}
+
+impl Setup {
+    pub fn new(name: &str) -> Self {
+        Self::with_broker(name, Broker::start())
+    }
+
+    pub fn with_broker(name: &str, broker: Broker) -> Self {
+        let postgres = Postgres::start();
+        let url = postgres.database(name);
+        let config = JobConfig::new(&broker, &url, 2, 4);
+        citeflow_ok(&config, &["topics"]);
+        Setup { postgres, broker, url, config }
+    }
+}
