@@ -15,6 +15,7 @@ use anyhow::Context;
 use citeflow_connectors::files::lines;
 use citeflow_connectors::kafka::source::KafkaMessage;
 use differential_dataflow::input::Input;
+use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,7 +23,8 @@ use crate::domain::{Publication, ReferenceKey};
 use crate::envelope::{decode, Event, TopicRoles, PUBLICATION_EVENT};
 use crate::loader::{envelope, publication_key};
 use crate::matching::journals::JournalTable;
-use crate::matching::{candidates, decide, Candidate};
+use crate::matching::features::{Features, FEATURE_NAMES};
+use crate::matching::{candidate_features, candidates, decide, Candidate};
 
 /// One labelled reference.
 #[derive(Clone, Debug, Deserialize)]
@@ -128,24 +130,29 @@ pub fn read_gold(files: &[PathBuf]) -> anyhow::Result<Vec<LabelledReference>> {
     Ok(references)
 }
 
-/// Matches `references` against `publications` with the job's dataflow; returns the decision
-/// per reference position.
-pub fn match_references(
-    publications: Vec<Publication>,
-    references: &[LabelledReference],
-    min_score: u32,
-) -> BTreeMap<usize, Candidate> {
-    let decisions = Arc::new(Mutex::new(Vec::new()));
-    let sink = decisions.clone();
+/// Runs `build` (a piece of the job's dataflow) over `publications` and the references'
+/// texts to completion, and returns its final output per reference position.
+fn run_dataflow<V, B>(publications: Vec<Publication>, references: &[LabelledReference], build: B) -> Vec<(usize, V)>
+where
+    V: differential_dataflow::ExchangeData,
+    B: for<'scope> Fn(
+            VecCollection<'scope, u64, (String, Publication)>,
+            VecCollection<'scope, u64, (ReferenceKey, String)>,
+        ) -> VecCollection<'scope, u64, (ReferenceKey, V)>
+        + Send
+        + Sync
+        + 'static,
+{
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let sink = output.clone();
     let texts: Vec<String> = references.iter().map(|r| r.citation.clone()).collect();
     timely::execute(timely::Config::thread(), move |worker| {
         let sink = sink.clone();
         let (mut publication_input, mut reference_input) = worker.dataflow::<u64, _, _>(|scope| {
             let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
             let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
-            let journals = Arc::new(JournalTable::bundled());
-            decide(candidates(publications, references, journals), min_score).inspect(move |((key, candidate), _, diff)| {
-                sink.lock().expect("decisions").push((key.1 as usize, candidate.clone(), *diff));
+            build(publications, references).inspect(move |((key, value), _, diff)| {
+                sink.lock().expect("output").push(((key.1 as usize, value.clone()), *diff));
             });
             (publication_input, reference_input)
         });
@@ -157,12 +164,46 @@ pub fn match_references(
         }
     })
     .expect("timely");
-    let mut decisions = Arc::try_unwrap(decisions).expect("dataflow finished").into_inner().expect("decisions");
-    let mut net: BTreeMap<(usize, Candidate), isize> = BTreeMap::new();
-    for (index, candidate, diff) in decisions.drain(..) {
-        *net.entry((index, candidate)).or_default() += diff;
+    let mut updates = Arc::try_unwrap(output).expect("dataflow finished").into_inner().expect("output");
+    differential_dataflow::consolidation::consolidate(&mut updates);
+    updates.into_iter().filter(|(_, diff)| *diff > 0).map(|(entry, _)| entry).collect()
+}
+
+/// Matches `references` against `publications` with the job's dataflow; returns the decision
+/// per reference position.
+pub fn match_references(
+    publications: Vec<Publication>,
+    references: &[LabelledReference],
+    min_score: u32,
+) -> BTreeMap<usize, Candidate> {
+    let journals = Arc::new(JournalTable::bundled());
+    run_dataflow(publications, references, move |publications, references| {
+        decide(candidates(publications, references, journals.clone()), min_score)
+    })
+    .into_iter()
+    .collect()
+}
+
+/// Every candidate pair the job's dataflow considers, with its features, per reference position.
+pub fn candidate_pairs(publications: Vec<Publication>, references: &[LabelledReference]) -> Vec<(usize, (String, Features))> {
+    let journals = Arc::new(JournalTable::bundled());
+    run_dataflow(publications, references, move |publications, references| {
+        candidate_features(publications, references, journals.clone())
+    })
+}
+
+/// Writes the features of every candidate pair as CSV with a `label` column (1 when the
+/// candidate is the expected publication): the training data of a learned scorer.
+pub fn write_features(out: &mut impl std::io::Write, publications: Vec<Publication>, references: &[LabelledReference]) -> anyhow::Result<usize> {
+    writeln!(out, "ref_id,publication,label,{}", FEATURE_NAMES.join(","))?;
+    let pairs = candidate_pairs(publications, references);
+    for (index, (publication, features)) in &pairs {
+        let reference = &references[*index];
+        let label = u8::from(reference.expected_pmid.as_deref() == Some(publication.as_str()));
+        let values: Vec<String> = features.vector().iter().map(|v| v.to_string()).collect();
+        writeln!(out, "{},{publication},{label},{}", reference.ref_id, values.join(","))?;
     }
-    net.into_iter().filter(|(_, diff)| *diff > 0).map(|((index, candidate), _)| (index, candidate)).collect()
+    Ok(pairs.len())
 }
 
 /// Scores decisions against the labels.

@@ -71,6 +71,18 @@ enum Command {
         #[arg(long)]
         gold: PathBuf,
     },
+    /// Write the features of every candidate pair, labelled from the gold, as CSV for training.
+    Features {
+        /// Publication files (EPMC JSONL, gzip or not).
+        #[arg(long, num_args = 1.., required = true)]
+        epmc: Vec<PathBuf>,
+        /// Labelled references (JSONL).
+        #[arg(long, num_args = 1.., required = true)]
+        gold: Vec<PathBuf>,
+        /// Output CSV.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Score the matcher against labelled references (no Kafka or PostgreSQL needed).
     Eval {
         /// Publication files (EPMC JSONL, gzip or not).
@@ -150,6 +162,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 writeln!(gold_out, "{line}")?;
             }
             println!("{} indexed publications, {} references (seed {seed})", synthetic.index.len(), synthetic.references.len());
+        }
+        Command::Features { epmc, gold, out } => {
+            let publications = eval::read_publications(&epmc)?;
+            let references = eval::read_gold(&gold)?;
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            let pairs = eval::write_features(&mut file, publications, &references)?;
+            file.flush()?;
+            println!("{pairs} candidate pairs of {} references written to {}", references.len(), out.display());
         }
         Command::Eval { epmc, gold, json, worst } => {
             let publications = eval::read_publications(&epmc)?;

@@ -22,15 +22,16 @@ pub enum Family {
     Title,
 }
 
-/// What is known about one candidate pair.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What is known about one candidate pair. Shares are in millionths, so features can live
+/// in differential collections.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Features {
     /// The strongest identifier shared, if any.
     pub identifier: Option<Method>,
     /// Found by a bibliographic key.
     pub bibliographic: bool,
-    /// Share of the publication's title words found in the reference.
-    pub title_containment: f64,
+    /// Share of the publication's title words found in the reference, in millionths.
+    pub title_containment: u32,
     /// Content words in the publication's title.
     pub title_words: usize,
     /// Reference words that are not journal words, author names or numbers: whether the
@@ -88,7 +89,7 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
     Features {
         identifier,
         bibliographic: families.contains(&Family::Bibliographic),
-        title_containment: title_containment(title, reference),
+        title_containment: (title_containment(title, reference) * 1e6).round() as u32,
         title_words: content_words(title).len(),
         reference_title_words,
         year_agrees,
@@ -97,6 +98,37 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
         volume_contradicts,
         page_agrees,
         page_contradicts,
+    }
+}
+
+/// The names of the values of [`Features::vector`], in order: the columns of the feature
+/// export and the inputs of a learned scorer.
+pub const FEATURE_NAMES: [&str; 14] = [
+    "doi", "pmid", "pmcid", "bibliographic", "title_containment", "title_words", "reference_title_words",
+    "year_agrees", "year_contradicts", "volume_agrees", "volume_contradicts", "page_agrees", "page_contradicts",
+    "has_title_words",
+];
+
+impl Features {
+    /// The features as numbers, in the order of [`FEATURE_NAMES`].
+    pub fn vector(&self) -> [f32; 14] {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        [
+            flag(self.identifier == Some(Method::Doi)),
+            flag(self.identifier == Some(Method::Pmid)),
+            flag(self.identifier == Some(Method::Pmcid)),
+            flag(self.bibliographic),
+            self.title_containment as f32 / 1e6,
+            self.title_words as f32,
+            self.reference_title_words as f32,
+            flag(self.year_agrees),
+            flag(self.year_contradicts),
+            flag(self.volume_agrees),
+            flag(self.volume_contradicts),
+            flag(self.page_agrees),
+            flag(self.page_contradicts),
+            flag(self.reference_title_words >= TITLE_PRESENT),
+        ]
     }
 }
 
@@ -115,22 +147,22 @@ pub fn rule_score(f: &Features) -> Option<(u32, Method)> {
     }
     let carries_title = f.reference_title_words >= TITLE_PRESENT && f.title_words >= 2;
     if f.bibliographic {
-        if carries_title && f.title_containment < 0.34 {
+        if carries_title && f.title_containment < 340_000 {
             return None;
         }
         let score = 800_000
             + 40_000 * u32::from(f.year_agrees)
             + 40_000 * u32::from(f.volume_agrees)
             + 40_000 * u32::from(f.page_agrees)
-            + 60_000 * u32::from(f.title_containment >= 0.5);
+            + 60_000 * u32::from(f.title_containment >= 500_000);
         return Some((score, Method::Bibliographic));
     }
-    let containment_needed = if f.year_agrees { 0.8 } else { 0.9 };
+    let containment_needed = if f.year_agrees { 800_000 } else { 900_000 };
     if f.title_words < 3 || f.title_containment < containment_needed {
         return None;
     }
     let score = 700_000
-        + (200_000.0 * f.title_containment) as u32
+        + f.title_containment / 5
         + 40_000 * u32::from(f.year_agrees)
         + 40_000 * u32::from(f.volume_agrees || f.page_agrees);
     Some((score.min(980_000), Method::Title))

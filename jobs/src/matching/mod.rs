@@ -25,7 +25,7 @@ use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
-use features::{features, rule_score, Family};
+use features::{features, rule_score, Family, Features};
 use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
 use title::{publication_title_keys, reference_title_keys};
@@ -102,14 +102,13 @@ pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTa
     publication_keys(locators, journals)
 }
 
-/// Candidate publications for every reference, scored: pairs found by identifiers,
-/// bibliographic keys or title keys, deduplicated per (reference, publication), then scored
-/// from their [`features::Features`].
-pub fn candidates<'scope, T>(
+/// Candidate pairs for every reference with their features: pairs found by identifiers,
+/// bibliographic keys or title keys, deduplicated per (reference, publication).
+pub fn candidate_features<'scope, T>(
     publications: VecCollection<'scope, T, (String, Publication)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     journals: Arc<JournalTable>,
-) -> VecCollection<'scope, T, (ReferenceKey, Candidate)>
+) -> VecCollection<'scope, T, (ReferenceKey, (String, Features))>
 where
     T: Timestamp + Lattice + Ord,
 {
@@ -157,13 +156,24 @@ where
             (publication.clone(), (reference.clone(), text.clone(), families.clone()))
         })
         .join_map(publications, move |_, (reference, text, families), publication| {
-            let scored = rule_score(&features(text, publication, families, &journals));
-            (reference.clone(), publication.id.clone(), scored)
-        })
-        .flat_map(|(reference, publication, scored)| {
-            scored.map(|(score, method)| (reference, Candidate { score, method, publication }))
+            (reference.clone(), (publication.id.clone(), features(text, publication, families, &journals)))
         })
 }
+
+/// Candidate publications for every reference, scored by the rule scorer.
+pub fn candidates<'scope, T>(
+    publications: VecCollection<'scope, T, (String, Publication)>,
+    references: VecCollection<'scope, T, (ReferenceKey, String)>,
+    journals: Arc<JournalTable>,
+) -> VecCollection<'scope, T, (ReferenceKey, Candidate)>
+where
+    T: Timestamp + Lattice + Ord,
+{
+    candidate_features(publications, references, journals).flat_map(|(reference, (publication, features))| {
+        rule_score(&features).map(|(score, method)| (reference, Candidate { score, method, publication }))
+    })
+}
+
 
 /// Per reference, the best candidate scoring at least `min_score` (millionths), unless a
 /// different publication scores as well.
