@@ -1,10 +1,11 @@
 //! A seeded generator of labelled references for evaluation and benchmarks.
 //!
 //! It splits a publication corpus into an index and a held-out part, renders indexed
-//! publications as positives and held-out ones as negatives, in five citation styles
-//! (Vancouver/NLM with title, APA, Harvard, Chicago, a policy-report style), with realistic
-//! noise: typos and OCR confusions, truncated titles, abbreviated or full journal names,
-//! missing volume or pages, a year off by one, "et al.". The same seed gives the same output.
+//! publications as positives and held-out ones as negatives, in six citation styles
+//! (Vancouver/NLM with title, APA, Harvard, Chicago, a policy-report style, and the title-less
+//! NLM strings of PubMed reference lists), with realistic noise: typos and OCR confusions,
+//! truncated titles, abbreviated or full journal names, missing volume or pages, a year off by
+//! one, "et al.". The same seed gives the same output.
 
 use crate::domain::Publication;
 use crate::eval::LabelledReference;
@@ -60,10 +61,15 @@ pub enum Style {
     Chicago,
     /// "Doe J et al. (1977) Title. Journal." — as policy reports cite, often without locators.
     PolicyReport,
+    /// "J Abbrev. 1977 Mar;12(3):45-67" — PubMed reference lists: no authors, no title.
+    NlmShort,
 }
 
 /// Every style, in rotation order.
-pub const STYLES: [Style; 5] = [Style::Vancouver, Style::Apa, Style::Harvard, Style::Chicago, Style::PolicyReport];
+pub const STYLES: [Style; 6] =
+    [Style::Vancouver, Style::Apa, Style::Harvard, Style::Chicago, Style::PolicyReport, Style::NlmShort];
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// How much noise to add.
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +110,7 @@ fn authors(publication: &Publication, rng: &mut Rng, style: Style) -> String {
     let rendered: Vec<String> = names[..shown]
         .iter()
         .map(|(surname, initial)| match style {
-            Style::Vancouver | Style::PolicyReport => format!("{surname} {initial}"),
+            Style::Vancouver | Style::PolicyReport | Style::NlmShort => format!("{surname} {initial}"),
             Style::Apa | Style::Harvard | Style::Chicago => format!("{surname}, {initial}."),
         })
         .collect();
@@ -159,7 +165,7 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
         title = truncate_words(&title, 0.6);
     }
     let journal = match style {
-        Style::Vancouver => publication.journal_abbreviation.clone().or_else(|| publication.journal_title.clone()),
+        Style::Vancouver | Style::NlmShort => publication.journal_abbreviation.clone().or_else(|| publication.journal_title.clone()),
         _ if rng.chance(0.5) => publication.journal_abbreviation.clone().or_else(|| publication.journal_title.clone()),
         _ => publication.journal_title.clone().or_else(|| publication.journal_abbreviation.clone()),
     }
@@ -218,6 +224,17 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
             format!("{names}. \"{title}.\" {locator}.")
         }
         Style::PolicyReport => format!("{names} ({year}) {title}. {journal}."),
+        Style::NlmShort => {
+            let month = MONTHS[rng.below(12) as usize];
+            let mut locator = format!("{year} {month}");
+            if !volume.is_empty() {
+                locator += &format!(";{volume}{}", issue_part("(", ")"));
+            }
+            if !pages.is_empty() {
+                locator += &format!(":{pages}");
+            }
+            format!("{journal}. {locator}")
+        }
     };
     if rng.chance(noise.typo) {
         reference = typo(&reference, rng);
@@ -321,10 +338,15 @@ mod tests {
         let mut rng = Rng::new(5);
         for style in STYLES {
             let text = render(&publication("1"), style, noise, &mut rng);
-            assert!(text.contains("Dopamine modulates acute responses"), "{style:?}: {text}");
+            if style != Style::NlmShort {
+                assert!(text.contains("Dopamine modulates acute responses"), "{style:?}: {text}");
+            }
             assert!(text.contains("2000"), "{style:?}: {text}");
             if style != Style::PolicyReport {
                 assert!(text.contains("187-94"), "{style:?}: {text}");
+            }
+            if style == Style::NlmShort {
+                assert!(!text.contains("Dopamine"), "{text}");
             }
         }
     }
