@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (once) and starts the local services citeflow needs: PostgreSQL from Debian's
 # packages and tansu, a Kafka-compatible broker built with cargo and cached outside the
-# repository. Safe to run repeatedly: what is installed or running is left alone.
+# repository; and installs ONNX Runtime's shared library from PyPI's onnxruntime wheel (for
+# the learned scorer, loaded dynamically by `ort`). Safe to run repeatedly: what is installed or running is left alone.
 #
 #   scripts/services.sh install   # install only (used by the test command)
 #   scripts/services.sh start     # install, then start both services
@@ -37,6 +38,17 @@ install_tansu() {
   cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
     --root "$TANSU_ROOT" --target-dir "$CACHE/tansu-build"
   rm -rf "$CACHE/tansu-build"
+}
+
+ONNXRUNTIME_VERSION=1.32.0
+
+install_onnxruntime() {
+  if ls "$CACHE"/python/onnxruntime/capi/libonnxruntime.so* >/dev/null 2>&1; then return; fi
+  log "installing ONNX Runtime $ONNXRUNTIME_VERSION (PyPI wheel, for its shared library) into $CACHE/python"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+  fi
+  python3 -m pip install -q --no-deps --target "$CACHE/python" "onnxruntime==$ONNXRUNTIME_VERSION"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -91,8 +103,8 @@ reset_all() {
 }
 
 case "${1:-start}" in
-  install) install_postgres; install_tansu ;;
-  start) install_postgres; install_tansu; start_postgres; start_tansu ;;
+  install) install_postgres; install_tansu; install_onnxruntime ;;
+  start) install_postgres; install_tansu; install_onnxruntime; start_postgres; start_tansu ;;
   stop) stop_all ;;
   reset) reset_all ;;
   tansu-path) echo "$TANSU" ;;

@@ -2,12 +2,15 @@
 //! environment overrides, validated at start so that a bad setting stops the program with a
 //! message naming it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use citeflow_connectors::kafka::KafkaConfig;
 use citeflow_connectors::postgres::PostgresConfig;
 use citeflow_engine::config::{env_override, load_toml, ConfigError, EngineConfig};
+use citeflow_operators::inference::runtime_library;
 use serde::Deserialize;
+
+use crate::matching::Scorer;
 
 /// Topic names.
 #[derive(Clone, Debug, Deserialize)]
@@ -42,11 +45,40 @@ pub struct MatchingConfig {
     pub matcher: String,
     /// The lowest score (0 to 1) that makes a candidate a citation.
     pub min_score: f64,
+    /// An ONNX scorer trained on `citeflow features` (env `CITEFLOW_MODEL`); empty for the
+    /// rule scorer.
+    pub model: String,
+    /// ONNX Runtime's shared library (env `ORT_DYLIB_PATH`); empty to use the one
+    /// `scripts/services.sh install` puts in `~/.cache/citeflow/venv`.
+    pub onnx_runtime: String,
 }
 
 impl Default for MatchingConfig {
     fn default() -> Self {
-        MatchingConfig { matcher: "rules-v1".into(), min_score: 0.8 }
+        MatchingConfig { matcher: "rules-v1".into(), min_score: 0.8, model: String::new(), onnx_runtime: String::new() }
+    }
+}
+
+impl MatchingConfig {
+    /// The scorer these settings ask for.
+    pub fn scorer(&self) -> Result<Scorer, ConfigError> {
+        if self.model.is_empty() {
+            return Ok(Scorer::Rules);
+        }
+        let model = PathBuf::from(&self.model);
+        if !model.is_file() {
+            return Err(ConfigError::invalid("matching.model", format!("{} is not a file", model.display())));
+        }
+        let runtime = match self.onnx_runtime.as_str() {
+            "" => runtime_library().ok_or_else(|| {
+                ConfigError::invalid("matching.onnx_runtime", "ONNX Runtime not found; run scripts/services.sh install or set ORT_DYLIB_PATH")
+            })?,
+            path => PathBuf::from(path),
+        };
+        if !runtime.is_file() {
+            return Err(ConfigError::invalid("matching.onnx_runtime", format!("{} is not a file", runtime.display())));
+        }
+        Ok(Scorer::Model { runtime, model })
     }
 }
 
@@ -75,6 +107,8 @@ impl CiteflowConfig {
         config.postgres.apply_env()?;
         env_override(&mut config.matching.matcher, "CITEFLOW_MATCHER")?;
         env_override(&mut config.matching.min_score, "CITEFLOW_MIN_SCORE")?;
+        env_override(&mut config.matching.model, "CITEFLOW_MODEL")?;
+        env_override(&mut config.matching.onnx_runtime, "ORT_DYLIB_PATH")?;
         config.validate()?;
         Ok(config)
     }
@@ -103,6 +137,7 @@ impl CiteflowConfig {
         if !(0.0..=1.0).contains(&self.matching.min_score) {
             return Err(ConfigError::invalid("matching.min_score", "must be between 0 and 1"));
         }
+        self.matching.scorer()?;
         if self.matching.matcher.trim().is_empty() {
             return Err(ConfigError::invalid("matching.matcher", "must name the matcher version"));
         }
@@ -120,6 +155,13 @@ mod tests {
         let text = include_str!("../../config/local.toml");
         let config: CiteflowConfig = parse_toml(text, "config/local.toml").unwrap();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_missing_model_names_its_setting() {
+        let mut config = CiteflowConfig::default();
+        config.matching.model = "no/such/model.onnx".into();
+        assert!(config.validate().unwrap_err().to_string().contains("matching.model"));
     }
 
     #[test]

@@ -16,7 +16,8 @@ use timely::dataflow::Stream;
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::envelope::{decode, Event, TopicRoles};
 use crate::matching::journals::JournalTable;
-use crate::matching::{candidates, decide};
+use crate::matching::{candidates, decide, Scorer};
+use citeflow_operators::inference::InferenceError;
 use crate::views::view_rows;
 
 /// What the sink needs from the job.
@@ -40,13 +41,18 @@ pub struct JobLogic {
     pub matcher: String,
     /// Lowest score of a citation, in millionths.
     pub min_score: u32,
+    /// How candidates are scored.
+    pub scorer: Scorer,
 }
 
 /// Upsert order of a message: its offset, then its partition.
 type MessageOrder = (i64, i32);
 
-/// Builds the job from the source's events.
-pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, logic: JobLogic) -> JobOutputs<'scope> {
+/// Builds the job from the source's events; fails only if the scorer's model cannot load.
+pub fn citation_job<'scope>(
+    events: Stream<'scope, Epoch, Vec<SourceEvent>>,
+    logic: JobLogic,
+) -> Result<JobOutputs<'scope>, InferenceError> {
     let (messages, positions): (Stream<'scope, Epoch, Vec<KafkaMessage>>, Stream<'scope, Epoch, Vec<_>>) =
         events.ok_err(|event| match event {
             SourceEvent::Message(message) => Ok(message),
@@ -76,7 +82,8 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
     });
-    let decisions = decide(candidates(publications.clone(), references.clone(), logic.journals), logic.min_score);
+    let scored = candidates(publications.clone(), references.clone(), logic.journals, &logic.scorer)?;
+    let decisions = decide(scored, logic.min_score);
     let views = view_rows(publications, documents, references, decisions, logic.matcher);
-    JobOutputs { views, positions, dead_letters }
+    Ok(JobOutputs { views, positions, dead_letters })
 }

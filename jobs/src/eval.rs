@@ -24,7 +24,8 @@ use crate::envelope::{decode, Event, TopicRoles, PUBLICATION_EVENT};
 use crate::loader::{envelope, publication_key};
 use crate::matching::journals::JournalTable;
 use crate::matching::features::{Features, FEATURE_NAMES};
-use crate::matching::{candidate_features, candidates, decide, Candidate};
+use crate::matching::{candidate_features, candidates, decide, Candidate, Scorer};
+use citeflow_operators::inference::BinaryClassifier;
 
 /// One labelled reference.
 #[derive(Clone, Debug, Deserialize)]
@@ -169,19 +170,25 @@ where
     updates.into_iter().filter(|(_, diff)| *diff > 0).map(|(entry, _)| entry).collect()
 }
 
-/// Matches `references` against `publications` with the job's dataflow; returns the decision
-/// per reference position.
+/// Matches `references` against `publications` with the job's dataflow and `scorer`;
+/// returns the decision per reference position.
 pub fn match_references(
     publications: Vec<Publication>,
     references: &[LabelledReference],
+    scorer: &Scorer,
     min_score: u32,
-) -> BTreeMap<usize, Candidate> {
+) -> anyhow::Result<BTreeMap<usize, Candidate>> {
+    if let Scorer::Model { runtime, model } = scorer {
+        BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
+    }
     let journals = Arc::new(JournalTable::bundled());
-    run_dataflow(publications, references, move |publications, references| {
-        decide(candidates(publications, references, journals.clone()), min_score)
+    let scorer = scorer.clone();
+    Ok(run_dataflow(publications, references, move |publications, references| {
+        let scored = candidates(publications, references, journals.clone(), &scorer).expect("the model loaded above");
+        decide(scored, min_score)
     })
     .into_iter()
-    .collect()
+    .collect())
 }
 
 /// Every candidate pair the job's dataflow considers, with its features, per reference position.

@@ -71,6 +71,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         journals: Arc::new(JournalTable::bundled()),
         matcher: config.matching.matcher.clone(),
         min_score: (config.matching.min_score * SCORE_SCALE).round() as u32,
+        scorer: config.matching.scorer()?,
     };
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
         let mine = assign(&partitions, worker.index(), worker.peers());
@@ -80,7 +81,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let target = target.clone();
         worker.dataflow::<Epoch, _, _>(move |scope| {
             let events = kafka_source(scope, settings, mine).map_err(|e| e.to_string())?;
-            let outputs = citation_job(events, logic);
+            let outputs = citation_job(events, logic).map_err(|e| e.to_string())?;
             commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer);
             Ok::<_, String>(())
         })?;

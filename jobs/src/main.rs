@@ -176,7 +176,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let references = eval::read_gold(&gold)?;
             let indexed = publications.len() as u64;
             let min_score = (config.matching.min_score * SCORE_SCALE).round() as u32;
-            let decisions = eval::match_references(publications, &references, min_score);
+            let decisions = eval::match_references(publications, &references, &config.matching.scorer()?, min_score)?;
             let evaluation = eval::score(&references, &decisions, indexed);
             if json {
                 println!("{}", serde_json::to_string(&evaluation)?);

@@ -198,17 +198,18 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
         }
         locator
     };
-    let mut reference = match style {
-        Style::Vancouver => {
-            let mut locator = format!("{year}");
-            if !volume.is_empty() {
-                locator += &format!(";{volume}{}", issue_part("(", ")"));
-            }
-            if !pages.is_empty() {
-                locator += &format!(":{pages}");
-            }
-            format!("{names}. {title}. {journal}. {locator}.")
+    let nlm_locator = |date: String| {
+        let mut locator = date;
+        if !volume.is_empty() {
+            locator += &format!(";{volume}{}", issue_part("(", ")"));
         }
+        if !pages.is_empty() {
+            locator += &format!(":{pages}");
+        }
+        locator
+    };
+    let mut reference = match style {
+        Style::Vancouver => format!("{names}. {title}. {journal}. {}.", nlm_locator(year.to_string())),
         Style::Apa => format!("{names} ({year}). {title}. {}.", comma_locator("")),
         Style::Harvard => format!("{names} ({year}) '{title}', {}.", comma_locator("pp. ")),
         Style::Chicago => {
@@ -226,14 +227,7 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
         Style::PolicyReport => format!("{names} ({year}) {title}. {journal}."),
         Style::NlmShort => {
             let month = MONTHS[rng.below(12) as usize];
-            let mut locator = format!("{year} {month}");
-            if !volume.is_empty() {
-                locator += &format!(";{volume}{}", issue_part("(", ")"));
-            }
-            if !pages.is_empty() {
-                locator += &format!(":{pages}");
-            }
-            format!("{journal}. {locator}")
+            format!("{journal}. {}", nlm_locator(format!("{year} {month}")))
         }
     };
     if rng.chance(noise.typo) {

@@ -25,7 +25,8 @@ use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
-use features::{features, rule_score, Family, Features};
+use citeflow_operators::inference::{batched_map, BinaryClassifier, InferenceError};
+use features::{features, rule_score, Family, Features, FEATURE_NAMES};
 use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
 use title::{publication_title_keys, reference_title_keys};
@@ -160,20 +161,61 @@ where
         })
 }
 
-/// Candidate publications for every reference, scored by the rule scorer.
+/// How candidate pairs are scored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scorer {
+    /// The hand-written rules of [`features::rule_score`].
+    Rules,
+    /// A classifier trained on the exported features, run by ONNX Runtime in batches.
+    Model {
+        /// ONNX Runtime's shared library.
+        runtime: std::path::PathBuf,
+        /// The ONNX model.
+        model: std::path::PathBuf,
+    },
+}
+
+/// Pairs scored per inference call.
+const INFERENCE_BATCH: usize = 4096;
+
+/// Candidate publications for every reference, scored by `scorer`. Identifier matches score
+/// 1; other pairs score the rule score or the model's probability.
 pub fn candidates<'scope, T>(
     publications: VecCollection<'scope, T, (String, Publication)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     journals: Arc<JournalTable>,
-) -> VecCollection<'scope, T, (ReferenceKey, Candidate)>
+    scorer: &Scorer,
+) -> Result<VecCollection<'scope, T, (ReferenceKey, Candidate)>, InferenceError>
 where
     T: Timestamp + Lattice + Ord,
 {
-    candidate_features(publications, references, journals).flat_map(|(reference, (publication, features))| {
-        rule_score(&features).map(|(score, method)| (reference, Candidate { score, method, publication }))
-    })
+    let pairs = candidate_features(publications, references, journals);
+    match scorer {
+        Scorer::Rules => Ok(pairs.flat_map(|(reference, (publication, features))| {
+            rule_score(&features).map(|(score, method)| (reference, Candidate { score, method, publication }))
+        })),
+        Scorer::Model { runtime, model } => {
+            let mut classifier = BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
+            let scored = batched_map(pairs, INFERENCE_BATCH, "scorer", move |batch: &[(ReferenceKey, (String, Features))]| {
+                let rows: Vec<Vec<f32>> = batch.iter().map(|(_, (_, features))| features.vector().to_vec()).collect();
+                let probabilities = classifier.probabilities(&rows).expect("the model ran on this input shape at load");
+                batch
+                    .iter()
+                    .zip(probabilities)
+                    .map(|((reference, (publication, features)), probability)| {
+                        let (score, method) = match features.identifier {
+                            Some(method) => (1_000_000, method),
+                            None if features.bibliographic => ((probability * 1e6) as u32, Method::Bibliographic),
+                            None => ((probability * 1e6) as u32, Method::Title),
+                        };
+                        (reference.clone(), Candidate { score, method, publication: publication.clone() })
+                    })
+                    .collect()
+            });
+            Ok(scored)
+        }
+    }
 }
-
 
 /// Per reference, the best candidate scoring at least `min_score` (millionths), unless a
 /// different publication scores as well.

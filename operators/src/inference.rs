@@ -1,0 +1,196 @@
+//! Batched model inference: a function applied to a collection a batch at a time (so a model
+//! amortises its per-call cost), and ONNX models run by ONNX Runtime, loaded dynamically from
+//! a shared library (e.g. the one in PyPI's `onnxruntime` wheel), so nothing is downloaded at
+//! build time.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use citeflow_engine::metrics::metrics;
+use differential_dataflow::{AsCollection, VecCollection};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::Tensor;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::progress::Timestamp;
+
+/// Applies `infer` to the records of `collection` in batches of at most `batch` records;
+/// `infer` must return one output per input, in order, and be a pure function of its input
+/// (so the result is a differential collection like `map` would give). Batch latency is
+/// recorded as `citeflow_stage_latency_seconds{stage}`.
+pub fn batched_map<'scope, T, D, D2, F>(
+    collection: VecCollection<'scope, T, D>,
+    batch: usize,
+    stage: &'static str,
+    mut infer: F,
+) -> VecCollection<'scope, T, D2>
+where
+    T: Timestamp,
+    D: Clone + 'static,
+    D2: Clone + 'static,
+    F: FnMut(&[D]) -> Vec<D2> + 'static,
+{
+    let batch = batch.max(1);
+    collection
+        .inner
+        .unary(Pipeline, "BatchedMap", move |_capability, _info| {
+            move |input, output| {
+                input.for_each(|capability, data| {
+                    let mut session = output.session(&capability);
+                    for chunk in data.chunks(batch) {
+                        let records: Vec<D> = chunk.iter().map(|(record, _, _)| record.clone()).collect();
+                        let started = Instant::now();
+                        let results = infer(&records);
+                        metrics().stage_latency.with_label_values(&[stage]).observe(started.elapsed().as_secs_f64());
+                        assert_eq!(results.len(), chunk.len(), "{stage}: one output per input");
+                        for (result, (_, time, diff)) in results.into_iter().zip(chunk) {
+                            session.give((result, time.clone(), *diff));
+                        }
+                    }
+                });
+            }
+        })
+        .as_collection()
+}
+
+/// Loading or running a model failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    /// ONNX Runtime could not be loaded or initialised.
+    #[error("ONNX Runtime from {library}: {message}")]
+    Runtime {
+        /// The shared library.
+        library: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The model could not be loaded or run.
+    #[error("ONNX model {model}: {message}")]
+    Model {
+        /// The model file.
+        model: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The process's ONNX Runtime environment, loaded once from `library`.
+fn environment(library: &Path) -> Result<&'static Environment, InferenceError> {
+    static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+    let loaded = ENVIRONMENT.get_or_init(|| {
+        let builder = ort::environment::init_from(library).map_err(|e| e.to_string())?;
+        builder.with_name("citeflow").build().map_err(|e| e.to_string())
+    });
+    loaded.as_ref().map_err(|message| InferenceError::Runtime { library: library.display().to_string(), message: message.clone() })
+}
+
+/// Where ONNX Runtime's shared library is: `ORT_DYLIB_PATH` if set, else the copy inside the
+/// `onnxruntime` wheel that `scripts/services.sh install` puts in `~/.cache/citeflow/python`.
+pub fn runtime_library() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(path.into());
+    }
+    let cache = std::env::var_os("CITEFLOW_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/citeflow")))?;
+    let capi = cache.join("python/onnxruntime/capi");
+    std::fs::read_dir(capi).ok()?.flatten().map(|f| f.path()).find(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so"))
+    })
+}
+
+/// A binary classifier exported to ONNX (e.g. by skl2onnx with ZipMap off): one float input
+/// of shape `[n, width]`, an output of class probabilities of shape `[n, 2]`.
+pub struct BinaryClassifier {
+    session: Session,
+    model: String,
+    input: String,
+    output: String,
+    width: usize,
+}
+
+impl BinaryClassifier {
+    /// Loads `model` with the ONNX Runtime in `library`; `width` is the number of features.
+    pub fn load(library: &Path, model: &Path, width: usize) -> Result<Self, InferenceError> {
+        let name = model.display().to_string();
+        let failed = |message: String| InferenceError::Model { model: name.clone(), message };
+        let environment = environment(library)?;
+        let session = Session::builder(environment)
+            .and_then(|mut builder| builder.commit_from_file(model))
+            .map_err(|e| failed(e.to_string()))?;
+        let input = session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| failed("no input".into()))?;
+        let output = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .find(|n| n.contains("prob"))
+            .ok_or_else(|| failed("no probabilities output (export with zipmap off)".into()))?;
+        Ok(BinaryClassifier { session, model: name, input, output, width })
+    }
+
+    /// The probability of the positive class for each row of features.
+    pub fn probabilities(&mut self, rows: &[Vec<f32>]) -> Result<Vec<f32>, InferenceError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let failed = |message: String| InferenceError::Model { model: self.model.clone(), message };
+        if let Some(row) = rows.iter().find(|r| r.len() != self.width) {
+            return Err(failed(format!("a row has {} features, the model takes {}", row.len(), self.width)));
+        }
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let tensor = Tensor::from_array(([rows.len(), self.width], flat)).map_err(|e| failed(e.to_string()))?;
+        let outputs = self.session.run(ort::inputs![self.input.as_str() => tensor]).map_err(|e| failed(e.to_string()))?;
+        let (_, values) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
+        Ok(values.chunks(2).map(|pair| pair[1]).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use differential_dataflow::input::Input;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn the_trained_scorer_separates_clear_cases() {
+        let library = runtime_library().expect("ONNX Runtime is not installed: run scripts/services.sh install");
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/scorer.onnx");
+        let mut classifier = BinaryClassifier::load(&library, &model, 14).unwrap();
+        // Features in the order of citeflow_jobs::matching::features::FEATURE_NAMES.
+        let full_title_match = vec![0., 0., 0., 1., 1.0, 8., 8., 1., 0., 1., 0., 1., 0., 1.];
+        let other_title = vec![0., 0., 0., 0., 0.1, 8., 9., 0., 1., 0., 1., 0., 1., 1.];
+        let probabilities = classifier.probabilities(&[full_title_match, other_title]).unwrap();
+        assert!(probabilities[0] > 0.9 && probabilities[1] < 0.1, "{probabilities:?}");
+        assert!(classifier.probabilities(&[vec![0.0; 3]]).is_err(), "a row of the wrong width is refused");
+    }
+
+    #[test]
+    fn batched_map_equals_map() {
+        let result = Arc::new(Mutex::new(Vec::new()));
+        let sink = result.clone();
+        timely::execute(timely::Config::thread(), move |worker| {
+            let sink = sink.clone();
+            let mut input = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, numbers) = scope.new_collection::<u32, isize>();
+                batched_map(numbers, 3, "test", |batch: &[u32]| {
+                    assert!(batch.len() <= 3);
+                    batch.iter().map(|n| n * 10).collect()
+                })
+                .inspect(move |(value, _, diff)| sink.lock().unwrap().push((*value, *diff)));
+                input
+            });
+            for n in 0..10 {
+                input.insert(n);
+            }
+            input.advance_to(1);
+            input.remove(4);
+        })
+        .unwrap();
+        let mut updates = result.lock().unwrap().clone();
+        differential_dataflow::consolidation::consolidate(&mut updates);
+        let expected: Vec<(u32, isize)> = (0..10).filter(|n| *n != 4).map(|n| (n * 10, 1)).collect();
+        assert_eq!(updates, expected);
+    }
+}
