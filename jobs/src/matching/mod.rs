@@ -231,3 +231,156 @@ where
             && runner_up.is_none_or(|other| other.publication == best.publication || other.score < best.score)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Incremental matching ends in the same citations as a batch run, whatever the order in
+    //! which publications and references arrive, are revised and are deleted.
+
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use differential_dataflow::input::Input;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::synthetic::{render, Noise, Rng, STYLES};
+
+    fn publication(index: usize, variant: usize) -> Publication {
+        let titles = [
+            "Dopamine modulates acute responses to cocaine in Drosophila",
+            "Serum antibody to Pseudomonas exotoxin measured by passive hemagglutination",
+            "Conjugal transfer of resistance plasmids in Neisseria gonorrhoeae",
+            "Structural organization of ribosomal DNA in Drosophila melanogaster",
+        ];
+        Publication {
+            id: format!("p{index}"),
+            pmid: Some(format!("{}", 100 + index)),
+            doi: (index % 2 == 0).then(|| format!("10.1000/test.{index}")),
+            title: Some(format!("{} {}", titles[index % titles.len()], if variant == 1 { "revisited" } else { "" }).trim().to_string()),
+            authors: vec!["Bainton".into(), "Tsai".into()],
+            journal_title: Some("Journal of bacteriology".into()),
+            journal_abbreviation: Some("J Bacteriol".into()),
+            volume: Some(format!("{}", 10 + index % 3)),
+            year: Some(1977),
+            pages: Some(format!("{}-{}", 100 + 10 * index + variant, 109 + 10 * index + variant)),
+            ..Publication::default()
+        }
+    }
+
+    fn reference_text(choice: usize) -> String {
+        let mut rng = Rng::new(choice as u64);
+        let clean = Noise { typo: 0.0, truncated_title: 0.0, missing_locator: 0.0, year_off: 0.0 };
+        match choice % 8 {
+            7 => "World Health Organization. Global strategy on human resources for health. Geneva; 2016.".into(),
+            _ => render(&publication(choice % 6, (choice / 6) % 2), STYLES[choice % STYLES.len()], clean, &mut rng),
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        SetPublication(usize, usize),
+        DeletePublication(usize),
+        SetReference(u32, usize),
+        DeleteReference(u32),
+        Advance,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..6, 0usize..2).prop_map(|(i, v)| Op::SetPublication(i, v)),
+            1 => (0usize..6).prop_map(Op::DeletePublication),
+            4 => (0u32..6, 0usize..24).prop_map(|(r, c)| Op::SetReference(r, c)),
+            1 => (0u32..6).prop_map(Op::DeleteReference),
+            2 => Just(Op::Advance),
+        ]
+    }
+
+    type Decisions = Vec<(ReferenceKey, Candidate)>;
+
+    /// Runs the matching dataflow; `rounds` are the input changes per epoch.
+    fn run(rounds: Vec<(Vec<((String, Publication), isize)>, Vec<((ReferenceKey, String), isize)>)>) -> Decisions {
+        let output = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = output.clone();
+        timely::execute(timely::Config::thread(), move |worker| {
+            let sink = sink.clone();
+            let (mut publications, mut references) = worker.dataflow::<u64, _, _>(|scope| {
+                let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
+                let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
+                let journals = Arc::new(JournalTable::bundled());
+                let scored = candidates(publications, references, journals, &Scorer::Rules).unwrap();
+                decide(scored, 800_000).inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
+                (publication_input, reference_input)
+            });
+            for (round, (publication_changes, reference_changes)) in rounds.iter().enumerate() {
+                for (publication, diff) in publication_changes {
+                    publications.update(publication.clone(), *diff);
+                }
+                for (reference, diff) in reference_changes {
+                    references.update(reference.clone(), *diff);
+                }
+                publications.advance_to(round as u64 + 1);
+                references.advance_to(round as u64 + 1);
+            }
+        })
+        .unwrap();
+        let mut updates = output.lock().unwrap().clone();
+        differential_dataflow::consolidation::consolidate(&mut updates);
+        assert!(updates.iter().all(|(_, diff)| *diff == 1), "{updates:?}");
+        updates.into_iter().map(|(decision, _)| decision).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn incremental_matching_equals_a_batch_run(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut publications: BTreeMap<usize, Publication> = BTreeMap::new();
+            let mut references: BTreeMap<u32, String> = BTreeMap::new();
+            let mut rounds = vec![(Vec::new(), Vec::new())];
+            for op in ops {
+                let round = rounds.last_mut().unwrap();
+                match op {
+                    Op::SetPublication(i, variant) => {
+                        if let Some(old) = publications.insert(i, publication(i, variant)) {
+                            round.0.push(((old.id.clone(), old), -1));
+                        }
+                        round.0.push(((format!("p{i}"), publication(i, variant)), 1));
+                    }
+                    Op::DeletePublication(i) => {
+                        if let Some(old) = publications.remove(&i) {
+                            round.0.push(((old.id.clone(), old), -1));
+                        }
+                    }
+                    Op::SetReference(r, choice) => {
+                        let key = ("doc".to_string(), r);
+                        if let Some(old) = references.insert(r, reference_text(choice)) {
+                            round.1.push(((key.clone(), old), -1));
+                        }
+                        round.1.push(((key, reference_text(choice)), 1));
+                    }
+                    Op::DeleteReference(r) => {
+                        if let Some(old) = references.remove(&r) {
+                            round.1.push(((("doc".to_string(), r), old), -1));
+                        }
+                    }
+                    Op::Advance => rounds.push((Vec::new(), Vec::new())),
+                }
+            }
+            let batch = vec![(
+                publications.values().map(|p| ((p.id.clone(), p.clone()), 1)).collect(),
+                references.iter().map(|(r, text)| ((("doc".to_string(), *r), text.clone()), 1)).collect(),
+            )];
+            prop_assert_eq!(run(rounds), run(batch));
+        }
+    }
+
+    #[test]
+    fn the_generated_references_do_match() {
+        let rounds = vec![(
+            (0..6).map(|i| ((format!("p{i}"), publication(i, 0)), 1)).collect(),
+            (0..6u32).map(|r| ((("doc".to_string(), r), reference_text(r as usize)), 1)).collect(),
+        )];
+        let decisions = run(rounds);
+        assert!(decisions.len() >= 5, "the property test exercises real matches: {decisions:?}");
+    }
+}
