@@ -175,6 +175,18 @@ pub enum Scorer {
     },
 }
 
+/// Candidate pairs scored by the rule scorer; rejected pairs are dropped.
+pub fn rule_scored<'scope, T>(
+    pairs: VecCollection<'scope, T, (ReferenceKey, (String, Features))>,
+) -> VecCollection<'scope, T, (ReferenceKey, Candidate)>
+where
+    T: Timestamp + Lattice + Ord,
+{
+    pairs.flat_map(|(reference, (publication, features))| {
+        rule_score(&features).map(|(score, method)| (reference, Candidate { score, method, publication }))
+    })
+}
+
 /// Pairs scored per inference call.
 const INFERENCE_BATCH: usize = 4096;
 
@@ -191,9 +203,7 @@ where
 {
     let pairs = candidate_features(publications, references, journals);
     match scorer {
-        Scorer::Rules => Ok(pairs.flat_map(|(reference, (publication, features))| {
-            rule_score(&features).map(|(score, method)| (reference, Candidate { score, method, publication }))
-        })),
+        Scorer::Rules => Ok(rule_scored(pairs)),
         Scorer::Model { runtime, model } => {
             let mut classifier = BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
             let scored = batched_map(pairs, INFERENCE_BATCH, "scorer", move |batch: &[(ReferenceKey, (String, Features))]| {

@@ -1,0 +1,136 @@
+//! Matching at scale through the dataflow: indexes synthetic publications (by default
+//! 1,000,000, derived from the bundled sample by recombining titles and renumbering
+//! locators), then matches references to them (by default 100,000: half to indexed
+//! publications, half to publications outside the index), and reports references/s,
+//! candidates per reference, peak memory and bytes per indexed publication.
+//!
+//!     cargo bench -p citeflow-benches --bench scale
+//!     CITEFLOW_BENCH_PUBLICATIONS=200000 CITEFLOW_BENCH_REFERENCES=20000 cargo bench -p citeflow-benches --bench scale
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use citeflow_benches::sample_dir;
+use citeflow_jobs::domain::Publication;
+use citeflow_jobs::eval::read_publications;
+use citeflow_jobs::loader::EPMC_FILES;
+use citeflow_jobs::matching::journals::JournalTable;
+use citeflow_jobs::matching::{candidate_features, decide, rule_scored};
+use citeflow_jobs::synthetic::{citable, render, Noise, Rng, STYLES};
+use differential_dataflow::input::Input;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Peak resident memory of this process, in bytes.
+fn peak_memory() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// `count` distinct publications made from `seeds`: titles recombined from the seeds' words,
+/// volumes and pages renumbered, new ids.
+fn synthetic_publications(seeds: &[Publication], count: usize, rng: &mut Rng) -> Vec<Publication> {
+    let words: Vec<String> = seeds.iter().filter_map(|p| p.title.clone()).flat_map(|t| t.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
+    (0..count)
+        .map(|i| {
+            let seed = &seeds[i % seeds.len()];
+            let length = 6 + rng.below(8) as usize;
+            let title: Vec<&str> = (0..length).map(|_| words[rng.below(words.len() as u64) as usize].as_str()).collect();
+            let first = 1 + rng.below(3000);
+            Publication {
+                id: format!("s{i}"),
+                pmid: Some(format!("{}", 90_000_000 + i)),
+                pmcid: None,
+                doi: None,
+                title: Some(title.join(" ")),
+                volume: Some(format!("{}", 1 + rng.below(300))),
+                pages: Some(format!("{first}-{}", first + rng.below(20))),
+                year: Some(1950 + rng.below(72) as i32),
+                ..seed.clone()
+            }
+        })
+        .collect()
+}
+
+fn main() {
+    let publications = setting("CITEFLOW_BENCH_PUBLICATIONS", 1_000_000);
+    let references = setting("CITEFLOW_BENCH_REFERENCES", 100_000);
+    let mut rng = Rng::new(7);
+    let files: Vec<_> = EPMC_FILES.iter().map(|f| sample_dir().join(f)).collect();
+    let seeds: Vec<Publication> = read_publications(&files).expect("sample").into_iter().filter(citable).collect();
+    let all = synthetic_publications(&seeds, publications + references / 2, &mut rng);
+    let (indexed, outside) = all.split_at(publications);
+    let texts: Vec<String> = (0..references)
+        .map(|n| {
+            let publication = if n % 2 == 0 { &indexed[rng.below(indexed.len() as u64) as usize] } else { &outside[n / 2 % outside.len()] };
+            render(publication, STYLES[n % STYLES.len()], Noise::default(), &mut rng)
+        })
+        .collect();
+    let indexed = indexed.to_vec();
+    let memory_before = peak_memory();
+    println!("{} indexed publications, {} references; generated with peak memory {:.2} GiB", indexed.len(), texts.len(), memory_before as f64 / (1u64 << 30) as f64);
+
+    let counts = Arc::new(Mutex::new((0usize, 0usize)));
+    let sink = counts.clone();
+    let started = Instant::now();
+    let timings = Arc::new(Mutex::new(Vec::new()));
+    let timing_sink = timings.clone();
+    timely::execute(timely::Config::thread(), move |worker| {
+        let (sink, timing_sink) = (sink.clone(), timing_sink.clone());
+        let (mut publication_input, mut reference_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
+            let (reference_input, references) = scope.new_collection::<(citeflow_jobs::domain::ReferenceKey, String), isize>();
+            let journals = Arc::new(JournalTable::bundled());
+            let pairs_sink = sink.clone();
+            let pairs = candidate_features(publications, references, journals)
+                .inspect(move |(_, _, diff)| pairs_sink.lock().unwrap().0 += *diff as usize);
+            let decisions_sink = sink.clone();
+            let (probe, _) = decide(rule_scored(pairs), 800_000)
+                .inspect(move |(_, _, diff)| decisions_sink.lock().unwrap().1 += *diff as usize)
+                .probe();
+            (publication_input, reference_input, probe)
+        });
+        let clock = Instant::now();
+        for publication in indexed.iter() {
+            publication_input.insert((publication.id.clone(), publication.clone()));
+        }
+        publication_input.advance_to(1);
+        reference_input.advance_to(1);
+        publication_input.flush();
+        reference_input.flush();
+        worker.step_while(|| probe.less_than(&1));
+        let indexing = clock.elapsed();
+        let memory_indexed = peak_memory();
+        let clock = Instant::now();
+        for (index, text) in texts.iter().enumerate() {
+            reference_input.insert((("bench".to_string(), index as u32), text.clone()));
+        }
+        publication_input.advance_to(2);
+        reference_input.advance_to(2);
+        publication_input.flush();
+        reference_input.flush();
+        worker.step_while(|| probe.less_than(&2));
+        timing_sink.lock().unwrap().push((indexing, clock.elapsed(), memory_indexed));
+    })
+    .expect("timely");
+    let (indexing, matching, memory_indexed) = timings.lock().unwrap()[0];
+    let (pairs, decisions) = *counts.lock().unwrap();
+    let peak = peak_memory();
+    println!("indexing: {:.1}s ({:.0} publications/s)", indexing.as_secs_f64(), publications as f64 / indexing.as_secs_f64());
+    println!("matching: {:.1}s ({:.0} references/s)", matching.as_secs_f64(), references as f64 / matching.as_secs_f64());
+    println!("candidates per reference: {:.2}; citations: {decisions}", pairs as f64 / references as f64);
+    println!(
+        "peak memory: {:.2} GiB; after indexing {:.2} GiB; {:.0} bytes per indexed publication (dataflow state)",
+        peak as f64 / (1u64 << 30) as f64,
+        memory_indexed as f64 / (1u64 << 30) as f64,
+        memory_indexed.saturating_sub(memory_before) as f64 / publications as f64
+    );
+    println!("total {:.1}s", started.elapsed().as_secs_f64());
+}
