@@ -266,7 +266,7 @@ mod tests {
         Publication {
             id: format!("p{index}"),
             pmid: Some(format!("{}", 100 + index)),
-            doi: (index % 2 == 0).then(|| format!("10.1000/test.{index}")),
+            doi: index.is_multiple_of(2).then(|| format!("10.1000/test.{index}")),
             title: Some(format!("{} {}", titles[index % titles.len()], if variant == 1 { "revisited" } else { "" }).trim().to_string()),
             authors: vec!["Bainton".into(), "Tsai".into()],
             journal_title: Some("Journal of bacteriology".into()),
@@ -307,9 +307,11 @@ mod tests {
     }
 
     type Decisions = Vec<(ReferenceKey, Candidate)>;
+    /// The input changes of one epoch: publications, then references.
+    type Round = (Vec<((String, Publication), isize)>, Vec<((ReferenceKey, String), isize)>);
 
     /// Runs the matching dataflow; `rounds` are the input changes per epoch.
-    fn run(rounds: Vec<(Vec<((String, Publication), isize)>, Vec<((ReferenceKey, String), isize)>)>) -> Decisions {
+    fn run(rounds: Vec<Round>) -> Decisions {
         let output = std::sync::Arc::new(Mutex::new(Vec::new()));
         let sink = output.clone();
         timely::execute(timely::Config::thread(), move |worker| {
