@@ -326,3 +326,63 @@ fn restarts_write_only_what_changed() {
     );
     assert_eq!(db.count(&format!("SELECT count(*) FROM citations WHERE score < {threshold}")), 0);
 }
+
+fn metric(port: u16, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn replacing_the_model_rescores_inside_the_running_job() {
+    let Setup { postgres: _postgres, broker, url, config } = Setup::new("model_swap");
+    let dir = TempDir::new("model");
+    let model = dir.0.join("scorer.onnx");
+    std::fs::copy(repository().join("training/scorer.onnx"), &model).unwrap();
+    let port = free_port();
+    let mut job = citeflow(&config, &["run"])
+        .env("CITEFLOW_MODEL", &model)
+        .env("CITEFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    produce(&broker, &workload(5, 400, 500).messages, None);
+    let db = Db::connect(&url);
+    wait_caught_up(&db, &broker);
+    let citations = "SELECT document_id, reference_index::text, publication_id, method, score::text FROM citations ORDER BY 1, 2";
+    let before = db.rows(citations);
+    assert!(before.len() > 20, "the job made citations with the first model: {} (job {:?})", before.len(), job.try_wait());
+    let written = |view: &str| metric(port, &format!("citeflow_rows_written_total{{view=\"{view}\"}}"));
+    let (citations_written, publications_written) = (written("citations"), written("publications"));
+
+    let staged = dir.0.join("next.onnx");
+    std::fs::copy(repository().join("tests/data/scorer-alternative.onnx"), &staged).unwrap();
+    std::fs::rename(&staged, &model).unwrap();
+    db.wait_until("the new model's scores are written", |db| db.rows(citations) != before);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = db.rows(citations);
+    let key = |row: &Vec<Option<String>>| (row[0].clone(), row[1].clone());
+    let before_by_key: std::collections::BTreeMap<_, _> = before.iter().map(|r| (key(r), r.clone())).collect();
+    let after_by_key: std::collections::BTreeMap<_, _> = after.iter().map(|r| (key(r), r.clone())).collect();
+    let changed = before_by_key.iter().filter(|(k, row)| after_by_key.get(*k) != Some(*row)).count()
+        + after_by_key.keys().filter(|k| !before_by_key.contains_key(*k)).count();
+    assert!(changed > 0);
+    assert_eq!(written("citations") - citations_written, changed as f64, "only the citations that changed are written");
+    assert_eq!(written("publications"), publications_written, "nothing else is rewritten");
+    assert!(job.try_wait().unwrap().is_none());
+    job.kill().unwrap();
+    job.wait().unwrap();
+
+    let scratch = _postgres.database("model_swap_scratch");
+    let fresh = JobConfig::new(&broker, &scratch, 2, 4);
+    let output = citeflow(&fresh, &["run", "--until-caught-up"])
+        .env("CITEFLOW_MODEL", repository().join("tests/data/scorer-alternative.onnx"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(Db::connect(&scratch).rows(citations), after, "the swapped job equals a fresh run with the new model");
+}

@@ -49,16 +49,20 @@ def main():
     parser.add_argument("--test", nargs="*", default=[])
     parser.add_argument("--out", required=True)
     parser.add_argument("--report", required=True)
+    parser.add_argument("--estimators", type=int, default=150)
+    parser.add_argument("--depth", type=int, default=3)
     args = parser.parse_args()
 
     names, features, labels, refs = read(args.train)
     validation = held_out(refs)
-    model = GradientBoostingClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, random_state=0)
+    model = GradientBoostingClassifier(
+        n_estimators=args.estimators, max_depth=args.depth, learning_rate=0.1, random_state=0
+    )
     model.fit(features[~validation], labels[~validation])
     lines = [
         "# citeflow scorer: training report",
         "",
-        f"Model: GradientBoostingClassifier(n_estimators=150, max_depth=3), {len(names)} features "
+        f"Model: GradientBoostingClassifier(n_estimators={args.estimators}, max_depth={args.depth}), {len(names)} features "
         f"computed by `citeflow features`.",
         f"Training pairs: {int((~validation).sum())} ({int(labels[~validation].sum())} positive); "
         f"validation pairs (20% of references, by hash): {int(validation.sum())}.",

@@ -1,10 +1,16 @@
-//! Reading line-oriented files (JSONL), gzip-compressed or not, for samples and replays.
+//! Reading line-oriented files (JSONL), gzip-compressed or not, for samples and replays; and
+//! watching a file (a model, a configuration) as a dataflow input.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use citeflow_engine::time::{Epoch, EpochClock};
 use flate2::read::MultiGzDecoder;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, Stream};
 
 /// Opens `path` for reading, decompressing it when its name ends in `.gz`.
 pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
@@ -20,6 +26,42 @@ pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
 /// The non-empty lines of `path` (decompressed when needed).
 pub fn lines(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<String>>> {
     Ok(open(path)?.lines().filter(|line| !matches!(line, Ok(text) if text.trim().is_empty())))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Emits the contents of `path` each time its modification time changes (not its contents at
+/// start), at the epoch then current; only worker 0 reads the file, the others emit nothing.
+/// The source follows the wall clock and never finishes: use it in long-running jobs.
+pub fn watch_file<'scope>(scope: Scope<'scope, Epoch>, path: PathBuf, epoch_ms: u64) -> Stream<'scope, Epoch, Vec<Vec<u8>>> {
+    let clock = EpochClock::new(epoch_ms);
+    let poll = Duration::from_millis(epoch_ms.max(1));
+    let reader = scope.index() == 0;
+    source::<_, CapacityContainerBuilder<Vec<Vec<u8>>>, _, _>(scope, "WatchFile", move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let mut capability = reader.then_some(capability);
+        let mut seen = modified(&path);
+        move |output| {
+            let Some(cap) = capability.as_mut() else { return };
+            if let Some(next) = clock.next_after(*cap.time(), false) {
+                cap.downgrade(&next);
+            }
+            let now = modified(&path);
+            if now != seen {
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        tracing::info!(path = %path.display(), "watched file changed");
+                        output.session(&*cap).give(bytes);
+                        seen = now;
+                    }
+                    Err(error) => tracing::warn!(path = %path.display(), %error, "watched file unreadable; will retry"),
+                }
+            }
+            activator.activate_after(poll);
+        }
+    })
 }
 
 #[cfg(test)]

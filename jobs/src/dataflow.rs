@@ -48,9 +48,11 @@ pub struct JobLogic {
 /// Upsert order of a message: its offset, then its partition.
 type MessageOrder = (i64, i32);
 
-/// Builds the job from the source's events; fails only if the scorer's model cannot load.
+/// Builds the job from the source's events (and, for a model scorer, the model file's
+/// replacements); fails only if the scorer's model cannot load.
 pub fn citation_job<'scope>(
     events: Stream<'scope, Epoch, Vec<SourceEvent>>,
+    model_replacements: Option<Stream<'scope, Epoch, Vec<Vec<u8>>>>,
     logic: JobLogic,
 ) -> Result<JobOutputs<'scope>, InferenceError> {
     let (messages, positions): (Stream<'scope, Epoch, Vec<KafkaMessage>>, Stream<'scope, Epoch, Vec<_>>) =
@@ -82,7 +84,7 @@ pub fn citation_job<'scope>(
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
     });
-    let scored = candidates(publications.clone(), references.clone(), logic.journals, &logic.scorer)?;
+    let scored = candidates(publications.clone(), references.clone(), logic.journals, &logic.scorer, model_replacements)?;
     let decisions = decide(scored, logic.min_score);
     let views = view_rows(publications, documents, references, decisions, logic.matcher);
     Ok(JobOutputs { views, positions, dead_letters })

@@ -184,7 +184,7 @@ pub fn match_references(
     let journals = Arc::new(JournalTable::bundled());
     let scorer = scorer.clone();
     Ok(run_dataflow(publications, references, move |publications, references| {
-        let scored = candidates(publications, references, journals.clone(), &scorer).expect("the model loaded above");
+        let scored = candidates(publications, references, journals.clone(), &scorer, None).expect("the model loaded above");
         decide(scored, min_score)
     })
     .into_iter()

@@ -3,6 +3,8 @@
 //! a shared library (e.g. the one in PyPI's `onnxruntime` wheel), so nothing is downloaded at
 //! build time.
 
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -14,6 +16,9 @@ use ort::session::Session;
 use ort::value::Tensor;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 /// Applies `infer` to the records of `collection` in batches of at most `batch` records;
@@ -50,6 +55,110 @@ where
                         }
                     }
                 });
+            }
+        })
+        .as_collection()
+}
+
+/// Items waiting for the frontier to pass their time, with a capability to emit at it.
+type Stash<T, X> = BTreeMap<T, (Capability<T>, Vec<X>)>;
+
+/// Scores every record of `data` with the latest model, in batches, and keeps each record's
+/// output. A record is scored when it arrives, with the model current at its time; when a
+/// replacement arrives on `updates` (turned into a model by `load`, which may refuse it) at
+/// time `t`, every record held is re-scored and only the outputs that change are retracted and
+/// re-inserted, at `t`. So the result always equals scoring each record with the model of its
+/// time, and downstream operators see only what a new model changes.
+///
+/// `updates` must reach every worker that holds data (broadcast it).
+pub fn rescore_with_latest<'scope, T, D, D2, U, M, L, F>(
+    data: VecCollection<'scope, T, D>,
+    updates: Stream<'scope, T, Vec<U>>,
+    initial: M,
+    batch: usize,
+    stage: &'static str,
+    mut load: L,
+    mut infer: F,
+) -> VecCollection<'scope, T, D2>
+where
+    T: Timestamp + TotalOrder,
+    D: Clone + Ord + Hash + 'static,
+    D2: Clone + Eq + 'static,
+    U: Clone + 'static,
+    M: 'static,
+    L: FnMut(U) -> Option<M> + 'static,
+    F: FnMut(&mut M, &[D]) -> Vec<D2> + 'static,
+{
+    let batch = batch.max(1);
+    let mut model = initial;
+    let mut score = move |model: &mut M, records: &[D]| -> Vec<D2> {
+        let mut outputs = Vec::with_capacity(records.len());
+        for chunk in records.chunks(batch) {
+            let started = Instant::now();
+            let results = infer(model, chunk);
+            metrics().stage_latency.with_label_values(&[stage]).observe(started.elapsed().as_secs_f64());
+            assert_eq!(results.len(), chunk.len(), "{stage}: one output per input");
+            outputs.extend(results);
+        }
+        outputs
+    };
+    data.inner
+        .binary_frontier(updates, Pipeline, Pipeline, "RescoreWithLatest", move |_capability, _info| {
+            let mut held: HashMap<D, (isize, D2)> = HashMap::new();
+            let mut records: Stash<T, (D, isize)> = BTreeMap::new();
+            let mut models: Stash<T, U> = BTreeMap::new();
+            move |(data_input, data_frontier), (model_input, model_frontier), output| {
+                data_input.for_each(|capability, batch| {
+                    // A record's time may be later than its message's capability: stash by record time.
+                    for (record, time, diff) in batch.drain(..) {
+                        let entry = records.entry(time.clone()).or_insert_with(|| (capability.delayed(&time, 0), Vec::new()));
+                        entry.1.push((record, diff));
+                    }
+                });
+                model_input.for_each(|capability, batch| {
+                    if let Some(retained) = capability.retain_least(0) {
+                        models.entry(retained.time().clone()).or_insert_with(|| (retained, Vec::new())).1.append(batch);
+                    }
+                });
+                let complete = |time: &T| !data_frontier.less_equal(time) && !model_frontier.less_equal(time);
+                loop {
+                    let next = [records.keys().next(), models.keys().next()].into_iter().flatten().min().cloned();
+                    let Some(time) = next.filter(|t| complete(t)) else { break };
+                    let replacements = models.remove(&time);
+                    let arrivals = records.remove(&time);
+                    let capability = match (&replacements, &arrivals) {
+                        (Some((capability, _)), _) | (None, Some((capability, _))) => capability.clone(),
+                        (None, None) => unreachable!("a time comes from one of the stashes"),
+                    };
+                    let mut session = output.session(&capability);
+                    let replaced = replacements.and_then(|(_, updates)| updates.into_iter().filter_map(&mut load).last());
+                    if let Some(replacement) = replaced {
+                        model = replacement;
+                        let keys: Vec<D> = held.keys().cloned().collect();
+                        for (record, rescored) in keys.iter().zip(score(&mut model, &keys)) {
+                            let (count, current) = held.get_mut(record).expect("held");
+                            if *current != rescored {
+                                session.give((current.clone(), time.clone(), -*count));
+                                session.give((rescored.clone(), time.clone(), *count));
+                                *current = rescored;
+                            }
+                        }
+                    }
+                    let Some((_, mut arrivals)) = arrivals else { continue };
+                    differential_dataflow::consolidation::consolidate(&mut arrivals);
+                    let fresh: Vec<D> = arrivals.iter().filter(|(r, _)| !held.contains_key(r)).map(|(r, _)| r.clone()).collect();
+                    for (record, scored) in fresh.iter().zip(score(&mut model, &fresh)) {
+                        held.insert(record.clone(), (0, scored));
+                    }
+                    for (record, diff) in arrivals {
+                        let (count, current) = held.get_mut(&record).expect("scored above");
+                        *count += diff;
+                        session.give((current.clone(), time.clone(), diff));
+                        if *count == 0 {
+                            held.remove(&record);
+                        }
+                    }
+                }
             }
         })
         .as_collection()
@@ -115,10 +224,17 @@ impl BinaryClassifier {
     /// Loads `model` with the ONNX Runtime in `library`; `width` is the number of features.
     pub fn load(library: &Path, model: &Path, width: usize) -> Result<Self, InferenceError> {
         let name = model.display().to_string();
+        let bytes = std::fs::read(model).map_err(|e| InferenceError::Model { model: name.clone(), message: e.to_string() })?;
+        Self::from_bytes(library, &name, &bytes, width)
+    }
+
+    /// Loads a model from its bytes; `name` identifies it in errors.
+    pub fn from_bytes(library: &Path, name: &str, bytes: &[u8], width: usize) -> Result<Self, InferenceError> {
+        let name = name.to_string();
         let failed = |message: String| InferenceError::Model { model: name.clone(), message };
         let environment = environment(library)?;
         let session = Session::builder(environment)
-            .and_then(|mut builder| builder.commit_from_file(model))
+            .and_then(|mut builder| builder.commit_from_memory(bytes))
             .map_err(|e| failed(e.to_string()))?;
         let input = session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| failed("no input".into()))?;
         let output = session
@@ -164,6 +280,51 @@ mod tests {
         let probabilities = classifier.probabilities(&[full_title_match, other_title]).unwrap();
         assert!(probabilities[0] > 0.9 && probabilities[1] < 0.1, "{probabilities:?}");
         assert!(classifier.probabilities(&[vec![0.0; 3]]).is_err(), "a row of the wrong width is refused");
+    }
+
+    #[test]
+    fn a_new_model_rescores_held_records_and_emits_only_changes() {
+        let result = Arc::new(Mutex::new(Vec::new()));
+        let sink = result.clone();
+        timely::execute(timely::Config::thread(), move |worker| {
+            let sink = sink.clone();
+            let mut models = timely::dataflow::operators::vec::input::Handle::<u64, u32>::new();
+            let mut data = worker.dataflow::<u64, _, _>(|scope| {
+                use timely::dataflow::operators::vec::Input as _;
+                let (input, numbers) = scope.new_collection::<u32, isize>();
+                let updates = scope.input_from(&mut models);
+                let load = |multiplier: u32| (multiplier > 0).then_some(multiplier);
+                rescore_with_latest(numbers, updates, 10u32, 2, "test", load, |model: &mut u32, batch: &[u32]| {
+                    batch.iter().map(|n| n * *model).collect()
+                })
+                .inspect(move |(value, time, diff)| sink.lock().unwrap().push((*time, *value, *diff)));
+                input
+            });
+            for n in [1, 2, 3] {
+                data.insert(n);
+            }
+            data.advance_to(1);
+            models.advance_to(1);
+            models.send(100);
+            data.remove(2);
+            data.insert(4);
+            data.advance_to(2);
+            models.advance_to(2);
+            models.send(0);
+            models.send(100);
+            data.advance_to(3);
+            models.advance_to(3);
+        })
+        .unwrap();
+        let updates = result.lock().unwrap().clone();
+        let at = |time: u64| {
+            let mut changes: Vec<(u32, isize)> = updates.iter().filter(|u| u.0 == time).map(|u| (u.1, u.2)).collect();
+            differential_dataflow::consolidation::consolidate(&mut changes);
+            changes
+        };
+        assert_eq!(at(0), vec![(10, 1), (20, 1), (30, 1)]);
+        assert_eq!(at(1), vec![(10, -1), (20, -1), (30, -1), (100, 1), (300, 1), (400, 1)]);
+        assert!(at(2).is_empty(), "the same model again changes nothing; a refused one is ignored");
     }
 
     #[test]

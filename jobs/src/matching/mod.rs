@@ -25,7 +25,10 @@ use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
-use citeflow_operators::inference::{batched_map, BinaryClassifier, InferenceError};
+use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::Stream;
+use timely::order::TotalOrder;
 use features::{features, rule_score, Family, Features, FEATURE_NAMES};
 use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
@@ -191,40 +194,58 @@ where
 const INFERENCE_BATCH: usize = 4096;
 
 /// Candidate publications for every reference, scored by `scorer`. Identifier matches score
-/// 1; other pairs score the rule score or the model's probability.
+/// 1; other pairs score the rule score or the model's probability. With a model, `replacements`
+/// (model files' bytes, e.g. from a file watcher) swap the model inside the running dataflow:
+/// existing candidates are re-scored and only changed scores flow on.
 pub fn candidates<'scope, T>(
     publications: VecCollection<'scope, T, (String, Publication)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     journals: Arc<JournalTable>,
     scorer: &Scorer,
+    replacements: Option<Stream<'scope, T, Vec<Vec<u8>>>>,
 ) -> Result<VecCollection<'scope, T, (ReferenceKey, Candidate)>, InferenceError>
 where
-    T: Timestamp + Lattice + Ord,
+    T: Timestamp + Lattice + Ord + TotalOrder,
 {
     let pairs = candidate_features(publications, references, journals);
-    match scorer {
-        Scorer::Rules => Ok(rule_scored(pairs)),
-        Scorer::Model { runtime, model } => {
-            let mut classifier = BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
-            let scored = batched_map(pairs, INFERENCE_BATCH, "scorer", move |batch: &[(ReferenceKey, (String, Features))]| {
-                let rows: Vec<Vec<f32>> = batch.iter().map(|(_, (_, features))| features.vector().to_vec()).collect();
-                let probabilities = classifier.probabilities(&rows).expect("the model ran on this input shape at load");
-                batch
-                    .iter()
-                    .zip(probabilities)
-                    .map(|((reference, (publication, features)), probability)| {
-                        let (score, method) = match features.identifier {
-                            Some(method) => (1_000_000, method),
-                            None if features.bibliographic => ((probability * 1e6) as u32, Method::Bibliographic),
-                            None => ((probability * 1e6) as u32, Method::Title),
-                        };
-                        (reference.clone(), Candidate { score, method, publication: publication.clone() })
-                    })
-                    .collect()
-            });
-            Ok(scored)
+    let Scorer::Model { runtime, model } = scorer else { return Ok(rule_scored(pairs)) };
+    let classifier = BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
+    let score = |classifier: &mut BinaryClassifier, batch: &[(ReferenceKey, (String, Features))]| {
+        let rows: Vec<Vec<f32>> = batch.iter().map(|(_, (_, features))| features.vector().to_vec()).collect();
+        let probabilities = classifier.probabilities(&rows).expect("the model ran on this input shape at load");
+        batch
+            .iter()
+            .zip(probabilities)
+            .map(|((reference, (publication, features)), probability)| {
+                let (score, method) = match features.identifier {
+                    Some(method) => (1_000_000, method),
+                    None if features.bibliographic => ((probability * 1e6) as u32, Method::Bibliographic),
+                    None => ((probability * 1e6) as u32, Method::Title),
+                };
+                (reference.clone(), Candidate { score, method, publication: publication.clone() })
+            })
+            .collect::<Vec<_>>()
+    };
+    Ok(match replacements {
+        None => {
+            let mut classifier = classifier;
+            batched_map(pairs, INFERENCE_BATCH, "scorer", move |batch| score(&mut classifier, batch))
         }
-    }
+        Some(replacements) => {
+            let (runtime, name) = (runtime.clone(), model.display().to_string());
+            let load = move |bytes: Vec<u8>| match BinaryClassifier::from_bytes(&runtime, &name, &bytes, FEATURE_NAMES.len()) {
+                Ok(replacement) => {
+                    tracing::info!(model = %name, "new scorer model loaded; re-scoring candidates");
+                    Some(replacement)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the replacement model is unusable; keeping the current one");
+                    None
+                }
+            };
+            rescore_with_latest(pairs, replacements.broadcast(), classifier, INFERENCE_BATCH, "scorer", load, score)
+        }
+    })
 }
 
 /// Per reference, the best candidate scoring at least `min_score` (millionths), unless a
@@ -320,7 +341,7 @@ mod tests {
                 let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
                 let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
                 let journals = Arc::new(JournalTable::bundled());
-                let scored = candidates(publications, references, journals, &Scorer::Rules).unwrap();
+                let scored = candidates(publications, references, journals, &Scorer::Rules, None).unwrap();
                 decide(scored, 800_000).inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
                 (publication_input, reference_input)
             });
