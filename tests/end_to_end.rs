@@ -199,3 +199,44 @@ fn one_and_two_workers_write_the_same_tables() {
         assert!(rows == &two[view], "{view} differs between one and two workers");
     }
 }
+
+#[test]
+fn two_matchers_side_by_side_write_their_own_rows_and_a_comparison() {
+    let postgres = Postgres::start();
+    let broker = Broker::start();
+    let url = postgres.database("ab");
+    let model = repository().join("training/scorer.onnx");
+    let matchers = format!(
+        "[[matching.matchers]]\nmatcher = \"rules-v1\"\n\n[[matching.matchers]]\nmatcher = \"model-v1\"\nmin_score = 0.5\nmodel = \"{}\"\n",
+        model.display()
+    );
+    let config = JobConfig::with_extra(&broker, &url, 2, 4, &matchers);
+    citeflow_ok(&config, &["topics"]);
+    citeflow_ok(&config, &["load", "--data", "data/sample"]);
+    citeflow_ok(&config, &["run", "--until-caught-up"]);
+    let db = Db::connect(&url);
+    let per_matcher = |name: &str| db.count(&format!("SELECT count(*) FROM citations WHERE matcher = '{name}'"));
+    assert!(per_matcher("rules-v1") > 300 && per_matcher("model-v1") > 300);
+    assert_eq!(
+        db.count("SELECT count(*) FROM matcher_comparison"),
+        db.count("SELECT count(*) FROM (SELECT DISTINCT document_id, reference_index FROM citations) r"),
+        "one comparison row per reference that either matcher cites"
+    );
+    let inconsistent = db.count(
+        "SELECT count(*) FROM matcher_comparison m
+         LEFT JOIN citations a ON a.document_id = m.document_id AND a.reference_index = m.reference_index AND a.matcher = 'rules-v1'
+         LEFT JOIN citations b ON b.document_id = m.document_id AND b.reference_index = m.reference_index AND b.matcher = 'model-v1'
+         WHERE m.publication_a IS DISTINCT FROM a.publication_id OR m.publication_b IS DISTINCT FROM b.publication_id
+            OR m.outcome <> CASE WHEN a.publication_id = b.publication_id THEN 'agree'
+                                 WHEN a.publication_id IS NULL THEN 'only_b'
+                                 WHEN b.publication_id IS NULL THEN 'only_a' ELSE 'different' END",
+    );
+    assert_eq!(inconsistent, 0, "the comparison agrees with the citations of both matchers");
+    assert_eq!(
+        db.count("SELECT coalesce(sum(citations), 0) FROM publication_citation_counts"),
+        per_matcher("rules-v1"),
+        "the counts are the primary matcher's"
+    );
+    let outcomes = db.rows("SELECT outcome, count(*)::text FROM matcher_comparison GROUP BY 1 ORDER BY 1");
+    eprintln!("A/B outcomes: {outcomes:?}");
+}

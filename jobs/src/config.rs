@@ -10,7 +10,8 @@ use citeflow_engine::config::{env_override, load_toml, ConfigError, EngineConfig
 use citeflow_operators::inference::runtime_library;
 use serde::Deserialize;
 
-use crate::matching::Scorer;
+use crate::dataflow::MatcherLogic;
+use crate::matching::{Scorer, SCORE_SCALE};
 
 /// Topic names.
 #[derive(Clone, Debug, Deserialize)]
@@ -37,48 +38,106 @@ impl Default for TopicsConfig {
     }
 }
 
-/// Matcher settings.
+/// One matcher: how candidates are scored and decided, and the name its citations carry.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MatchingConfig {
+pub struct MatcherConfig {
     /// The matcher version recorded with each citation.
     pub matcher: String,
     /// The lowest score (0 to 1) that makes a candidate a citation.
     pub min_score: f64,
-    /// An ONNX scorer trained on `citeflow features` (env `CITEFLOW_MODEL`); empty for the
-    /// rule scorer.
+    /// An ONNX scorer trained on `citeflow features`; empty for the rule scorer.
     pub model: String,
-    /// ONNX Runtime's shared library (env `ORT_DYLIB_PATH`); empty to use the one
-    /// `scripts/services.sh install` puts in `~/.cache/citeflow/venv`.
+    /// ONNX Runtime's shared library; empty to use the one `scripts/services.sh install` puts in
+    /// `~/.cache/citeflow/python`.
     pub onnx_runtime: String,
 }
 
-impl Default for MatchingConfig {
+impl Default for MatcherConfig {
     fn default() -> Self {
-        MatchingConfig { matcher: "rules-v1".into(), min_score: 0.8, model: String::new(), onnx_runtime: String::new() }
+        MatcherConfig { matcher: "rules-v1".into(), min_score: 0.8, model: String::new(), onnx_runtime: String::new() }
     }
 }
 
-impl MatchingConfig {
-    /// The scorer these settings ask for.
-    pub fn scorer(&self) -> Result<Scorer, ConfigError> {
+impl MatcherConfig {
+    /// The scorer these settings ask for; `setting` names this matcher in errors.
+    pub fn scorer(&self, setting: &str) -> Result<Scorer, ConfigError> {
         if self.model.is_empty() {
             return Ok(Scorer::Rules);
         }
         let model = PathBuf::from(&self.model);
         if !model.is_file() {
-            return Err(ConfigError::invalid("matching.model", format!("{} is not a file", model.display())));
+            return Err(ConfigError::invalid(format!("{setting}.model"), format!("{} is not a file", model.display())));
         }
         let runtime = match self.onnx_runtime.as_str() {
             "" => runtime_library().ok_or_else(|| {
-                ConfigError::invalid("matching.onnx_runtime", "ONNX Runtime not found; run scripts/services.sh install or set ORT_DYLIB_PATH")
+                ConfigError::invalid(
+                    format!("{setting}.onnx_runtime"),
+                    "ONNX Runtime not found; run scripts/services.sh install or set ORT_DYLIB_PATH",
+                )
             })?,
             path => PathBuf::from(path),
         };
         if !runtime.is_file() {
-            return Err(ConfigError::invalid("matching.onnx_runtime", format!("{} is not a file", runtime.display())));
+            return Err(ConfigError::invalid(format!("{setting}.onnx_runtime"), format!("{} is not a file", runtime.display())));
         }
         Ok(Scorer::Model { runtime, model })
+    }
+
+    /// The matcher as the dataflow runs it.
+    pub fn logic(&self, setting: &str) -> Result<MatcherLogic, ConfigError> {
+        Ok(MatcherLogic {
+            name: self.matcher.clone(),
+            min_score: (self.min_score * SCORE_SCALE).round() as u32,
+            scorer: self.scorer(setting)?,
+        })
+    }
+
+    fn validate(&self, setting: &str) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.min_score) {
+            return Err(ConfigError::invalid(format!("{setting}.min_score"), "must be between 0 and 1"));
+        }
+        if self.matcher.trim().is_empty() {
+            return Err(ConfigError::invalid(format!("{setting}.matcher"), "must name the matcher version"));
+        }
+        self.scorer(setting).map(|_| ())
+    }
+}
+
+/// Matching: one matcher, or two side by side (A/B) sharing candidate generation, each
+/// writing its own citation rows, compared in the `matcher_comparison` view.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchingConfig {
+    /// The matchers; the first is primary (its citations are counted per publication).
+    /// `CITEFLOW_MATCHER`, `CITEFLOW_MIN_SCORE`, `CITEFLOW_MODEL` and `ORT_DYLIB_PATH` override
+    /// the first.
+    pub matchers: Vec<MatcherConfig>,
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        MatchingConfig { matchers: vec![MatcherConfig::default()] }
+    }
+}
+
+impl MatchingConfig {
+    /// Every matcher as the dataflow runs it.
+    pub fn logic(&self) -> Result<Vec<MatcherLogic>, ConfigError> {
+        self.matchers.iter().enumerate().map(|(index, m)| m.logic(&format!("matching.matchers[{index}]"))).collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=2).contains(&self.matchers.len()) {
+            return Err(ConfigError::invalid("matching.matchers", "configure one matcher, or two to compare"));
+        }
+        for (index, matcher) in self.matchers.iter().enumerate() {
+            matcher.validate(&format!("matching.matchers[{index}]"))?;
+        }
+        if self.matchers.len() == 2 && self.matchers[0].matcher == self.matchers[1].matcher {
+            return Err(ConfigError::invalid("matching.matchers[1].matcher", "two matchers need different names"));
+        }
+        Ok(())
     }
 }
 
@@ -105,10 +164,12 @@ impl CiteflowConfig {
         config.engine.apply_env()?;
         config.kafka.apply_env()?;
         config.postgres.apply_env()?;
-        env_override(&mut config.matching.matcher, "CITEFLOW_MATCHER")?;
-        env_override(&mut config.matching.min_score, "CITEFLOW_MIN_SCORE")?;
-        env_override(&mut config.matching.model, "CITEFLOW_MODEL")?;
-        env_override(&mut config.matching.onnx_runtime, "ORT_DYLIB_PATH")?;
+        if let Some(primary) = config.matching.matchers.first_mut() {
+            env_override(&mut primary.matcher, "CITEFLOW_MATCHER")?;
+            env_override(&mut primary.min_score, "CITEFLOW_MIN_SCORE")?;
+            env_override(&mut primary.model, "CITEFLOW_MODEL")?;
+            env_override(&mut primary.onnx_runtime, "ORT_DYLIB_PATH")?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -134,14 +195,7 @@ impl CiteflowConfig {
         if !(1..=1024).contains(&self.topics.partitions) {
             return Err(ConfigError::invalid("topics.partitions", "must be between 1 and 1024"));
         }
-        if !(0.0..=1.0).contains(&self.matching.min_score) {
-            return Err(ConfigError::invalid("matching.min_score", "must be between 0 and 1"));
-        }
-        self.matching.scorer()?;
-        if self.matching.matcher.trim().is_empty() {
-            return Err(ConfigError::invalid("matching.matcher", "must name the matcher version"));
-        }
-        Ok(())
+        self.matching.validate()
     }
 }
 
@@ -160,8 +214,8 @@ mod tests {
     #[test]
     fn a_missing_model_names_its_setting() {
         let mut config = CiteflowConfig::default();
-        config.matching.model = "no/such/model.onnx".into();
-        assert!(config.validate().unwrap_err().to_string().contains("matching.model"));
+        config.matching.matchers[0].model = "no/such/model.onnx".into();
+        assert!(config.validate().unwrap_err().to_string().contains("matching.matchers[0].model"));
     }
 
     #[test]

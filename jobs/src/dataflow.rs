@@ -16,7 +16,8 @@ use timely::dataflow::Stream;
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::envelope::{decode, Event, TopicRoles};
 use crate::matching::journals::JournalTable;
-use crate::matching::{candidates, decide, Scorer};
+use crate::matching::{candidate_features, decide, score_pairs, Scorer};
+use citeflow_connectors::files::watch_file;
 use citeflow_operators::inference::InferenceError;
 use crate::views::view_rows;
 
@@ -37,24 +38,29 @@ pub struct JobLogic {
     pub roles: TopicRoles,
     /// Journal names.
     pub journals: Arc<JournalTable>,
-    /// Matcher version.
-    pub matcher: String,
+    /// The matchers (one, or two side by side); the first is primary.
+    pub matchers: Vec<MatcherLogic>,
+    /// Watch model files for replacements, polling every this many milliseconds.
+    pub watch_models_ms: Option<u64>,
+}
+
+/// One matcher inside the dataflow.
+#[derive(Clone, Debug)]
+pub struct MatcherLogic {
+    /// The name its citations carry.
+    pub name: String,
     /// Lowest score of a citation, in millionths.
     pub min_score: u32,
-    /// How candidates are scored.
+    /// How it scores candidates.
     pub scorer: Scorer,
 }
 
 /// Upsert order of a message: its offset, then its partition.
 type MessageOrder = (i64, i32);
 
-/// Builds the job from the source's events (and, for a model scorer, the model file's
-/// replacements); fails only if the scorer's model cannot load.
-pub fn citation_job<'scope>(
-    events: Stream<'scope, Epoch, Vec<SourceEvent>>,
-    model_replacements: Option<Stream<'scope, Epoch, Vec<Vec<u8>>>>,
-    logic: JobLogic,
-) -> Result<JobOutputs<'scope>, InferenceError> {
+/// Builds the job from the source's events; fails only if a scorer's model cannot load.
+pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, logic: JobLogic) -> Result<JobOutputs<'scope>, InferenceError> {
+    let scope = events.scope();
     let (messages, positions): (Stream<'scope, Epoch, Vec<KafkaMessage>>, Stream<'scope, Epoch, Vec<_>>) =
         events.ok_err(|event| match event {
             SourceEvent::Message(message) => Ok(message),
@@ -84,8 +90,16 @@ pub fn citation_job<'scope>(
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
     });
-    let scored = candidates(publications.clone(), references.clone(), logic.journals, &logic.scorer, model_replacements)?;
-    let decisions = decide(scored, logic.min_score);
-    let views = view_rows(publications, documents, references, decisions, logic.matcher);
+    let pairs = candidate_features(publications.clone(), references.clone(), logic.journals);
+    let mut decisions = Vec::new();
+    for matcher in &logic.matchers {
+        let replacements = match (&matcher.scorer, logic.watch_models_ms) {
+            (Scorer::Model { model, .. }, Some(poll)) => Some(watch_file(scope, model.clone(), poll)),
+            _ => None,
+        };
+        let scored = score_pairs(pairs.clone(), &matcher.scorer, replacements)?;
+        decisions.push((matcher.name.clone(), decide(scored, matcher.min_score)));
+    }
+    let views = view_rows(publications, documents, references, decisions);
     Ok(JobOutputs { views, positions, dead_letters })
 }

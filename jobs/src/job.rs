@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use citeflow_connectors::files::watch_file;
 use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics};
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::source::{kafka_source, SourceSettings};
@@ -20,7 +19,6 @@ use crate::config::CiteflowConfig;
 use crate::dataflow::{citation_job, JobLogic};
 use crate::envelope::TopicRoles;
 use crate::matching::journals::JournalTable;
-use crate::matching::{Scorer, SCORE_SCALE};
 use crate::views::{MIGRATIONS, VIEWS};
 
 /// How long a worker parks when it has nothing to do.
@@ -70,9 +68,8 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let logic = JobLogic {
         roles: TopicRoles { publications: config.topics.publications.clone(), documents: config.topics.documents.clone() },
         journals: Arc::new(JournalTable::bundled()),
-        matcher: config.matching.matcher.clone(),
-        min_score: (config.matching.min_score * SCORE_SCALE).round() as u32,
-        scorer: config.matching.scorer()?,
+        matchers: config.matching.logic()?,
+        watch_models_ms: (!until_caught_up).then_some(config.engine.epoch_ms),
     };
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
         let mine = assign(&partitions, worker.index(), worker.peers());
@@ -81,12 +78,8 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let logic = logic.clone();
         let target = target.clone();
         worker.dataflow::<Epoch, _, _>(move |scope| {
-            let events = kafka_source(scope, settings.clone(), mine).map_err(|e| e.to_string())?;
-            let replacements = match (&logic.scorer, settings.stop_at_end) {
-                (Scorer::Model { model, .. }, false) => Some(watch_file(scope, model.clone(), settings.epoch_ms)),
-                _ => None,
-            };
-            let outputs = citation_job(events, replacements, logic).map_err(|e| e.to_string())?;
+            let events = kafka_source(scope, settings, mine).map_err(|e| e.to_string())?;
+            let outputs = citation_job(events, logic).map_err(|e| e.to_string())?;
             commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer);
             Ok::<_, String>(())
         })?;

@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use citeflow_connectors::kafka::admin::ensure_topics;
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::loader::{load_sample, SampleLoad};
-use citeflow_jobs::matching::SCORE_SCALE;
 use citeflow_jobs::{eval, job, status, synthetic};
 use std::io::Write;
 use tracing_subscriber::EnvFilter;
@@ -175,8 +174,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let publications = eval::read_publications(&epmc)?;
             let references = eval::read_gold(&gold)?;
             let indexed = publications.len() as u64;
-            let min_score = (config.matching.min_score * SCORE_SCALE).round() as u32;
-            let decisions = eval::match_references(publications, &references, &config.matching.scorer()?, min_score)?;
+            let primary = config.matching.logic()?.remove(0);
+            let decisions = eval::match_references(publications, &references, &primary.scorer, primary.min_score)?;
             let evaluation = eval::score(&references, &decisions, indexed);
             if json {
                 println!("{}", serde_json::to_string(&evaluation)?);

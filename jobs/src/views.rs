@@ -41,13 +41,23 @@ pub const PUBLICATION_CITATION_COUNTS: ViewSchema = ViewSchema {
     key_columns: 1,
 };
 
+/// `matcher_comparison`: with two matchers side by side, per reference either cites: the
+/// publication each chose and whether they `agree`, cite `only_a`, `only_b`, or a `different`
+/// publication.
+pub const MATCHER_COMPARISON: ViewSchema = ViewSchema {
+    table: "matcher_comparison",
+    columns: &["document_id", "reference_index", "matcher_a", "matcher_b", "publication_a", "publication_b", "outcome"],
+    key_columns: 2,
+};
+
 /// Every view, indexed by [`ViewId`].
-pub const VIEWS: [ViewSchema; 4] = [PUBLICATIONS, POLICY_DOCUMENTS, CITATIONS, PUBLICATION_CITATION_COUNTS];
+pub const VIEWS: [ViewSchema; 5] = [PUBLICATIONS, POLICY_DOCUMENTS, CITATIONS, PUBLICATION_CITATION_COUNTS, MATCHER_COMPARISON];
 
 const PUBLICATIONS_ID: ViewId = 0;
 const POLICY_DOCUMENTS_ID: ViewId = 1;
 const CITATIONS_ID: ViewId = 2;
 const COUNTS_ID: ViewId = 3;
+const COMPARISON_ID: ViewId = 4;
 
 /// The migrations that create and evolve the views.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -101,6 +111,22 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             publication_id text PRIMARY KEY,
             citations bigint NOT NULL,
             citing_documents bigint NOT NULL
+        );
+    "#,
+}, Migration {
+    component: "citations",
+    version: 2,
+    description: "matcher comparison (A/B)",
+    sql: r#"
+        CREATE TABLE matcher_comparison (
+            document_id text NOT NULL,
+            reference_index integer NOT NULL,
+            matcher_a text NOT NULL,
+            matcher_b text NOT NULL,
+            publication_a text,
+            publication_b text,
+            outcome text NOT NULL CHECK (outcome IN ('agree', 'only_a', 'only_b', 'different')),
+            PRIMARY KEY (document_id, reference_index)
         );
     "#,
 }];
@@ -185,34 +211,81 @@ impl ViewRow for CountRow {
     }
 }
 
-/// The rows of every view, derived from the job's collections.
+/// A row of `matcher_comparison`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ComparisonRow {
+    reference: ReferenceKey,
+    matchers: (String, String),
+    publications: (Option<String>, Option<String>),
+}
+
+impl ViewRow for ComparisonRow {
+    fn write(&self, line: &mut CopyLine) {
+        let outcome = match &self.publications {
+            (Some(a), Some(b)) if a == b => "agree",
+            (Some(_), Some(_)) => "different",
+            (Some(_), None) => "only_a",
+            _ => "only_b",
+        };
+        line.text(&self.reference.0)
+            .int(self.reference.1.into())
+            .text(&self.matchers.0)
+            .text(&self.matchers.1)
+            .opt_text(self.publications.0.as_deref())
+            .opt_text(self.publications.1.as_deref())
+            .text(outcome);
+    }
+}
+
+/// One matcher's name and its decisions per reference.
+pub type MatcherDecisions<'scope, T> = (String, VecCollection<'scope, T, (ReferenceKey, Candidate)>);
+
+/// The rows of every view, derived from the job's collections and the decisions of each
+/// matcher (the first is primary: its citations are the ones counted per publication).
 pub fn view_rows<'scope, T>(
     publications: VecCollection<'scope, T, (String, Publication)>,
     documents: VecCollection<'scope, T, (String, PolicyDocument)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
-    decisions: VecCollection<'scope, T, (ReferenceKey, Candidate)>,
-    matcher: String,
+    decisions: Vec<MatcherDecisions<'scope, T>>,
 ) -> VecCollection<'scope, T, Row>
 where
     T: Timestamp + Lattice + Ord,
 {
-    let citations = decisions.join_map(references, move |(document, index), candidate, reference| CitationRow {
+    let primary = decisions.first().map(|(name, _)| name.clone()).unwrap_or_default();
+    let tagged = differential_dataflow::collection::concatenate(
+        publications.scope(),
+        decisions.iter().map(|(name, collection)| {
+            let name = name.clone();
+            collection.clone().map(move |(reference, candidate)| (reference, (name.clone(), candidate)))
+        }),
+    );
+    let citations = tagged.clone().join_map(references, |(document, index), (matcher, candidate), reference| CitationRow {
         document_id: document.clone(),
         reference_index: *index,
         matcher: matcher.clone(),
         candidate: candidate.clone(),
         reference: reference.clone(),
     });
-    let per_citation = citations.clone().map(|c| c.candidate.publication).count();
-    let per_document = citations.clone().map(|c| (c.candidate.publication, c.document_id)).distinct().map(|(p, _)| p).count();
+    let counted = citations.clone().filter(move |c| c.matcher == primary);
+    let per_citation = counted.clone().map(|c| c.candidate.publication).count();
+    let per_document = counted.map(|c| (c.candidate.publication, c.document_id)).distinct().map(|(p, _)| p).count();
     let counts = per_citation.join_map(per_document, |publication, citations, citing_documents| CountRow {
         publication: publication.clone(),
         citations: *citations,
         citing_documents: *citing_documents,
     });
-
-    encode(publications.map(|(_, p)| PublicationRow(p)), PUBLICATIONS_ID, &PUBLICATIONS)
+    let mut rows = encode(publications.map(|(_, p)| PublicationRow(p)), PUBLICATIONS_ID, &PUBLICATIONS)
         .concat(encode(documents.map(|(_, d)| DocumentRow(d)), POLICY_DOCUMENTS_ID, &POLICY_DOCUMENTS))
         .concat(encode(citations, CITATIONS_ID, &CITATIONS))
-        .concat(encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS))
+        .concat(encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS));
+    if let [(a, _), (b, _)] = &decisions[..] {
+        let matchers = (a.clone(), b.clone());
+        let comparison = tagged.reduce(move |reference, chosen, output| {
+            let pick = |name: &str| chosen.iter().find(|((m, _), _)| m == name).map(|((_, c), _)| c.publication.clone());
+            let publications = (pick(&matchers.0), pick(&matchers.1));
+            output.push((ComparisonRow { reference: reference.clone(), matchers: matchers.clone(), publications }, 1));
+        });
+        rows = rows.concat(encode(comparison.map(|(_, row)| row), COMPARISON_ID, &MATCHER_COMPARISON));
+    }
+    rows
 }

@@ -217,6 +217,11 @@ pub struct JobConfig {
 
 impl JobConfig {
     pub fn new(broker: &Broker, database_url: &str, workers: usize, partitions: i32) -> Self {
+        Self::with_extra(broker, database_url, workers, partitions, "")
+    }
+
+    /// A configuration with `extra` TOML appended (more sections).
+    pub fn with_extra(broker: &Broker, database_url: &str, workers: usize, partitions: i32, extra: &str) -> Self {
         let dir = TempDir::new("config");
         let path = dir.0.join("citeflow.toml");
         let text = format!(
@@ -237,6 +242,7 @@ url = "{database_url}"
 
 [topics]
 partitions = {partitions}
+{extra}
 "#,
             broker.address()
         );

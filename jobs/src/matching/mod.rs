@@ -207,7 +207,19 @@ pub fn candidates<'scope, T>(
 where
     T: Timestamp + Lattice + Ord + TotalOrder,
 {
-    let pairs = candidate_features(publications, references, journals);
+    score_pairs(candidate_features(publications, references, journals), scorer, replacements)
+}
+
+/// Scores candidate pairs with `scorer` (see [`candidates`]); several matchers can score the
+/// same pairs, sharing candidate generation.
+pub fn score_pairs<'scope, T>(
+    pairs: VecCollection<'scope, T, (ReferenceKey, (String, Features))>,
+    scorer: &Scorer,
+    replacements: Option<Stream<'scope, T, Vec<Vec<u8>>>>,
+) -> Result<VecCollection<'scope, T, (ReferenceKey, Candidate)>, InferenceError>
+where
+    T: Timestamp + Lattice + Ord + TotalOrder,
+{
     let Scorer::Model { runtime, model } = scorer else { return Ok(rule_scored(pairs)) };
     let classifier = BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
     let score = |classifier: &mut BinaryClassifier, batch: &[(ReferenceKey, (String, Features))]| {
