@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::journals::JournalTable;
-use super::text::{first_page, leading_number};
+use super::text::{first_page, last_page, leading_number};
 
 /// Most journal-name candidates taken before one volume.
 const MAX_JOURNAL_WORDS: usize = 10;
@@ -29,6 +29,8 @@ pub struct ReferenceLocators {
     pub volumes: Vec<String>,
     /// First pages found after a volume.
     pub pages: Vec<String>,
+    /// Last pages of the page ranges found after a volume, written out in full.
+    pub last_pages: Vec<String>,
     /// Blocking keys.
     pub keys: Vec<String>,
 }
@@ -55,6 +57,8 @@ fn year_key(journal: &str, year: i32, page: &str) -> String {
 }
 
 struct Patterns {
+    range_end: Regex,
+    no_volume: Regex,
     colon: Regex,
     comma: Regex,
     chicago: Regex,
@@ -64,6 +68,8 @@ struct Patterns {
 fn patterns() -> &'static Patterns {
     static PATTERNS: OnceLock<Patterns> = OnceLock::new();
     PATTERNS.get_or_init(|| Patterns {
+        range_end: Regex::new(r"^\s*[-–—]\s*([A-Za-z]?\d{1,6})").expect("range end"),
+        no_volume: Regex::new(r"(;)\s*:\s*([A-Za-z]?\d{1,6}[A-Za-z]?)\b").expect("locator without volume"),
         colon: Regex::new(
             r"\b(\d{1,5})\s*(?:(?:Pt|Part|Suppl|Supplement|Spec No)\.?\s*[A-Za-z0-9]{0,4}\s*)?(?:\([^()]{1,15}\))?\s*:\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6}[A-Za-z]?)\b",
         )
@@ -133,6 +139,9 @@ fn journal_candidates(prefix: &str) -> Vec<String> {
     candidates
 }
 
+/// A volume/page occurrence: where it starts, the volume (if written), first and last page.
+type Locator = (usize, Option<String>, String, Option<String>);
+
 /// Reads years, volumes and blocking keys from a reference string.
 pub fn reference_locators(reference: &str, journals: &JournalTable) -> ReferenceLocators {
     let patterns = patterns();
@@ -140,22 +149,36 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
         patterns.year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
     years.sort_unstable();
     years.dedup();
-    let locator = |c: regex::Captures<'_>| Some((c.get(1)?.start(), leading_number(&c[1])?, first_page(&c[2])?));
-    let after_issue_number = |(start, _, _): &(usize, String, String)| {
+    let locator = |c: regex::Captures<'_>| {
+        let first = c.get(2)?;
+        let last = patterns
+            .range_end
+            .captures(&reference[first.end()..])
+            .and_then(|end| last_page(&format!("{}-{}", first.as_str(), &end[1])));
+        let volume = match &c[1] {
+            ";" => None,
+            digits => Some(leading_number(digits)?),
+        };
+        Some((c.get(1)?.start(), volume, first_page(first.as_str())?, last))
+    };
+    let after_issue_number = |(start, _, _, _): &Locator| {
         reference[..*start].trim_end().to_lowercase().ends_with("no.")
     };
-    let mut locators: Vec<(usize, String, String)> = patterns
+    let mut locators: Vec<Locator> = patterns
         .colon
         .captures_iter(reference)
         .filter_map(locator)
         .filter(|found| !after_issue_number(found))
         .chain(patterns.chicago.captures_iter(reference).filter_map(locator))
+        .chain(patterns.no_volume.captures_iter(reference).filter_map(locator))
         .chain(
             patterns
                 .comma
                 .captures_iter(reference)
                 .filter_map(locator)
-                .filter(|(_, volume, _)| !(volume.len() == 4 && years.iter().any(|y| y.to_string() == *volume))),
+                .filter(|(_, volume, _, _)| {
+                    !volume.as_ref().is_some_and(|v| v.len() == 4 && years.iter().any(|y| y.to_string() == *v))
+                }),
         )
         .collect();
     locators.sort();
@@ -163,24 +186,26 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
     locators.truncate(MAX_LOCATORS);
 
     let mut keys = Vec::new();
-    for (start, volume, page) in &locators {
+    for (start, volume, page, _) in &locators {
         for candidate in journal_candidates(&reference[..*start]) {
             let unqualified = without_qualifier(&candidate).map(str::to_string);
             for form in std::iter::once(candidate).chain(unqualified).flat_map(|name| journals.forms(&name)) {
-                keys.push(volume_key(&form, volume, page));
+                keys.extend(volume.iter().map(|volume| volume_key(&form, volume, page)));
                 keys.extend(years.iter().map(|year| year_key(&form, *year, page)));
             }
         }
     }
     keys.sort();
     keys.dedup();
-    let mut pages: Vec<String> = locators.iter().map(|(_, _, page)| page.clone()).collect();
-    pages.sort();
-    pages.dedup();
-    let mut volumes: Vec<String> = locators.into_iter().map(|(_, volume, _)| volume).collect();
-    volumes.sort();
-    volumes.dedup();
-    ReferenceLocators { years, volumes, pages, keys }
+    let sorted = |mut values: Vec<String>| {
+        values.sort();
+        values.dedup();
+        values
+    };
+    let pages = sorted(locators.iter().map(|(_, _, page, _)| page.clone()).collect());
+    let last_pages = sorted(locators.iter().filter_map(|(_, _, _, last)| last.clone()).collect());
+    let volumes = sorted(locators.into_iter().filter_map(|(_, volume, _, _)| volume).collect());
+    ReferenceLocators { years, volumes, pages, last_pages, keys }
 }
 
 /// Name variants of a full journal title: as given, before a colon, without a leading
@@ -306,6 +331,12 @@ mod tests {
         let locators = reference_locators("Kocher R. \"Two theorems.\" J. Mol. Biol 127, no. 1 (1979): 39.", &table());
         assert_eq!(locators.volumes, vec!["127".to_string()]);
         assert_eq!(locators.pages, vec!["39".to_string()]);
+    }
+
+    #[test]
+    fn an_article_number_without_volume_meets_by_year() {
+        let publication = PublicationLocators { journals: [Some("Soc Sci Med"), None], volume: None, year: Some(2020), pages: Some("113169") };
+        assert!(shares_key("Soc Sci Med. 2020 Jul 7;:113169", publication));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bibliographic::reference_locators;
 use super::journals::JournalTable;
-use super::text::{first_page, leading_number};
+use super::text::{first_page, last_page, leading_number};
 use super::title::{content_words, title_containment};
 use super::Method;
 use crate::domain::Publication;
@@ -49,6 +49,10 @@ pub struct Features {
     pub page_agrees: bool,
     /// The reference names first pages, and none is the publication's.
     pub page_contradicts: bool,
+    /// The reference's page range ends where the publication's does.
+    pub last_page_agrees: bool,
+    /// The reference has page ranges and none ends where the publication's does.
+    pub last_page_contradicts: bool,
 }
 
 /// Computes the features of a pair found by `families`.
@@ -86,6 +90,7 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
     };
     let (volume_agrees, volume_contradicts) = agreement(&volume, &locators.volumes);
     let (page_agrees, page_contradicts) = agreement(&page, &locators.pages);
+    let (last_page_agrees, last_page_contradicts) = agreement(&publication.pages.as_deref().and_then(last_page), &locators.last_pages);
     Features {
         identifier,
         bibliographic: families.contains(&Family::Bibliographic),
@@ -98,20 +103,22 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
         volume_contradicts,
         page_agrees,
         page_contradicts,
+        last_page_agrees,
+        last_page_contradicts,
     }
 }
 
 /// The names of the values of [`Features::vector`], in order: the columns of the feature
 /// export and the inputs of a learned scorer.
-pub const FEATURE_NAMES: [&str; 14] = [
+pub const FEATURE_NAMES: [&str; 16] = [
     "doi", "pmid", "pmcid", "bibliographic", "title_containment", "title_words", "reference_title_words",
     "year_agrees", "year_contradicts", "volume_agrees", "volume_contradicts", "page_agrees", "page_contradicts",
-    "has_title_words",
+    "has_title_words", "last_page_agrees", "last_page_contradicts",
 ];
 
 impl Features {
     /// The features as numbers, in the order of [`FEATURE_NAMES`].
-    pub fn vector(&self) -> [f32; 14] {
+    pub fn vector(&self) -> [f32; 16] {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         [
             flag(self.identifier == Some(Method::Doi)),
@@ -128,6 +135,8 @@ impl Features {
             flag(self.page_agrees),
             flag(self.page_contradicts),
             flag(self.reference_title_words >= TITLE_PRESENT),
+            flag(self.last_page_agrees),
+            flag(self.last_page_contradicts),
         ]
     }
 }
@@ -154,6 +163,7 @@ pub fn rule_score(f: &Features) -> Option<(u32, Method)> {
             + 40_000 * u32::from(f.year_agrees)
             + 40_000 * u32::from(f.volume_agrees)
             + 40_000 * u32::from(f.page_agrees)
+            + 20_000 * u32::from(f.last_page_agrees)
             + 60_000 * u32::from(f.title_containment >= 500_000);
         return Some((score, Method::Bibliographic));
     }

@@ -63,6 +63,24 @@ pub fn first_page(pages: &str) -> Option<String> {
     (!number.is_empty()).then(|| format!("{prefix}{number}"))
 }
 
+/// The last page of a page range, written out in full: "1227-33" → "1233", "G265–G277" →
+/// "g277"; `None` without a range.
+pub fn last_page(pages: &str) -> Option<String> {
+    let first = first_page(pages)?;
+    let (_, end) = pages.split_once(['-', '–', '—'])?;
+    let end: String = end.trim().chars().take_while(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
+    let digits_at = |s: &str| s.find(|c: char| c.is_ascii_digit());
+    let (first_prefix, first_digits) = first.split_at(digits_at(&first)?);
+    let (end_prefix, end_digits) = end.split_at(digits_at(&end)?);
+    let end_digits = end_digits.trim_start_matches('0');
+    if end_digits.is_empty() || !end_digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let prefix = if end_prefix.is_empty() { first_prefix } else { end_prefix };
+    let kept = first_digits.len().saturating_sub(end_digits.len());
+    Some(format!("{prefix}{}{end_digits}", &first_digits[..kept]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +104,11 @@ mod tests {
         assert_eq!(first_page("G265–G277").as_deref(), Some("g265"));
         assert_eq!(first_page("e0123").as_deref(), Some("e123"));
         assert_eq!(first_page("-"), None);
+        assert_eq!(last_page("1227-33").as_deref(), Some("1233"));
+        assert_eq!(last_page("37-44").as_deref(), Some("44"));
+        assert_eq!(last_page("G265–G277").as_deref(), Some("g277"));
+        assert_eq!(last_page("6, 69-72").as_deref(), Some("72"));
+        assert_eq!(last_page("113169"), None);
         assert_eq!(leading_number("050 Suppl 1").as_deref(), Some("50"));
         assert_eq!(leading_number("Suppl"), None);
     }
