@@ -15,7 +15,7 @@ use citeflow_jobs::domain::Publication;
 use citeflow_jobs::eval::read_publications;
 use citeflow_jobs::loader::EPMC_FILES;
 use citeflow_jobs::matching::journals::JournalTable;
-use citeflow_jobs::matching::{candidate_features, decide, rule_scored};
+use citeflow_jobs::matching::{candidate_features, decide, rule_scored, DecisionRule};
 use citeflow_jobs::synthetic::{citable, render, Noise, Rng, STYLES};
 use differential_dataflow::input::Input;
 
@@ -92,7 +92,7 @@ fn main() {
             let pairs = candidate_features(publications, references, journals)
                 .inspect(move |(_, _, diff)| pairs_sink.lock().unwrap().0 += *diff as usize);
             let decisions_sink = sink.clone();
-            let (probe, _) = decide(rule_scored(pairs), 800_000)
+            let (probe, _) = decide(rule_scored(pairs), DecisionRule::default())
                 .inspect(move |(_, _, diff)| decisions_sink.lock().unwrap().1 += *diff as usize)
                 .probe();
             (publication_input, reference_input, probe)

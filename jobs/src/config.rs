@@ -11,7 +11,7 @@ use citeflow_operators::inference::runtime_library;
 use serde::Deserialize;
 
 use crate::dataflow::MatcherLogic;
-use crate::matching::{Scorer, SCORE_SCALE};
+use crate::matching::{DecisionRule, Scorer, SCORE_SCALE};
 
 /// Topic names.
 #[derive(Clone, Debug, Deserialize)]
@@ -46,6 +46,8 @@ pub struct MatcherConfig {
     pub matcher: String,
     /// The lowest score (0 to 1) that makes a candidate a citation.
     pub min_score: f64,
+    /// How far (0 to 1) the best candidate must score above any other publication.
+    pub margin: f64,
     /// An ONNX scorer trained on `citeflow features`; empty for the rule scorer.
     pub model: String,
     /// ONNX Runtime's shared library; empty to use the one `scripts/services.sh install` puts in
@@ -55,7 +57,7 @@ pub struct MatcherConfig {
 
 impl Default for MatcherConfig {
     fn default() -> Self {
-        MatcherConfig { matcher: "rules-v1".into(), min_score: 0.8, model: String::new(), onnx_runtime: String::new() }
+        MatcherConfig { matcher: "rules-v1".into(), min_score: 0.8, margin: 0.02, model: String::new(), onnx_runtime: String::new() }
     }
 }
 
@@ -88,7 +90,10 @@ impl MatcherConfig {
     pub fn logic(&self, setting: &str) -> Result<MatcherLogic, ConfigError> {
         Ok(MatcherLogic {
             name: self.matcher.clone(),
-            min_score: (self.min_score * SCORE_SCALE).round() as u32,
+            decision: DecisionRule {
+                min_score: (self.min_score * SCORE_SCALE).round() as u32,
+                margin: (self.margin * SCORE_SCALE).round() as u32,
+            },
             scorer: self.scorer(setting)?,
         })
     }
@@ -96,6 +101,9 @@ impl MatcherConfig {
     fn validate(&self, setting: &str) -> Result<(), ConfigError> {
         if !(0.0..=1.0).contains(&self.min_score) {
             return Err(ConfigError::invalid(format!("{setting}.min_score"), "must be between 0 and 1"));
+        }
+        if !(0.0..=1.0).contains(&self.margin) {
+            return Err(ConfigError::invalid(format!("{setting}.margin"), "must be between 0 and 1"));
         }
         if self.matcher.trim().is_empty() {
             return Err(ConfigError::invalid(format!("{setting}.matcher"), "must name the matcher version"));

@@ -16,7 +16,7 @@ use timely::dataflow::Stream;
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::envelope::{decode, Event, TopicRoles};
 use crate::matching::journals::JournalTable;
-use crate::matching::{candidate_features, decide, score_pairs, Scorer};
+use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, Scorer};
 use citeflow_connectors::files::watch_file;
 use citeflow_operators::inference::InferenceError;
 use crate::views::view_rows;
@@ -49,8 +49,8 @@ pub struct JobLogic {
 pub struct MatcherLogic {
     /// The name its citations carry.
     pub name: String,
-    /// Lowest score of a citation, in millionths.
-    pub min_score: u32,
+    /// When its best candidate becomes a citation.
+    pub decision: DecisionRule,
     /// How it scores candidates.
     pub scorer: Scorer,
 }
@@ -98,7 +98,7 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
             _ => None,
         };
         let scored = score_pairs(pairs.clone(), &matcher.scorer, replacements)?;
-        decisions.push((matcher.name.clone(), decide(scored, matcher.min_score)));
+        decisions.push((matcher.name.clone(), decide(scored, matcher.decision)));
     }
     let views = view_rows(publications, documents, references, decisions);
     Ok(JobOutputs { views, positions, dead_letters })

@@ -24,7 +24,7 @@ use crate::envelope::{decode, Event, TopicRoles, PUBLICATION_EVENT};
 use crate::loader::{envelope, publication_key};
 use crate::matching::journals::JournalTable;
 use crate::matching::features::{Features, FEATURE_NAMES};
-use crate::matching::{candidate_features, candidates, decide, Candidate, Scorer};
+use crate::matching::{candidate_features, candidates, decide, Candidate, DecisionRule, Scorer};
 use citeflow_operators::inference::BinaryClassifier;
 
 /// One labelled reference.
@@ -176,7 +176,7 @@ pub fn match_references(
     publications: Vec<Publication>,
     references: &[LabelledReference],
     scorer: &Scorer,
-    min_score: u32,
+    rule: DecisionRule,
 ) -> anyhow::Result<BTreeMap<usize, Candidate>> {
     if let Scorer::Model { runtime, model } = scorer {
         BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
@@ -185,7 +185,7 @@ pub fn match_references(
     let scorer = scorer.clone();
     Ok(run_dataflow(publications, references, move |publications, references| {
         let scored = candidates(publications, references, journals.clone(), &scorer, None).expect("the model loaded above");
-        decide(scored, min_score)
+        decide(scored, rule)
     })
     .into_iter()
     .collect())

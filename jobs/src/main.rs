@@ -175,7 +175,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let references = eval::read_gold(&gold)?;
             let indexed = publications.len() as u64;
             let primary = config.matching.logic()?.remove(0);
-            let decisions = eval::match_references(publications, &references, &primary.scorer, primary.min_score)?;
+            let decisions = eval::match_references(publications, &references, &primary.scorer, primary.decision)?;
             let evaluation = eval::score(&references, &decisions, indexed);
             if json {
                 println!("{}", serde_json::to_string(&evaluation)?);

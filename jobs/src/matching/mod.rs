@@ -260,18 +260,33 @@ where
     })
 }
 
-/// Per reference, the best candidate scoring at least `min_score` (millionths), unless a
-/// different publication scores as well.
+/// When the best candidate of a reference becomes its citation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionRule {
+    /// The lowest score of a citation, in millionths.
+    pub min_score: u32,
+    /// How far (in millionths) the best must score above any other publication.
+    pub margin: u32,
+}
+
+impl Default for DecisionRule {
+    fn default() -> Self {
+        DecisionRule { min_score: 800_000, margin: 20_000 }
+    }
+}
+
+/// Per reference, the best candidate, if it scores at least the rule's minimum and beats
+/// every other publication by the rule's margin (an ambiguous reference stays unmatched).
 pub fn decide<'scope, T>(
     candidates: VecCollection<'scope, T, (ReferenceKey, Candidate)>,
-    min_score: u32,
+    rule: DecisionRule,
 ) -> VecCollection<'scope, T, (ReferenceKey, Candidate)>
 where
     T: Timestamp + Lattice + Ord,
 {
     best_by_key(candidates, move |best: &Candidate, runner_up: Option<&Candidate>| {
-        best.score >= min_score
-            && runner_up.is_none_or(|other| other.publication == best.publication || other.score < best.score)
+        best.score >= rule.min_score
+            && runner_up.is_none_or(|other| other.publication == best.publication || other.score + rule.margin <= best.score)
     })
 }
 
@@ -354,7 +369,7 @@ mod tests {
                 let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
                 let journals = Arc::new(JournalTable::bundled());
                 let scored = candidates(publications, references, journals, &Scorer::Rules, None).unwrap();
-                decide(scored, 800_000).inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
+                decide(scored, DecisionRule::default()).inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
                 (publication_input, reference_input)
             });
             for (round, (publication_changes, reference_changes)) in rounds.iter().enumerate() {
