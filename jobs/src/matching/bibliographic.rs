@@ -56,6 +56,12 @@ fn year_key(journal: &str, year: i32, page: &str) -> String {
     format!("y|{journal}|{year}|{page}")
 }
 
+/// Volume, first page and year without the journal: finds references whose journal name is
+/// misspelt; the scorer then checks the journal itself.
+fn locator_key(volume: &str, page: &str, year: i32) -> String {
+    format!("p|{volume}|{page}|{year}")
+}
+
 struct Patterns {
     range_end: Regex,
     no_volume: Regex,
@@ -187,6 +193,9 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
 
     let mut keys = Vec::new();
     for (start, volume, page, _) in &locators {
+        if let Some(volume) = volume {
+            keys.extend(years.iter().map(|year| locator_key(volume, page, *year)));
+        }
         for candidate in journal_candidates(&reference[..*start]) {
             let unqualified = without_qualifier(&candidate).map(str::to_string);
             for form in std::iter::once(candidate).chain(unqualified).flat_map(|name| journals.forms(&name)) {
@@ -237,6 +246,9 @@ pub fn publication_keys(locators: PublicationLocators<'_>, journals: &JournalTab
     forms.sort();
     forms.dedup();
     let mut keys = Vec::new();
+    if let (Some(volume), Some(year)) = (&volume, locators.year) {
+        keys.push(locator_key(volume, &page, year));
+    }
     for form in &forms {
         if let Some(volume) = &volume {
             keys.push(volume_key(form, volume, &page));
@@ -257,10 +269,14 @@ mod tests {
         JournalTable::parse("jbiolchem\tjournal of biological chemistry\n")
     }
 
-    fn shares_key(reference: &str, publication: PublicationLocators<'_>) -> bool {
+    fn shared_keys(reference: &str, publication: PublicationLocators<'_>) -> Vec<String> {
         let table = table();
         let reference = reference_locators(reference, &table);
-        publication_keys(publication, &table).iter().any(|k| reference.keys.contains(k))
+        publication_keys(publication, &table).into_iter().filter(|k| reference.keys.contains(k)).collect()
+    }
+
+    fn shares_key(reference: &str, publication: PublicationLocators<'_>) -> bool {
+        !shared_keys(reference, publication).is_empty()
     }
 
     #[test]
@@ -273,7 +289,11 @@ mod tests {
         };
         assert!(shares_key("Acta Endocrinol (Copenh). 1977 Apr;84(4):673-80", publication));
         assert!(!shares_key("Acta Endocrinol (Copenh). 1977 Apr;84(4):674-80", publication));
-        assert!(!shares_key("Acta Physiol. 1977 Apr;84(4):673-80", publication));
+        assert_eq!(
+            shared_keys("Acta Physiol. 1977 Apr;84(4):673-80", publication),
+            vec!["p|84|673|1977".to_string()],
+            "another journal shares only the journal-less key, which the scorer checks"
+        );
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct Features {
     pub last_page_agrees: bool,
     /// The reference has page ranges and none ends where the publication's does.
     pub last_page_contradicts: bool,
+    /// Share of the words of the publication's journal name (abbreviated or full, the better)
+    /// found in the reference, in millionths.
+    pub journal_similarity: u32,
 }
 
 /// Computes the features of a pair found by `families`.
@@ -105,20 +108,26 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
         page_contradicts,
         last_page_agrees,
         last_page_contradicts,
+        journal_similarity: [&publication.journal_abbreviation, &publication.journal_title]
+            .into_iter()
+            .flatten()
+            .map(|name| (title_containment(name, reference) * 1e6).round() as u32)
+            .max()
+            .unwrap_or(0),
     }
 }
 
 /// The names of the values of [`Features::vector`], in order: the columns of the feature
 /// export and the inputs of a learned scorer.
-pub const FEATURE_NAMES: [&str; 16] = [
+pub const FEATURE_NAMES: [&str; 17] = [
     "doi", "pmid", "pmcid", "bibliographic", "title_containment", "title_words", "reference_title_words",
     "year_agrees", "year_contradicts", "volume_agrees", "volume_contradicts", "page_agrees", "page_contradicts",
-    "has_title_words", "last_page_agrees", "last_page_contradicts",
+    "has_title_words", "last_page_agrees", "last_page_contradicts", "journal_similarity",
 ];
 
 impl Features {
     /// The features as numbers, in the order of [`FEATURE_NAMES`].
-    pub fn vector(&self) -> [f32; 16] {
+    pub fn vector(&self) -> [f32; 17] {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         [
             flag(self.identifier == Some(Method::Doi)),
@@ -137,6 +146,7 @@ impl Features {
             flag(self.reference_title_words >= TITLE_PRESENT),
             flag(self.last_page_agrees),
             flag(self.last_page_contradicts),
+            self.journal_similarity as f32 / 1e6,
         ]
     }
 }
@@ -157,6 +167,9 @@ pub fn rule_score(f: &Features) -> Option<(u32, Method)> {
     let carries_title = f.reference_title_words >= TITLE_PRESENT && f.title_words >= 2;
     if f.bibliographic {
         if carries_title && f.title_containment < 340_000 {
+            return None;
+        }
+        if f.journal_similarity < 500_000 && f.title_containment < 500_000 {
             return None;
         }
         let score = 800_000
