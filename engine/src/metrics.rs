@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
@@ -38,8 +38,6 @@ pub struct Metrics {
     pub hydrating: IntGauge,
     /// Fraction of the committed input replayed so far during hydration.
     pub hydration_progress: Gauge,
-    /// Records per second read by the sources, as last measured.
-    pub read_rate: GaugeVec,
     /// Seconds taken by batched computations, by stage.
     pub stage_latency: HistogramVec,
 }
@@ -75,9 +73,6 @@ impl Metrics {
             Gauge::new("hydration_progress_ratio", "Fraction of the committed input replayed during hydration")
                 .expect("valid metric");
         registry.register(Box::new(hydration_progress.clone())).expect("unique metric");
-        let read_rate = GaugeVec::new(Opts::new("read_rate_records_per_second", "Records per second read"), &["topic"])
-            .expect("valid metric");
-        registry.register(Box::new(read_rate.clone())).expect("unique metric");
         let stage_latency = HistogramVec::new(
             HistogramOpts::new("stage_latency_seconds", "Seconds taken by batched computations"),
             &["stage"],
@@ -98,7 +93,6 @@ impl Metrics {
             hydrating: gauge(&registry, "hydrating", "1 while replaying inputs to rebuild state"),
             commit_latency,
             hydration_progress,
-            read_rate,
             stage_latency,
             registry,
         }

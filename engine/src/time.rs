@@ -39,11 +39,6 @@ impl EpochClock {
             None
         }
     }
-
-    /// Length of an epoch in milliseconds.
-    pub fn epoch_ms(&self) -> u64 {
-        self.epoch_ms
-    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -105,9 +105,4 @@ impl Producer {
             failed => Err(KafkaError::Undelivered(failed)),
         }
     }
-
-    /// Messages queued so far.
-    pub fn sent(&self) -> u64 {
-        self.sent
-    }
 }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::bibliographic::reference_locators;
 use super::journals::JournalTable;
 use super::text::{first_page, last_page, leading_number};
-use super::title::{content_words, title_containment};
+use std::collections::HashSet;
+
+use super::title::{containment, content_words};
 use super::Method;
 use crate::domain::Publication;
 
@@ -75,16 +77,17 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
         }
         _ => (false, false),
     };
-    let title = publication.title.as_deref().unwrap_or("");
+    let title_words = content_words(publication.title.as_deref().unwrap_or(""));
+    let reference_words = content_words(reference);
     let mut known: Vec<String> = Vec::new();
     for name in [&publication.journal_title, &publication.journal_abbreviation].into_iter().flatten() {
         known.extend(content_words(name));
     }
     known.extend(publication.authors.iter().flat_map(|a| content_words(a)));
-    let reference_title_words = content_words(reference)
-        .into_iter()
-        .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w))
-        .count();
+    let reference_title_words =
+        reference_words.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
+    let reference_words: HashSet<String> = reference_words.into_iter().collect();
+    let share = |words: &[String]| (containment(words, &reference_words) * 1e6).round() as u32;
     let volume = publication.volume.as_deref().and_then(leading_number);
     let page = publication.pages.as_deref().and_then(first_page);
     let agreement = |value: &Option<String>, found: &[String]| match value {
@@ -97,8 +100,8 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
     Features {
         identifier,
         bibliographic: families.contains(&Family::Bibliographic),
-        title_containment: (title_containment(title, reference) * 1e6).round() as u32,
-        title_words: content_words(title).len(),
+        title_containment: share(&title_words),
+        title_words: title_words.len(),
         reference_title_words,
         year_agrees,
         year_contradicts,
@@ -111,7 +114,7 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
         journal_similarity: [&publication.journal_abbreviation, &publication.journal_title]
             .into_iter()
             .flatten()
-            .map(|name| (title_containment(name, reference) * 1e6).round() as u32)
+            .map(|name| share(&content_words(name)))
             .max()
             .unwrap_or(0),
     }

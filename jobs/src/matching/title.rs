@@ -56,14 +56,12 @@ pub fn reference_title_keys(reference: &str) -> Vec<String> {
     keys
 }
 
-/// The share of a title's content words found in a reference's content words, allowing one
-/// edit in words of five letters or more (typos and OCR errors).
-pub fn title_containment(title: &str, reference: &str) -> f64 {
-    let title = content_words(title);
+/// The share of a title's content words (`title`) found in the set of a reference's content
+/// words, allowing one edit in words of five letters or more (typos and OCR errors).
+pub fn containment(title: &[String], reference: &HashSet<String>) -> f64 {
     if title.is_empty() {
         return 0.0;
     }
-    let reference: HashSet<String> = content_words(reference).into_iter().collect();
     let found = title.iter().filter(|w| reference.contains(*w) || (w.len() >= 5 && reference.iter().any(|r| one_edit(w, r)))).count();
     found as f64 / title.len() as f64
 }
@@ -88,6 +86,10 @@ fn one_edit(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn title_containment(title: &str, reference: &str) -> f64 {
+        containment(&content_words(title), &content_words(reference).into_iter().collect())
+    }
 
     const TITLE: &str = "Dopamine modulates acute responses to cocaine, nicotine and ethanol in Drosophila.";
 
