@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod rows;
 pub mod sink;
 pub mod time;
+pub mod timestamps;
 pub mod worker;

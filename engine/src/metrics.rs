@@ -40,6 +40,16 @@ pub struct Metrics {
     pub hydration_progress: Gauge,
     /// Seconds taken by batched computations, by stage.
     pub stage_latency: HistogramVec,
+    /// Event-time watermark of each source partition (ms since the Unix epoch).
+    pub partition_watermark: IntGaugeVec,
+    /// The job's event-time watermark (ms since the Unix epoch).
+    pub global_watermark: IntGauge,
+    /// Seconds between the wall clock and the job's event-time watermark.
+    pub watermark_lag: Gauge,
+    /// Source partitions currently idle (not holding the watermark back).
+    pub idle_partitions: IntGauge,
+    /// Records that arrived for a closed window, by what the late policy did with them.
+    pub late_records: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -79,6 +89,9 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(stage_latency.clone())).expect("unique metric");
+        let watermark_lag = Gauge::new("event_time_watermark_lag_seconds", "Wall clock minus the event-time watermark")
+            .expect("valid metric");
+        registry.register(Box::new(watermark_lag.clone())).expect("unique metric");
         Metrics {
             records_read: counter(&registry, "records_read_total", "Records read, by topic", &["topic"]),
             records_out: counter(&registry, "records_out_total", "Row changes that reached a view", &["view"]),
@@ -91,6 +104,11 @@ impl Metrics {
             commit_retries: counter(&registry, "commit_retries_total", "Sink transactions retried", &["kind"]),
             source_errors: counter(&registry, "source_errors_total", "Errors reading inputs, retried", &["kind"]),
             hydrating: gauge(&registry, "hydrating", "1 while replaying inputs to rebuild state"),
+            partition_watermark: gauge_vec(&registry, "event_time_partition_watermark_ms", "Watermark per partition", &["partition"]),
+            global_watermark: gauge(&registry, "event_time_watermark_ms", "The job's event-time watermark"),
+            idle_partitions: gauge(&registry, "event_time_idle_partitions", "Partitions idle, not holding the watermark"),
+            late_records: counter(&registry, "late_records_total", "Records for closed windows, by policy", &["policy"]),
+            watermark_lag,
             commit_latency,
             hydration_progress,
             stage_latency,

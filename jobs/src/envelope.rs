@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::domain::{PolicyDocument, Publication};
 use crate::matching::identifiers::{normalise_doi, normalise_pmcid, normalise_pmid};
 use crate::references::split_reference_section;
-use crate::timestamps::parse_rfc3339;
+use citeflow_engine::timestamps::parse_rfc3339;
 
 /// Event type of publication records.
 pub const PUBLICATION_EVENT: &str = "publication";

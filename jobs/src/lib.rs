@@ -15,5 +15,4 @@ pub mod matching;
 pub mod references;
 pub mod status;
 pub mod synthetic;
-pub mod timestamps;
 pub mod views;

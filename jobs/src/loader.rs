@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::config::TopicsConfig;
 use crate::envelope::{CURRENT_SCHEMA_VERSION, DOCUMENT_EVENT, PUBLICATION_EVENT};
 use crate::matching::identifiers::{normalise_doi, normalise_pmcid, normalise_pmid};
-use crate::timestamps::format_rfc3339;
+use citeflow_engine::timestamps::format_rfc3339;
 
 /// The EPMC files of the sample, in load order.
 pub const EPMC_FILES: [&str; 2] = ["epmc/pubmed-1970s.jsonl.gz", "epmc/pubmed-2021-update.jsonl.gz"];

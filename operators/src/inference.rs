@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use crate::stash::{stash_records, stash_updates, Stash};
 use citeflow_engine::metrics::metrics;
 use differential_dataflow::{AsCollection, VecCollection};
 use ort::environment::Environment;
@@ -16,7 +17,6 @@ use ort::session::Session;
 use ort::value::Tensor;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
@@ -59,9 +59,6 @@ where
         })
         .as_collection()
 }
-
-/// Items waiting for the frontier to pass their time, with a capability to emit at it.
-type Stash<T, X> = BTreeMap<T, (Capability<T>, Vec<X>)>;
 
 /// Scores every record of `data` with the latest model, in batches, and keeps each record's
 /// output. A record is scored when it arrives, with the model current at its time; when a
@@ -108,18 +105,8 @@ where
             let mut records: Stash<T, (D, isize)> = BTreeMap::new();
             let mut models: Stash<T, U> = BTreeMap::new();
             move |(data_input, data_frontier), (model_input, model_frontier), output| {
-                data_input.for_each(|capability, batch| {
-                    // A record's time may be later than its message's capability: stash by record time.
-                    for (record, time, diff) in batch.drain(..) {
-                        let entry = records.entry(time.clone()).or_insert_with(|| (capability.delayed(&time, 0), Vec::new()));
-                        entry.1.push((record, diff));
-                    }
-                });
-                model_input.for_each(|capability, batch| {
-                    if let Some(retained) = capability.retain_least(0) {
-                        models.entry(retained.time().clone()).or_insert_with(|| (retained, Vec::new())).1.append(batch);
-                    }
-                });
+                data_input.for_each(|capability, batch| stash_updates(&mut records, capability, batch));
+                model_input.for_each(|capability, batch| stash_records(&mut models, capability, batch));
                 let complete = |time: &T| !data_frontier.less_equal(time) && !model_frontier.less_equal(time);
                 loop {
                     let next = [records.keys().next(), models.keys().next()].into_iter().flatten().min().cloned();

@@ -1,12 +1,17 @@
 //! Reusable dataflow operators, generic over their record types: upsert streams into
-//! differential collections, validation with dead-lettering, the best value per key, and
-//! batched model inference.
+//! differential collections, validation with dead-lettering, the best value per key, batched
+//! model inference, and event time — watermarks, windows, completeness and lateness.
 // A dead letter carries the original message bytes by design; it travels as the `Err` of
 // decoding and is not worth boxing.
 #![allow(clippy::result_large_err)]
 
+pub mod aggregate;
 pub mod best;
 pub mod inference;
+pub mod lateness;
 pub mod stamp;
+pub mod stash;
 pub mod upsert;
 pub mod validate;
+pub mod watermark;
+pub mod window;

@@ -1,4 +1,11 @@
-//! RFC 3339 timestamps (and plain dates), parsed without a calendar library.
+//! Event time: milliseconds since the Unix epoch (UTC), RFC 3339 timestamps (and plain
+//! dates) parsed and formatted, and calendar-month arithmetic — without a calendar library.
+
+/// An event time: milliseconds since the Unix epoch, UTC.
+pub type EventTime = i64;
+
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
 
 /// Milliseconds since the Unix epoch of `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`,
 /// or `None` when the text is not such a timestamp.
@@ -12,7 +19,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     if text.get(4..5)? != "-" || text.get(7..8)? != "-" || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
-    let mut millis = days_from_civil(year, month, day) * 86_400_000;
+    let mut millis = days_from_civil(year, month, day) * DAY_MS;
     if text.len() == 10 {
         return Some(millis);
     }
@@ -53,8 +60,8 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
 
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_rfc3339(millis: i64) -> String {
-    let days = millis.div_euclid(86_400_000);
-    let in_day = millis.rem_euclid(86_400_000);
+    let days = millis.div_euclid(DAY_MS);
+    let in_day = millis.rem_euclid(DAY_MS);
     let (year, month, day) = civil_from_days(days);
     let seconds = in_day / 1000;
     format!(
@@ -64,6 +71,29 @@ pub fn format_rfc3339(millis: i64) -> String {
         seconds % 60,
         in_day % 1000
     )
+}
+
+/// The start of the calendar month (UTC) that `time` falls in.
+pub fn month_start(time: EventTime) -> EventTime {
+    let (year, month, _) = civil_from_days(time.div_euclid(DAY_MS));
+    days_from_civil(year, month, 1) * DAY_MS
+}
+
+/// `time` moved by `months` calendar months, keeping the day of the month where it exists
+/// (`time` is expected to be a month start, as [`month_start`] gives).
+pub fn add_months(time: EventTime, months: i64) -> EventTime {
+    let days = time.div_euclid(DAY_MS);
+    let in_day = time.rem_euclid(DAY_MS);
+    let (year, month, day) = civil_from_days(days);
+    let index = year * 12 + (month - 1) + months;
+    let (year, month) = (index.div_euclid(12), index.rem_euclid(12) + 1);
+    days_from_civil(year, month, day.min(days_in_month(year, month))) * DAY_MS + in_day
+}
+
+/// Months since January 1970 of the month that `time` falls in (negative before).
+pub fn month_index(time: EventTime) -> i64 {
+    let (year, month, _) = civil_from_days(time.div_euclid(DAY_MS));
+    (year - 1970) * 12 + month - 1
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01.
@@ -120,6 +150,17 @@ mod tests {
         for millis in [0, 951_782_400_000, 1_709_294_400_500, -86_400_000] {
             assert_eq!(parse_rfc3339(&format_rfc3339(millis)), Some(millis));
         }
+    }
+
+    #[test]
+    fn calendar_months() {
+        let march = parse_rfc3339("2024-03-01").unwrap();
+        assert_eq!(month_start(parse_rfc3339("2024-03-31T23:59:59Z").unwrap()), march);
+        assert_eq!(add_months(march, -1), parse_rfc3339("2024-02-01").unwrap());
+        assert_eq!(add_months(march, 10), parse_rfc3339("2025-01-01").unwrap());
+        assert_eq!(month_start(-1), parse_rfc3339("1969-12-01").unwrap());
+        assert_eq!(month_index(march), 54 * 12 + 2);
+        assert_eq!(month_index(-1), -1);
     }
 
     #[test]
