@@ -68,6 +68,29 @@ where
     Ok(())
 }
 
+/// Milliseconds of a duration written as a number and a unit — `500 ms`, `30 s`, `10 min`,
+/// `12 h`, `7 days`, `2 weeks` (the space is optional); `setting` names it in errors.
+pub fn parse_duration(setting: &str, text: &str) -> Result<i64, ConfigError> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| ConfigError::invalid(setting, format!("`{text}` does not start with a whole number")))?;
+    let unit_ms = match unit.trim() {
+        "ms" => 1,
+        "s" | "sec" | "second" | "seconds" => 1_000,
+        "min" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        "w" | "week" | "weeks" => 604_800_000,
+        other => {
+            return Err(ConfigError::invalid(setting, format!("unknown unit `{other}`; use ms, s, min, h, days or weeks")))
+        }
+    };
+    number.checked_mul(unit_ms).ok_or_else(|| ConfigError::invalid(setting, format!("`{text}` is too long")))
+}
+
 /// Settings of the runtime itself.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -135,6 +158,15 @@ impl EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_with_units() {
+        assert_eq!(parse_duration("x", "500ms").unwrap(), 500);
+        assert_eq!(parse_duration("x", "30 s").unwrap(), 30_000);
+        assert_eq!(parse_duration("x", "7 days").unwrap(), 7 * 86_400_000);
+        assert!(parse_duration("event_time.idle_timeout", "soon").unwrap_err().to_string().contains("event_time.idle_timeout"));
+        assert!(parse_duration("x", "3 fortnights").is_err());
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 
 use citeflow_connectors::kafka::KafkaConfig;
 use citeflow_connectors::postgres::PostgresConfig;
-use citeflow_engine::config::{env_override, load_toml, ConfigError, EngineConfig};
+use citeflow_engine::config::{env_override, load_toml, parse_duration, ConfigError, EngineConfig};
+use citeflow_operators::lateness::LatePolicy;
+use citeflow_operators::watermark::WatermarkSettings;
+use citeflow_operators::window::Windows;
 use citeflow_operators::inference::runtime_library;
 use serde::Deserialize;
 
 use crate::dataflow::MatcherLogic;
+use crate::periods::PeriodLogic;
 use crate::matching::{DecisionRule, Scorer, SCORE_SCALE};
 
 /// Topic names.
@@ -149,6 +153,80 @@ impl MatchingConfig {
     }
 }
 
+/// Event time: the watermark over the documents topic and the periods of
+/// `citations_per_period`. Durations are written with a unit: `500 ms`, `30 s`, `12 h`,
+/// `7 days`, `2 weeks`; a period may also be `N months` (calendar months).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventTimeConfig {
+    /// Length of a period.
+    pub period: String,
+    /// How far behind the latest `published_at` seen on a partition its watermark stays.
+    pub out_of_orderness: String,
+    /// A partition without messages for this long stops holding the watermark back.
+    pub idle_timeout: String,
+    /// How long after its end a period still takes documents on time.
+    pub allowed_lateness: String,
+    /// Watermarks move in steps of this.
+    pub resolution: String,
+    /// What happens to a document for a closed period: `apply` or `dead_letter`.
+    pub late_policy: String,
+}
+
+impl Default for EventTimeConfig {
+    fn default() -> Self {
+        EventTimeConfig {
+            period: "1 month".into(),
+            out_of_orderness: "7 days".into(),
+            idle_timeout: "30 s".into(),
+            allowed_lateness: "0 days".into(),
+            resolution: "1 day".into(),
+            late_policy: "apply".into(),
+        }
+    }
+}
+
+impl EventTimeConfig {
+    /// The settings as the dataflow runs them (without the runtime's partitions and log).
+    pub fn logic(&self, topic: &str) -> Result<PeriodLogic, ConfigError> {
+        let duration = |setting: &str, text: &str| parse_duration(&format!("event_time.{setting}"), text);
+        let positive = |setting: &str, text: &str| {
+            let value = duration(setting, text)?;
+            if value > 0 {
+                Ok(value)
+            } else {
+                Err(ConfigError::invalid(format!("event_time.{setting}"), "must be longer than zero"))
+            }
+        };
+        let windows = match self.period.trim().strip_suffix("months").or_else(|| self.period.trim().strip_suffix("month")) {
+            Some(count) => match count.trim().parse::<i64>() {
+                Ok(months) if months > 0 => Windows::CalendarMonths { months },
+                _ => return Err(ConfigError::invalid("event_time.period", format!("`{}` is not a positive number of months", self.period))),
+            },
+            None => Windows::Tumbling { size: positive("period", &self.period)?, offset: 0 },
+        };
+        let policy = match self.late_policy.as_str() {
+            "apply" => LatePolicy::Apply,
+            "dead_letter" => LatePolicy::DeadLetter,
+            other => return Err(ConfigError::invalid("event_time.late_policy", format!("`{other}` is not `apply` or `dead_letter`"))),
+        };
+        Ok(PeriodLogic {
+            windows,
+            allowed_lateness: duration("allowed_lateness", &self.allowed_lateness)?,
+            policy,
+            watermarks: WatermarkSettings {
+                out_of_orderness: duration("out_of_orderness", &self.out_of_orderness)?,
+                idle_timeout: duration("idle_timeout", &self.idle_timeout)? as u64,
+                resolution: positive("resolution", &self.resolution)?,
+            },
+            topic: topic.to_string(),
+            partitions: Vec::new(),
+            log: Vec::new(),
+            replay_to: Default::default(),
+        })
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -163,6 +241,8 @@ pub struct CiteflowConfig {
     pub topics: TopicsConfig,
     /// Matching.
     pub matching: MatchingConfig,
+    /// Event time.
+    pub event_time: EventTimeConfig,
 }
 
 impl CiteflowConfig {
@@ -203,6 +283,7 @@ impl CiteflowConfig {
         if !(1..=1024).contains(&self.topics.partitions) {
             return Err(ConfigError::invalid("topics.partitions", "must be between 1 and 1024"));
         }
+        self.event_time.logic(&self.topics.documents)?;
         self.matching.validate()
     }
 }
@@ -224,6 +305,21 @@ mod tests {
         let mut config = CiteflowConfig::default();
         config.matching.matchers[0].model = "no/such/model.onnx".into();
         assert!(config.validate().unwrap_err().to_string().contains("matching.matchers[0].model"));
+    }
+
+    #[test]
+    fn event_time_settings_parse_and_name_themselves() {
+        let mut config = CiteflowConfig::default();
+        let logic = config.event_time.logic("docs").unwrap();
+        assert_eq!(logic.windows, Windows::CalendarMonths { months: 1 });
+        assert_eq!(logic.watermarks.out_of_orderness, 7 * 86_400_000);
+        config.event_time.period = "2 weeks".into();
+        assert_eq!(config.event_time.logic("docs").unwrap().windows, Windows::Tumbling { size: 14 * 86_400_000, offset: 0 });
+        config.event_time.late_policy = "drop".into();
+        assert!(config.validate().unwrap_err().to_string().contains("event_time.late_policy"));
+        config.event_time.late_policy = "dead_letter".into();
+        config.event_time.period = "0 months".into();
+        assert!(config.validate().unwrap_err().to_string().contains("event_time.period"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use citeflow_engine::sink::{DeadLetter, SourcePosition};
 use citeflow_engine::time::Epoch;
 use citeflow_operators::upsert::{upsert, Upsert};
 use citeflow_operators::validate::validate;
+use citeflow_operators::watermark::Observation;
+use timely::dataflow::operators::vec::Map;
 use differential_dataflow::VecCollection;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::Stream;
@@ -19,7 +21,8 @@ use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, Scorer};
 use citeflow_connectors::files::watch_file;
 use citeflow_operators::inference::InferenceError;
-use crate::views::view_rows;
+use crate::periods::{citations_per_period, Dated, DocumentArrival, PeriodLogic};
+use crate::views::{view_rows, PERIOD_VIEW_IDS};
 
 /// What the sink needs from the job.
 pub struct JobOutputs<'scope> {
@@ -42,6 +45,8 @@ pub struct JobLogic {
     pub matchers: Vec<MatcherLogic>,
     /// Watch model files for replacements, polling every this many milliseconds.
     pub watch_models_ms: Option<u64>,
+    /// Event time: watermarks and the period view.
+    pub periods: PeriodLogic,
 }
 
 /// One matcher inside the dataflow.
@@ -61,31 +66,42 @@ type MessageOrder = (i64, i32);
 /// Builds the job from the source's events; fails only if a scorer's model cannot load.
 pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, logic: JobLogic) -> Result<JobOutputs<'scope>, InferenceError> {
     let scope = events.scope();
-    let (messages, positions): (Stream<'scope, Epoch, Vec<KafkaMessage>>, Stream<'scope, Epoch, Vec<_>>) =
+    let documents_topic = logic.roles.documents.clone();
+    let (messages, positions): (Stream<'scope, Epoch, Vec<KafkaMessage>>, Stream<'scope, Epoch, Vec<SourcePosition>>) =
         events.ok_err(|event| match event {
             SourceEvent::Message(message) => Ok(message),
-            SourceEvent::Position(position) => Err(Upsert {
-                key: (position.topic.clone(), position.partition),
-                order: position.next_offset,
-                value: Some(position),
-            }),
+            SourceEvent::Position(position) => Err(position),
         });
-    let positions = upsert(positions).map(|(_, position)| position);
+    let document_positions = positions.clone().flat_map(move |position| {
+        (position.topic == documents_topic)
+            .then_some(Observation::Position { partition: position.partition, next_offset: position.next_offset })
+    });
+    let positions = upsert(positions.map(|position| Upsert {
+        key: (position.topic.clone(), position.partition),
+        order: position.next_offset,
+        value: Some(position),
+    }))
+    .map(|(_, position)| position);
 
     let roles = logic.roles.clone();
     let (events, dead_letters) = validate(messages, move |message| decode(message, &roles));
     type PublicationUpsert = Upsert<String, Publication, MessageOrder>;
     type DocumentUpsert = Upsert<String, PolicyDocument, MessageOrder>;
-    let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<DocumentUpsert>>) =
+    let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<(DocumentUpsert, KafkaMessage)>>) =
         events.ok_err(|(event, message): (Event, KafkaMessage)| {
             let order = (message.offset, message.partition);
             match event {
                 Event::Publication(key, value) => Ok(Upsert { key, order, value }),
-                Event::Document(key, value) => Err(Upsert { key, order, value }),
+                Event::Document(key, value) => Err((Upsert { key, order, value }, message)),
             }
         });
     let publications = upsert(publications);
-    let documents = upsert(documents);
+    let arrivals = documents.clone().map(|(upsert, message)| DocumentArrival {
+        dated: upsert.value.as_ref().map(Dated::of),
+        id: upsert.key,
+        message,
+    });
+    let documents = upsert(documents.map(|(upsert, _)| upsert));
 
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
@@ -100,6 +116,8 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
         let scored = score_pairs(pairs.clone(), &matcher.scorer, replacements)?;
         decisions.push((matcher.name.clone(), decide(scored, matcher.decision)));
     }
-    let views = view_rows(publications, documents, references, decisions);
-    Ok(JobOutputs { views, positions, dead_letters })
+    let cited = decisions[0].1.clone().map(|((document, _), candidate)| (document, candidate.publication));
+    let periods = citations_per_period(arrivals, document_positions, cited, logic.periods, PERIOD_VIEW_IDS);
+    let views = view_rows(publications, documents, references, decisions).concat(periods.rows);
+    Ok(JobOutputs { views, positions, dead_letters: dead_letters.concat(periods.dead_letters) })
 }

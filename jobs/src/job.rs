@@ -17,6 +17,7 @@ use citeflow_engine::worker::{assign, timely_config};
 
 use crate::config::CiteflowConfig;
 use crate::dataflow::{citation_job, JobLogic};
+use crate::periods::PeriodLogic;
 use crate::envelope::TopicRoles;
 use crate::matching::journals::JournalTable;
 use crate::views::{MIGRATIONS, VIEWS};
@@ -65,11 +66,23 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         max_records_per_epoch: config.engine.max_records_per_epoch,
         stop_at_end: until_caught_up,
     };
+    let mut periods = config.event_time.logic(&config.topics.documents)?;
+    periods.partitions =
+        partitions.iter().filter(|(topic, _)| *topic == config.topics.documents).map(|(_, partition)| *partition).collect();
+    periods.replay_to = target
+        .iter()
+        .filter(|((topic, _), _)| *topic == config.topics.documents)
+        .map(|((_, partition), offset)| (*partition, *offset))
+        .collect();
+    periods.log = PeriodLogic::advances_from(
+        start.watermark_log.into_iter().filter(|row| row.topic == config.topics.documents).collect(),
+    );
     let logic = JobLogic {
         roles: TopicRoles { publications: config.topics.publications.clone(), documents: config.topics.documents.clone() },
         journals: Arc::new(JournalTable::bundled()),
         matchers: config.matching.logic()?,
         watch_models_ms: (!until_caught_up).then_some(config.engine.epoch_ms),
+        periods,
     };
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
         let mine = assign(&partitions, worker.index(), worker.peers());

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod job;
 pub mod loader;
 pub mod matching;
+pub mod periods;
 pub mod references;
 pub mod status;
 pub mod synthetic;

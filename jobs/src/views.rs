@@ -7,8 +7,11 @@ use differential_dataflow::lattice::Lattice;
 use differential_dataflow::VecCollection;
 use timely::progress::Timestamp;
 
+use citeflow_connectors::postgres::{WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
+
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::matching::Candidate;
+use crate::periods::{PeriodViewIds, CITATIONS_PER_PERIOD};
 
 /// `publications`: one row per publication, with a full-text search column.
 pub const PUBLICATIONS: ViewSchema = ViewSchema {
@@ -51,13 +54,25 @@ pub const MATCHER_COMPARISON: ViewSchema = ViewSchema {
 };
 
 /// Every view, indexed by [`ViewId`].
-pub const VIEWS: [ViewSchema; 5] = [PUBLICATIONS, POLICY_DOCUMENTS, CITATIONS, PUBLICATION_CITATION_COUNTS, MATCHER_COMPARISON];
+pub const VIEWS: [ViewSchema; 8] = [
+    PUBLICATIONS,
+    POLICY_DOCUMENTS,
+    CITATIONS,
+    PUBLICATION_CITATION_COUNTS,
+    MATCHER_COMPARISON,
+    CITATIONS_PER_PERIOD,
+    WATERMARKS_VIEW,
+    WATERMARK_LOG_VIEW,
+];
 
 const PUBLICATIONS_ID: ViewId = 0;
 const POLICY_DOCUMENTS_ID: ViewId = 1;
 const CITATIONS_ID: ViewId = 2;
 const COUNTS_ID: ViewId = 3;
 const COMPARISON_ID: ViewId = 4;
+
+/// Where the event-time views sit in [`VIEWS`].
+pub const PERIOD_VIEW_IDS: PeriodViewIds = PeriodViewIds { periods: 5, watermarks: 6, log: 7 };
 
 /// The migrations that create and evolve the views.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -127,6 +142,24 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             publication_b text,
             outcome text NOT NULL CHECK (outcome IN ('agree', 'only_a', 'only_b', 'different')),
             PRIMARY KEY (document_id, reference_index)
+        );
+    "#,
+}, Migration {
+    component: "citations",
+    version: 3,
+    description: "citations per organisation and period (event time)",
+    sql: r#"
+        CREATE TABLE citations_per_period (
+            organisation text NOT NULL,
+            period_start timestamptz NOT NULL,
+            period_end timestamptz NOT NULL,
+            documents bigint NOT NULL,
+            citing_documents bigint NOT NULL,
+            citations bigint NOT NULL,
+            publications bigint NOT NULL,
+            closed boolean NOT NULL,
+            revision integer NOT NULL,
+            PRIMARY KEY (organisation, period_start)
         );
     "#,
 }];

@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
+use crate::stamp::insertions;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::time::{wall_clock_ms, Epoch};
 use citeflow_engine::timestamps::EventTime;
@@ -269,6 +270,8 @@ impl<P: Ord + Clone> WatermarkTracker<P> {
 pub struct TrackedWatermarks<'scope, P: 'static> {
     /// Every advance (first the durable log's), on every worker, at the epoch it was decided.
     pub advances: Stream<'scope, Epoch, Vec<WatermarkAdvance<P>>>,
+    /// The same advances once (on worker 0), as a growing collection: the log to store.
+    pub log: VecCollection<'scope, Epoch, WatermarkAdvance<P>>,
     /// The tracker's status (one record at a time), for views.
     pub status: VecCollection<'scope, Epoch, WatermarkStatus<P>>,
 }
@@ -331,20 +334,17 @@ where
             }
         }
     });
-    let advances = tracked
-        .clone()
-        .flat_map(|tracked| match tracked {
-            Tracked::Advance(advance) => Some(advance),
-            Tracked::Status(..) => None,
-        })
-        .broadcast();
+    let advances = tracked.clone().flat_map(|tracked| match tracked {
+        Tracked::Advance(advance) => Some(advance),
+        Tracked::Status(..) => None,
+    });
     let status = tracked
         .flat_map(|tracked| match tracked {
             Tracked::Status(status, time, diff) => Some((status, time, diff)),
             Tracked::Advance(_) => None,
         })
         .as_collection();
-    TrackedWatermarks { advances, status }
+    TrackedWatermarks { log: insertions(advances.clone()), advances: advances.broadcast(), status }
 }
 
 /// Publishes the status as metrics.

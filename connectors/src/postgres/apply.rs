@@ -2,8 +2,9 @@
 //! and upsert by primary key in bulk, writing only rows whose values differ.
 
 use bytes::{BufMut, BytesMut};
-use citeflow_engine::rows::{CopyLine, ViewSchema};
+use citeflow_engine::rows::{CopyLine, ViewRow, ViewSchema};
 use citeflow_engine::sink::{CommitMode, DeadLetter, SourcePosition, ViewChanges};
+use citeflow_engine::timestamps::format_rfc3339;
 use futures_util::SinkExt;
 use tokio_postgres::{Client, Transaction};
 
@@ -12,6 +13,42 @@ use super::PgError;
 /// The engine's progress table as a view: per topic and partition, the next offset.
 pub const PROGRESS_VIEW: ViewSchema =
     ViewSchema { table: "citeflow_progress", columns: &["topic", "partition", "next_offset"], key_columns: 2 };
+
+/// The engine's durable log of event-time watermark advances, written as a view by jobs
+/// that keep event time: per advance and partition, the partition's next offset.
+pub const WATERMARK_LOG_VIEW: ViewSchema = ViewSchema {
+    table: "citeflow_watermark_log",
+    columns: &["watermark_ms", "topic", "partition", "next_offset", "watermark"],
+    key_columns: 3,
+};
+
+/// The engine's current event-time watermarks: `global` and one row per `topic/partition`.
+pub const WATERMARKS_VIEW: ViewSchema =
+    ViewSchema { table: "citeflow_watermarks", columns: &["source", "watermark", "next_offset"], key_columns: 1 };
+
+/// One row of [`WATERMARK_LOG_VIEW`]: when the watermark became `watermark`, `partition` of
+/// `topic` had been read up to `next_offset`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatermarkLogRow {
+    /// The watermark (ms since the Unix epoch).
+    pub watermark: i64,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The partition's next offset at that advance.
+    pub next_offset: i64,
+}
+
+impl ViewRow for WatermarkLogRow {
+    fn write(&self, line: &mut CopyLine) {
+        line.int(self.watermark)
+            .text(&self.topic)
+            .int(self.partition.into())
+            .int(self.next_offset)
+            .text(&format_rfc3339(self.watermark));
+    }
+}
 
 /// The engine's dead-letter table.
 pub const DEAD_LETTER_VIEW: ViewSchema = ViewSchema {

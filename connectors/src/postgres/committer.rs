@@ -17,7 +17,9 @@ use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HydrationTarget,
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls};
 
-use super::apply::{apply_view, insert_dead_letters, position_lines, prepare_staging, DEAD_LETTER_VIEW, PROGRESS_VIEW};
+use super::apply::{
+    apply_view, insert_dead_letters, position_lines, prepare_staging, WatermarkLogRow, DEAD_LETTER_VIEW, PROGRESS_VIEW,
+};
 use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
 use super::{PgError, PostgresConfig};
 use crate::kafka::dead_letters::DeadLetterPublisher;
@@ -31,6 +33,8 @@ pub struct SinkStart {
     pub generation: i64,
     /// The offsets the previous run committed.
     pub committed: HydrationTarget,
+    /// The event-time watermark advances previous runs committed, in order.
+    pub watermark_log: Vec<WatermarkLogRow>,
 }
 
 /// The sink operator's end of the queue to the committer thread.
@@ -141,8 +145,15 @@ pub fn start_committer(
             .iter()
             .map(|row| ((row.get::<_, String>(0), row.get::<_, i32>(1)), row.get::<_, i64>(2)))
             .collect();
+        let watermark_log = client
+            .query("SELECT watermark_ms, topic, partition, next_offset FROM citeflow_watermark_log ORDER BY 1, 2, 3", &[])
+            .await
+            .map_err(PgError::db("reading the watermark log"))?
+            .iter()
+            .map(|row| WatermarkLogRow { watermark: row.get(0), topic: row.get(1), partition: row.get(2), next_offset: row.get(3) })
+            .collect();
         prepare_staging(&client, &staged_schemas(&views)).await?;
-        Ok::<_, PgError>((client, SinkStart { generation, committed }))
+        Ok::<_, PgError>((client, SinkStart { generation, committed, watermark_log }))
     })?;
     tracing::info!(generation = start.generation, partitions = start.committed.len(), "sink ready");
     let (sender, receiver) = mpsc::channel();

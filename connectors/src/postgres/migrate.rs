@@ -19,8 +19,8 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// The engine's own tables: the job's generation and frontier, source progress, and the
-/// dead letters.
+/// The engine's own tables: the job's generation and frontier, source progress, the dead
+/// letters, and event-time watermarks with their durable log.
 pub const ENGINE_MIGRATIONS: &[Migration] = &[Migration {
     component: "engine",
     version: 1,
@@ -50,6 +50,25 @@ pub const ENGINE_MIGRATIONS: &[Migration] = &[Migration {
             payload bytea,
             recorded_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (topic, partition, "offset")
+        );
+    "#,
+}, Migration {
+    component: "engine",
+    version: 2,
+    description: "event-time watermarks and their durable log",
+    sql: r#"
+        CREATE TABLE citeflow_watermark_log (
+            watermark_ms bigint NOT NULL,
+            topic text NOT NULL,
+            partition integer NOT NULL,
+            next_offset bigint NOT NULL,
+            watermark timestamptz NOT NULL,
+            PRIMARY KEY (watermark_ms, topic, partition)
+        );
+        CREATE TABLE citeflow_watermarks (
+            source text PRIMARY KEY,
+            watermark timestamptz,
+            next_offset bigint
         );
     "#,
 }];

@@ -8,6 +8,7 @@ pub mod migrate;
 use citeflow_engine::config::{env_override, ConfigError};
 use serde::Deserialize;
 
+pub use apply::{WatermarkLogRow, WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
 pub use committer::{start_committer, CommitQueue, CommitterHandle, SinkStart};
 pub use migrate::Migration;
 
