@@ -29,7 +29,7 @@ fn the_broker_keeps_offsets_keys_tombstones_and_headers() {
         let value = format!("v{i}");
         let headers = OwnedHeaders::new().insert(Header { key: "n", value: Some(&i.to_string()) });
         let value = (i % 5 != 4).then_some(value.as_bytes());
-        producer.send(Outgoing { topic: &topic, key: Some(key.as_bytes()), value, headers: Some(headers) }).unwrap();
+        producer.send(Outgoing { topic: &topic, key: Some(key.as_bytes()), value, headers: Some(headers), partition: None }).unwrap();
     }
     producer.flush().unwrap();
 

@@ -124,6 +124,7 @@ fn produce_publication(broker: &Broker, key: &str, record: Option<serde_json::Va
             key: Some(key.as_bytes()),
             value: value.as_deref(),
             headers: None,
+            partition: None,
         })
         .unwrap();
     producer.flush().unwrap();

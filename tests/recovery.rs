@@ -120,6 +120,7 @@ fn produce(broker: &Broker, messages: &[Message], rate: Option<f64>) {
                 key: Some(message.key.as_bytes()),
                 value: message.value.as_deref(),
                 headers: None,
+                partition: None,
             })
             .unwrap();
     }

@@ -241,12 +241,12 @@ pub fn load_sample(kafka: &KafkaConfig, topics: &TopicsConfig, load: &SampleLoad
                 years.insert(key.clone(), year);
             }
             let value = envelope(PUBLICATION_EVENT, &format!("publication-{key}-{}", report.publications), &record);
-            producer.send(Outgoing { topic: &topics.publications, key: Some(key.as_bytes()), value: Some(&value), headers: None })?;
+            producer.send(Outgoing { topic: &topics.publications, key: Some(key.as_bytes()), value: Some(&value), headers: None, partition: None })?;
             report.publications += 1;
         }
     }
     for pmid in std::fs::read_to_string(load.data.join(DELETED_PMIDS))?.split_whitespace() {
-        producer.send(Outgoing { topic: &topics.publications, key: Some(pmid.as_bytes()), value: None, headers: None })?;
+        producer.send(Outgoing { topic: &topics.publications, key: Some(pmid.as_bytes()), value: None, headers: None, partition: None })?;
         report.deletions += 1;
     }
     for document in gold_documents(&load.data)? {
@@ -267,7 +267,7 @@ pub fn load_sample(kafka: &KafkaConfig, topics: &TopicsConfig, load: &SampleLoad
         report.documents += 1;
     }
     for message in malformed_messages(topics) {
-        producer.send(Outgoing { topic: &message.topic, key: Some(message.key.as_bytes()), value: Some(&message.value), headers: None })?;
+        producer.send(Outgoing { topic: &message.topic, key: Some(message.key.as_bytes()), value: Some(&message.value), headers: None, partition: None })?;
         report.malformed += 1;
     }
     producer.flush()?;
@@ -278,6 +278,6 @@ pub fn load_sample(kafka: &KafkaConfig, topics: &TopicsConfig, load: &SampleLoad
 pub fn send_document(producer: &mut Producer, topics: &TopicsConfig, payload: &Value) -> anyhow::Result<()> {
     let id = payload["id"].as_str().context("document without id")?;
     let value = envelope(DOCUMENT_EVENT, &format!("document-{id}"), payload);
-    producer.send(Outgoing { topic: &topics.documents, key: Some(id.as_bytes()), value: Some(&value), headers: None })?;
+    producer.send(Outgoing { topic: &topics.documents, key: Some(id.as_bytes()), value: Some(&value), headers: None, partition: None })?;
     Ok(())
 }

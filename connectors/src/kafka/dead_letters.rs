@@ -47,6 +47,7 @@ impl DeadLetterPublisher {
                 key: Some(key.as_bytes()),
                 value: letter.payload.as_deref(),
                 headers: Some(headers),
+                partition: None,
             })?;
         }
         self.producer.flush()

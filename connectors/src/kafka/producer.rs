@@ -40,6 +40,8 @@ pub struct Outgoing<'a> {
     pub value: Option<&'a [u8]>,
     /// Headers.
     pub headers: Option<OwnedHeaders>,
+    /// The partition to write to; `None` lets the partitioner choose by key.
+    pub partition: Option<i32>,
 }
 
 /// Produces messages, optionally at most `rate` per second, and reports failed deliveries
@@ -78,6 +80,9 @@ impl Producer {
         }
         if let Some(value) = message.value {
             record = record.payload(value);
+        }
+        if let Some(partition) = message.partition {
+            record = record.partition(partition);
         }
         if let Some(headers) = message.headers {
             record = record.headers(headers);
