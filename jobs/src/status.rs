@@ -37,7 +37,7 @@ pub async fn report(client: &Client) -> anyhow::Result<String> {
         writeln!(out, "  {:<24} {:>3} {:>10}", row.get::<_, String>(0), row.get::<_, i32>(1), row.get::<_, i64>(2))?;
     }
     writeln!(out, "\nrows per view:")?;
-    for table in ["publications", "policy_documents", "citations", "publication_citation_counts", "citeflow_dead_letters"] {
+    for table in ["publications", "policy_documents", "citations", "publication_citation_counts", "citations_per_period", "citeflow_dead_letters"] {
         let count: i64 = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await?.get(0);
         writeln!(out, "  {table:<30} {count:>8}")?;
     }
@@ -48,6 +48,31 @@ pub async fn report(client: &Client) -> anyhow::Result<String> {
     writeln!(out, "\ndead letters by reason:")?;
     for row in client.query("SELECT reason, count(*) FROM citeflow_dead_letters GROUP BY 1 ORDER BY 2 DESC, 1", &[]).await? {
         writeln!(out, "  {:<28} {:>5}", row.get::<_, String>(0), row.get::<_, i64>(1))?;
+    }
+    writeln!(out, "\nevent-time watermarks:")?;
+    for row in client.query("SELECT source, coalesce(watermark::text, '-') FROM citeflow_watermarks ORDER BY source <> 'global', 1", &[]).await? {
+        writeln!(out, "  {:<28} {}", row.get::<_, String>(0), row.get::<_, String>(1))?;
+    }
+    writeln!(out, "\nlatest periods (organisation, start, documents, citing, citations, state, revision):")?;
+    let periods = client
+        .query(
+            "SELECT organisation, period_start::date::text, documents, citing_documents, citations, closed, revision
+             FROM citations_per_period ORDER BY period_start DESC, documents DESC LIMIT 8",
+            &[],
+        )
+        .await?;
+    for row in periods {
+        let state = if row.get::<_, bool>(5) { "closed" } else { "provisional" };
+        writeln!(
+            out,
+            "  {:<14} {} {:>6} {:>6} {:>6}  {state:<11} {}",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i64>(2),
+            row.get::<_, i64>(3),
+            row.get::<_, i64>(4),
+            row.get::<_, i32>(6)
+        )?;
     }
     writeln!(out, "\nmost-cited publications:")?;
     let top = client
