@@ -315,6 +315,10 @@ fn restarts_write_only_what_changed() {
     let threshold = 0.95;
     let dropped = db.count(&format!("SELECT count(*) FROM citations WHERE score < {threshold}"));
     let affected = db.count(&format!("SELECT count(DISTINCT publication_id) FROM citations WHERE score < {threshold}"));
+    let periods = db.count(&format!(
+        "SELECT count(DISTINCT (d.organisation, date_trunc('month', d.published_at AT TIME ZONE 'UTC')))
+         FROM citations c JOIN policy_documents d USING (document_id) WHERE c.score < {threshold}"
+    ));
     assert!(dropped > 0, "the setting change must affect some citations");
     let mut stricter = citeflow(&config, &["run", "--until-caught-up"]);
     let output = stricter.env("CITEFLOW_MIN_SCORE", threshold.to_string()).output().unwrap();
@@ -322,8 +326,8 @@ fn restarts_write_only_what_changed() {
     let output = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(
         rows_written(&output) as i64,
-        dropped + affected,
-        "only the dropped citations and their publications' counts are written: {output}"
+        dropped + affected + periods,
+        "only the dropped citations, their publications' counts and their periods are written: {output}"
     );
     assert_eq!(db.count(&format!("SELECT count(*) FROM citations WHERE score < {threshold}")), 0);
 }

@@ -261,17 +261,29 @@ mod tests {
         WatermarkAdvance { watermark, positions: vec![(0, offset)] }
     }
 
+    type Verdict = (u8, i64, bool, bool, Option<EventTime>);
+
+    /// Judges rounds of records against windows of 10 that close at their end.
+    fn judge(rounds: Vec<(Vec<Record>, Vec<WatermarkAdvance<u8>>)>, policy: LatePolicy) -> Vec<Verdict> {
+        judge_with_deadline(rounds, policy, |time| time - time.rem_euclid(10) + 10)
+    }
+
     /// Judges rounds of records (each round is one epoch, with the advances decided in it).
-    fn judge(rounds: Vec<(Vec<Record>, Vec<WatermarkAdvance<u8>>)>, policy: LatePolicy) -> Vec<(u8, i64, bool, bool, Option<EventTime>)> {
+    fn judge_with_deadline(
+        rounds: Vec<(Vec<Record>, Vec<WatermarkAdvance<u8>>)>,
+        policy: LatePolicy,
+        deadline: fn(EventTime) -> EventTime,
+    ) -> Vec<Verdict> {
         let verdicts = Arc::new(Mutex::new(Vec::new()));
         let sink = verdicts.clone();
         timely::execute_directly(move |worker| {
             let mut records = Handle::<u64, Record>::new();
             let mut advances = Handle::<u64, WatermarkAdvance<u8>>::new();
             let probe = worker.dataflow(|scope| {
-                let judged = judge_lateness(scope.input_from(&mut records), scope.input_from(&mut advances), policy, |time: &EventTime| {
-                    time - time.rem_euclid(10) + 10
-                });
+                let judged =
+                    judge_lateness(scope.input_from(&mut records), scope.input_from(&mut advances), policy, move |time: &EventTime| {
+                        deadline(*time)
+                    });
                 judged
                     .inspect(move |j: &Judgement<Record, EventTime>| {
                         sink.lock().unwrap().push((j.record.0, j.record.2, j.late, j.applied, j.previous))
@@ -302,6 +314,22 @@ mod tests {
         let verdicts = judge(
             vec![(vec![Record(1, 0, 0, Some(25))], vec![advance(30, 1)]), (vec![Record(2, 0, 1, Some(5))], vec![])],
             LatePolicy::Apply,
+        );
+        assert_eq!(verdicts, vec![(1, 0, false, true, None), (2, 1, true, true, None)]);
+    }
+
+    /// Flink `allowedLateness(5)`: after the watermark passes a window's end, the window
+    /// still takes elements until end + 5 (a late firing, not late data); then they are late.
+    #[test]
+    fn allowed_lateness_keeps_a_window_taking_records_after_its_end() {
+        let verdicts = judge_with_deadline(
+            vec![
+                (vec![], vec![advance(12, 0)]),
+                (vec![Record(1, 0, 0, Some(5))], vec![advance(15, 1)]),
+                (vec![Record(2, 0, 1, Some(6))], vec![]),
+            ],
+            LatePolicy::Apply,
+            |time| time - time.rem_euclid(10) + 10 + 5,
         );
         assert_eq!(verdicts, vec![(1, 0, false, true, None), (2, 1, true, true, None)]);
     }
