@@ -87,7 +87,8 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
     let (events, dead_letters) = validate(messages, move |message| decode(message, &roles));
     type PublicationUpsert = Upsert<String, Publication, MessageOrder>;
     type DocumentUpsert = Upsert<String, PolicyDocument, MessageOrder>;
-    let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<(DocumentUpsert, KafkaMessage)>>) =
+    type DocumentMessage = (DocumentUpsert, KafkaMessage);
+    let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<DocumentMessage>>) =
         events.ok_err(|(event, message): (Event, KafkaMessage)| {
             let order = (message.offset, message.partition);
             match event {

@@ -395,8 +395,10 @@ mod tests {
         );
     }
 
-    fn consolidate_updates(updates: &mut Vec<((EventTime, bool), u64, isize)>) {
-        let mut keyed: Vec<((u64, (EventTime, bool)), isize)> = updates.iter().map(|(d, t, r)| ((*t, *d), *r)).collect();
+    type Flagged = (EventTime, bool);
+
+    fn consolidate_updates(updates: &mut Vec<(Flagged, u64, isize)>) {
+        let mut keyed: Vec<((u64, Flagged), isize)> = updates.iter().map(|(d, t, r)| ((*t, *d), *r)).collect();
         consolidate(&mut keyed);
         *updates = keyed.into_iter().map(|((t, d), r)| (d, t, r)).collect();
     }

@@ -195,18 +195,19 @@ mod tests {
     }
 
     type Record = (u8, (EventTime, i64));
+    type Aggregated = ((u8, Window), (i64, i64));
 
     /// Runs `operator` over rounds of updates and returns the consolidated output after each round.
-    fn rounds<F>(rounds: Vec<Vec<(Record, isize)>>, operator: F) -> Vec<Vec<((u8, Window), (i64, i64))>>
+    fn rounds<F>(rounds: Vec<Vec<(Record, isize)>>, operator: F) -> Vec<Vec<Aggregated>>
     where
-        F: Fn(VecCollection<'_, u64, Record>) -> VecCollection<'_, u64, ((u8, Window), (i64, i64))> + Send + Sync + 'static,
+        F: Fn(VecCollection<'_, u64, Record>) -> VecCollection<'_, u64, Aggregated> + Send + Sync + 'static,
     {
         let sink = Arc::new(Mutex::new(Vec::new()));
         timely::execute_directly(move |worker| {
             let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, records) = scope.new_collection::<Record, isize>();
                 let sink = sink.clone();
-                let probe = operator(records).inspect(move |update| sink.lock().unwrap().push(update.clone())).probe().0;
+                let probe = operator(records).inspect(move |update| sink.lock().unwrap().push(*update)).probe().0;
                 (input, probe)
             });
             let mut snapshots = Vec::new();
@@ -217,8 +218,8 @@ mod tests {
                 input.advance_to(round as u64 + 1);
                 input.flush();
                 worker.step_while(|| probe.less_than(input.time()));
-                let mut all: Vec<(((u8, Window), (i64, i64)), isize)> =
-                    sink.lock().unwrap().iter().map(|(data, _, diff)| (data.clone(), *diff)).collect();
+                let mut all: Vec<(Aggregated, isize)> =
+                    sink.lock().unwrap().iter().map(|(data, _, diff)| (*data, *diff)).collect();
                 differential_dataflow::consolidation::consolidate(&mut all);
                 assert!(all.iter().all(|(_, diff)| *diff == 1), "each window appears once: {all:?}");
                 snapshots.push(all.into_iter().map(|(data, _)| data).collect());

@@ -68,6 +68,9 @@ impl Case {
 
 type WindowRow = ((u8, Window), (i64, i64));
 
+/// Generated epochs: the gap before each, and its messages as (key, partition, content).
+type Rounds = Vec<(u64, Vec<(u8, u8, Option<(i64, i64)>)>)>;
+
 /// What the dataflow or the oracle concluded.
 #[derive(Debug, Default, PartialEq)]
 struct Outcome {
@@ -80,7 +83,7 @@ struct Outcome {
 }
 
 /// Epochs (time, messages) with offsets assigned per partition.
-fn number(rounds: &[(u64, Vec<(u8, u8, Option<(i64, i64)>)>)]) -> Vec<(u64, Vec<Message>)> {
+fn number(rounds: &Rounds) -> Vec<(u64, Vec<Message>)> {
     let mut next = [0i64; PARTITIONS as usize];
     let mut epoch = 0;
     rounds
@@ -218,7 +221,7 @@ fn dataflow(epochs: Vec<(u64, Vec<Message>)>, case: Case) -> Outcome {
             }));
             let aggregates = window_aggregate(applied, Windows::Tumbling { size: WINDOW, offset: 0 }, count_and_sum);
             close_windows(aggregates, tracked.advances, move |((_, window), _): &WindowRow| window.end + case.lateness)
-                .inspect(move |update| window_sink.lock().unwrap().push(update.clone()))
+                .inspect(move |update| window_sink.lock().unwrap().push(*update))
                 .probe()
                 .0
         });
@@ -237,7 +240,7 @@ fn dataflow(epochs: Vec<(u64, Vec<Message>)>, case: Case) -> Outcome {
             moves.advance_to(next);
             worker.step_while(|| probe.less_than(messages.time()));
             let mut updates: Vec<((WindowRow, bool), isize)> =
-                windows.lock().unwrap().iter().filter(|(_, t, _)| t <= epoch).map(|(d, _, r)| (d.clone(), *r)).collect();
+                windows.lock().unwrap().iter().filter(|(_, t, _)| t <= epoch).map(|(d, _, r)| (*d, *r)).collect();
             consolidate(&mut updates);
             assert!(updates.iter().all(|(_, diff)| *diff == 1), "every window row appears once: {updates:?}");
             outcome.windows.push(updates.into_iter().map(|(row, _)| row).collect());
@@ -251,7 +254,7 @@ fn dataflow(epochs: Vec<(u64, Vec<Message>)>, case: Case) -> Outcome {
     })
 }
 
-fn epochs() -> impl Strategy<Value = Vec<(u64, Vec<(u8, u8, Option<(i64, i64)>)>)>> {
+fn epochs() -> impl Strategy<Value = Rounds> {
     let message = (0u8..6, 0..PARTITIONS, prop::option::weighted(0.85, (0i64..200, -5i64..20)));
     prop::collection::vec((1u64..40, prop::collection::vec(message, 0..6)), 1..25)
 }
