@@ -461,10 +461,22 @@ pub fn wait_caught_up(db: &Db, broker: &Broker) {
 
 /// Runs the job from scratch into a fresh database `name` over the same topics, uninterrupted,
 /// and asserts that every view of `db` equals what that run wrote, row for row.
+/// Checks that every period is closed exactly when the committed watermark has passed its end
+/// (the default allowed lateness is zero), whatever restarts the job went through.
+pub fn assert_periods_closed_by_the_watermark(db: &Db, context: &str) {
+    let wrong = db.count(
+        "SELECT count(*) FROM citations_per_period p, citeflow_watermarks w
+         WHERE w.source = 'global' AND p.closed <> coalesce(p.period_end <= w.watermark, false)",
+    );
+    assert_eq!(wrong, 0, "{context}: periods whose closed flag disagrees with the watermark");
+    assert!(db.count("SELECT count(*) FROM citations_per_period") > 0, "{context}: the period view is filled");
+}
+
 pub fn assert_equals_from_scratch(postgres: &Postgres, broker: &Broker, db: &Db, name: &str, context: &str) {
     let url = postgres.database(name);
     let config = JobConfig::new(broker, &url, 2, 4);
     citeflow_ok(&config, &["run", "--until-caught-up"]);
+    assert_periods_closed_by_the_watermark(db, context);
     let expected = dump_views(&Db::connect(&url));
     let actual = dump_views(db);
     assert!(expected["citations"].len() > 10, "{context}: the comparison covers real citations");
