@@ -12,27 +12,12 @@ use citeflow_connectors::kafka::producer::Outgoing;
 use citeflow_jobs::config::TopicsConfig;
 use citeflow_jobs::loader::{envelope, gold_documents, malformed_messages, publication_key, EPMC_FILES};
 use serde_json::{json, Value};
+use citeflow_jobs::synthetic::Rng;
 use support::*;
 
-/// A small seeded random generator (SplitMix64), so that a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(low + self.below(high - low))
-    }
+/// A random duration between `low` and `high` milliseconds.
+fn millis(rng: &mut Rng, low: u64, high: u64) -> Duration {
+    Duration::from_millis(low + rng.below(high - low))
 }
 
 /// One message of a workload.
@@ -52,7 +37,7 @@ struct Workload {
 
 fn workload(seed: u64, publications: usize, documents: usize) -> Workload {
     let topics = TopicsConfig::default();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let gold = gold_documents(&repository().join("data/sample")).unwrap();
     let cited: BTreeSet<String> =
         gold.iter().flat_map(|d| d.references.iter().filter_map(|r| r.expected_pmid.clone())).collect();
@@ -172,7 +157,7 @@ fn kill_test_with_seed(seed: u64, kills: u64, publications: usize, documents: us
     let Setup { postgres, broker, url, config } = Setup::new("killed");
     let work = workload(seed, publications, documents);
     let logs = TempDir::new("kill-logs");
-    let mut rng = Rng(seed ^ 0xDEAD_BEEF);
+    let mut rng = Rng::new(seed ^ 0xDEAD_BEEF);
 
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -181,7 +166,7 @@ fn kill_test_with_seed(seed: u64, kills: u64, publications: usize, documents: us
         for kill in 0..kills {
             let log = logs.0.join(format!("run-{kill}.log"));
             let mut job = spawn_logged(&config, &log, &[]);
-            let lifetime = if kill % 4 == 3 { rng.millis(50, 400) } else { rng.millis(300, 2_500) };
+            let lifetime = if kill % 4 == 3 { millis(&mut rng, 50, 400) } else { millis(&mut rng, 300, 2_500) };
             std::thread::sleep(lifetime);
             job.kill().unwrap();
             job.wait().unwrap();

@@ -29,6 +29,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use citeflow_jobs::synthetic::Rng;
 use citeflow_operators::aggregate::{count, sum_by, Group};
 use citeflow_operators::lateness::{close_windows, judge_lateness, Arrival, Judgement, LatePolicy};
 use citeflow_operators::watermark::WatermarkAdvance;
@@ -61,23 +62,6 @@ const GAP: EventTime = 20_000;
 type Record = (u32, (EventTime, i64));
 /// A window row: key and window, with the count and the sum of its values.
 type Row = ((u32, Window), (i64, i64));
-
-/// SplitMix64 (Steele, Lea and Flood), enough for a reproducible workload.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 /// One version of a record, with where it was read. The judge keys versions by `id`; the
 /// windows group records by `group`.
@@ -150,7 +134,7 @@ struct Phase {
 
 /// Versions of records, read round-robin by id from the partitions, and the watermark.
 struct Generator {
-    rng: SplitMix64,
+    rng: Rng,
     offsets: Vec<i64>,
     latest: EventTime,
     watermark: Option<EventTime>,
@@ -193,7 +177,7 @@ impl Generator {
 /// epochs, then `revisions` revisions in epochs of the same size.
 fn workload(insertions: usize, revisions: usize) -> Vec<Phase> {
     assert!(insertions > 0, "the workload needs insertions");
-    let mut generator = Generator { rng: SplitMix64(7), offsets: vec![0; PARTITIONS as usize], latest: EventTime::MIN, watermark: None };
+    let mut generator = Generator { rng: Rng::new(7), offsets: vec![0; PARTITIONS as usize], latest: EventTime::MIN, watermark: None };
     let per_epoch = insertions.div_ceil(EPOCHS);
     let mut live: Vec<Event> = Vec::with_capacity(insertions);
     let mut phases = Vec::new();

@@ -69,8 +69,9 @@ pub struct PeriodLogic {
 impl PeriodLogic {
     /// When the windows of a document published at `time` close: the earliest end of its
     /// periods plus the allowed lateness.
-    fn deadline(&self, time: EventTime) -> EventTime {
-        self.windows.assign(time).iter().map(|w| w.end).min().unwrap_or(time) + self.allowed_lateness
+    fn deadline(&self) -> impl Fn(EventTime) -> EventTime + Clone + 'static {
+        let (windows, lateness) = (self.windows, self.allowed_lateness);
+        move |time| windows.assign(time).iter().map(|w| w.end).min().unwrap_or(time) + lateness
     }
 
     /// The advances of the durable log `rows`, grouped by watermark.
@@ -239,9 +240,10 @@ pub fn citations_per_period<'scope>(
     );
     let tracked = track_watermarks(events.concat(positions), tracker, logic.log.clone());
 
-    let deadline_logic = logic.clone();
+    let deadline = logic.deadline();
+    let judge_deadline = deadline.clone();
     let judged = judge_lateness(arrivals, tracked.advances.clone(), logic.policy, move |dated: &Dated| {
-        deadline_logic.deadline(dated.published)
+        judge_deadline(dated.published)
     });
     let applied = upsert(judged.clone().filter(|j| j.applied).map(|j: Judgement<DocumentArrival, Dated>| Upsert {
         key: j.record.id,
@@ -250,12 +252,12 @@ pub fn citations_per_period<'scope>(
     }));
     let topic = logic.topic.clone();
     let refused = insertions(judged.clone().filter(|j| j.late && !j.applied).map(move |j| late_letter(&topic, j)));
-    let revision_logic = logic.clone();
+    let windows = logic.windows;
     let revisions = insertions(judged.filter(|j| j.late && j.applied).flat_map(move |j| {
         let mut closed = Vec::new();
         for dated in j.previous.into_iter().chain(j.record.dated) {
-            if j.watermark.is_some_and(|w| revision_logic.deadline(dated.published) <= w) {
-                closed.extend(revision_logic.windows.assign(dated.published).into_iter().map(|w| (dated.organisation.clone(), w)));
+            if j.watermark.is_some_and(|w| deadline(dated.published) <= w) {
+                closed.extend(windows.assign(dated.published).into_iter().map(|w| (dated.organisation.clone(), w)));
             }
         }
         closed
