@@ -7,8 +7,11 @@
 //! truncated titles, abbreviated or full journal names, missing volume or pages, a year off by
 //! one, "et al.". The same seed gives the same output.
 
+use std::collections::HashSet;
+
 use crate::domain::Publication;
 use crate::eval::LabelledReference;
+use crate::matching::text::{first_page, squash};
 
 /// A small, fast, seeded random generator (SplitMix64).
 #[derive(Clone, Debug)]
@@ -158,7 +161,10 @@ fn truncate_words(text: &str, fraction: f64) -> String {
     words[..keep].join(" ")
 }
 
-/// Renders one publication as a reference string in `style` with `noise`.
+/// Renders one publication as a reference string in `style` with `noise`. Title-less NLM
+/// strings keep their volume and pages (without them a string names an issue, not an
+/// article) and cite a publication without either by its DOI, as PubMed does for articles
+/// ahead of print; see [`identifiable`].
 pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut Rng) -> String {
     let mut title = publication.title.clone().unwrap_or_default().trim_end_matches('.').to_string();
     if rng.chance(noise.truncated_title) {
@@ -179,7 +185,7 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
     let mut volume = publication.volume.clone().unwrap_or_default();
     let issue = publication.issue.clone().unwrap_or_default();
     let mut pages = publication.pages.clone().unwrap_or_default();
-    if rng.chance(noise.missing_locator) {
+    if style != Style::NlmShort && rng.chance(noise.missing_locator) {
         if rng.chance(0.5) {
             volume.clear();
         } else {
@@ -227,7 +233,10 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
         Style::PolicyReport => format!("{names} ({year}) {title}. {journal}."),
         Style::NlmShort => {
             let month = MONTHS[rng.below(12) as usize];
-            format!("{journal}. {}", nlm_locator(format!("{year} {month}")))
+            match &publication.doi {
+                Some(doi) if volume.is_empty() && pages.is_empty() => format!("{journal}. {year} {month}. doi: {doi}"),
+                _ => format!("{journal}. {}", nlm_locator(format!("{year} {month}"))),
+            }
         }
     };
     if rng.chance(noise.typo) {
@@ -244,6 +253,27 @@ pub fn citable(publication: &Publication) -> bool {
         && (publication.journal_title.is_some() || publication.journal_abbreviation.is_some())
 }
 
+/// Whether a reference in `style` can identify `publication`: a title-less NLM string needs
+/// the volume and pages, or a DOI.
+pub fn identifiable(publication: &Publication, style: Style) -> bool {
+    style != Style::NlmShort || (publication.volume.is_some() && publication.pages.is_some()) || publication.doi.is_some()
+}
+
+/// What a reference cannot tell apart: two records with the same title and first author
+/// (a journal's translated twin, a duplicate PubMed record), or the same journal, year,
+/// volume and first page (what a title-less string gives).
+fn twin_keys(publication: &Publication) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let (Some(title), Some(author)) = (&publication.title, publication.authors.first()) {
+        keys.push(format!("t|{}|{}", squash(title), squash(author)));
+    }
+    let journal = publication.journal_abbreviation.as_deref().or(publication.journal_title.as_deref());
+    if let (Some(journal), Some(volume), Some(page)) = (journal, &publication.volume, publication.pages.as_deref().and_then(first_page)) {
+        keys.push(format!("l|{}|{:?}|{volume}|{page}", squash(journal), publication.year));
+    }
+    keys
+}
+
 /// A generated evaluation set.
 pub struct Synthetic {
     /// The publications to index.
@@ -254,19 +284,28 @@ pub struct Synthetic {
 
 /// Splits `publications` into an index and a held-out part (`held_out` of them), and
 /// renders `positives` references to indexed publications and `negatives` to held-out ones.
+/// A held-out publication that an indexed one twins (see `twin_keys`) is never cited as a
+/// negative: matching it to its twin is right.
 pub fn generate(mut publications: Vec<Publication>, held_out: usize, positives: usize, negatives: usize, seed: u64) -> Synthetic {
     let mut rng = Rng::new(seed);
     publications.sort_by(|a, b| a.id.cmp(&b.id));
     rng.shuffle(&mut publications);
     let split = held_out.min(publications.len());
     let index = publications.split_off(split);
-    let outside = publications;
+    let twins: HashSet<String> = index.iter().flat_map(twin_keys).collect();
+    let outside: Vec<Publication> =
+        publications.into_iter().filter(|p| !twin_keys(p).iter().any(|key| twins.contains(key))).collect();
     let mut references = Vec::with_capacity(positives + negatives);
     let mut render_from = |pool: &[Publication], count: usize, positive: bool, rng: &mut Rng| {
         let citable: Vec<&Publication> = pool.iter().filter(|p| citable(p)).collect();
         for n in 0..count.min(citable.len() * 4) {
-            let publication = citable[rng.below(citable.len() as u64) as usize];
             let style = STYLES[n % STYLES.len()];
+            let Some(publication) = (0..100)
+                .map(|_| citable[rng.below(citable.len() as u64) as usize])
+                .find(|publication| identifiable(publication, style))
+            else {
+                continue;
+            };
             references.push(LabelledReference {
                 ref_id: format!("{}-{n}", if positive { "synthetic-positive" } else { "synthetic-negative" }),
                 citation: render(publication, style, Noise::default(), rng),
@@ -315,7 +354,11 @@ mod tests {
     #[test]
     fn negatives_never_cite_the_index() {
         let corpus: Vec<Publication> = (0..50)
-            .map(|i| Publication { title: Some(format!("Study q{i}q of dopamine responses")), ..publication(&i.to_string()) })
+            .map(|i| Publication {
+                title: Some(format!("Study q{i}q of dopamine responses")),
+                pages: Some(format!("{}-9", 100 + i)),
+                ..publication(&i.to_string())
+            })
             .collect();
         let synthetic = generate(corpus, 10, 0, 40, 1);
         for reference in &synthetic.references {
@@ -324,6 +367,24 @@ mod tests {
                 assert!(!reference.citation.contains(&format!("q{}q", indexed.id)), "{}", reference.citation);
             }
         }
+    }
+
+    #[test]
+    fn a_twin_of_an_indexed_publication_is_never_a_negative() {
+        let corpus: Vec<Publication> = (0..50).map(|i| publication(&i.to_string())).collect();
+        let synthetic = generate(corpus, 10, 0, 40, 1);
+        assert!(synthetic.references.is_empty(), "every publication here is the same article under another id");
+    }
+
+    #[test]
+    fn a_title_less_string_without_locators_cites_the_doi() {
+        let clean = Noise { typo: 0.0, truncated_title: 0.0, missing_locator: 1.0, year_off: 0.0 };
+        let ahead_of_print = Publication { volume: None, pages: None, doi: Some("10.1000/xyz".into()), ..publication("1") };
+        let text = render(&ahead_of_print, Style::NlmShort, clean, &mut Rng::new(3));
+        assert!(text.starts_with("Curr Biol. 2000 ") && text.ends_with(". doi: 10.1000/xyz"), "{text}");
+        assert!(render(&publication("1"), Style::NlmShort, clean, &mut Rng::new(3)).ends_with(";10(4):187-94"), "locators are kept");
+        assert!(!identifiable(&Publication { doi: None, ..ahead_of_print.clone() }, Style::NlmShort));
+        assert!(identifiable(&Publication { doi: None, ..ahead_of_print }, Style::Apa));
     }
 
     #[test]
