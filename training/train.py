@@ -64,6 +64,7 @@ def main():
         "",
         f"Model: GradientBoostingClassifier(n_estimators={args.estimators}, max_depth={args.depth}), {len(names)} features "
         f"computed by `citeflow features`.",
+        f"Training files: {', '.join(path.split('/')[-1] for path in args.train)}.",
         f"Training pairs: {int((~validation).sum())} ({int(labels[~validation].sum())} positive); "
         f"validation pairs (20% of references, by hash): {int(validation.sum())}.",
         "",

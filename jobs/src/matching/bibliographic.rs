@@ -75,16 +75,16 @@ fn patterns() -> &'static Patterns {
     static PATTERNS: OnceLock<Patterns> = OnceLock::new();
     PATTERNS.get_or_init(|| Patterns {
         range_end: Regex::new(r"^\s*[-–—]\s*([A-Za-z]?\d{1,6})").expect("range end"),
-        no_volume: Regex::new(r"(;)\s*:\s*([A-Za-z]?\d{1,6}[A-Za-z]?)\b").expect("locator without volume"),
+        no_volume: Regex::new(r"(;)\s*:\s*([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b").expect("locator without volume"),
         colon: Regex::new(
-            r"\b(\d{1,5})\s*(?:(?:Pt|Part|Suppl|Supplement|Spec No)\.?\s*[A-Za-z0-9]{0,4}\s*)?(?:\([^()]{1,15}\))?\s*:\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6}[A-Za-z]?)\b",
+            r"\b(\d{1,5})\s*(?:(?:Pt|Part|Suppl|Supplement|Spec No)\.?\s*[A-Za-z0-9]{0,4}\s*)?(?:\([^()]{1,15}\))?\s*:\s*(?:[pP]p?\.?\s*)?([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b",
         )
         .expect("colon locator"),
         comma: Regex::new(
             r"\b(\d{1,5})\s*(?:\([^()]{1,15}\))?\s*,\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6})\s*[-–—]\s*[A-Za-z]?\d",
         )
         .expect("comma locator"),
-        chicago: Regex::new(r"\b(\d{1,5}),?\s*no\.\s*[A-Za-z0-9-]{1,8}\s*\([^()]{1,20}\)\s*:\s*([A-Za-z]?\d{1,6}[A-Za-z]?)\b")
+        chicago: Regex::new(r"\b(\d{1,5}),?\s*no\.\s*[A-Za-z0-9-]{1,8}\s*\([^()]{1,20}\)\s*:\s*([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b")
             .expect("chicago locator"),
         year: Regex::new(r"\b(1[89]\d\d|20\d\d)[a-z]?\b").expect("year"),
     })
@@ -96,15 +96,12 @@ const MONTHS: &[&str] = &[
     "autumn", "fall", "winter",
 ];
 
-/// Whether a word is part of a date ("1977", "Mar", "Mar-Apr", "15", "(2015).") or empty.
+/// Whether a word is part of a date ("1977", "Mar", "Mar-Apr", "15", "(2015).", or a
+/// misprinted year such as "1e79" or "19777": a word that starts with a digit) or empty.
+/// Journal names do not end in a word that starts with a digit ("F1000Res" does not).
 fn is_date_word(word: &str) -> bool {
     let core = word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
-    if core.is_empty() {
-        return true;
-    }
-    let is_year = core.len() == 4 && core.chars().all(|c| c.is_ascii_digit());
-    let is_day = core.len() <= 2 && core.chars().all(|c| c.is_ascii_digit());
-    is_year || is_day || core.split(['-', '/']).all(|part| MONTHS.contains(&part))
+    core.is_empty() || core.starts_with(|c: char| c.is_ascii_digit()) || core.split(['-', '/']).all(|part| MONTHS.contains(&part))
 }
 
 /// Whether a word ends a sentence of a title rather than abbreviating a journal word.
@@ -145,16 +142,21 @@ fn journal_candidates(prefix: &str) -> Vec<String> {
     candidates
 }
 
+/// The years (1800 to 2099) written in a reference, ascending.
+pub fn reference_years(reference: &str) -> Vec<i32> {
+    let mut years: Vec<i32> = patterns().year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
+    years.sort_unstable();
+    years.dedup();
+    years
+}
+
 /// A volume/page occurrence: where it starts, the volume (if written), first and last page.
 type Locator = (usize, Option<String>, String, Option<String>);
 
 /// Reads years, volumes and blocking keys from a reference string.
 pub fn reference_locators(reference: &str, journals: &JournalTable) -> ReferenceLocators {
     let patterns = patterns();
-    let mut years: Vec<i32> =
-        patterns.year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
-    years.sort_unstable();
-    years.dedup();
+    let years = reference_years(reference);
     let locator = |c: regex::Captures<'_>| {
         let first = c.get(2)?;
         let last = patterns
@@ -318,6 +320,27 @@ mod tests {
             pages: Some("1234-40"),
         };
         assert!(shares_key("Doe J. A study of things. J. Biol. Chem. 270:1234-1240 (1995).", publication));
+    }
+
+    #[test]
+    fn long_article_numbers_and_misprinted_years_still_meet() {
+        let article = |pages| PublicationLocators {
+            journals: [Some("PLoS One"), Some("PloS one")],
+            volume: Some("16"),
+            year: Some(2021),
+            pages: Some(pages),
+        };
+        assert!(shares_key("PLoS One. 2021 Jun;16(6):e0252640", article("e0252640")));
+        assert!(shares_key("PLoS One. 2021 Jun;16:23247096211022487", article("23247096211022487")));
+        assert!(shares_key("Cochrane Database Syst Rev. 2021 May;16:CD013122", PublicationLocators {
+            journals: [Some("Cochrane Database Syst Rev"), None],
+            ..article("CD013122")
+        }));
+        for misprint in ["1e79", "19779", "179", "1979eSep"] {
+            let reference = format!("Med Instrum. {misprint} Jan;13(1):55-8");
+            let publication = PublicationLocators { journals: [Some("Med Instrum"), None], volume: Some("13"), year: Some(1979), pages: Some("55-8") };
+            assert!(shares_key(&reference, publication), "{reference}");
+        }
     }
 
     #[test]

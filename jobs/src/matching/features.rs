@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::authors::author_agreement;
 use super::bibliographic::reference_locators;
 use super::journals::JournalTable;
 use super::text::{first_page, last_page, leading_number};
@@ -22,6 +23,8 @@ pub enum Family {
     Bibliographic,
     /// A title shingle.
     Title,
+    /// The first author's surname and the year.
+    Author,
 }
 
 /// What is known about one candidate pair. Shares are in millionths, so features can live
@@ -58,6 +61,10 @@ pub struct Features {
     /// Share of the words of the publication's journal name (abbreviated or full, the better)
     /// found in the reference, in millionths.
     pub journal_similarity: u32,
+    /// The reference begins with the publication's first author.
+    pub first_author_leads: bool,
+    /// Share of the publication's first authors found in the reference, in millionths.
+    pub authors_found: u32,
 }
 
 /// Computes the features of a pair found by `families`.
@@ -97,6 +104,7 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
     let (volume_agrees, volume_contradicts) = agreement(&volume, &locators.volumes);
     let (page_agrees, page_contradicts) = agreement(&page, &locators.pages);
     let (last_page_agrees, last_page_contradicts) = agreement(&publication.pages.as_deref().and_then(last_page), &locators.last_pages);
+    let authors = author_agreement(&publication.authors, reference);
     Features {
         identifier,
         bibliographic: families.contains(&Family::Bibliographic),
@@ -117,20 +125,23 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
             .map(|name| share(&content_words(name)))
             .max()
             .unwrap_or(0),
+        first_author_leads: authors.first_author_leads,
+        authors_found: authors.authors_found,
     }
 }
 
 /// The names of the values of [`Features::vector`], in order: the columns of the feature
 /// export and the inputs of a learned scorer.
-pub const FEATURE_NAMES: [&str; 17] = [
+pub const FEATURE_NAMES: [&str; 19] = [
     "doi", "pmid", "pmcid", "bibliographic", "title_containment", "title_words", "reference_title_words",
     "year_agrees", "year_contradicts", "volume_agrees", "volume_contradicts", "page_agrees", "page_contradicts",
-    "has_title_words", "last_page_agrees", "last_page_contradicts", "journal_similarity",
+    "has_title_words", "last_page_agrees", "last_page_contradicts", "journal_similarity", "first_author_leads",
+    "authors_found",
 ];
 
 impl Features {
     /// The features as numbers, in the order of [`FEATURE_NAMES`].
-    pub fn vector(&self) -> [f32; 17] {
+    pub fn vector(&self) -> [f32; FEATURE_NAMES.len()] {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         [
             flag(self.identifier == Some(Method::Doi)),
@@ -150,6 +161,8 @@ impl Features {
             flag(self.last_page_agrees),
             flag(self.last_page_contradicts),
             self.journal_similarity as f32 / 1e6,
+            flag(self.first_author_leads),
+            self.authors_found as f32 / 1e6,
         ]
     }
 }

@@ -7,6 +7,7 @@
 //! citation unless another publication scores as well (an ambiguous reference stays
 //! unmatched). A learned scorer plugs in as a replacement for [`features::rule_score`].
 
+pub mod authors;
 pub mod bibliographic;
 pub mod features;
 pub mod identifiers;
@@ -24,7 +25,8 @@ use timely::progress::Timestamp;
 use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
-use bibliographic::{publication_keys, reference_locators, PublicationLocators};
+use authors::{publication_author_keys, reference_author_keys};
+use bibliographic::{publication_keys, reference_locators, reference_years, PublicationLocators};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
@@ -95,6 +97,25 @@ impl Candidate {
 /// explode the join and says little.
 pub const MAX_PUBLICATIONS_PER_TITLE_KEY: isize = 200;
 
+/// An author key (surname and year) shared by more publications than this is too common to
+/// block on.
+pub const MAX_PUBLICATIONS_PER_AUTHOR_KEY: isize = 50;
+
+/// Reference–publication pairs that share a key, found by `family`; keys shared by more than
+/// `max_publications` publications are left out (they would explode the join and say little).
+fn join_on_uncommon_keys<'scope, T>(
+    reference_keys: VecCollection<'scope, T, (String, ReferenceKey)>,
+    publication_keys: VecCollection<'scope, T, (String, String)>,
+    max_publications: isize,
+    family: Family,
+) -> VecCollection<'scope, T, (ReferenceKey, (String, Family))>
+where
+    T: Timestamp + Lattice + Ord,
+{
+    let common = publication_keys.clone().map(|(key, _)| key).count().filter(move |(_, count)| *count > max_publications).map(|(key, _)| key);
+    reference_keys.join_map(publication_keys.antijoin(common), move |_key, reference, publication| (reference.clone(), (publication.clone(), family)))
+}
+
 /// The bibliographic keys of a publication.
 pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTable) -> Vec<String> {
     let locators = PublicationLocators {
@@ -107,7 +128,7 @@ pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTa
 }
 
 /// Candidate pairs for every reference with their features: pairs found by identifiers,
-/// bibliographic keys or title keys, deduplicated per (reference, publication).
+/// bibliographic keys, title keys or author keys, deduplicated per (reference, publication).
 pub fn candidate_features<'scope, T>(
     publications: VecCollection<'scope, T, (String, Publication)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
@@ -141,16 +162,23 @@ where
     let title_keys = publications.clone().flat_map(|(id, publication)| {
         publication.title.as_deref().map(publication_title_keys).unwrap_or_default().into_iter().map(move |k| (k, id.clone()))
     });
-    let common = title_keys.clone().map(|(key, _)| key).count().filter(|(_, count)| *count > MAX_PUBLICATIONS_PER_TITLE_KEY).map(|(key, _)| key);
-    let title_keys = title_keys.antijoin(common);
     let reference_title = references
         .clone()
         .flat_map(|(reference, text)| reference_title_keys(&text).into_iter().map(move |k| (k, reference.clone())));
-    let by_title = reference_title.join_map(title_keys, |_key, reference, publication| (reference.clone(), (publication.clone(), Family::Title)));
+    let by_title = join_on_uncommon_keys(reference_title, title_keys, MAX_PUBLICATIONS_PER_TITLE_KEY, Family::Title);
+
+    let author_keys = publications.clone().flat_map(|(id, publication)| {
+        publication_author_keys(&publication.authors, publication.year).into_iter().map(move |k| (k, id.clone()))
+    });
+    let reference_authors = references.clone().flat_map(|(reference, text)| {
+        reference_author_keys(&text, &reference_years(&text)).into_iter().map(move |k| (k, reference.clone()))
+    });
+    let by_author = join_on_uncommon_keys(reference_authors, author_keys, MAX_PUBLICATIONS_PER_AUTHOR_KEY, Family::Author);
 
     let families = by_identifier
         .concat(by_bibliography)
         .concat(by_title)
+        .concat(by_author)
         .map(|(reference, (publication, family))| ((reference, publication), family))
         .distinct()
         .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));

@@ -1,0 +1,116 @@
+//! Author blocking keys and author agreement.
+//!
+//! A publication contributes each word of its first author's surname with its year; a
+//! reference contributes the first surname-like word of its text (where every style but the
+//! title-less NLM string puts the first author) with each year it writes. The key finds
+//! references whose title is truncated, misspelt or too short for title shingles; the
+//! scorer then weighs title, journal and locators as for any candidate. Years must agree
+//! exactly: the key is a fallback for damaged titles, and a tolerance of one year would
+//! triple its candidates.
+
+use super::text::words;
+
+/// Leading words of a reference that may be the first author's surname (a surname of
+/// several words, or one preceded by an initial).
+const LEADING_WORDS: usize = 4;
+/// Shortest surname word used as a key: shorter ones ("de", "li") would say too little.
+const MIN_KEY_LETTERS: usize = 3;
+/// Authors whose surnames are looked for in a reference.
+const AUTHORS_CHECKED: usize = 3;
+
+/// Whether a normalised word can be a surname key.
+fn is_key_word(word: &str) -> bool {
+    word.len() >= MIN_KEY_LETTERS && word.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+fn author_key(word: &str, year: i32) -> String {
+    format!("a|{word}|{year}")
+}
+
+/// The author keys of a publication: each word of its first author's surname with its year.
+pub fn publication_author_keys(authors: &[String], year: Option<i32>) -> Vec<String> {
+    let (Some(first), Some(year)) = (authors.first(), year) else { return Vec::new() };
+    words(first).split(' ').filter(|w| is_key_word(w)).map(|word| author_key(word, year)).collect()
+}
+
+/// The leading words of a reference that may name its first author.
+fn leading_words(reference: &str) -> Vec<String> {
+    words(reference).split(' ').take(LEADING_WORDS).map(str::to_string).collect()
+}
+
+/// The author keys of a reference: its first surname-like leading word with each of `years`.
+pub fn reference_author_keys(reference: &str, years: &[i32]) -> Vec<String> {
+    let leading = leading_words(reference);
+    let Some(word) = leading.iter().find(|w| is_key_word(w)) else { return Vec::new() };
+    years.iter().map(|year| author_key(word, *year)).collect()
+}
+
+/// How a publication's authors appear in a reference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthorAgreement {
+    /// The reference begins with the first author's surname.
+    pub first_author_leads: bool,
+    /// Share of the first authors' surnames found anywhere in the reference, in millionths.
+    pub authors_found: u32,
+}
+
+/// How `authors` (surnames, in order) appear in `reference`.
+pub fn author_agreement(authors: &[String], reference: &str) -> AuthorAgreement {
+    let reference_words = words(reference);
+    let found: Vec<&str> = reference_words.split(' ').collect();
+    let leading = leading_words(reference);
+    let appears = |surname: &String, within: &[&str]| {
+        let parts: Vec<String> = words(surname).split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect();
+        !parts.is_empty() && parts.iter().all(|part| within.contains(&part.as_str()))
+    };
+    let checked = &authors[..authors.len().min(AUTHORS_CHECKED)];
+    let leading: Vec<&str> = leading.iter().map(String::as_str).collect();
+    AuthorAgreement {
+        first_author_leads: authors.first().is_some_and(|first| appears(first, &leading)),
+        authors_found: if checked.is_empty() {
+            0
+        } else {
+            (checked.iter().filter(|surname| appears(surname, &found)).count() as u64 * 1_000_000 / checked.len() as u64) as u32
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shares_key(reference: &str, reference_years: &[i32], authors: &[&str], year: i32) -> bool {
+        let authors: Vec<String> = authors.iter().map(|a| a.to_string()).collect();
+        let from_reference = reference_author_keys(reference, reference_years);
+        publication_author_keys(&authors, Some(year)).iter().any(|k| from_reference.contains(k))
+    }
+
+    #[test]
+    fn the_first_author_and_year_meet_whatever_the_title() {
+        let reference = "Emerson N (1977) Movement of the hyoid in. The American journal of anatomy.";
+        assert!(shares_key(reference, &[1977], &["Emerson", "Smith"], 1977));
+        assert!(!shares_key(reference, &[1977], &["Emerson"], 1978), "years agree exactly");
+        assert!(!shares_key(reference, &[1977], &["Smith", "Emerson"], 1977), "only the first author is a key");
+    }
+
+    #[test]
+    fn surnames_of_several_words_and_accents_meet() {
+        let reference = "Martínez de Espronceda Ezquerro O, Azcona Rodríguez Z. (2021) The Reading Man Flap.";
+        assert!(shares_key(reference, &[2021], &["Martinez de Espronceda Ezquerro"], 2021));
+        assert!(!shares_key(reference, &[2021], &["Azcona Rodríguez"], 2021), "only the leading surname is a key");
+        assert!(shares_key("de Marsac C, Cohen-Bazire E. Molecular composition. 1977.", &[1977], &["de Marsac"], 1977));
+        assert!(publication_author_keys(&["Li".into()], Some(2021)).is_empty(), "too short to be a key");
+        assert!(publication_author_keys(&["Smith".into()], None).is_empty());
+    }
+
+    #[test]
+    fn agreement_finds_the_leading_author_and_the_others() {
+        let authors: Vec<String> = ["Galera", "Casitas", "Martínez-Cerón", "Utrilla"].iter().map(|a| a.to_string()).collect();
+        let full = author_agreement(&authors, "Galera A, Casitas S, Martinez-Ceron N, et al. (2021) Effect of hyperinflation.");
+        assert_eq!(full, AuthorAgreement { first_author_leads: true, authors_found: 1_000_000 });
+        let other = author_agreement(&authors, "Zeik K (2021) Effect of hyperinflation. Casitas R, editor.");
+        assert!(!other.first_author_leads);
+        assert_eq!(other.authors_found, 333_333);
+        assert_eq!(author_agreement(&[], "Galera A (2021)"), AuthorAgreement::default());
+    }
+}
