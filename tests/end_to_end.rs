@@ -208,7 +208,7 @@ fn two_matchers_side_by_side_write_their_own_rows_and_a_comparison() {
     let url = postgres.database("ab");
     let model = repository().join("training/scorer.onnx");
     let matchers = format!(
-        "[[matching.matchers]]\nmatcher = \"rules-v1\"\n\n[[matching.matchers]]\nmatcher = \"model-v1\"\nmin_score = 0.5\nmodel = \"{}\"\n",
+        "[[matching.matchers]]\nmatcher = \"rules-v1\"\nmodel = \"rules\"\n\n[[matching.matchers]]\nmatcher = \"model-v1\"\nmin_score = 0.5\nmodel = \"{}\"\n",
         model.display()
     );
     let config = JobConfig::with_extra(&broker, &url, 2, 4, &matchers);

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::dataflow::MatcherLogic;
 use crate::periods::PeriodLogic;
-use crate::matching::{DecisionRule, Scorer, SCORE_SCALE};
+use crate::matching::{DecisionRule, ModelSource, Scorer, SCORE_SCALE};
 
 /// Topic names.
 #[derive(Clone, Debug, Deserialize)]
@@ -48,38 +48,43 @@ impl Default for TopicsConfig {
 pub struct MatcherConfig {
     /// The matcher version recorded with each citation.
     pub matcher: String,
-    /// The lowest score (0 to 1) that makes a candidate a citation.
-    pub min_score: f64,
+    /// The lowest score (0 to 1) that makes a candidate a citation; by default 0.5 for a
+    /// learned scorer (a probability) and 0.8 for the rules.
+    pub min_score: Option<f64>,
     /// How far (0 to 1) the best candidate must score above any other publication.
     pub margin: f64,
-    /// An ONNX scorer trained on `citeflow features`; empty for the rule scorer.
+    /// The scorer: empty for the learned scorer built into citeflow, `rules` for the
+    /// hand-written rules, or an ONNX model file trained on `citeflow features` (watched for
+    /// replacements while the job runs).
     pub model: String,
     /// ONNX Runtime's shared library; empty to use the one `scripts/services.sh install` puts in
     /// `~/.cache/citeflow/python`.
     pub onnx_runtime: String,
 }
 
+/// The `model` setting that selects the rule scorer.
+pub const RULES: &str = "rules";
+
 impl Default for MatcherConfig {
     fn default() -> Self {
-        MatcherConfig { matcher: "rules-v1".into(), min_score: 0.8, margin: 0.02, model: String::new(), onnx_runtime: String::new() }
+        MatcherConfig { matcher: "learned-v2".into(), min_score: None, margin: 0.02, model: String::new(), onnx_runtime: String::new() }
     }
 }
 
 impl MatcherConfig {
     /// The scorer these settings ask for; `setting` names this matcher in errors.
     pub fn scorer(&self, setting: &str) -> Result<Scorer, ConfigError> {
-        if self.model.is_empty() {
-            return Ok(Scorer::Rules);
-        }
-        let model = PathBuf::from(&self.model);
-        if !model.is_file() {
-            return Err(ConfigError::invalid(format!("{setting}.model"), format!("{} is not a file", model.display())));
-        }
+        let model = match self.model.as_str() {
+            RULES => return Ok(Scorer::Rules),
+            "" => ModelSource::Bundled,
+            path if Path::new(path).is_file() => ModelSource::File(PathBuf::from(path)),
+            path => return Err(ConfigError::invalid(format!("{setting}.model"), format!("{path} is not a file"))),
+        };
         let runtime = match self.onnx_runtime.as_str() {
             "" => runtime_library().ok_or_else(|| {
                 ConfigError::invalid(
                     format!("{setting}.onnx_runtime"),
-                    "ONNX Runtime not found; run scripts/services.sh install or set ORT_DYLIB_PATH",
+                    "ONNX Runtime not found; run scripts/services.sh install, set ORT_DYLIB_PATH, or choose model = \"rules\"",
                 )
             })?,
             path => PathBuf::from(path),
@@ -90,12 +95,17 @@ impl MatcherConfig {
         Ok(Scorer::Model { runtime, model })
     }
 
+    /// The lowest score of a citation, the default depending on the scorer.
+    fn min_score(&self) -> f64 {
+        self.min_score.unwrap_or(if self.model == RULES { 0.8 } else { 0.5 })
+    }
+
     /// The matcher as the dataflow runs it.
     pub fn logic(&self, setting: &str) -> Result<MatcherLogic, ConfigError> {
         Ok(MatcherLogic {
             name: self.matcher.clone(),
             decision: DecisionRule {
-                min_score: (self.min_score * SCORE_SCALE).round() as u32,
+                min_score: (self.min_score() * SCORE_SCALE).round() as u32,
                 margin: (self.margin * SCORE_SCALE).round() as u32,
             },
             scorer: self.scorer(setting)?,
@@ -103,7 +113,7 @@ impl MatcherConfig {
     }
 
     fn validate(&self, setting: &str) -> Result<(), ConfigError> {
-        if !(0.0..=1.0).contains(&self.min_score) {
+        if !(0.0..=1.0).contains(&self.min_score()) {
             return Err(ConfigError::invalid(format!("{setting}.min_score"), "must be between 0 and 1"));
         }
         if !(0.0..=1.0).contains(&self.margin) {
@@ -254,8 +264,12 @@ impl CiteflowConfig {
         config.postgres.apply_env()?;
         if let Some(primary) = config.matching.matchers.first_mut() {
             env_override(&mut primary.matcher, "CITEFLOW_MATCHER")?;
-            env_override(&mut primary.min_score, "CITEFLOW_MIN_SCORE")?;
             env_override(&mut primary.model, "CITEFLOW_MODEL")?;
+            if std::env::var_os("CITEFLOW_MIN_SCORE").is_some() {
+                let mut min_score = primary.min_score();
+                env_override(&mut min_score, "CITEFLOW_MIN_SCORE")?;
+                primary.min_score = Some(min_score);
+            }
             env_override(&mut primary.onnx_runtime, "ORT_DYLIB_PATH")?;
         }
         config.validate()?;
@@ -298,6 +312,18 @@ mod tests {
         let text = include_str!("../../config/local.toml");
         let config: CiteflowConfig = parse_toml(text, "config/local.toml").unwrap();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_learned_scorer_is_the_default_and_the_rules_remain_a_choice() {
+        let mut matcher = MatcherConfig::default();
+        assert!(matches!(matcher.scorer("m").expect("run scripts/services.sh install"), Scorer::Model { model: ModelSource::Bundled, .. }));
+        assert_eq!(matcher.min_score(), 0.5);
+        matcher.model = RULES.into();
+        assert_eq!(matcher.scorer("m").unwrap(), Scorer::Rules);
+        assert_eq!(matcher.min_score(), 0.8);
+        matcher.min_score = Some(0.9);
+        assert_eq!(matcher.logic("m").unwrap().decision.min_score, 900_000);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use timely::dataflow::Stream;
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::envelope::{decode, Event, TopicRoles};
 use crate::matching::journals::JournalTable;
-use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, Scorer};
+use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, ModelSource, Scorer};
 use citeflow_connectors::files::watch_file;
 use citeflow_operators::inference::InferenceError;
 use crate::periods::{citations_per_period, Dated, DocumentArrival, PeriodLogic};
@@ -111,7 +111,7 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
     let mut decisions = Vec::new();
     for matcher in &logic.matchers {
         let replacements = match (&matcher.scorer, logic.watch_models_ms) {
-            (Scorer::Model { model, .. }, Some(poll)) => Some(watch_file(scope, model.clone(), poll)),
+            (Scorer::Model { model: ModelSource::File(path), .. }, Some(poll)) => Some(watch_file(scope, path.clone(), poll)),
             _ => None,
         };
         let scored = score_pairs(pairs.clone(), &matcher.scorer, replacements)?;

@@ -25,7 +25,6 @@ use crate::loader::{envelope, publication_key};
 use crate::matching::journals::JournalTable;
 use crate::matching::features::{Features, FEATURE_NAMES};
 use crate::matching::{candidate_features, candidates, decide, Candidate, DecisionRule, Scorer};
-use citeflow_operators::inference::BinaryClassifier;
 
 /// One labelled reference.
 #[derive(Clone, Debug, Deserialize)]
@@ -179,7 +178,7 @@ pub fn match_references(
     rule: DecisionRule,
 ) -> anyhow::Result<BTreeMap<usize, Candidate>> {
     if let Scorer::Model { runtime, model } = scorer {
-        BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
+        model.load(runtime)?;
     }
     let journals = Arc::new(JournalTable::bundled());
     let scorer = scorer.clone();

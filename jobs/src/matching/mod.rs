@@ -15,6 +15,7 @@ pub mod journals;
 pub mod text;
 pub mod title;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use citeflow_operators::best::best_by_key;
@@ -200,10 +201,40 @@ pub enum Scorer {
     /// A classifier trained on the exported features, run by ONNX Runtime in batches.
     Model {
         /// ONNX Runtime's shared library.
-        runtime: std::path::PathBuf,
+        runtime: PathBuf,
         /// The ONNX model.
-        model: std::path::PathBuf,
+        model: ModelSource,
     },
+}
+
+/// The scorer trained in `training/` (report in `training/report.md`), built into citeflow.
+pub const BUNDLED_MODEL: &[u8] = include_bytes!("../../../training/scorer.onnx");
+
+/// Where a learned scorer's model comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSource {
+    /// [`BUNDLED_MODEL`].
+    Bundled,
+    /// A model file; the running job watches it for replacements.
+    File(PathBuf),
+}
+
+impl ModelSource {
+    /// Loads the model with ONNX Runtime's library `runtime`, checking its input width.
+    pub fn load(&self, runtime: &Path) -> Result<BinaryClassifier, InferenceError> {
+        match self {
+            ModelSource::Bundled => BinaryClassifier::from_bytes(runtime, &self.name(), BUNDLED_MODEL, FEATURE_NAMES.len()),
+            ModelSource::File(path) => BinaryClassifier::load(runtime, path, FEATURE_NAMES.len()),
+        }
+    }
+
+    /// How logs name the model.
+    pub fn name(&self) -> String {
+        match self {
+            ModelSource::Bundled => "the bundled scorer".to_string(),
+            ModelSource::File(path) => path.display().to_string(),
+        }
+    }
 }
 
 /// Candidate pairs scored by the rule scorer; rejected pairs are dropped.
@@ -249,7 +280,7 @@ where
     T: Timestamp + Lattice + Ord + TotalOrder,
 {
     let Scorer::Model { runtime, model } = scorer else { return Ok(rule_scored(pairs)) };
-    let classifier = BinaryClassifier::load(runtime, model, FEATURE_NAMES.len())?;
+    let classifier = model.load(runtime)?;
     let score = |classifier: &mut BinaryClassifier, batch: &[(ReferenceKey, (String, Features))]| {
         let rows: Vec<Vec<f32>> = batch.iter().map(|(_, (_, features))| features.vector().to_vec()).collect();
         let probabilities = classifier.probabilities(&rows).expect("the model ran on this input shape at load");
@@ -272,7 +303,7 @@ where
             batched_map(pairs, INFERENCE_BATCH, "scorer", move |batch| score(&mut classifier, batch))
         }
         Some(replacements) => {
-            let (runtime, name) = (runtime.clone(), model.display().to_string());
+            let (runtime, name) = (runtime.clone(), model.name());
             let load = move |bytes: Vec<u8>| match BinaryClassifier::from_bytes(&runtime, &name, &bytes, FEATURE_NAMES.len()) {
                 Ok(replacement) => {
                     tracing::info!(model = %name, "new scorer model loaded; re-scoring candidates");
