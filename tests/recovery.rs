@@ -376,3 +376,39 @@ fn replacing_the_model_rescores_inside_the_running_job() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(Db::connect(&scratch).rows(citations), after, "the swapped job equals a fresh run with the new model");
 }
+
+#[test]
+fn changing_the_decision_rule_redecides_inside_the_running_job() {
+    let Setup { postgres: _postgres, broker, url, config } = Setup::new("rule_change");
+    let port = free_port();
+    let mut job = citeflow(&config, &["run"])
+        .env("CITEFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    produce(&broker, &workload(5, 400, 500).messages, None);
+    let db = Db::connect(&url);
+    wait_caught_up(&db, &broker);
+    let threshold = 0.95;
+    let below = format!("SELECT count(*) FROM citations WHERE score < {threshold}");
+    let dropped = db.count(&below);
+    let affected = db.count(&format!("SELECT count(DISTINCT publication_id) FROM citations WHERE score < {threshold}"));
+    assert!(dropped > 0, "the new rule must affect some citations");
+    let written = |view: &str| metric(port, &format!("citeflow_rows_written_total{{view=\"{view}\"}}"));
+    let (citations_written, publications_written) = (written("citations"), written("publications"));
+    let counts_written = written("publication_citation_counts");
+
+    let text = std::fs::read_to_string(&config.path).unwrap();
+    let staged = config.path.with_extension("next");
+    std::fs::write(&staged, format!("{text}\n[[matching.matchers]]\nmin_score = {threshold}\n")).unwrap();
+    std::fs::rename(&staged, &config.path).unwrap();
+    db.wait_until("the stricter rule's citations are written", |db| db.count(&below) == 0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(written("citations") - citations_written, dropped as f64, "only the citations the rule drops are written");
+    assert_eq!(written("publication_citation_counts") - counts_written, affected as f64, "and their publications' counts");
+    assert_eq!(written("publications"), publications_written, "nothing else is rewritten");
+    assert!(job.try_wait().unwrap().is_none(), "the job goes on without a restart");
+    job.kill().unwrap();
+    job.wait().unwrap();
+}

@@ -92,7 +92,7 @@ fn main() {
             let pairs = candidate_features(publications, references, journals)
                 .inspect(move |(_, _, diff)| pairs_sink.lock().unwrap().0 += *diff as usize);
             let decisions_sink = sink.clone();
-            let (probe, _) = decide(rule_scored(pairs), DecisionRule::default())
+            let (probe, _) = decide(rule_scored(pairs), DecisionRule::default(), None)
                 .inspect(move |(_, _, diff)| decisions_sink.lock().unwrap().1 += *diff as usize)
                 .probe();
             (publication_input, reference_input, probe)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use citeflow_connectors::kafka::KafkaConfig;
 use citeflow_connectors::postgres::PostgresConfig;
-use citeflow_engine::config::{env_override, load_toml, parse_duration, ConfigError, EngineConfig};
+use citeflow_engine::config::{env_override, load_toml, parse_duration, parse_toml, ConfigError, EngineConfig};
 use citeflow_operators::lateness::LatePolicy;
 use citeflow_operators::watermark::WatermarkSettings;
 use citeflow_operators::window::Windows;
@@ -100,16 +100,17 @@ impl MatcherConfig {
         self.min_score.unwrap_or(if self.model == RULES { 0.8 } else { 0.5 })
     }
 
+    /// When this matcher's best candidate becomes a citation.
+    pub fn decision(&self) -> DecisionRule {
+        DecisionRule {
+            min_score: (self.min_score() * SCORE_SCALE).round() as u32,
+            margin: (self.margin * SCORE_SCALE).round() as u32,
+        }
+    }
+
     /// The matcher as the dataflow runs it.
     pub fn logic(&self, setting: &str) -> Result<MatcherLogic, ConfigError> {
-        Ok(MatcherLogic {
-            name: self.matcher.clone(),
-            decision: DecisionRule {
-                min_score: (self.min_score() * SCORE_SCALE).round() as u32,
-                margin: (self.margin * SCORE_SCALE).round() as u32,
-            },
-            scorer: self.scorer(setting)?,
-        })
+        Ok(MatcherLogic { name: self.matcher.clone(), decision: self.decision(), scorer: self.scorer(setting)? })
     }
 
     fn validate(&self, setting: &str) -> Result<(), ConfigError> {
@@ -253,12 +254,27 @@ pub struct CiteflowConfig {
     pub matching: MatchingConfig,
     /// Event time.
     pub event_time: EventTimeConfig,
+    /// The file the configuration was read from, if any: the running job watches it and
+    /// applies new decision rules (`min_score`, `margin`) without a restart.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 impl CiteflowConfig {
     /// Loads the file (if any), applies environment overrides and validates.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut config: CiteflowConfig = load_toml(path)?;
+        let config = CiteflowConfig { file: path.map(Path::to_path_buf), ..load_toml(path)? };
+        config.with_env()
+    }
+
+    /// Parses TOML text (`origin` names it in errors), applies environment overrides and
+    /// validates.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        parse_toml::<CiteflowConfig>(text, origin)?.with_env()
+    }
+
+    fn with_env(mut self) -> Result<Self, ConfigError> {
+        let config = &mut self;
         config.engine.apply_env()?;
         config.kafka.apply_env()?;
         config.postgres.apply_env()?;
@@ -273,7 +289,12 @@ impl CiteflowConfig {
             env_override(&mut primary.onnx_runtime, "ORT_DYLIB_PATH")?;
         }
         config.validate()?;
-        Ok(config)
+        Ok(self)
+    }
+
+    /// The decision rule of every matcher, by matcher name.
+    pub fn decision_rules(&self) -> Vec<(String, DecisionRule)> {
+        self.matching.matchers.iter().map(|matcher| (matcher.matcher.clone(), matcher.decision())).collect()
     }
 
     /// Checks every section.
@@ -305,7 +326,6 @@ impl CiteflowConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use citeflow_engine::config::parse_toml;
 
     #[test]
     fn the_local_configuration_is_valid() {
@@ -324,6 +344,9 @@ mod tests {
         assert_eq!(matcher.min_score(), 0.8);
         matcher.min_score = Some(0.9);
         assert_eq!(matcher.logic("m").unwrap().decision.min_score, 900_000);
+        let text = "[[matching.matchers]]\nmatcher = \"a\"\nmodel = \"rules\"\nmargin = 0.1\n";
+        let rules = CiteflowConfig::parse(text, "text").unwrap().decision_rules();
+        assert_eq!(rules, vec![("a".to_string(), DecisionRule { min_score: 800_000, margin: 100_000 })]);
     }
 
     #[test]

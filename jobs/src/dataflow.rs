@@ -1,6 +1,7 @@
 //! The citation job as a dataflow: from the source's events to the sink's collections.
 //! Kafka is not needed here, so tests and evaluation can drive the same code directly.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
@@ -10,7 +11,7 @@ use citeflow_engine::time::Epoch;
 use citeflow_operators::upsert::{upsert, Upsert};
 use citeflow_operators::validate::validate;
 use citeflow_operators::watermark::Observation;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Broadcast, Map};
 use differential_dataflow::VecCollection;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::Stream;
@@ -21,6 +22,7 @@ use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, ModelSource, Scorer};
 use citeflow_connectors::files::watch_file;
 use citeflow_operators::inference::InferenceError;
+use crate::config::CiteflowConfig;
 use crate::periods::{citations_per_period, Dated, DocumentArrival, PeriodLogic};
 use crate::views::{view_rows, PERIOD_VIEW_IDS};
 
@@ -43,8 +45,12 @@ pub struct JobLogic {
     pub journals: Arc<JournalTable>,
     /// The matchers (one, or two side by side); the first is primary.
     pub matchers: Vec<MatcherLogic>,
-    /// Watch model files for replacements, polling every this many milliseconds.
-    pub watch_models_ms: Option<u64>,
+    /// Watch model files and the configuration file for replacements, polling every this many
+    /// milliseconds.
+    pub watch_files_ms: Option<u64>,
+    /// The configuration file: a change to a matcher's `min_score` or `margin` re-decides its
+    /// citations inside the running job.
+    pub config_file: Option<PathBuf>,
     /// Event time: watermarks and the period view.
     pub periods: PeriodLogic,
 }
@@ -62,6 +68,22 @@ pub struct MatcherLogic {
 
 /// Upsert order of a message: its offset, then its partition.
 type MessageOrder = (i64, i32);
+
+/// The decision rules a changed configuration file sets; a file that does not load is
+/// reported and changes nothing.
+fn decision_rules(text: &[u8], origin: &str) -> Vec<(String, DecisionRule)> {
+    match std::str::from_utf8(text).map_err(|e| e.to_string()).and_then(|text| CiteflowConfig::parse(text, origin).map_err(|e| e.to_string())) {
+        Ok(config) => {
+            let rules = config.decision_rules();
+            tracing::info!(?rules, "configuration changed; re-deciding citations with these rules (other settings apply at the next start)");
+            rules
+        }
+        Err(error) => {
+            tracing::error!(%error, "the changed configuration is unusable; keeping the current decision rules");
+            Vec::new()
+        }
+    }
+}
 
 /// Builds the job from the source's events; fails only if a scorer's model cannot load.
 pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, logic: JobLogic) -> Result<JobOutputs<'scope>, InferenceError> {
@@ -108,14 +130,23 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
     });
     let pairs = candidate_features(publications.clone(), references.clone(), logic.journals);
+    let new_rules = match (&logic.config_file, logic.watch_files_ms) {
+        (Some(path), Some(poll)) => {
+            let origin = path.display().to_string();
+            Some(watch_file(scope, path.clone(), poll).flat_map(move |text| decision_rules(&text, &origin)).broadcast())
+        }
+        _ => None,
+    };
     let mut decisions = Vec::new();
     for matcher in &logic.matchers {
-        let replacements = match (&matcher.scorer, logic.watch_models_ms) {
+        let replacements = match (&matcher.scorer, logic.watch_files_ms) {
             (Scorer::Model { model: ModelSource::File(path), .. }, Some(poll)) => Some(watch_file(scope, path.clone(), poll)),
             _ => None,
         };
         let scored = score_pairs(pairs.clone(), &matcher.scorer, replacements)?;
-        decisions.push((matcher.name.clone(), decide(scored, matcher.decision)));
+        let name = matcher.name.clone();
+        let rule_updates = new_rules.clone().map(|rules| rules.flat_map(move |(matcher, rule)| (matcher == name).then_some(rule)));
+        decisions.push((matcher.name.clone(), decide(scored, matcher.decision, rule_updates)));
     }
     let cited = decisions[0].1.clone().map(|((document, _), candidate)| (document, candidate.publication));
     let periods = citations_per_period(arrivals, document_positions, cited, logic.periods, PERIOD_VIEW_IDS);

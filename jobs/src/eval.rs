@@ -184,7 +184,7 @@ pub fn match_references(
     let scorer = scorer.clone();
     Ok(run_dataflow(publications, references, move |publications, references| {
         let scored = candidates(publications, references, journals.clone(), &scorer, None).expect("the model loaded above");
-        decide(scored, rule)
+        decide(scored, rule, None)
     })
     .into_iter()
     .collect())

@@ -81,7 +81,8 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         roles: TopicRoles { publications: config.topics.publications.clone(), documents: config.topics.documents.clone() },
         journals: Arc::new(JournalTable::bundled()),
         matchers: config.matching.logic()?,
-        watch_models_ms: (!until_caught_up).then_some(config.engine.epoch_ms),
+        watch_files_ms: (!until_caught_up).then_some(config.engine.epoch_ms),
+        config_file: config.file.clone(),
         periods,
     };
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {

@@ -18,7 +18,7 @@ pub mod title;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use citeflow_operators::best::best_by_key;
+use citeflow_operators::best::leaders_by_key;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
@@ -320,7 +320,7 @@ where
 }
 
 /// When the best candidate of a reference becomes its citation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRule {
     /// The lowest score of a citation, in millionths.
     pub min_score: u32,
@@ -334,19 +334,41 @@ impl Default for DecisionRule {
     }
 }
 
-/// Per reference, the best candidate, if it scores at least the rule's minimum and beats
-/// every other publication by the rule's margin (an ambiguous reference stays unmatched).
+impl DecisionRule {
+    /// Whether `best` becomes the citation: it scores at least the minimum and beats the
+    /// runner-up (another publication) by the margin.
+    pub fn accepts(&self, best: &Candidate, runner_up: Option<&Candidate>) -> bool {
+        best.score >= self.min_score
+            && runner_up.is_none_or(|other| other.publication == best.publication || other.score + self.margin <= best.score)
+    }
+}
+
+/// References decided per batch when a new rule re-decides them.
+const DECISION_BATCH: usize = 65_536;
+
+/// Per reference, the best candidate, if `rule` accepts it over the runner-up (an ambiguous
+/// reference stays unmatched). With `updates` (new rules, e.g. from a watched configuration
+/// file; broadcast to every worker) the rule is a dataflow input: a new rule re-decides the
+/// references held, and only the citations whose decision changes flow on.
 pub fn decide<'scope, T>(
     candidates: VecCollection<'scope, T, (ReferenceKey, Candidate)>,
     rule: DecisionRule,
+    updates: Option<Stream<'scope, T, Vec<DecisionRule>>>,
 ) -> VecCollection<'scope, T, (ReferenceKey, Candidate)>
 where
-    T: Timestamp + Lattice + Ord,
+    T: Timestamp + Lattice + Ord + TotalOrder,
 {
-    best_by_key(candidates, move |best: &Candidate, runner_up: Option<&Candidate>| {
-        best.score >= rule.min_score
-            && runner_up.is_none_or(|other| other.publication == best.publication || other.score + rule.margin <= best.score)
-    })
+    let leaders = leaders_by_key(candidates);
+    let Some(updates) = updates else {
+        return leaders.flat_map(move |(reference, (best, runner_up))| rule.accepts(&best, runner_up.as_ref()).then_some((reference, best)));
+    };
+    let decide_batch = |rule: &mut DecisionRule, batch: &[(ReferenceKey, (Candidate, Option<Candidate>))]| {
+        batch
+            .iter()
+            .map(|(reference, (best, runner_up))| rule.accepts(best, runner_up.as_ref()).then(|| (reference.clone(), best.clone())))
+            .collect()
+    };
+    rescore_with_latest(leaders, updates, rule, DECISION_BATCH, "decision", Some, decide_batch).flat_map(|decision| decision)
 }
 
 #[cfg(test)]
@@ -428,7 +450,7 @@ mod tests {
                 let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
                 let journals = Arc::new(JournalTable::bundled());
                 let scored = candidates(publications, references, journals, &Scorer::Rules, None).unwrap();
-                decide(scored, DecisionRule::default()).inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
+                decide(scored, DecisionRule::default(), None).inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
                 (publication_input, reference_input)
             });
             for (round, (publication_changes, reference_changes)) in rounds.iter().enumerate() {
