@@ -2,7 +2,8 @@
 //! 1,000,000, derived from the bundled sample by recombining titles and renumbering
 //! locators), then matches references to them (by default 100,000: half to indexed
 //! publications, half to publications outside the index), and reports references/s,
-//! candidates per reference, peak memory and bytes per indexed publication.
+//! candidates per reference, peak memory and bytes per indexed publication, with the job's
+//! default matcher (the bundled learned scorer).
 //!
 //!     cargo bench -p citeflow-benches --bench scale
 //!     CITEFLOW_BENCH_PUBLICATIONS=200000 CITEFLOW_BENCH_REFERENCES=20000 cargo bench -p citeflow-benches --bench scale
@@ -15,7 +16,8 @@ use citeflow_jobs::domain::Publication;
 use citeflow_jobs::eval::read_publications;
 use citeflow_jobs::loader::EPMC_FILES;
 use citeflow_jobs::matching::journals::JournalTable;
-use citeflow_jobs::matching::{candidate_features, decide, rule_scored, DecisionRule};
+use citeflow_jobs::config::CiteflowConfig;
+use citeflow_jobs::matching::{candidate_features, decide, score_pairs};
 use citeflow_jobs::synthetic::{citable, render, Noise, Rng, STYLES};
 use differential_dataflow::input::Input;
 
@@ -77,13 +79,15 @@ fn main() {
     let memory_before = peak_memory();
     println!("{} indexed publications, {} references; generated with peak memory {:.2} GiB", indexed.len(), texts.len(), memory_before as f64 / (1u64 << 30) as f64);
 
+    let matcher = CiteflowConfig::default().matching.logic().expect("the default matcher (run scripts/services.sh install)").remove(0);
+    println!("matcher: {} ({:?})", matcher.name, matcher.scorer);
     let counts = Arc::new(Mutex::new((0usize, 0usize)));
     let sink = counts.clone();
     let started = Instant::now();
     let timings = Arc::new(Mutex::new(Vec::new()));
     let timing_sink = timings.clone();
     timely::execute(timely::Config::thread(), move |worker| {
-        let (sink, timing_sink) = (sink.clone(), timing_sink.clone());
+        let (sink, timing_sink, matcher) = (sink.clone(), timing_sink.clone(), matcher.clone());
         let (mut publication_input, mut reference_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
             let (reference_input, references) = scope.new_collection::<(citeflow_jobs::domain::ReferenceKey, String), isize>();
@@ -92,7 +96,8 @@ fn main() {
             let pairs = candidate_features(publications, references, journals)
                 .inspect(move |(_, _, diff)| pairs_sink.lock().unwrap().0 += *diff as usize);
             let decisions_sink = sink.clone();
-            let (probe, _) = decide(rule_scored(pairs), DecisionRule::default(), None)
+            let scored = score_pairs(pairs, &matcher.scorer, None).expect("the scorer loads");
+            let (probe, _) = decide(scored, matcher.decision, None)
                 .inspect(move |(_, _, diff)| decisions_sink.lock().unwrap().1 += *diff as usize)
                 .probe();
             (publication_input, reference_input, probe)

@@ -253,6 +253,60 @@ mod tests {
     }
 
     #[test]
+    fn every_feature_of_an_agreeing_reference() {
+        let reference = "Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30.";
+        let found = features(reference, &publication(), &[Family::Bibliographic, Family::Title, Family::Author], &JournalTable::default());
+        let expected = Features {
+            identifier: None,
+            bibliographic: true,
+            title_containment: 1_000_000,
+            title_words: 7,
+            reference_title_words: 7,
+            year_agrees: true,
+            year_contradicts: false,
+            volume_agrees: true,
+            volume_contradicts: false,
+            page_agrees: true,
+            page_contradicts: false,
+            last_page_agrees: true,
+            last_page_contradicts: false,
+            journal_similarity: 1_000_000,
+            first_author_leads: true,
+            authors_found: 1_000_000,
+        };
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn every_feature_of_a_contradicting_reference() {
+        let reference = "Thomas S. Who heads x-ray departments in the region? Arthritis Rheum. 1985;23(4):501-2.";
+        let found = features(reference, &publication(), &[Family::Identifier(Method::Pmid)], &JournalTable::default());
+        let expected = Features {
+            identifier: Some(Method::Pmid),
+            bibliographic: false,
+            title_containment: 0,
+            title_words: 7,
+            reference_title_words: 6,
+            year_agrees: false,
+            year_contradicts: true,
+            volume_agrees: false,
+            volume_contradicts: true,
+            page_agrees: false,
+            page_contradicts: true,
+            last_page_agrees: false,
+            last_page_contradicts: true,
+            journal_similarity: 1_000_000,
+            first_author_leads: false,
+            authors_found: 0,
+        };
+        assert_eq!(found, expected);
+        let vector = found.vector();
+        let named = |name: &str| vector[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()];
+        assert_eq!((named("pmid"), named("doi"), named("year_contradicts"), named("journal_similarity")), (1.0, 0.0, 1.0, 1.0));
+        assert_eq!((named("title_words"), named("has_title_words"), named("authors_found")), (7.0, 1.0, 0.0));
+    }
+
+    #[test]
     fn identifiers_win() {
         assert_eq!(score("anything 1990", &[Family::Identifier(Method::Doi)]), Some((1_000_000, Method::Doi)));
     }
