@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::authors::author_agreement;
-use super::bibliographic::reference_locators;
+use super::bibliographic::{reference_locators, ReferenceLocators};
 use super::journals::JournalTable;
-use super::text::{first_page, last_page, leading_number};
-use std::collections::HashSet;
+use super::text::{first_page, last_page, leading_number, words};
+use std::collections::BTreeSet;
 
 use super::title::{containment, content_words};
 use super::Method;
@@ -67,9 +67,46 @@ pub struct Features {
     pub authors_found: u32,
 }
 
+/// What the features need from a reference string, parsed once per reference rather than
+/// once per candidate pair.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ParsedReference {
+    /// Years written in the reference.
+    pub years: Vec<i32>,
+    /// Volumes found before a page.
+    pub volumes: Vec<String>,
+    /// First pages found after a volume.
+    pub pages: Vec<String>,
+    /// Last pages of the page ranges found after a volume, written out in full.
+    pub last_pages: Vec<String>,
+    /// Content words, in order (see [`content_words`]).
+    pub content_words: Vec<String>,
+    /// The distinct content words.
+    pub distinct_words: BTreeSet<String>,
+    /// Every normalised word, in order (see [`words`]).
+    pub words: Vec<String>,
+}
+
+impl ParsedReference {
+    /// Parses `reference`; `journals` tells journal names apart.
+    pub fn of(reference: &str, journals: &JournalTable) -> Self {
+        let ReferenceLocators { years, volumes, pages, last_pages, keys: _ } = reference_locators(reference, journals);
+        let content_words = content_words(reference);
+        ParsedReference {
+            years,
+            volumes,
+            pages,
+            last_pages,
+            distinct_words: content_words.iter().cloned().collect(),
+            content_words,
+            words: words(reference).split(' ').map(str::to_string).collect(),
+        }
+    }
+}
+
 /// Computes the features of a pair found by `families`.
-pub fn features(reference: &str, publication: &Publication, families: &[Family], journals: &JournalTable) -> Features {
-    let locators = reference_locators(reference, journals);
+pub fn features(reference: &ParsedReference, publication: &Publication, families: &[Family]) -> Features {
+    let locators = reference;
     let identifier = families
         .iter()
         .filter_map(|f| match f {
@@ -85,7 +122,7 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
         _ => (false, false),
     };
     let title_words = content_words(publication.title.as_deref().unwrap_or(""));
-    let reference_words = content_words(reference);
+    let reference_words = &reference.content_words;
     let mut known: Vec<String> = Vec::new();
     for name in [&publication.journal_title, &publication.journal_abbreviation].into_iter().flatten() {
         known.extend(content_words(name));
@@ -93,8 +130,7 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
     known.extend(publication.authors.iter().flat_map(|a| content_words(a)));
     let reference_title_words =
         reference_words.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
-    let reference_words: HashSet<String> = reference_words.into_iter().collect();
-    let share = |words: &[String]| (containment(words, &reference_words) * 1e6).round() as u32;
+    let share = |words: &[String]| (containment(words, &reference.distinct_words) * 1e6).round() as u32;
     let volume = publication.volume.as_deref().and_then(leading_number);
     let page = publication.pages.as_deref().and_then(first_page);
     let agreement = |value: &Option<String>, found: &[String]| match value {
@@ -104,7 +140,7 @@ pub fn features(reference: &str, publication: &Publication, families: &[Family],
     let (volume_agrees, volume_contradicts) = agreement(&volume, &locators.volumes);
     let (page_agrees, page_contradicts) = agreement(&page, &locators.pages);
     let (last_page_agrees, last_page_contradicts) = agreement(&publication.pages.as_deref().and_then(last_page), &locators.last_pages);
-    let authors = author_agreement(&publication.authors, reference);
+    let authors = author_agreement(&publication.authors, &reference.words);
     Features {
         identifier,
         bibliographic: families.contains(&Family::Bibliographic),
@@ -226,7 +262,7 @@ mod tests {
     }
 
     fn score(reference: &str, families: &[Family]) -> Option<(u32, Method)> {
-        rule_score(&features(reference, &publication(), families, &JournalTable::default()))
+        rule_score(&features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), families))
     }
 
     #[test]
@@ -255,7 +291,8 @@ mod tests {
     #[test]
     fn every_feature_of_an_agreeing_reference() {
         let reference = "Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30.";
-        let found = features(reference, &publication(), &[Family::Bibliographic, Family::Title, Family::Author], &JournalTable::default());
+        let parsed = ParsedReference::of(reference, &JournalTable::default());
+        let found = features(&parsed, &publication(), &[Family::Bibliographic, Family::Title, Family::Author]);
         let expected = Features {
             identifier: None,
             bibliographic: true,
@@ -280,7 +317,7 @@ mod tests {
     #[test]
     fn every_feature_of_a_contradicting_reference() {
         let reference = "Thomas S. Who heads x-ray departments in the region? Arthritis Rheum. 1985;23(4):501-2.";
-        let found = features(reference, &publication(), &[Family::Identifier(Method::Pmid)], &JournalTable::default());
+        let found = features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), &[Family::Identifier(Method::Pmid)]);
         let expected = Features {
             identifier: Some(Method::Pmid),
             bibliographic: false,

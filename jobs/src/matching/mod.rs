@@ -32,7 +32,7 @@ use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClas
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 use timely::order::TotalOrder;
-use features::{features, rule_score, Family, Features, FEATURE_NAMES};
+use features::{features, rule_score, Family, Features, ParsedReference, FEATURE_NAMES};
 use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
 use title::{publication_title_keys, reference_title_keys};
@@ -183,13 +183,14 @@ where
         .map(|(reference, (publication, family))| ((reference, publication), family))
         .distinct()
         .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
+    let parsed = references.map(move |(reference, text)| (reference, ParsedReference::of(&text, &journals)));
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
-        .join_map(references, |reference, (publication, families), text| {
-            (publication.clone(), (reference.clone(), text.clone(), families.clone()))
+        .join_map(parsed, |reference, (publication, families), parsed| {
+            (publication.clone(), (reference.clone(), parsed.clone(), families.clone()))
         })
-        .join_map(publications, move |_, (reference, text, families), publication| {
-            (reference.clone(), (publication.id.clone(), features(text, publication, families, &journals)))
+        .join_map(publications, |_, (reference, parsed, families), publication| {
+            (reference.clone(), (publication.id.clone(), features(parsed, publication, families)))
         })
 }
 

@@ -5,7 +5,7 @@
 //! contributes every shingle of its text, so a title contained in a longer reference string
 //! is found. Shingles are over content words (stop words removed).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
 use super::text::words;
@@ -58,7 +58,7 @@ pub fn reference_title_keys(reference: &str) -> Vec<String> {
 
 /// The share of a title's content words (`title`) found in the set of a reference's content
 /// words, allowing one edit in words of five letters or more (typos and OCR errors).
-pub fn containment(title: &[String], reference: &HashSet<String>) -> f64 {
+pub fn containment(title: &[String], reference: &BTreeSet<String>) -> f64 {
     if title.is_empty() {
         return 0.0;
     }
