@@ -326,23 +326,31 @@ fn metric(port: u16, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// Starts the job (`command`) serving metrics on a free port, produces a workload and waits
+/// until the job has committed it; returns the job, the metrics port and the database.
+fn caught_up_job(mut command: std::process::Command, broker: &Broker, url: &str) -> (Child, u16, Db) {
+    let port = free_port();
+    let job = command
+        .env("CITEFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    produce(broker, &workload(5, 400, 500).messages, None);
+    let db = Db::connect(url);
+    wait_caught_up(&db, broker);
+    (job, port, db)
+}
+
 #[test]
 fn replacing_the_model_rescores_inside_the_running_job() {
     let Setup { postgres: _postgres, broker, url, config } = Setup::new("model_swap");
     let dir = TempDir::new("model");
     let model = dir.0.join("scorer.onnx");
     std::fs::copy(repository().join("training/scorer.onnx"), &model).unwrap();
-    let port = free_port();
-    let mut job = citeflow(&config, &["run"])
-        .env("CITEFLOW_MODEL", &model)
-        .env("CITEFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    produce(&broker, &workload(5, 400, 500).messages, None);
-    let db = Db::connect(&url);
-    wait_caught_up(&db, &broker);
+    let mut command = citeflow(&config, &["run"]);
+    command.env("CITEFLOW_MODEL", &model);
+    let (mut job, port, db) = caught_up_job(command, &broker, &url);
     let citations = "SELECT document_id, reference_index::text, publication_id, method, score::text FROM citations ORDER BY 1, 2";
     let before = db.rows(citations);
     assert!(before.len() > 20, "the job made citations with the first model: {} (job {:?})", before.len(), job.try_wait());
@@ -380,16 +388,7 @@ fn replacing_the_model_rescores_inside_the_running_job() {
 #[test]
 fn changing_the_decision_rule_redecides_inside_the_running_job() {
     let Setup { postgres: _postgres, broker, url, config } = Setup::new("rule_change");
-    let port = free_port();
-    let mut job = citeflow(&config, &["run"])
-        .env("CITEFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    produce(&broker, &workload(5, 400, 500).messages, None);
-    let db = Db::connect(&url);
-    wait_caught_up(&db, &broker);
+    let (mut job, port, db) = caught_up_job(citeflow(&config, &["run"]), &broker, &url);
     let threshold = 0.95;
     let below = format!("SELECT count(*) FROM citations WHERE score < {threshold}");
     let dropped = db.count(&below);

@@ -21,7 +21,7 @@ const MAX_JOURNAL_WORDS: usize = 10;
 const MAX_LOCATORS: usize = 3;
 
 /// What a reference string says about where it was published.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ReferenceLocators {
     /// Years written in the reference.
     pub years: Vec<i32>,

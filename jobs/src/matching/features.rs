@@ -71,14 +71,8 @@ pub struct Features {
 /// once per candidate pair.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ParsedReference {
-    /// Years written in the reference.
-    pub years: Vec<i32>,
-    /// Volumes found before a page.
-    pub volumes: Vec<String>,
-    /// First pages found after a volume.
-    pub pages: Vec<String>,
-    /// Last pages of the page ranges found after a volume, written out in full.
-    pub last_pages: Vec<String>,
+    /// Years, volumes and pages written in the reference (without its blocking keys).
+    pub locators: ReferenceLocators,
     /// Content words, in order (see [`content_words`]).
     pub content_words: Vec<String>,
     /// The distinct content words.
@@ -90,13 +84,9 @@ pub struct ParsedReference {
 impl ParsedReference {
     /// Parses `reference`; `journals` tells journal names apart.
     pub fn of(reference: &str, journals: &JournalTable) -> Self {
-        let ReferenceLocators { years, volumes, pages, last_pages, keys: _ } = reference_locators(reference, journals);
         let content_words = content_words(reference);
         ParsedReference {
-            years,
-            volumes,
-            pages,
-            last_pages,
+            locators: ReferenceLocators { keys: Vec::new(), ..reference_locators(reference, journals) },
             distinct_words: content_words.iter().cloned().collect(),
             content_words,
             words: words(reference).split(' ').map(str::to_string).collect(),
@@ -106,7 +96,7 @@ impl ParsedReference {
 
 /// Computes the features of a pair found by `families`.
 pub fn features(reference: &ParsedReference, publication: &Publication, families: &[Family]) -> Features {
-    let locators = reference;
+    let locators = &reference.locators;
     let identifier = families
         .iter()
         .filter_map(|f| match f {
