@@ -260,10 +260,10 @@ mod tests {
     fn the_trained_scorer_separates_clear_cases() {
         let library = runtime_library().expect("ONNX Runtime is not installed: run scripts/services.sh install");
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/scorer.onnx");
-        let mut classifier = BinaryClassifier::load(&library, &model, 19).unwrap();
+        let mut classifier = BinaryClassifier::load(&library, &model, 21).unwrap();
         // Features in the order of citeflow_jobs::matching::features::FEATURE_NAMES.
-        let full_title_match = vec![0., 0., 0., 1., 1.0, 8., 8., 1., 0., 1., 0., 1., 0., 1., 1., 0., 1.0, 1., 1.0];
-        let other_title = vec![0., 0., 0., 0., 0.1, 8., 9., 0., 1., 0., 1., 0., 1., 1., 0., 1., 0.2, 0., 0.];
+        let full_title_match = vec![0., 0., 0., 1., 1.0, 8., 8., 1., 0., 1., 0., 1., 0., 1., 1., 0., 1.0, 1., 1.0, 0., 0.];
+        let other_title = vec![0., 0., 0., 0., 0.1, 8., 9., 0., 1., 0., 1., 0., 1., 1., 0., 1., 0.2, 0., 0., 0., 0.];
         let probabilities = classifier.probabilities(&[full_title_match, other_title]).unwrap();
         assert!(probabilities[0] > 0.9 && probabilities[1] < 0.1, "{probabilities:?}");
         assert!(classifier.probabilities(&[vec![0.0; 3]]).is_err(), "a row of the wrong width is refused");

@@ -11,6 +11,7 @@ use super::text::{first_page, last_page, leading_number, words};
 use std::collections::BTreeSet;
 
 use super::title::{containment, content_words};
+use super::variants::{is_notice, part_number};
 use super::Method;
 use crate::domain::Publication;
 
@@ -65,6 +66,11 @@ pub struct Features {
     pub first_author_leads: bool,
     /// Share of the publication's first authors found in the reference, in millionths.
     pub authors_found: u32,
+    /// One of the reference and the title reads as a notice (correction, erratum, retraction)
+    /// and the other does not.
+    pub notice_differs: bool,
+    /// The reference and the title name different parts of a series.
+    pub part_contradicts: bool,
 }
 
 /// What the features need from a reference string, parsed once per reference rather than
@@ -79,6 +85,10 @@ pub struct ParsedReference {
     pub distinct_words: BTreeSet<String>,
     /// Every normalised word, in order (see [`words`]).
     pub words: Vec<String>,
+    /// The reference reads as a notice about a publication (see [`is_notice`]).
+    pub notice: bool,
+    /// The part of a series it names, if any (see [`part_number`]).
+    pub part: Option<u32>,
 }
 
 impl ParsedReference {
@@ -90,6 +100,8 @@ impl ParsedReference {
             distinct_words: content_words.iter().cloned().collect(),
             content_words,
             words: words(reference).split(' ').map(str::to_string).collect(),
+            notice: is_notice(reference),
+            part: part_number(reference),
         }
     }
 }
@@ -111,7 +123,8 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
         }
         _ => (false, false),
     };
-    let title_words = content_words(publication.title.as_deref().unwrap_or(""));
+    let title = publication.title.as_deref().unwrap_or("");
+    let title_words = content_words(title);
     let reference_words = &reference.content_words;
     let mut known: Vec<String> = Vec::new();
     for name in [&publication.journal_title, &publication.journal_abbreviation].into_iter().flatten() {
@@ -153,16 +166,18 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
             .unwrap_or(0),
         first_author_leads: authors.first_author_leads,
         authors_found: authors.authors_found,
+        notice_differs: reference.notice != is_notice(title),
+        part_contradicts: matches!((reference.part, part_number(title)), (Some(cited), Some(titled)) if cited != titled),
     }
 }
 
 /// The names of the values of [`Features::vector`], in order: the columns of the feature
 /// export and the inputs of a learned scorer.
-pub const FEATURE_NAMES: [&str; 19] = [
+pub const FEATURE_NAMES: [&str; 21] = [
     "doi", "pmid", "pmcid", "bibliographic", "title_containment", "title_words", "reference_title_words",
     "year_agrees", "year_contradicts", "volume_agrees", "volume_contradicts", "page_agrees", "page_contradicts",
     "has_title_words", "last_page_agrees", "last_page_contradicts", "journal_similarity", "first_author_leads",
-    "authors_found",
+    "authors_found", "notice_differs", "part_contradicts",
 ];
 
 impl Features {
@@ -189,6 +204,8 @@ impl Features {
             self.journal_similarity as f32 / 1e6,
             flag(self.first_author_leads),
             self.authors_found as f32 / 1e6,
+            flag(self.notice_differs),
+            flag(self.part_contradicts),
         ]
     }
 }
@@ -300,6 +317,8 @@ mod tests {
             journal_similarity: 1_000_000,
             first_author_leads: true,
             authors_found: 1_000_000,
+            notice_differs: false,
+            part_contradicts: false,
         };
         assert_eq!(found, expected);
     }
@@ -325,12 +344,26 @@ mod tests {
             journal_similarity: 1_000_000,
             first_author_leads: false,
             authors_found: 0,
+            notice_differs: false,
+            part_contradicts: false,
         };
         assert_eq!(found, expected);
         let vector = found.vector();
         let named = |name: &str| vector[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()];
         assert_eq!((named("pmid"), named("doi"), named("year_contradicts"), named("journal_similarity")), (1.0, 0.0, 1.0, 1.0));
         assert_eq!((named("title_words"), named("has_title_words"), named("authors_found")), (7.0, 1.0, 0.0));
+    }
+
+    #[test]
+    fn a_notice_or_another_part_differs_from_the_publication() {
+        let feature = |reference: &str| features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), &[Family::Title]);
+        let notice = feature("Bennett R. Erratum: Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979.");
+        assert!(notice.notice_differs && !notice.part_contradicts);
+        let part = feature("Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Part II. Arthritis Rheum. 1979.");
+        assert!(!part.part_contradicts, "the publication names no part");
+        let first_part = Publication { title: Some("Gastrointestinal systemic sclerosis. Part I.".into()), ..publication() };
+        let parsed = ParsedReference::of("Bennett R. Gastrointestinal systemic sclerosis. Part II. Arthritis Rheum. 1979.", &JournalTable::default());
+        assert!(features(&parsed, &first_part, &[Family::Title]).part_contradicts);
     }
 
     #[test]

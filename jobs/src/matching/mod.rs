@@ -14,6 +14,7 @@ pub mod identifiers;
 pub mod journals;
 pub mod text;
 pub mod title;
+pub mod variants;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
