@@ -220,9 +220,15 @@ impl BinaryClassifier {
         let name = name.to_string();
         let failed = |message: String| InferenceError::Model { model: name.clone(), message };
         let environment = environment(library)?;
-        let session = Session::builder(environment)
-            .and_then(|mut builder| builder.commit_from_memory(bytes))
+        // One thread per session, deterministic kernels: the dataflow's workers are the
+        // parallelism, and a pair's score must not depend on how its batch was split across
+        // threads (summing trees in another order changes the last bits of a probability).
+        let mut builder = Session::builder(environment)
+            .map_err(|e| failed(e.to_string()))?
+            .with_intra_threads(1)
+            .and_then(|builder| builder.with_deterministic_compute(true))
             .map_err(|e| failed(e.to_string()))?;
+        let session = builder.commit_from_memory(bytes).map_err(|e| failed(e.to_string()))?;
         let input = session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| failed("no input".into()))?;
         let output = session
             .outputs()
@@ -267,6 +273,19 @@ mod tests {
         let probabilities = classifier.probabilities(&[full_title_match, other_title]).unwrap();
         assert!(probabilities[0] > 0.9 && probabilities[1] < 0.1, "{probabilities:?}");
         assert!(classifier.probabilities(&[vec![0.0; 3]]).is_err(), "a row of the wrong width is refused");
+    }
+
+    #[test]
+    fn a_score_does_not_depend_on_its_batch() {
+        let library = runtime_library().expect("ONNX Runtime is not installed: run scripts/services.sh install");
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/scorer.onnx");
+        let mut classifier = BinaryClassifier::load(&library, &model, 21).unwrap();
+        let rows: Vec<Vec<f32>> = (0..500u32)
+            .map(|n| (0..21u32).map(|column| ((n * 7919 + column * 104_729) % 1000) as f32 / 1000.0).collect())
+            .collect();
+        let together = classifier.probabilities(&rows).unwrap();
+        let alone: Vec<f32> = rows.iter().flat_map(|row| classifier.probabilities(std::slice::from_ref(row)).unwrap()).collect();
+        assert_eq!(together.iter().map(|p| p.to_bits()).collect::<Vec<_>>(), alone.iter().map(|p| p.to_bits()).collect::<Vec<_>>());
     }
 
     #[test]

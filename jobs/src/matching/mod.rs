@@ -36,6 +36,7 @@ use timely::order::TotalOrder;
 use features::{features, rule_score, Family, Features, ParsedReference, FEATURE_NAMES};
 use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
+use text::stable_hash;
 use title::{publication_title_keys, reference_title_keys};
 
 /// Scores are fixed-point: millionths.
@@ -106,8 +107,8 @@ pub const MAX_PUBLICATIONS_PER_AUTHOR_KEY: isize = 50;
 /// Reference–publication pairs that share a key, found by `family`; keys shared by more than
 /// `max_publications` publications are left out (they would explode the join and say little).
 fn join_on_uncommon_keys<'scope, T>(
-    reference_keys: VecCollection<'scope, T, (String, ReferenceKey)>,
-    publication_keys: VecCollection<'scope, T, (String, String)>,
+    reference_keys: VecCollection<'scope, T, (u64, ReferenceKey)>,
+    publication_keys: VecCollection<'scope, T, (u64, String)>,
     max_publications: isize,
     family: Family,
 ) -> VecCollection<'scope, T, (ReferenceKey, (String, Family))>
@@ -153,27 +154,27 @@ where
     let key_journals = journals.clone();
     let publication_keys = publications
         .clone()
-        .flat_map(move |(id, publication)| publication_blocking_keys(&publication, &key_journals).into_iter().map(move |k| (k, id.clone())));
+        .flat_map(move |(id, publication)| publication_blocking_keys(&publication, &key_journals).into_iter().map(move |k| (stable_hash(&k), id.clone())));
     let key_journals = journals.clone();
     let reference_keys = references
         .clone()
-        .flat_map(move |(reference, text)| reference_locators(&text, &key_journals).keys.into_iter().map(move |k| (k, reference.clone())));
+        .flat_map(move |(reference, text)| reference_locators(&text, &key_journals).keys.into_iter().map(move |k| (stable_hash(&k), reference.clone())));
     let by_bibliography = reference_keys
         .join_map(publication_keys, |_key, reference, publication| (reference.clone(), (publication.clone(), Family::Bibliographic)));
 
     let title_keys = publications.clone().flat_map(|(id, publication)| {
-        publication.title.as_deref().map(publication_title_keys).unwrap_or_default().into_iter().map(move |k| (k, id.clone()))
+        publication.title.as_deref().map(publication_title_keys).unwrap_or_default().into_iter().map(move |k| (stable_hash(&k), id.clone()))
     });
     let reference_title = references
         .clone()
-        .flat_map(|(reference, text)| reference_title_keys(&text).into_iter().map(move |k| (k, reference.clone())));
+        .flat_map(|(reference, text)| reference_title_keys(&text).into_iter().map(move |k| (stable_hash(&k), reference.clone())));
     let by_title = join_on_uncommon_keys(reference_title, title_keys, MAX_PUBLICATIONS_PER_TITLE_KEY, Family::Title);
 
     let author_keys = publications.clone().flat_map(|(id, publication)| {
-        publication_author_keys(&publication.authors, publication.year).into_iter().map(move |k| (k, id.clone()))
+        publication_author_keys(&publication.authors, publication.year).into_iter().map(move |k| (stable_hash(&k), id.clone()))
     });
     let reference_authors = references.clone().flat_map(|(reference, text)| {
-        reference_author_keys(&text, &reference_years(&text)).into_iter().map(move |k| (k, reference.clone()))
+        reference_author_keys(&text, &reference_years(&text)).into_iter().map(move |k| (stable_hash(&k), reference.clone()))
     });
     let by_author = join_on_uncommon_keys(reference_authors, author_keys, MAX_PUBLICATIONS_PER_AUTHOR_KEY, Family::Author);
 

@@ -22,6 +22,16 @@ pub fn squash(text: &str) -> String {
     text.chars().map(fold).filter(char::is_ascii_alphanumeric).collect()
 }
 
+/// A 64-bit hash of `text` that every worker and process running the same build computes
+/// alike (blocking keys travel and meet as these hashes: a collision can only add a candidate
+/// pair, which the scorer then judges).
+pub fn stable_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Lowercase words of letters and digits separated by single spaces.
 pub fn words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -6,9 +6,8 @@
 //! is found. Shingles are over content words (stop words removed).
 
 use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
 
-use super::text::words;
+use super::text::{stable_hash, words};
 
 /// Words per shingle.
 const SHINGLE: usize = 3;
@@ -25,12 +24,6 @@ const STOP_WORDS: &[&str] = &[
 /// The content words of a text: normalised, without stop words and one-letter words.
 pub fn content_words(text: &str) -> Vec<String> {
     words(text).split(' ').filter(|w| w.len() > 1 && !STOP_WORDS.contains(w)).map(str::to_string).collect()
-}
-
-fn stable_hash(text: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
 }
 
 fn shingles(words: &[String]) -> impl Iterator<Item = String> + '_ {
