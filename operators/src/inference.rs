@@ -262,11 +262,16 @@ mod tests {
     use differential_dataflow::input::Input;
     use std::sync::{Arc, Mutex};
 
-    #[test]
-    fn the_trained_scorer_separates_clear_cases() {
+    /// The scorer in `training/`, with its 21 features.
+    fn trained_scorer() -> BinaryClassifier {
         let library = runtime_library().expect("ONNX Runtime is not installed: run scripts/services.sh install");
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/scorer.onnx");
-        let mut classifier = BinaryClassifier::load(&library, &model, 21).unwrap();
+        BinaryClassifier::load(&library, &model, 21).unwrap()
+    }
+
+    #[test]
+    fn the_trained_scorer_separates_clear_cases() {
+        let mut classifier = trained_scorer();
         // Features in the order of citeflow_jobs::matching::features::FEATURE_NAMES.
         let full_title_match = vec![0., 0., 0., 1., 1.0, 8., 8., 1., 0., 1., 0., 1., 0., 1., 1., 0., 1.0, 1., 1.0, 0., 0.];
         let other_title = vec![0., 0., 0., 0., 0.1, 8., 9., 0., 1., 0., 1., 0., 1., 1., 0., 1., 0.2, 0., 0., 0., 0.];
@@ -277,9 +282,7 @@ mod tests {
 
     #[test]
     fn a_score_does_not_depend_on_its_batch() {
-        let library = runtime_library().expect("ONNX Runtime is not installed: run scripts/services.sh install");
-        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/scorer.onnx");
-        let mut classifier = BinaryClassifier::load(&library, &model, 21).unwrap();
+        let mut classifier = trained_scorer();
         let rows: Vec<Vec<f32>> = (0..500u32)
             .map(|n| (0..21u32).map(|column| ((n * 7919 + column * 104_729) % 1000) as f32 / 1000.0).collect())
             .collect();

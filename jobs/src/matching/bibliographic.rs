@@ -143,7 +143,7 @@ fn journal_candidates(prefix: &str) -> Vec<String> {
 }
 
 /// The years (1800 to 2099) written in a reference, ascending.
-pub fn reference_years(reference: &str) -> Vec<i32> {
+fn reference_years(reference: &str) -> Vec<i32> {
     let mut years: Vec<i32> = patterns().year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
     years.sort_unstable();
     years.dedup();

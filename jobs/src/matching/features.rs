@@ -94,9 +94,14 @@ pub struct ParsedReference {
 impl ParsedReference {
     /// Parses `reference`; `journals` tells journal names apart.
     pub fn of(reference: &str, journals: &JournalTable) -> Self {
+        Self::located(reference, reference_locators(reference, journals))
+    }
+
+    /// Parses `reference`, whose locators (see [`reference_locators`]) are already read.
+    pub fn located(reference: &str, locators: ReferenceLocators) -> Self {
         let content_words = content_words(reference);
         ParsedReference {
-            locators: ReferenceLocators { keys: Vec::new(), ..reference_locators(reference, journals) },
+            locators: ReferenceLocators { keys: Vec::new(), ..locators },
             distinct_words: content_words.iter().cloned().collect(),
             content_words,
             words: words(reference).split(' ').map(str::to_string).collect(),

@@ -28,7 +28,7 @@ use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
 use authors::{publication_author_keys, reference_author_keys};
-use bibliographic::{publication_keys, reference_locators, reference_years, PublicationLocators};
+use bibliographic::{publication_keys, reference_locators, PublicationLocators};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
@@ -155,10 +155,13 @@ where
     let publication_keys = publications
         .clone()
         .flat_map(move |(id, publication)| publication_blocking_keys(&publication, &key_journals).into_iter().map(move |k| (stable_hash(&k), id.clone())));
-    let key_journals = journals.clone();
-    let reference_keys = references
+    let located = references.clone().map(move |(reference, text)| {
+        let locators = reference_locators(&text, &journals);
+        (reference, (text, locators))
+    });
+    let reference_keys = located
         .clone()
-        .flat_map(move |(reference, text)| reference_locators(&text, &key_journals).keys.into_iter().map(move |k| (stable_hash(&k), reference.clone())));
+        .flat_map(|(reference, (_, locators))| locators.keys.into_iter().map(move |k| (stable_hash(&k), reference.clone())));
     let by_bibliography = reference_keys
         .join_map(publication_keys, |_key, reference, publication| (reference.clone(), (publication.clone(), Family::Bibliographic)));
 
@@ -173,8 +176,8 @@ where
     let author_keys = publications.clone().flat_map(|(id, publication)| {
         publication_author_keys(&publication.authors, publication.year).into_iter().map(move |k| (stable_hash(&k), id.clone()))
     });
-    let reference_authors = references.clone().flat_map(|(reference, text)| {
-        reference_author_keys(&text, &reference_years(&text)).into_iter().map(move |k| (stable_hash(&k), reference.clone()))
+    let reference_authors = located.clone().flat_map(|(reference, (text, locators))| {
+        reference_author_keys(&text, &locators.years).into_iter().map(move |k| (stable_hash(&k), reference.clone()))
     });
     let by_author = join_on_uncommon_keys(reference_authors, author_keys, MAX_PUBLICATIONS_PER_AUTHOR_KEY, Family::Author);
 
@@ -185,7 +188,7 @@ where
         .map(|(reference, (publication, family))| ((reference, publication), family))
         .distinct()
         .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
-    let parsed = references.map(move |(reference, text)| (reference, ParsedReference::of(&text, &journals)));
+    let parsed = located.map(|(reference, (text, locators))| (reference, ParsedReference::located(&text, locators)));
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .join_map(parsed, |reference, (publication, families), parsed| {
