@@ -105,6 +105,9 @@ pub struct EngineConfig {
     pub epoch_ms: u64,
     /// Most records a source reads into one epoch before closing it early.
     pub max_records_per_epoch: usize,
+    /// Most records a source (one per worker) may have read that the job has not finished
+    /// (committed); beyond this it pauses and the backlog waits in Kafka (see `flow`).
+    pub max_in_flight_records: usize,
     /// Address of the metrics and health HTTP endpoint; empty disables it.
     pub metrics_addr: String,
 }
@@ -117,6 +120,7 @@ impl Default for EngineConfig {
             process: 0,
             epoch_ms: 200,
             max_records_per_epoch: 10_000,
+            max_in_flight_records: 5_000,
             metrics_addr: "127.0.0.1:9464".to_string(),
         }
     }
@@ -141,6 +145,9 @@ impl EngineConfig {
         }
         if self.max_records_per_epoch == 0 {
             return Err(ConfigError::invalid("engine.max_records_per_epoch", "must be at least 1"));
+        }
+        if self.max_in_flight_records == 0 {
+            return Err(ConfigError::invalid("engine.max_in_flight_records", "must be at least 1"));
         }
         if !self.hosts.is_empty() && self.process >= self.hosts.len() {
             return Err(ConfigError::invalid(

@@ -5,7 +5,9 @@
 //! and hand their changes to [`sink::commit_views`].
 
 pub mod config;
+pub mod flow;
 pub mod http;
+pub mod introspection;
 pub mod metrics;
 pub mod rows;
 pub mod sink;

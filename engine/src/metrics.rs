@@ -50,6 +50,10 @@ pub struct Metrics {
     pub idle_partitions: IntGauge,
     /// Records that arrived for a closed window, by what the late policy did with them.
     pub late_records: IntCounterVec,
+    /// Updates each arrangement physically holds, by worker and operator.
+    pub arrangement_records: IntGaugeVec,
+    /// Batches each arrangement holds, by worker and operator.
+    pub arrangement_batches: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -108,6 +112,8 @@ impl Metrics {
             global_watermark: gauge(&registry, "event_time_watermark_ms", "The job's event-time watermark"),
             idle_partitions: gauge(&registry, "event_time_idle_partitions", "Partitions idle, not holding the watermark"),
             late_records: counter(&registry, "late_records_total", "Records for closed windows, by policy", &["policy"]),
+            arrangement_records: gauge_vec(&registry, "arrangement_records", "Updates an arrangement holds", &["worker", "operator"]),
+            arrangement_batches: gauge_vec(&registry, "arrangement_batches", "Batches an arrangement holds", &["worker", "operator"]),
             watermark_lag,
             commit_latency,
             hydration_progress,

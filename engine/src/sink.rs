@@ -16,11 +16,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::consolidation::consolidate;
-use differential_dataflow::VecCollection;
+use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
 
+use crate::flow::Completed;
 use crate::metrics::metrics;
 use crate::rows::{Row, ViewId};
 use crate::time::Epoch;
@@ -172,6 +175,14 @@ impl Hydration {
 
 const HYDRATION_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Where the sink reports progress for flow control (see [`crate::flow`]).
+pub struct SinkProgress<'a> {
+    /// Follows the sink's input frontier on this worker.
+    pub probe: &'a ProbeHandle<Epoch>,
+    /// What the sink (hydrating) or its committer (live) has finished.
+    pub completed: Completed,
+}
+
 /// Writes the views, source positions and dead letters through `committer` (which only
 /// worker 0 needs to hold), withholding output until `target` is reached.
 pub fn commit_views<'scope, C: Committer>(
@@ -180,11 +191,14 @@ pub fn commit_views<'scope, C: Committer>(
     dead_letters: VecCollection<'scope, Epoch, DeadLetter>,
     target: HydrationTarget,
     committer: Option<C>,
+    progress: SinkProgress<'_>,
 ) {
     let records = views
         .map(SinkRecord::View)
         .concat(positions.map(SinkRecord::Position))
         .concat(dead_letters.map(SinkRecord::DeadLetter));
+    let records = records.inner.probe_with(progress.probe).as_collection();
+    let completed = progress.completed;
 
     let Some(committer) = committer else {
         records.inner.sink(Exchange::new(|_| 0), "CommitViews", |(input, _frontier)| input.for_each(|_, _| {}));
@@ -231,6 +245,7 @@ pub fn commit_views<'scope, C: Committer>(
                 metrics().hydration_progress.set(state.progress());
                 if !state.complete() && upper.is_some() {
                     state.report();
+                    completed.finish(upper);
                     return;
                 }
                 tracing::info!(
@@ -242,9 +257,13 @@ pub fn commit_views<'scope, C: Committer>(
                 metrics().hydrating.set(0);
                 build_batch(CommitMode::Reconcile, upper, std::mem::take(&mut accumulated))
             }
-            None if ready.is_empty() && upper.is_some() => return,
+            None if ready.is_empty() && upper.is_some() => {
+                completed.pass(upper);
+                return;
+            }
             None => build_batch(CommitMode::Delta, upper, ready),
         };
+        completed.hand(upper);
         if let Some(committer) = committer.as_mut() {
             committer.submit(batch);
         }

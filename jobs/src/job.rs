@@ -11,9 +11,13 @@ use citeflow_connectors::kafka::source::{kafka_source, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
 use citeflow_connectors::postgres::start_committer;
 use citeflow_engine::http::{serve, Readiness};
-use citeflow_engine::sink::{commit_views, HydrationTarget};
+use citeflow_engine::introspection;
+use citeflow_engine::metrics::metrics;
+use citeflow_engine::flow::{Completed, FlowControl};
+use citeflow_engine::sink::{commit_views, HydrationTarget, SinkProgress};
 use citeflow_engine::time::Epoch;
 use citeflow_engine::worker::{assign, timely_config};
+use timely::dataflow::ProbeHandle;
 
 use crate::config::CiteflowConfig;
 use crate::dataflow::{citation_job, JobLogic};
@@ -49,7 +53,9 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let partitions = discover_partitions(&config.kafka, &topics)?;
     ensure_topics(&config.kafka, std::slice::from_ref(&config.topics.dead_letter), 1)?;
     let publisher = DeadLetterPublisher::new(&config.kafka, &config.topics.dead_letter)?;
-    let (start, queue, committer) = start_committer(&config.postgres, VIEWS.to_vec(), MIGRATIONS, Some(publisher), readiness)?;
+    let completed = Completed::new();
+    let (start, queue, committer) =
+        start_committer(&config.postgres, VIEWS.to_vec(), MIGRATIONS, Some(publisher), readiness, completed.clone())?;
     let target: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
     tracing::info!(
         generation = start.generation,
@@ -85,16 +91,22 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         config_file: config.file.clone(),
         periods,
     };
+    let (max_in_flight, sink_process) = (config.engine.max_in_flight_records, config.engine.process == 0);
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
         let mine = assign(&partitions, worker.index(), worker.peers());
         let committer = if worker.index() == 0 { queue.lock().expect("queue lock").take() } else { None };
+        let completed = if sink_process { completed.clone() } else { Completed::unbounded() };
+        let probe = ProbeHandle::new();
+        let flow = FlowControl::new(probe.clone(), completed.clone(), max_in_flight);
         let settings = settings.clone();
         let logic = logic.clone();
         let target = target.clone();
+        introspection::install(worker, metrics());
         worker.dataflow::<Epoch, _, _>(move |scope| {
-            let events = kafka_source(scope, settings, mine).map_err(|e| e.to_string())?;
+            let events = kafka_source(scope, settings, mine, flow).map_err(|e| e.to_string())?;
             let outputs = citation_job(events, logic).map_err(|e| e.to_string())?;
-            commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer);
+            let progress = SinkProgress { probe: &probe, completed };
+            commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer, progress);
             Ok::<_, String>(())
         })?;
         while worker.has_dataflows() {

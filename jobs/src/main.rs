@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use citeflow_connectors::kafka::admin::ensure_topics;
+use citeflow_jobs::churn::{churn, ChurnSettings};
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::loader::{load_sample, SampleLoad};
 use citeflow_jobs::{eval, job, status, synthetic};
@@ -42,6 +43,31 @@ enum Command {
         /// Messages per second (unlimited by default).
         #[arg(long)]
         rate: Option<f64>,
+    },
+    /// Produce churn: revisions and deletions over a fixed key set at a steady rate (the
+    /// load of a long-running deployment; see benches/soak.rs).
+    Churn {
+        /// The sample directory (with epmc/ and gold/).
+        #[arg(long, default_value = "data/sample")]
+        data: PathBuf,
+        /// Messages per second.
+        #[arg(long, default_value_t = 1_000.0)]
+        rate: f64,
+        /// How long to produce, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Document ids revised.
+        #[arg(long, default_value_t = 5_000)]
+        documents: usize,
+        /// Publications revised (the first records of the sample).
+        #[arg(long, default_value_t = 5_000)]
+        publications: usize,
+        /// Share of messages that delete their key.
+        #[arg(long, default_value_t = 0.05)]
+        deletions: f64,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Show what the views hold.
     Status,
@@ -143,6 +169,26 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 report.deletions,
                 report.documents,
                 report.malformed
+            );
+        }
+        Command::Churn { data, rate, seconds, documents, publications, deletions, seed } => {
+            let settings = ChurnSettings {
+                data,
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+                documents,
+                publications,
+                deletions,
+                seed,
+                ..ChurnSettings::default()
+            };
+            let report = churn(&config.kafka, &config.topics, settings)?;
+            println!(
+                "churned {} messages: {} document revisions, {} publication revisions, {} deletions",
+                report.total(),
+                report.documents,
+                report.publications,
+                report.deletions
             );
         }
         Command::Synth { epmc, held_out, positives, negatives, seed, index, gold } => {

@@ -361,7 +361,7 @@ pub fn read_topic(broker: &Broker, topic: &str) -> Vec<ReadMessage> {
     consumer.assign(&assignment).expect("assign");
     let expected: i64 = ends.values().map(|(low, high)| high - low).sum();
     let mut messages = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30) + Duration::from_millis(expected as u64 / 5);
     while (messages.len() as i64) < expected && Instant::now() < deadline {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             let headers = message

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use citeflow_engine::flow::FlowControl;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::sink::SourcePosition;
 use citeflow_engine::time::{Epoch, EpochClock};
@@ -137,11 +138,13 @@ fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(B
     Ok((consumer, states))
 }
 
-/// Reads `partitions` (this worker's share) into the dataflow; see the module documentation.
+/// Reads `partitions` (this worker's share) into the dataflow, at most as far ahead of what
+/// the job has finished as `flow` allows; see the module documentation.
 pub fn kafka_source<'scope>(
     scope: Scope<'scope, Epoch>,
     settings: SourceSettings,
     partitions: Vec<(String, i32)>,
+    mut flow: FlowControl,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
     let (consumer, mut states) = connect(&settings, &partitions)?;
     let initial = states.iter().map(|s| s.high_watermark).collect();
@@ -157,9 +160,10 @@ pub fn kafka_source<'scope>(
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             let mut read = 0;
+            let allowed = settings.max_records_per_epoch.min(flow.room());
             {
                 let mut session = output.session(&*cap);
-                while read < settings.max_records_per_epoch {
+                while read < allowed {
                     match consumer.poll(Duration::ZERO) {
                         None => break,
                         Some(Err(error)) => {
@@ -189,10 +193,13 @@ pub fn kafka_source<'scope>(
                     }
                 }
             }
+            flow.read(*cap.time(), read);
             for (slot, state) in states.iter_mut().enumerate() {
                 state.high_watermark = state.high_watermark.max(high_watermarks.get(slot));
             }
-            let full = read >= settings.max_records_per_epoch;
+            // A full epoch closes at once, and so does one cut short by flow control: nothing
+            // more can be read into it, and closing it lets the job finish it.
+            let full = read >= settings.max_records_per_epoch || (read > 0 && read == allowed);
             let at_end = states.iter().all(|s| s.next_offset >= s.high_watermark);
             let finishing = settings.stop_at_end && at_end;
             let next = clock.next_after(*cap.time(), full);

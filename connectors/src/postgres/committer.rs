@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use citeflow_engine::flow::Completed;
 use citeflow_engine::http::Readiness;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::rows::ViewSchema;
@@ -123,6 +124,7 @@ pub fn start_committer(
     migrations: &[Migration],
     publisher: Option<DeadLetterPublisher>,
     readiness: Readiness,
+    completed: Completed,
 ) -> Result<(SinkStart, CommitQueue, CommitterHandle), PgError> {
     let connection = config.connection().map_err(|e| PgError::Config(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -163,7 +165,7 @@ pub fn start_committer(
     let thread = std::thread::Builder::new()
         .name("citeflow-committer".into())
         .spawn(move || {
-            let result = run(&runtime, session, receiver, publisher, readiness);
+            let result = run(&runtime, session, receiver, publisher, readiness, completed);
             if let Err(error) = &result {
                 tracing::error!(%error, "committer stopped");
                 *thread_failure.lock().expect("failure lock") = Some(error.to_string());
@@ -180,6 +182,7 @@ fn run(
     receiver: Receiver<CommitBatch>,
     mut publisher: Option<DeadLetterPublisher>,
     readiness: Readiness,
+    completed: Completed,
 ) -> Result<CommitStats, PgError> {
     let mut stats = CommitStats::default();
     while let Ok(first) = receiver.recv() {
@@ -201,6 +204,7 @@ fn run(
                     if let Some(frontier) = batches.iter().rev().find_map(|b| b.frontier) {
                         metrics().committed_frontier.set(frontier as i64);
                     }
+                    completed.finish(batches.last().and_then(|b| b.frontier));
                     break;
                 }
                 Err(error) if !error.is_transient() => return Err(error),

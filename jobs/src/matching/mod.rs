@@ -188,13 +188,16 @@ where
         .map(|(reference, (publication, family))| ((reference, publication), family))
         .distinct()
         .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
-    let parsed = located.map(|(reference, (text, locators))| (reference, ParsedReference::located(&text, locators)));
+    // A parsed reference and a publication meet once per candidate pair: shared, not copied,
+    // into the arrangements of the pairs (a merge of those arrangements then clones pointers).
+    let parsed = located.map(|(reference, (text, locators))| (reference, Arc::new(ParsedReference::located(&text, locators))));
+    let shared = publications.map(|(id, publication)| (id, Arc::new(publication)));
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .join_map(parsed, |reference, (publication, families), parsed| {
             (publication.clone(), (reference.clone(), parsed.clone(), families.clone()))
         })
-        .join_map(publications, |_, (reference, parsed, families), publication| {
+        .join_map(shared, |_, (reference, parsed, families), publication| {
             (reference.clone(), (publication.id.clone(), features(parsed, publication, families)))
         })
 }

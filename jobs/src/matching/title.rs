@@ -59,13 +59,14 @@ pub fn containment(title: &[String], reference: &BTreeSet<String>) -> f64 {
     found as f64 / title.len() as f64
 }
 
-/// Whether two words differ by at most one substitution, insertion, deletion or swap.
+/// Whether two words differ by at most one substitution, insertion, deletion or swap. Words
+/// are compared byte by byte: the words of [`content_words`] are ASCII.
 fn one_edit(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len().abs_diff(b.len()) > 1 {
         return false;
     }
-    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let (ra, rb) = (&a[prefix..], &b[prefix..]);
     let suffix = ra.iter().rev().zip(rb.iter().rev()).take_while(|(x, y)| x == y).count();
     let (ma, mb) = (ra.len() - suffix.min(ra.len()), rb.len() - suffix.min(rb.len()));

@@ -1,0 +1,120 @@
+//! Arrangement introspection: how many updates each arrangement of a worker physically holds,
+//! kept from differential's own log events and published as
+//! `citeflow_arrangement_records{worker, operator}` and `citeflow_arrangement_batches{…}`.
+//!
+//! Differential reports every batch a trace takes in, every merge it completes and every batch
+//! it drops; adding the first, replacing two inputs by their output for the second and removing
+//! the third gives the updates the trace holds. That count is physical, not consolidated: an
+//! arrangement whose count grows while the live records behind it do not is holding history —
+//! the first thing to look at when a long-running job's memory grows.
+//!
+//! Operator names come from timely's operator log; install before building dataflows.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
+use timely::logging::{TimelyEvent, TimelyEventBuilder};
+use timely::worker::Worker;
+
+use crate::metrics::Metrics;
+
+/// Name of timely's log stream of system events.
+const TIMELY_LOG: &str = "timely";
+/// Name of differential's log stream of arrangement events.
+const ARRANGE_LOG: &str = "differential/arrange";
+
+/// What one arrangement holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Held {
+    records: i64,
+    batches: i64,
+}
+
+/// Per operator id, what its arrangement holds; and operator names.
+#[derive(Default)]
+struct State {
+    held: HashMap<usize, Held>,
+    names: HashMap<usize, String>,
+}
+
+impl State {
+    fn apply(&mut self, event: &DifferentialEvent) -> Option<usize> {
+        let (operator, records, batches) = match event {
+            DifferentialEvent::Batch(batch) => (batch.operator, batch.length as i64, 1),
+            DifferentialEvent::Merge(merge) => match merge.complete {
+                Some(merged) => (merge.operator, merged as i64 - merge.length1 as i64 - merge.length2 as i64, -1),
+                None => return None,
+            },
+            DifferentialEvent::Drop(dropped) => (dropped.operator, -(dropped.length as i64), -1),
+            _ => return None,
+        };
+        let held = self.held.entry(operator).or_default();
+        held.records += records;
+        held.batches += batches;
+        Some(operator)
+    }
+
+    fn label(&self, operator: usize) -> String {
+        match self.names.get(&operator) {
+            Some(name) => format!("{operator} {name}"),
+            None => operator.to_string(),
+        }
+    }
+}
+
+/// Follows the arrangements of `worker`, publishing to `metrics`; install it before building
+/// the dataflows whose operators it should name.
+pub fn install(worker: &mut Worker, metrics: &'static Metrics) {
+        let state = Rc::new(RefCell::new(State::default()));
+        let worker_label = worker.index().to_string();
+        let follow = state.clone();
+        if let Some(mut register) = worker.log_register() {
+            register.insert::<DifferentialEventBuilder, _>(ARRANGE_LOG, move |_time, events| {
+                let Some(events) = events else { return };
+                let mut state = follow.borrow_mut();
+                let mut touched: Vec<usize> = events.iter().filter_map(|(_, event)| state.apply(event)).collect();
+                touched.sort_unstable();
+                touched.dedup();
+                for operator in touched {
+                    let held = state.held[&operator].clone();
+                    let labels = [worker_label.as_str(), &state.label(operator)];
+                    metrics.arrangement_records.with_label_values(&labels).set(held.records);
+                    metrics.arrangement_batches.with_label_values(&labels).set(held.batches);
+                }
+            });
+        }
+        let names = state.clone();
+        if let Some(mut register) = worker.log_register() {
+            register.insert::<TimelyEventBuilder, _>(TIMELY_LOG, move |_time, events| {
+                let Some(events) = events else { return };
+                let mut state = names.borrow_mut();
+                for (_, event) in events.iter() {
+                    if let TimelyEvent::Operates(operates) = event {
+                        state.names.insert(operates.id, operates.name.clone());
+                    }
+                }
+            });
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use differential_dataflow::logging::{BatchEvent, DropEvent, MergeEvent};
+
+    #[test]
+    fn batches_merges_and_drops_balance() {
+        let mut state = State::default();
+        state.apply(&DifferentialEvent::Batch(BatchEvent { operator: 7, length: 10 }));
+        state.apply(&DifferentialEvent::Batch(BatchEvent { operator: 7, length: 6 }));
+        let start = MergeEvent { operator: 7, scale: 4, length1: 10, length2: 6, complete: None };
+        state.apply(&DifferentialEvent::Merge(start.clone()));
+        assert_eq!(state.held[&7], Held { records: 16, batches: 2 });
+        state.apply(&DifferentialEvent::Merge(MergeEvent { complete: Some(4), ..start }));
+        assert_eq!(state.held[&7], Held { records: 4, batches: 1 }, "the merge consolidated 16 updates into 4");
+        state.apply(&DifferentialEvent::Drop(DropEvent { operator: 7, length: 4 }));
+        assert_eq!(state.held[&7], Held { records: 0, batches: 0 });
+    }
+}
