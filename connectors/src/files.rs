@@ -4,9 +4,9 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use citeflow_engine::time::{Epoch, EpochClock};
+use citeflow_engine::time::{Epoch, EpochTicker};
 use flate2::read::MultiGzDecoder;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source;
@@ -33,21 +33,22 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// Emits the contents of `path` each time its modification time changes (not its contents at
-/// start), at the epoch then current; only worker 0 reads the file, the others emit nothing.
-/// The source follows the wall clock and never finishes: use it in long-running jobs.
-pub fn watch_file<'scope>(scope: Scope<'scope, Epoch>, path: PathBuf, epoch_ms: u64) -> Stream<'scope, Epoch, Vec<Vec<u8>>> {
-    let clock = EpochClock::new(epoch_ms);
-    let poll = Duration::from_millis(epoch_ms.max(1));
+/// start), at the epoch then current, polling every epoch of `ticker`; only worker 0 reads the
+/// file, the others emit nothing. It closes epochs as `ticker` says (holding its epoch while the
+/// file does not change) and never finishes: use it in long-running jobs.
+pub fn watch_file<'scope>(scope: Scope<'scope, Epoch>, path: PathBuf, ticker: EpochTicker) -> Stream<'scope, Epoch, Vec<Vec<u8>>> {
+    let poll = ticker.epoch();
     let reader = scope.index() == 0;
     source::<_, CapacityContainerBuilder<Vec<Vec<u8>>>, _, _>(scope, "WatchFile", move |capability, info| {
-        let activator = scope.activator_for(info.address);
+        let activator = scope.activator_for(info.address.clone());
+        if reader {
+            ticker.register(scope.worker().sync_activator_for(info.address.to_vec()));
+        }
         let mut capability = reader.then_some(capability);
         let mut seen = modified(&path);
+        let (mut dirty, mut moved_at) = (false, Instant::now());
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
-            if let Some(next) = clock.next_after(*cap.time(), false) {
-                cap.downgrade(&next);
-            }
             let now = modified(&path);
             if now != seen {
                 match std::fs::read(&path) {
@@ -55,9 +56,15 @@ pub fn watch_file<'scope>(scope: Scope<'scope, Epoch>, path: PathBuf, epoch_ms: 
                         tracing::info!(path = %path.display(), "watched file changed");
                         output.session(&*cap).give(bytes);
                         seen = now;
+                        dirty = true;
                     }
                     Err(error) => tracing::warn!(path = %path.display(), %error, "watched file unreadable; will retry"),
                 }
+            }
+            let next = if dirty { ticker.busy(*cap.time(), false) } else { ticker.quiet(*cap.time(), moved_at) };
+            if let Some(next) = next {
+                cap.downgrade(&next);
+                (dirty, moved_at) = (false, Instant::now());
             }
             activator.activate_after(poll);
         }

@@ -110,6 +110,10 @@ pub struct EngineConfig {
     pub max_in_flight_records: usize,
     /// Address of the metrics and health HTTP endpoint; empty disables it.
     pub metrics_addr: String,
+    /// How often (ms) a job without input still closes an epoch, so that decisions that
+    /// depend on processing time alone (a partition turning idle) are made; between beats an
+    /// idle job mints no epochs and schedules no operators.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +126,7 @@ impl Default for EngineConfig {
             max_records_per_epoch: 10_000,
             max_in_flight_records: 5_000,
             metrics_addr: "127.0.0.1:9464".to_string(),
+            heartbeat_ms: 2_000,
         }
     }
 }
@@ -145,6 +150,9 @@ impl EngineConfig {
         }
         if self.max_records_per_epoch == 0 {
             return Err(ConfigError::invalid("engine.max_records_per_epoch", "must be at least 1"));
+        }
+        if self.heartbeat_ms == 0 {
+            return Err(ConfigError::invalid("engine.heartbeat_ms", "must be at least 1"));
         }
         if self.max_in_flight_records == 0 {
             return Err(ConfigError::invalid("engine.max_in_flight_records", "must be at least 1"));

@@ -4,7 +4,11 @@
 //! read in an epoch carries that epoch's time, so the dataflow frontier says "every input up
 //! to here has been processed everywhere" and is the unit of consistency for the sinks.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use timely::scheduling::SyncActivator;
 
 /// A processing-time epoch: milliseconds since the Unix epoch, rounded to the epoch length.
 pub type Epoch = u64;
@@ -41,6 +45,70 @@ impl EpochClock {
     }
 }
 
+/// When the sources of one process close epochs. A source that read something closes its
+/// epoch as the [`EpochClock`] says and the others follow at once (they are woken); a source
+/// with nothing to say holds its epoch, so a job without input mints no epochs and its
+/// operators are not scheduled: idle is idle. Quiet sources still move on every `heartbeat`,
+/// so that what depends on processing time alone (a partition turning idle for the
+/// watermark) is noticed.
+///
+/// Sources in other processes of a cluster cannot be woken; there the heartbeat is the epoch
+/// length (every source closes every epoch, busy or not).
+#[derive(Clone)]
+pub struct EpochTicker {
+    clock: EpochClock,
+    heartbeat: Duration,
+    demand: Arc<AtomicU64>,
+    sources: Arc<Mutex<Vec<SyncActivator>>>,
+}
+
+impl EpochTicker {
+    /// Epochs of `epoch_ms`; quiet sources move on every `heartbeat`.
+    pub fn new(epoch_ms: u64, heartbeat: Duration) -> Self {
+        EpochTicker {
+            clock: EpochClock::new(epoch_ms),
+            heartbeat,
+            demand: Arc::new(AtomicU64::new(0)),
+            sources: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Registers a source, to be woken when another closes an epoch.
+    pub fn register(&self, source: SyncActivator) {
+        self.sources.lock().expect("ticker lock").push(source);
+    }
+
+    /// The epoch a source at `current` that read something moves to (`full`: at once), if
+    /// any; the other sources are woken to follow.
+    pub fn busy(&self, current: Epoch, full: bool) -> Option<Epoch> {
+        let next = self.clock.next_after(current, full)?;
+        if self.demand.fetch_max(next, Ordering::SeqCst) < next {
+            for source in self.sources.lock().expect("ticker lock").iter() {
+                let _ = source.activate();
+            }
+        }
+        Some(next)
+    }
+
+    /// The epoch a quiet source at `current`, which last moved at `moved`, moves to, if any:
+    /// the latest another source moved to, or on the heartbeat the clock's.
+    pub fn quiet(&self, current: Epoch, moved: Instant) -> Option<Epoch> {
+        let demanded = self.demand.load(Ordering::SeqCst);
+        if demanded > current {
+            return Some(demanded);
+        }
+        if moved.elapsed() >= self.heartbeat {
+            return self.clock.next_after(current, false);
+        }
+        None
+    }
+
+    /// The length of an epoch.
+    pub fn epoch(&self) -> Duration {
+        Duration::from_millis(self.clock.epoch_ms)
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn wall_clock_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -58,5 +126,17 @@ mod tests {
         let forced = clock.next_after(now + 1_000_000, true).unwrap();
         assert_eq!(forced, now + 1_000_001);
         assert_eq!(clock.next_after(now + 1_000_000, false), None);
+    }
+
+    #[test]
+    fn quiet_sources_follow_busy_ones_and_otherwise_wait_for_the_heartbeat() {
+        let ticker = EpochTicker::new(1, Duration::from_secs(3600));
+        let start = ticker.clock.now() - 10;
+        assert_eq!(ticker.quiet(start, Instant::now()), None, "nothing demanded, heartbeat far away");
+        let next = ticker.busy(start, false).expect("the clock moved past start");
+        assert_eq!(ticker.quiet(start, Instant::now()), Some(next), "a quiet source follows");
+        assert_eq!(ticker.quiet(next, Instant::now()), None);
+        let hasty = EpochTicker::new(1, Duration::ZERO);
+        assert!(hasty.quiet(start, Instant::now()).is_some(), "the heartbeat moves a quiet source");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
 use citeflow_engine::rows::Row;
 use citeflow_engine::sink::{DeadLetter, SourcePosition};
-use citeflow_engine::time::Epoch;
+use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_operators::upsert::{upsert, Upsert};
 use citeflow_operators::validate::validate;
 use citeflow_operators::watermark::Observation;
@@ -45,9 +45,9 @@ pub struct JobLogic {
     pub journals: Arc<JournalTable>,
     /// The matchers (one, or two side by side); the first is primary.
     pub matchers: Vec<MatcherLogic>,
-    /// Watch model files and the configuration file for replacements, polling every this many
-    /// milliseconds.
-    pub watch_files_ms: Option<u64>,
+    /// Watch model files and the configuration file for replacements, polling every epoch of
+    /// this ticker (which closes the watchers' epochs).
+    pub watch_files: Option<EpochTicker>,
     /// The configuration file: a change to a matcher's `min_score` or `margin` re-decides its
     /// citations inside the running job.
     pub config_file: Option<PathBuf>,
@@ -130,17 +130,17 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
     });
     let pairs = candidate_features(publications.clone(), references.clone(), logic.journals);
-    let new_rules = match (&logic.config_file, logic.watch_files_ms) {
-        (Some(path), Some(poll)) => {
+    let new_rules = match (&logic.config_file, &logic.watch_files) {
+        (Some(path), Some(ticker)) => {
             let origin = path.display().to_string();
-            Some(watch_file(scope, path.clone(), poll).flat_map(move |text| decision_rules(&text, &origin)).broadcast())
+            Some(watch_file(scope, path.clone(), ticker.clone()).flat_map(move |text| decision_rules(&text, &origin)).broadcast())
         }
         _ => None,
     };
     let mut decisions = Vec::new();
     for matcher in &logic.matchers {
-        let replacements = match (&matcher.scorer, logic.watch_files_ms) {
-            (Scorer::Model { model: ModelSource::File(path), .. }, Some(poll)) => Some(watch_file(scope, path.clone(), poll)),
+        let replacements = match (&matcher.scorer, &logic.watch_files) {
+            (Scorer::Model { model: ModelSource::File(path), .. }, Some(ticker)) => Some(watch_file(scope, path.clone(), ticker.clone())),
             _ => None,
         };
         let scored = score_pairs(pairs.clone(), &matcher.scorer, replacements)?;

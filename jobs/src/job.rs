@@ -15,7 +15,7 @@ use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::sink::{commit_views, HydrationTarget, SinkProgress};
-use citeflow_engine::time::Epoch;
+use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_engine::worker::{assign, timely_config};
 use timely::dataflow::ProbeHandle;
 
@@ -83,11 +83,14 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     periods.log = PeriodLogic::advances_from(
         start.watermark_log.into_iter().filter(|row| row.topic == config.topics.documents).collect(),
     );
+    // Quiet sources in other processes of a cluster cannot be woken: there every epoch closes.
+    let heartbeat = if config.engine.hosts.len() > 1 { config.engine.epoch_ms } else { config.engine.heartbeat_ms };
+    let ticker = EpochTicker::new(config.engine.epoch_ms, Duration::from_millis(heartbeat));
     let logic = JobLogic {
         roles: TopicRoles { publications: config.topics.publications.clone(), documents: config.topics.documents.clone() },
         journals: Arc::new(JournalTable::bundled()),
         matchers: config.matching.logic()?,
-        watch_files_ms: (!until_caught_up).then_some(config.engine.epoch_ms),
+        watch_files: (!until_caught_up).then(|| ticker.clone()),
         config_file: config.file.clone(),
         periods,
     };
@@ -98,12 +101,13 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let completed = if sink_process { completed.clone() } else { Completed::unbounded() };
         let probe = ProbeHandle::new();
         let flow = FlowControl::new(probe.clone(), completed.clone(), max_in_flight);
+        let ticker = ticker.clone();
         let settings = settings.clone();
         let logic = logic.clone();
         let target = target.clone();
         introspection::install(worker, metrics());
         worker.dataflow::<Epoch, _, _>(move |scope| {
-            let events = kafka_source(scope, settings, mine, flow).map_err(|e| e.to_string())?;
+            let events = kafka_source(scope, settings, mine, flow, ticker).map_err(|e| e.to_string())?;
             let outputs = citation_job(events, logic).map_err(|e| e.to_string())?;
             let progress = SinkProgress { probe: &probe, completed };
             commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer, progress);

@@ -1,19 +1,21 @@
 //! The Kafka source: each timely worker reads the partitions assigned to it (no consumer
 //! group rebalancing), from the earliest offset, and mints processing-time epochs.
 //!
-//! Every message read in an epoch carries that epoch's time. An epoch closes when the wall
-//! clock moves past it or when `max_records_per_epoch` messages have been read into it; at
-//! each close the source emits the new position of every partition that moved, at the
-//! epoch being closed, so that positions travel with the data they cover.
+//! Every message read in an epoch carries that epoch's time. An epoch that messages were read
+//! into closes when the wall clock moves past it or when `max_records_per_epoch` messages have
+//! been read into it; a source that read nothing holds its epoch until another source moves on
+//! or its heartbeat comes ([`EpochTicker`]). At each close the source emits the new position of
+//! every partition that moved, at the epoch being closed, so that positions travel with the data
+//! they cover.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use citeflow_engine::flow::FlowControl;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::sink::SourcePosition;
-use citeflow_engine::time::{Epoch, EpochClock};
+use citeflow_engine::time::{Epoch, EpochTicker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -139,24 +141,27 @@ fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(B
 }
 
 /// Reads `partitions` (this worker's share) into the dataflow, at most as far ahead of what
-/// the job has finished as `flow` allows; see the module documentation.
+/// the job has finished as `flow` allows, closing epochs as `ticker` says (a source that reads
+/// nothing holds its epoch); see the module documentation.
 pub fn kafka_source<'scope>(
     scope: Scope<'scope, Epoch>,
     settings: SourceSettings,
     partitions: Vec<(String, i32)>,
     mut flow: FlowControl,
+    ticker: EpochTicker,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
     let (consumer, mut states) = connect(&settings, &partitions)?;
     let initial = states.iter().map(|s| s.high_watermark).collect();
     let high_watermarks = HighWatermarks::watch(&settings, partitions, initial)?;
     let index: BTreeMap<(String, i32), usize> =
         states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
-    let clock = EpochClock::new(settings.epoch_ms);
     let idle_wait = Duration::from_millis(settings.epoch_ms.clamp(1, 50));
 
     let stream = source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, "KafkaSource", move |capability, info| {
-        let activator = scope.activator_for(info.address);
+        let activator = scope.activator_for(info.address.clone());
+        ticker.register(scope.worker().sync_activator_for(info.address.to_vec()));
         let mut capability = Some(capability);
+        let (mut dirty, mut moved_at) = (true, Instant::now());
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             let mut read = 0;
@@ -202,7 +207,8 @@ pub fn kafka_source<'scope>(
             let full = read >= settings.max_records_per_epoch || (read > 0 && read == allowed);
             let at_end = states.iter().all(|s| s.next_offset >= s.high_watermark);
             let finishing = settings.stop_at_end && at_end;
-            let next = clock.next_after(*cap.time(), full);
+            dirty |= read > 0;
+            let next = if dirty { ticker.busy(*cap.time(), full) } else { ticker.quiet(*cap.time(), moved_at) };
             if next.is_some() || finishing {
                 let mut session = output.session(&*cap);
                 for state in states.iter_mut().filter(|s| s.moved) {
@@ -223,6 +229,7 @@ pub fn kafka_source<'scope>(
             }
             if let Some(next) = next {
                 cap.downgrade(&next);
+                (dirty, moved_at) = (false, Instant::now());
             }
             if full {
                 activator.activate();
