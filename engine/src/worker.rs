@@ -17,8 +17,17 @@ pub fn timely_config(config: &EngineConfig) -> timely::Config {
     } else {
         timely::CommunicationConfig::Process(config.workers)
     };
-    timely::Config { communication, worker: timely::WorkerConfig::default() }
+    let mut worker = timely::WorkerConfig::default();
+    differential_dataflow::configure(&mut worker, &differential_dataflow::Config { idle_merge_effort: Some(IDLE_MERGE_EFFORT) });
+    timely::Config { communication, worker }
 }
+
+/// Updates' worth of merging an arrangement does each time it is scheduled while it holds more
+/// than one batch, input or not. Differential merges only as new updates arrive by default, so a
+/// trace that stops receiving them (after hydration, or when the input goes quiet) would keep
+/// every update and retraction it holds uncancelled; with this it settles into one compact
+/// batch and then rests.
+const IDLE_MERGE_EFFORT: isize = 1_000;
 
 /// Assigns items deterministically to `peers` workers: the item at position `i` of the
 /// sorted list goes to worker `i % peers`. Every worker computes the same assignment
