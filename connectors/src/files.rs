@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use citeflow_engine::time::{Epoch, EpochTicker};
 use flate2::read::MultiGzDecoder;
@@ -41,30 +41,26 @@ pub fn watch_file<'scope>(scope: Scope<'scope, Epoch>, path: PathBuf, ticker: Ep
     let reader = scope.index() == 0;
     source::<_, CapacityContainerBuilder<Vec<Vec<u8>>>, _, _>(scope, "WatchFile", move |capability, info| {
         let activator = scope.activator_for(info.address.clone());
-        if reader {
-            ticker.register(scope.worker().sync_activator_for(info.address.to_vec()));
-        }
+        let mut epochs = ticker.source(scope.worker().sync_activator_for(info.address.to_vec()));
         let mut capability = reader.then_some(capability);
         let mut seen = modified(&path);
-        let (mut dirty, mut moved_at) = (false, Instant::now());
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             let now = modified(&path);
+            let mut emitted = false;
             if now != seen {
                 match std::fs::read(&path) {
                     Ok(bytes) => {
                         tracing::info!(path = %path.display(), "watched file changed");
                         output.session(&*cap).give(bytes);
                         seen = now;
-                        dirty = true;
+                        emitted = true;
                     }
                     Err(error) => tracing::warn!(path = %path.display(), %error, "watched file unreadable; will retry"),
                 }
             }
-            let next = if dirty { ticker.busy(*cap.time(), false) } else { ticker.quiet(*cap.time(), moved_at) };
-            if let Some(next) = next {
+            if let Some(next) = epochs.next(*cap.time(), emitted, false) {
                 cap.downgrade(&next);
-                (dirty, moved_at) = (false, Instant::now());
             }
             activator.activate_after(poll);
         }

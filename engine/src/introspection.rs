@@ -67,36 +67,32 @@ impl State {
 /// Follows the arrangements of `worker`, publishing to `metrics`; install it before building
 /// the dataflows whose operators it should name.
 pub fn install(worker: &mut Worker, metrics: &'static Metrics) {
-        let state = Rc::new(RefCell::new(State::default()));
-        let worker_label = worker.index().to_string();
-        let follow = state.clone();
-        if let Some(mut register) = worker.log_register() {
-            register.insert::<DifferentialEventBuilder, _>(ARRANGE_LOG, move |_time, events| {
-                let Some(events) = events else { return };
-                let mut state = follow.borrow_mut();
-                let mut touched: Vec<usize> = events.iter().filter_map(|(_, event)| state.apply(event)).collect();
-                touched.sort_unstable();
-                touched.dedup();
-                for operator in touched {
-                    let held = state.held[&operator].clone();
-                    let labels = [worker_label.as_str(), &state.label(operator)];
-                    metrics.arrangement_records.with_label_values(&labels).set(held.records);
-                    metrics.arrangement_batches.with_label_values(&labels).set(held.batches);
-                }
-            });
+    let state = Rc::new(RefCell::new(State::default()));
+    let worker_label = worker.index().to_string();
+    let Some(mut register) = worker.log_register() else { return };
+    let follow = state.clone();
+    register.insert::<DifferentialEventBuilder, _>(ARRANGE_LOG, move |_time, events| {
+        let Some(events) = events else { return };
+        let mut state = follow.borrow_mut();
+        let mut touched: Vec<usize> = events.iter().filter_map(|(_, event)| state.apply(event)).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for operator in touched {
+            let held = state.held[&operator].clone();
+            let labels = [worker_label.as_str(), &state.label(operator)];
+            metrics.arrangement_records.with_label_values(&labels).set(held.records);
+            metrics.arrangement_batches.with_label_values(&labels).set(held.batches);
         }
-        let names = state.clone();
-        if let Some(mut register) = worker.log_register() {
-            register.insert::<TimelyEventBuilder, _>(TIMELY_LOG, move |_time, events| {
-                let Some(events) = events else { return };
-                let mut state = names.borrow_mut();
-                for (_, event) in events.iter() {
-                    if let TimelyEvent::Operates(operates) = event {
-                        state.names.insert(operates.id, operates.name.clone());
-                    }
-                }
-            });
+    });
+    register.insert::<TimelyEventBuilder, _>(TIMELY_LOG, move |_time, events| {
+        let Some(events) = events else { return };
+        let mut state = state.borrow_mut();
+        for (_, event) in events.iter() {
+            if let TimelyEvent::Operates(operates) = event {
+                state.names.insert(operates.id, operates.name.clone());
+            }
         }
+    });
 }
 
 #[cfg(test)]

@@ -103,9 +103,36 @@ impl EpochTicker {
         None
     }
 
+    /// The epochs of one source, which registers `waker` to be woken when another closes one.
+    pub fn source(&self, waker: SyncActivator) -> SourceEpochs {
+        self.register(waker);
+        SourceEpochs { ticker: self.clone(), dirty: true, moved_at: Instant::now() }
+    }
+
     /// The length of an epoch.
     pub fn epoch(&self) -> Duration {
         Duration::from_millis(self.clock.epoch_ms)
+    }
+}
+
+/// One source's side of an [`EpochTicker`]: whether it emitted anything into its current epoch,
+/// and when it last moved.
+pub struct SourceEpochs {
+    ticker: EpochTicker,
+    dirty: bool,
+    moved_at: Instant,
+}
+
+impl SourceEpochs {
+    /// The epoch a source at `current` moves to, if any, having emitted something into it
+    /// (`emitted`; `full`: close it at once). The source must downgrade to the returned epoch.
+    pub fn next(&mut self, current: Epoch, emitted: bool, full: bool) -> Option<Epoch> {
+        self.dirty |= emitted;
+        let next = if self.dirty { self.ticker.busy(current, full) } else { self.ticker.quiet(current, self.moved_at) };
+        if next.is_some() {
+            (self.dirty, self.moved_at) = (false, Instant::now());
+        }
+        next
     }
 }
 

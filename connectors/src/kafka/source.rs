@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use citeflow_engine::flow::FlowControl;
 use citeflow_engine::metrics::metrics;
@@ -159,9 +159,8 @@ pub fn kafka_source<'scope>(
 
     let stream = source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address.clone());
-        ticker.register(scope.worker().sync_activator_for(info.address.to_vec()));
+        let mut epochs = ticker.source(scope.worker().sync_activator_for(info.address.to_vec()));
         let mut capability = Some(capability);
-        let (mut dirty, mut moved_at) = (true, Instant::now());
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             let mut read = 0;
@@ -207,8 +206,7 @@ pub fn kafka_source<'scope>(
             let full = read >= settings.max_records_per_epoch || (read > 0 && read == allowed);
             let at_end = states.iter().all(|s| s.next_offset >= s.high_watermark);
             let finishing = settings.stop_at_end && at_end;
-            dirty |= read > 0;
-            let next = if dirty { ticker.busy(*cap.time(), full) } else { ticker.quiet(*cap.time(), moved_at) };
+            let next = epochs.next(*cap.time(), read > 0, full);
             if next.is_some() || finishing {
                 let mut session = output.session(&*cap);
                 for state in states.iter_mut().filter(|s| s.moved) {
@@ -229,7 +227,6 @@ pub fn kafka_source<'scope>(
             }
             if let Some(next) = next {
                 cap.downgrade(&next);
-                (dirty, moved_at) = (false, Instant::now());
             }
             if full {
                 activator.activate();
