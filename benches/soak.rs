@@ -2,7 +2,8 @@
 //! deployment sees it. A throwaway PostgreSQL cluster and tansu broker; the sample loaded and
 //! caught up; then a steady producer of revisions and deletions over a fixed key set
 //! (`citeflow_jobs::churn`: 70% documents over 5,000 ids, 30% publications over 5,000 PMIDs,
-//! 5% deletions). The job's RSS, read rate and CPU are sampled through the run; then it idles,
+//! 5% deletions). The job's RSS, read rate, CPU and consumer lag (and the broker's CPU, since it
+//! shares the machine and can be what limits the rate) are sampled through the run; then it idles,
 //! is restarted over the churned topics, and the same live records are loaded once into a
 //! fresh broker and database to compare memory.
 //!
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use citeflow_jobs::churn::{churn, ChurnSettings};
 use citeflow_jobs::config::TopicsConfig;
-use support::{citeflow, citeflow_ok, free_port, read_topic, sample, test_kafka, test_producer, wait_caught_up, Db, Setup};
+use support::{citeflow, Broker, citeflow_ok, free_port, read_topic, sample, test_kafka, test_producer, wait_caught_up, Db, Setup};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -95,16 +96,30 @@ impl Job {
 
     /// CPU seconds used so far (user + system).
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
-        let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
-        ticks / clock_ticks()
+        cpu_seconds(self.child.id())
+    }
+
+    /// Consumer lag over every partition: messages in the broker the job has not read yet.
+    fn lag(&self) -> u64 {
+        self.get("/metrics")
+            .lines()
+            .filter(|line| line.starts_with("citeflow_consumer_lag{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
     }
 
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU seconds process `pid` has used so far (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    ticks / clock_ticks()
 }
 
 fn clock_ticks() -> f64 {
@@ -116,18 +131,32 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// One observation of the job.
+/// One observation of the job (and of the broker, which shares the machine).
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     at: f64,
     rss_mb: f64,
     read: u64,
+    lag: u64,
     cpu: f64,
+    broker_cpu: f64,
 }
 
 impl Sample {
-    fn of(job: &Job, started: Instant) -> Self {
-        Sample { at: started.elapsed().as_secs_f64(), rss_mb: job.rss_mb(), read: job.records_read(), cpu: job.cpu_seconds() }
+    fn of(job: &Job, broker: &Broker, started: Instant) -> Self {
+        Sample {
+            at: started.elapsed().as_secs_f64(),
+            rss_mb: job.rss_mb(),
+            read: job.records_read(),
+            lag: job.lag(),
+            cpu: job.cpu_seconds(),
+            broker_cpu: cpu_seconds(broker.pid()),
+        }
+    }
+
+    /// The broker's CPU use since `earlier`, in % of one core.
+    fn broker_cpu_since(&self, earlier: &Sample) -> f64 {
+        100.0 * (self.broker_cpu - earlier.broker_cpu) / (self.at - earlier.at).max(1e-3)
     }
 
     /// Messages read per second and CPU per message (ms) since `earlier`.
@@ -193,14 +222,15 @@ fn main() {
     let producer_topics = topics.clone();
     let producer = std::thread::spawn(move || churn(&kafka, &producer_topics, churn_settings).expect("churn"));
     let started = Instant::now();
-    let mut samples = vec![Sample::of(&job, started)];
+    let mut samples = vec![Sample::of(&job, &setup.broker, started)];
     println!("soak: churn at {rate} messages/s: {warmup} s warm-up, then {seconds} s");
-    println!("{:>8} {:>10} {:>12} {:>14}", "seconds", "rss_mb", "read_per_s", "cpu_ms_per_msg");
+    println!("{:>8} {:>10} {:>12} {:>14} {:>8} {:>14}", "seconds", "rss_mb", "read_per_s", "cpu_ms_per_msg", "lag", "broker_cpu_pct");
     while started.elapsed().as_secs() < warmup + seconds {
         std::thread::sleep(Duration::from_secs(interval));
-        let sample = Sample::of(&job, started);
+        let sample = Sample::of(&job, &setup.broker, started);
         let (rate, cpu) = sample.since(samples.last().expect("a sample"));
-        println!("{:>8.0} {:>10.0} {:>12.0} {:>14.3}", sample.at, sample.rss_mb, rate, cpu);
+        let broker_cpu = sample.broker_cpu_since(samples.last().expect("a sample"));
+        println!("{:>8.0} {:>10.0} {:>12.0} {:>14.3} {:>8} {:>14.0}", sample.at, sample.rss_mb, rate, cpu, sample.lag, broker_cpu);
         samples.push(sample);
     }
     let report = producer.join().expect("producer thread");
@@ -212,9 +242,9 @@ fn main() {
     let (rss_start, rss_end) = (first.rss_mb, last.rss_mb);
 
     wait_caught_up(&db, &setup.broker);
-    let idle_start = Sample::of(&job, started);
+    let idle_start = Sample::of(&job, &setup.broker, started);
     std::thread::sleep(Duration::from_secs(idle));
-    let idle_end = Sample::of(&job, started);
+    let idle_end = Sample::of(&job, &setup.broker, started);
     let idle_cpu = 100.0 * (idle_end.cpu - idle_start.cpu) / (idle_end.at - idle_start.at).max(1e-3);
     println!(
         "soak: idle {idle} s: RSS {:.0} -> {:.0} MB, CPU {idle_cpu:.2}% of one core",

@@ -1,6 +1,9 @@
-//! Arrangement introspection: how many updates each arrangement of a worker physically holds,
-//! kept from differential's own log events and published as
-//! `citeflow_arrangement_records{worker, operator}` and `citeflow_arrangement_batches{…}`.
+//! Introspection from timely's and differential's own log events: how many updates each
+//! arrangement of a worker physically holds (`citeflow_arrangement_records{worker, operator}`
+//! and `citeflow_arrangement_batches{…}`), and how long each operator has been busy
+//! (`citeflow_operator_busy_seconds_total{worker, operator}`, the time between timely's schedule
+//! start and stop events: where the job's CPU goes, and per second of wall clock the busy-time
+//! share an autoscaler sizes a job by).
 //!
 //! Differential reports every batch a trace takes in, every merge it completes and every batch
 //! it drops; adding the first, replacing two inputs by their output for the second and removing
@@ -11,11 +14,12 @@
 //! Operator names come from timely's operator log; install before building dataflows.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::time::Duration;
 
 use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
-use timely::logging::{TimelyEvent, TimelyEventBuilder};
+use timely::logging::{ScheduleEvent, StartStop, TimelyEvent, TimelyEventBuilder};
 use timely::worker::Worker;
 
 use crate::metrics::Metrics;
@@ -32,11 +36,14 @@ struct Held {
     batches: i64,
 }
 
-/// Per operator id, what its arrangement holds; and operator names.
+/// Per operator id, what its arrangement holds; operator names; when running operators started.
 #[derive(Default)]
 struct State {
     held: HashMap<usize, Held>,
     names: HashMap<usize, String>,
+    /// Dataflows (operators at the root scope, whose busy time is that of their operators).
+    dataflows: HashSet<usize>,
+    started: HashMap<usize, Duration>,
 }
 
 impl State {
@@ -56,6 +63,21 @@ impl State {
         Some(operator)
     }
 
+    /// Follows a schedule event at `time`; returns the operator and how long it was busy when
+    /// it stops.
+    fn schedule(&mut self, time: Duration, event: &ScheduleEvent) -> Option<(usize, Duration)> {
+        if self.dataflows.contains(&event.id) {
+            return None;
+        }
+        match event.start_stop {
+            StartStop::Start => {
+                self.started.insert(event.id, time);
+                None
+            }
+            StartStop::Stop => self.started.remove(&event.id).map(|start| (event.id, time.saturating_sub(start))),
+        }
+    }
+
     fn label(&self, operator: usize) -> String {
         match self.names.get(&operator) {
             Some(name) => format!("{operator} {name}"),
@@ -69,6 +91,7 @@ impl State {
 pub fn install(worker: &mut Worker, metrics: &'static Metrics) {
     let state = Rc::new(RefCell::new(State::default()));
     let worker_label = worker.index().to_string();
+    let busy_label = worker_label.clone();
     let Some(mut register) = worker.log_register() else { return };
     let follow = state.clone();
     register.insert::<DifferentialEventBuilder, _>(ARRANGE_LOG, move |_time, events| {
@@ -87,10 +110,26 @@ pub fn install(worker: &mut Worker, metrics: &'static Metrics) {
     register.insert::<TimelyEventBuilder, _>(TIMELY_LOG, move |_time, events| {
         let Some(events) = events else { return };
         let mut state = state.borrow_mut();
-        for (_, event) in events.iter() {
-            if let TimelyEvent::Operates(operates) = event {
-                state.names.insert(operates.id, operates.name.clone());
+        let mut busy: HashMap<usize, Duration> = HashMap::new();
+        for (time, event) in events.iter() {
+            match event {
+                TimelyEvent::Operates(operates) => {
+                    state.names.insert(operates.id, operates.name.clone());
+                    if operates.addr.len() == 1 {
+                        state.dataflows.insert(operates.id);
+                    }
+                }
+                TimelyEvent::Schedule(schedule) => {
+                    if let Some((operator, elapsed)) = state.schedule(*time, schedule) {
+                        *busy.entry(operator).or_default() += elapsed;
+                    }
+                }
+                _ => {}
             }
+        }
+        for (operator, elapsed) in busy {
+            let labels = [busy_label.as_str(), &state.label(operator)];
+            metrics.operator_busy.with_label_values(&labels).inc_by(elapsed.as_secs_f64());
         }
     });
 }
@@ -112,5 +151,18 @@ mod tests {
         assert_eq!(state.held[&7], Held { records: 4, batches: 1 }, "the merge consolidated 16 updates into 4");
         state.apply(&DifferentialEvent::Drop(DropEvent { operator: 7, length: 4 }));
         assert_eq!(state.held[&7], Held { records: 0, batches: 0 });
+    }
+
+    #[test]
+    fn an_operator_is_busy_from_its_start_to_its_stop_and_a_dataflow_is_not_counted() {
+        let mut state = State::default();
+        state.dataflows.insert(0);
+        let event = |id, start_stop| ScheduleEvent { id, start_stop };
+        let at = Duration::from_millis;
+        assert_eq!(state.schedule(at(10), &event(0, StartStop::Start)), None);
+        assert_eq!(state.schedule(at(11), &event(3, StartStop::Start)), None);
+        assert_eq!(state.schedule(at(15), &event(3, StartStop::Stop)), Some((3, at(4))));
+        assert_eq!(state.schedule(at(16), &event(0, StartStop::Stop)), None);
+        assert_eq!(state.schedule(at(17), &event(4, StartStop::Stop)), None, "a stop without a start counts nothing");
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
@@ -54,6 +54,8 @@ pub struct Metrics {
     pub arrangement_records: IntGaugeVec,
     /// Batches each arrangement holds, by worker and operator.
     pub arrangement_batches: IntGaugeVec,
+    /// Seconds each operator has been scheduled (busy), by worker and operator.
+    pub operator_busy: CounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -114,6 +116,12 @@ impl Metrics {
             late_records: counter(&registry, "late_records_total", "Records for closed windows, by policy", &["policy"]),
             arrangement_records: gauge_vec(&registry, "arrangement_records", "Updates an arrangement holds", &["worker", "operator"]),
             arrangement_batches: gauge_vec(&registry, "arrangement_batches", "Batches an arrangement holds", &["worker", "operator"]),
+            operator_busy: {
+                let metric = CounterVec::new(Opts::new("operator_busy_seconds_total", "Seconds an operator was scheduled"), &["worker", "operator"])
+                    .expect("valid metric");
+                registry.register(Box::new(metric.clone())).expect("unique metric");
+                metric
+            },
             watermark_lag,
             commit_latency,
             hydration_progress,

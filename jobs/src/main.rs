@@ -12,6 +12,13 @@ use citeflow_jobs::{eval, job, status, synthetic};
 use std::io::Write;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, not the system allocator: a long-running job frees as much as it allocates, from
+/// several worker threads, and glibc's per-thread arenas keep what was freed (a restart that
+/// replayed months of revisions held twice the memory of the same records loaded once).
+/// jemalloc returns unused pages to the system after a few seconds, from a background thread.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "citeflow", version, about = "Incremental citation matching on timely and differential dataflow")]
 struct Cli {
