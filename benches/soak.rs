@@ -71,13 +71,39 @@ impl Job {
         response
     }
 
-    /// Messages read so far, over every topic.
-    fn records_read(&self) -> u64 {
+    /// The samples of metric `name` (one per label set), as (labels, value).
+    fn metric(&self, name: &str) -> Vec<(String, f64)> {
         self.get("/metrics")
             .lines()
-            .filter(|line| line.starts_with("citeflow_records_read_total{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
+            .filter_map(|rest| {
+                let (labels, value) = rest.rsplit_once("} ")?;
+                Some((labels.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn metric_sum(&self, name: &str) -> u64 {
+        self.metric(name).iter().map(|(_, value)| value).sum::<f64>() as u64
+    }
+
+    /// Messages read so far, over every topic.
+    fn records_read(&self) -> u64 {
+        self.metric_sum("citeflow_records_read_total")
+    }
+
+    /// Consumer lag over every partition: messages in the broker the job has not read yet.
+    fn lag(&self) -> u64 {
+        self.metric_sum("citeflow_consumer_lag")
+    }
+
+    /// Updates held by all arrangements, and the largest few.
+    fn arrangements(&self) -> String {
+        let mut held = self.metric("citeflow_arrangement_records");
+        held.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let total: f64 = held.iter().map(|(_, value)| value).sum();
+        let largest: Vec<String> = held.iter().take(4).map(|(labels, value)| format!("{value:.0} ({labels})")).collect();
+        format!("{total:.0} updates in arrangements; largest {}", largest.join(", "))
     }
 
     fn proc_status(&self, field: &str) -> u64 {
@@ -99,16 +125,12 @@ impl Job {
         cpu_seconds(self.child.id())
     }
 
-    /// Consumer lag over every partition: messages in the broker the job has not read yet.
-    fn lag(&self) -> u64 {
-        self.get("/metrics")
-            .lines()
-            .filter(|line| line.starts_with("citeflow_consumer_lag{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    }
 
-    fn kill(mut self) {
+}
+
+/// A job is never left running: not when the benchmark ends, nor when it fails.
+impl Drop for Job {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -247,17 +269,20 @@ fn main() {
     let idle_end = Sample::of(&job, &setup.broker, started);
     let idle_cpu = 100.0 * (idle_end.cpu - idle_start.cpu) / (idle_end.at - idle_start.at).max(1e-3);
     println!(
-        "soak: idle {idle} s: RSS {:.0} -> {:.0} MB, CPU {idle_cpu:.2}% of one core",
-        idle_start.rss_mb, idle_end.rss_mb
+        "soak: idle {idle} s: RSS {:.0} -> {:.0} MB, CPU {idle_cpu:.2}% of one core (the broker {:.2}%)",
+        idle_start.rss_mb,
+        idle_end.rss_mb,
+        idle_end.broker_cpu_since(&idle_start)
     );
 
-    job.kill();
+    drop(job);
     let restarted = Instant::now();
     let job = Job::start(&setup);
     wait_caught_up(&db, &setup.broker);
     let restart_rss = settled_rss(&job);
     println!("soak: restart over the churned topics: ready in {:.1} s, RSS {restart_rss:.0} MB", restarted.elapsed().as_secs_f64());
-    job.kill();
+    println!("soak: restart: {}", job.arrangements());
+    drop(job);
 
     let fresh = Setup::new("fresh");
     let mut producer = test_producer(&fresh.broker);
@@ -274,7 +299,8 @@ fn main() {
     let job = Job::start(&fresh);
     wait_caught_up(&Db::connect(&fresh.url), &fresh.broker);
     let fresh_rss = settled_rss(&job);
-    job.kill();
+    println!("soak: loaded once: {}", job.arrangements());
+    drop(job);
     println!("soak: the same {live} live records loaded once: RSS {fresh_rss:.0} MB");
 
     let mut missed = Vec::new();

@@ -134,6 +134,13 @@ impl SourceEpochs {
         }
         next
     }
+
+    /// How long a source with nothing to read may sleep: until its heartbeat is due; `None`
+    /// while its epoch holds something (it closes when the clock moves on). Another source
+    /// closing an epoch wakes it sooner.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        (!self.dirty).then(|| self.ticker.heartbeat.saturating_sub(self.moved_at.elapsed()).max(Duration::from_millis(1)))
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -165,5 +172,16 @@ mod tests {
         assert_eq!(ticker.quiet(next, Instant::now()), None);
         let hasty = EpochTicker::new(1, Duration::ZERO);
         assert!(hasty.quiet(start, Instant::now()).is_some(), "the heartbeat moves a quiet source");
+    }
+
+    #[test]
+    fn a_quiet_source_sleeps_until_its_heartbeat_and_a_busy_one_not_at_all() {
+        let ticker = EpochTicker::new(1, Duration::from_secs(60));
+        let mut epochs = SourceEpochs { ticker, dirty: false, moved_at: Instant::now() };
+        let sleep = epochs.quiet_for().expect("quiet");
+        assert!(sleep > Duration::from_secs(59) && sleep <= Duration::from_secs(60), "{sleep:?}");
+        let current = epochs.ticker.clock.now() + 1_000_000;
+        assert_eq!(epochs.next(current, true, false), None, "the epoch stays open until the clock passes it");
+        assert_eq!(epochs.quiet_for(), None, "an open epoch with data is not quiet");
     }
 }

@@ -76,7 +76,12 @@ impl KafkaConfig {
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // librdkafka prefetches up to 100,000 messages or 64 MB per partition by default; the
+            // job takes a few thousand at a time (flow control), and a replay of a long topic
+            // would otherwise leave hundreds of MB of freed prefetch buffers behind.
+            .set("queued.min.messages", "10000")
+            .set("queued.max.messages.kbytes", "8192");
         for (key, value) in &self.consumer {
             config.set(key, value);
         }

@@ -7,9 +7,12 @@
 //! or its heartbeat comes ([`EpochTicker`]). At each close the source emits the new position of
 //! every partition that moved, at the epoch being closed, so that positions travel with the data
 //! they cover.
+//!
+//! Consumer lag is the high watermark each fetch response carries (as librdkafka caches it)
+//! minus the next offset to read: following it costs the broker nothing.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::ffi::{CStr, CString};
 use std::time::Duration;
 
 use citeflow_engine::flow::FlowControl;
@@ -67,54 +70,24 @@ pub struct SourceSettings {
 
 struct PartitionState {
     topic: String,
+    /// The topic as librdkafka's C API takes it.
+    c_topic: CString,
     partition: i32,
     next_offset: i64,
     high_watermark: i64,
     moved: bool,
 }
 
-const WATERMARK_REFRESH: Duration = Duration::from_secs(1);
-
-/// High watermarks of a source's partitions, refreshed by a background thread so that a slow
-/// or absent broker never blocks the timely worker. The thread stops when the source is
-/// dropped.
-struct HighWatermarks {
-    latest: Arc<Mutex<Vec<i64>>>,
-}
-
-impl HighWatermarks {
-    fn watch(settings: &SourceSettings, partitions: Vec<(String, i32)>, initial: Vec<i64>) -> Result<Self, KafkaError> {
-        let consumer: BaseConsumer =
-            settings.kafka.consumer_config().create().map_err(KafkaError::client("creating watermark consumer"))?;
-        let latest = Arc::new(Mutex::new(initial));
-        let shared = Arc::downgrade(&latest);
-        std::thread::Builder::new()
-            .name("citeflow-watermarks".into())
-            .spawn(move || {
-                while let Some(latest) = shared.upgrade() {
-                    for (slot, (topic, partition)) in partitions.iter().enumerate() {
-                        match watermarks(&consumer, topic, *partition, METADATA_TIMEOUT) {
-                            Ok((_, high)) => {
-                                let mut values = latest.lock().expect("watermark lock");
-                                values[slot] = values[slot].max(high);
-                            }
-                            Err(error) => {
-                                metrics().source_errors.with_label_values(&["watermarks"]).inc();
-                                tracing::warn!(%error, "kafka source: cannot read watermarks; retrying");
-                            }
-                        }
-                    }
-                    drop(latest);
-                    std::thread::sleep(WATERMARK_REFRESH);
-                }
-            })
-            .expect("spawning the watermark thread");
-        Ok(HighWatermarks { latest })
-    }
-
-    fn get(&self, slot: usize) -> i64 {
-        self.latest.lock().expect("watermark lock")[slot]
-    }
+/// The high watermark of `topic`/`partition` as the consumer last saw it: every fetch response
+/// carries it, and librdkafka keeps it (no request to the broker). `None` before the first fetch.
+fn cached_high_watermark(consumer: &BaseConsumer, topic: &CStr, partition: i32) -> Option<i64> {
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client pointer is valid while `consumer` lives, `topic` is a NUL-terminated
+    // string and the out-pointers point to live locals; librdkafka only reads its own cache.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high)
+    };
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// Creates the consumer for `partitions` and reads their initial watermarks.
@@ -130,6 +103,7 @@ fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(B
             .map_err(KafkaError::client("building assignment"))?;
         states.push(PartitionState {
             topic: topic.clone(),
+            c_topic: CString::new(topic.as_str()).map_err(|_| KafkaError::MissingTopic(topic.clone()))?,
             partition: *partition,
             next_offset: low,
             high_watermark: high,
@@ -150,26 +124,32 @@ pub fn kafka_source<'scope>(
     mut flow: FlowControl,
     ticker: EpochTicker,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
-    let (consumer, mut states) = connect(&settings, &partitions)?;
-    let initial = states.iter().map(|s| s.high_watermark).collect();
-    let high_watermarks = HighWatermarks::watch(&settings, partitions, initial)?;
+    let (mut consumer, mut states) = connect(&settings, &partitions)?;
     let index: BTreeMap<(String, i32), usize> =
         states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
     let idle_wait = Duration::from_millis(settings.epoch_ms.clamp(1, 50));
 
     let stream = source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address.clone());
+        let arrival = scope.worker().sync_activator_for(info.address.to_vec());
+        consumer.set_nonempty_callback(move || {
+            let _ = arrival.activate();
+        });
         let mut epochs = ticker.source(scope.worker().sync_activator_for(info.address.to_vec()));
         let mut capability = Some(capability);
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             let mut read = 0;
+            let mut drained = false;
             let allowed = settings.max_records_per_epoch.min(flow.room());
             {
                 let mut session = output.session(&*cap);
                 while read < allowed {
                     match consumer.poll(Duration::ZERO) {
-                        None => break,
+                        None => {
+                            drained = true;
+                            break;
+                        }
                         Some(Err(error)) => {
                             metrics().source_errors.with_label_values(&["read"]).inc();
                             tracing::warn!(%error, "kafka source: read failed; retrying");
@@ -198,8 +178,10 @@ pub fn kafka_source<'scope>(
                 }
             }
             flow.read(*cap.time(), read);
-            for (slot, state) in states.iter_mut().enumerate() {
-                state.high_watermark = state.high_watermark.max(high_watermarks.get(slot));
+            for state in states.iter_mut() {
+                if let Some(high) = cached_high_watermark(&consumer, &state.c_topic, state.partition) {
+                    state.high_watermark = state.high_watermark.max(high);
+                }
             }
             // A full epoch closes at once, and so does one cut short by flow control: nothing
             // more can be read into it, and closing it lets the job finish it.
@@ -228,10 +210,12 @@ pub fn kafka_source<'scope>(
             if let Some(next) = next {
                 cap.downgrade(&next);
             }
-            if full {
-                activator.activate();
-            } else {
-                activator.activate_after(idle_wait);
+            // Drained and quiet, the source sleeps: librdkafka wakes it when a message arrives,
+            // the ticker when another source closes an epoch, and its heartbeat at the latest.
+            match (full, drained.then(|| epochs.quiet_for()).flatten()) {
+                (true, _) => activator.activate(),
+                (false, Some(quiet)) => activator.activate_after(quiet),
+                (false, None) => activator.activate_after(idle_wait),
             }
         }
     });
