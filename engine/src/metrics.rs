@@ -56,6 +56,9 @@ pub struct Metrics {
     pub arrangement_batches: IntGaugeVec,
     /// Seconds each operator has been scheduled (busy), by worker and operator.
     pub operator_busy: CounterVec,
+    /// Replacement models and decision rules read while running, by outcome (`loaded`,
+    /// `refused`: unusable, the current one stays).
+    pub reloads: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -116,6 +119,7 @@ impl Metrics {
             late_records: counter(&registry, "late_records_total", "Records for closed windows, by policy", &["policy"]),
             arrangement_records: gauge_vec(&registry, "arrangement_records", "Updates an arrangement holds", &["worker", "operator"]),
             arrangement_batches: gauge_vec(&registry, "arrangement_batches", "Batches an arrangement holds", &["worker", "operator"]),
+            reloads: counter(&registry, "reloads_total", "Replacement models and rules, by what and outcome", &["what", "outcome"]),
             operator_busy: {
                 let metric = CounterVec::new(Opts::new("operator_busy_seconds_total", "Seconds an operator was scheduled"), &["worker", "operator"])
                     .expect("valid metric");

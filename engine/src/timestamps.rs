@@ -51,6 +51,9 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
             };
             let hours: i64 = rest.get(1..3)?.parse().ok()?;
             let minutes: i64 = rest.get(4..6)?.parse().ok()?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
             sign * (hours * 60 + minutes)
         }
         _ => return None,
@@ -165,7 +168,7 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_timestamp() {
-        for text in ["yesterday", "2023-02-29", "2024-13-01", "2024-03-01T25:00:00Z", "2024-03-01T12:00:00", "2024-3-1"] {
+        for text in ["yesterday", "2023-02-29", "2024-13-01", "2024-03-01T25:00:00Z", "2024-03-01T12:00:00", "2024-3-1", "2024-03-01T12:00:00+24:00", "2024-03-01T12:00:00-01:60"] {
             assert_eq!(parse_rfc3339(text), None, "{text}");
         }
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
+use citeflow_engine::metrics::metrics;
 use citeflow_engine::rows::Row;
 use citeflow_engine::sink::{DeadLetter, SourcePosition};
 use citeflow_engine::time::{Epoch, EpochTicker};
@@ -76,10 +77,12 @@ fn decision_rules(text: &[u8], origin: &str) -> Vec<(String, DecisionRule)> {
         Ok(config) => {
             let rules = config.decision_rules();
             tracing::info!(?rules, "configuration changed; re-deciding citations with these rules (other settings apply at the next start)");
+            metrics().reloads.with_label_values(&["rules", "loaded"]).inc();
             rules
         }
         Err(error) => {
             tracing::error!(%error, "the changed configuration is unusable; keeping the current decision rules");
+            metrics().reloads.with_label_values(&["rules", "refused"]).inc();
             Vec::new()
         }
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::domain::{PolicyDocument, Publication};
 use crate::matching::identifiers::{normalise_doi, normalise_pmcid, normalise_pmid};
 use crate::references::split_reference_section;
-use citeflow_engine::timestamps::parse_rfc3339;
+use citeflow_engine::timestamps::{format_rfc3339, parse_rfc3339};
 
 /// Event type of publication records.
 pub const PUBLICATION_EVENT: &str = "publication";
@@ -98,6 +98,36 @@ fn reject(reason: &'static str, detail: impl Into<String>) -> Rejection {
     Rejection { reason, detail: detail.into() }
 }
 
+/// The longest id, DOI, PMCID or organisation, in bytes: they are keys of indexed columns, and
+/// PostgreSQL refuses an index entry above about 2.7 KB; real ones are below 200.
+pub const MAX_KEY_BYTES: usize = 512;
+/// The most references one document may carry (the largest real reports cite a few thousand).
+pub const MAX_REFERENCES: usize = 10_000;
+/// References longer than this are cut (at a character boundary): a real one is under 1 KB, and
+/// matching costs grow with the length.
+pub const MAX_REFERENCE_BYTES: usize = 4_096;
+/// The earliest and latest event times a document may carry: what PostgreSQL's `timestamptz`
+/// and four-digit RFC 3339 years hold (0001-01-01 to 9999-12-31).
+const EARLIEST_EVENT_TIME: i64 = -62_135_596_800_000;
+const LATEST_EVENT_TIME: i64 = 253_402_300_799_999;
+
+/// Refuses a key-like value longer than [`MAX_KEY_BYTES`].
+fn bounded(field: &str, value: &str) -> Result<(), Rejection> {
+    match value.len() > MAX_KEY_BYTES {
+        true => Err(reject("too_large", format!("{field} has {} bytes; at most {MAX_KEY_BYTES}", value.len()))),
+        false => Ok(()),
+    }
+}
+
+/// `text` cut to at most `limit` bytes at a character boundary.
+fn truncated(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let cut = (0..=limit).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+    }
+    text
+}
+
 fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
@@ -125,6 +155,9 @@ fn publication_v1(payload: Value) -> Result<Publication, Rejection> {
         .transpose()?;
     // A malformed DOI (PubMed has a few, e.g. "10.103/…") loses the DOI, not the record.
     let doi = non_empty(record.doi).and_then(|d| normalise_doi(&d));
+    for (field, value) in [("pmid", &pmid), ("pmcid", &pmcid), ("doi", &doi)] {
+        bounded(field, value.as_deref().unwrap_or_default())?;
+    }
     let id = pmid.clone().or_else(|| pmcid.clone()).or_else(|| doi.clone()).ok_or_else(|| {
         reject("missing_field", "a publication needs a pmid, pmcid or doi")
     })?;
@@ -156,20 +189,25 @@ fn document_v1(payload: Value) -> Result<PolicyDocument, Rejection> {
         let reason = if message.starts_with("missing field") { "missing_field" } else { "invalid_field" };
         reject(reason, format!("policy document payload: {message}"))
     })?;
-    if parse_rfc3339(&raw.published_at).is_none() {
-        return Err(reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date", raw.published_at)));
-    }
-    let references = match raw.references {
+    let published = parse_rfc3339(&raw.published_at)
+        .filter(|time| (EARLIEST_EVENT_TIME..=LATEST_EVENT_TIME).contains(time))
+        .ok_or_else(|| reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date in years 1 to 9999", raw.published_at)))?;
+    let references: Vec<String> = match raw.references {
         ReferencesV1::List(list) => list.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
         ReferencesV1::Section(section) => split_reference_section(&section),
     };
+    if references.len() > MAX_REFERENCES {
+        return Err(reject("too_large", format!("{} references; at most {MAX_REFERENCES} per document", references.len())));
+    }
+    let organisation = raw.organisation.trim().to_string();
+    bounded("organisation", &organisation)?;
     Ok(PolicyDocument {
         id: raw.id.trim().to_string(),
-        organisation: raw.organisation.trim().to_string(),
+        organisation,
         title: raw.title.trim().to_string(),
         url: non_empty(raw.url),
-        published_at: raw.published_at,
-        references,
+        published_at: format_rfc3339(published),
+        references: references.into_iter().map(|r| truncated(r, MAX_REFERENCE_BYTES)).collect(),
     })
 }
 
@@ -178,6 +216,7 @@ fn decode_event(message: &KafkaMessage, roles: &TopicRoles) -> Result<Event, Rej
     if key.is_empty() {
         return Err(reject("empty_id", "the message has no key"));
     }
+    bounded("the key", &key)?;
     let is_publications = message.topic == roles.publications;
     let Some(bytes) = &message.payload else {
         return Ok(if is_publications { Event::Publication(key, None) } else { Event::Document(key, None) });
@@ -270,6 +309,27 @@ mod tests {
         assert_eq!(publication.doi.as_deref(), Some("10.1000/x"));
         assert_eq!(publication.authors, vec!["Doe", "WHO"]);
         assert_eq!(publication.year, Some(1977));
+    }
+
+    #[test]
+    fn values_postgresql_would_refuse_are_dead_lettered_or_normalised() {
+        let document = |id: &str, organisation: &str, published_at: &str, references: &str| {
+            format!(r#"{{"event_type":"policy_document","schema_version":1,"payload":{{"id":"{id}","organisation":"{organisation}","title":"T","published_at":"{published_at}","references":{references}}}}}"#)
+        };
+        assert_eq!(reason("docs", "d", &document("d", "WHO", "0000-06-15T00:00:00Z", "[]")), "invalid_field", "year 0");
+        assert_eq!(reason("docs", "d", &document("d", "WHO", "2020-06-15T00:00:00+24:00", "[]")), "invalid_field");
+        let long = "x".repeat(6_000);
+        assert_eq!(reason("docs", &long, &document(&long, "WHO", "2020-06-15", "[]")), "too_large", "a 6,000-byte id");
+        assert_eq!(reason("docs", "d", &document("d", &long, "2020-06-15", "[]")), "too_large", "a 6,000-byte organisation");
+        let many = format!("[{}]", vec!["\"r\""; MAX_REFERENCES + 1].join(","));
+        assert_eq!(reason("docs", "d", &document("d", "WHO", "2020-06-15", &many)), "too_large");
+
+        let huge = format!(r#"["{}é"]"#, "a".repeat(MAX_REFERENCE_BYTES - 1));
+        let payload = document("d", "WHO", "2020-06-15T10:00:00+15:30", &huge);
+        let (event, _) = decode(message("docs", "d", Some(&payload)), &roles()).unwrap();
+        let Event::Document(_, Some(document)) = event else { panic!() };
+        assert_eq!(document.published_at, "2020-06-14T18:30:00.000Z", "stored in UTC, whatever the offset");
+        assert_eq!(document.references[0].len(), MAX_REFERENCE_BYTES - 1, "cut before the character that crosses the limit");
     }
 
     #[test]

@@ -236,7 +236,11 @@ impl BinaryClassifier {
             .map(|o| o.name().to_string())
             .find(|n| n.contains("prob"))
             .ok_or_else(|| failed("no probabilities output (export with zipmap off)".into()))?;
-        Ok(BinaryClassifier { session, model: name, input, output, width })
+        let mut classifier = BinaryClassifier { session, model: name, input, output, width };
+        // A model that does not take `width` features or does not return two class
+        // probabilities per row is refused here, at load, never in the running dataflow.
+        classifier.probabilities(&[vec![0.0; width]])?;
+        Ok(classifier)
     }
 
     /// The probability of the positive class for each row of features.
@@ -252,6 +256,9 @@ impl BinaryClassifier {
         let tensor = Tensor::from_array(([rows.len(), self.width], flat)).map_err(|e| failed(e.to_string()))?;
         let outputs = self.session.run(ort::inputs![self.input.as_str() => tensor]).map_err(|e| failed(e.to_string()))?;
         let (_, values) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
+        if values.len() != 2 * rows.len() {
+            return Err(failed(format!("{} values for {} rows: a binary classifier returns two class probabilities per row", values.len(), rows.len())));
+        }
         Ok(values.chunks(2).map(|pair| pair[1]).collect())
     }
 }
@@ -278,6 +285,10 @@ mod tests {
         let probabilities = classifier.probabilities(&[full_title_match, other_title]).unwrap();
         assert!(probabilities[0] > 0.9 && probabilities[1] < 0.1, "{probabilities:?}");
         assert!(classifier.probabilities(&[vec![0.0; 3]]).is_err(), "a row of the wrong width is refused");
+        let library = runtime_library().expect("ONNX Runtime");
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/scorer.onnx");
+        let refused = BinaryClassifier::load(&library, &model, 20).err().expect("a model of another input width is refused at load");
+        assert!(matches!(refused, InferenceError::Model { .. }), "{refused}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod variants;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use citeflow_engine::metrics::metrics;
 use citeflow_operators::best::leaders_by_key;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
@@ -292,7 +293,7 @@ where
     let classifier = model.load(runtime)?;
     let score = |classifier: &mut BinaryClassifier, batch: &[(ReferenceKey, (String, Features))]| {
         let rows: Vec<Vec<f32>> = batch.iter().map(|(_, (_, features))| features.vector().to_vec()).collect();
-        let probabilities = classifier.probabilities(&rows).expect("the model ran on this input shape at load");
+        let probabilities = classifier.probabilities(&rows).expect("the model was checked at load with rows of this width");
         batch
             .iter()
             .zip(probabilities)
@@ -316,10 +317,12 @@ where
             let load = move |bytes: Vec<u8>| match BinaryClassifier::from_bytes(&runtime, &name, &bytes, FEATURE_NAMES.len()) {
                 Ok(replacement) => {
                     tracing::info!(model = %name, "new scorer model loaded; re-scoring candidates");
+                    metrics().reloads.with_label_values(&["model", "loaded"]).inc();
                     Some(replacement)
                 }
                 Err(error) => {
                     tracing::error!(%error, "the replacement model is unusable; keeping the current one");
+                    metrics().reloads.with_label_values(&["model", "refused"]).inc();
                     None
                 }
             };
