@@ -307,8 +307,16 @@ fn main() {
     if (rss_end - rss_start).abs() > 0.1 * rss_start {
         missed.push(format!("RSS moved {rss_start:.0} -> {rss_end:.0} MB"));
     }
-    if rate_end < 0.9 * rate_start {
-        missed.push(format!("rate fell {rate_start:.0} -> {rate_end:.0}/s"));
+    // The job can only read what the producer got into the broker: with (almost) no lag at the
+    // end, a lower read rate is the broker's or the producer's, not the job's.
+    let kept_up = (last.lag as f64) <= rate_start;
+    match (rate_end < 0.9 * rate_start, kept_up) {
+        (true, false) => missed.push(format!("rate fell {rate_start:.0} -> {rate_end:.0}/s with {} messages of lag", last.lag)),
+        (true, true) => println!(
+            "soak: the read rate fell {rate_start:.0} -> {rate_end:.0}/s with the job's lag at {}: the broker and producer set it, not the job (see the broker's CPU; the engine alone: cargo bench -p citeflow-benches --bench churn)",
+            last.lag
+        ),
+        (false, _) => {}
     }
     if (restart_rss - fresh_rss).abs() > 0.1 * fresh_rss {
         missed.push(format!("restart RSS {restart_rss:.0} MB vs {fresh_rss:.0} MB loaded once"));
