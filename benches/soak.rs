@@ -242,7 +242,7 @@ fn main() {
         ..ChurnSettings::default()
     };
     let producer_topics = topics.clone();
-    let producer = std::thread::spawn(move || churn(&kafka, &producer_topics, churn_settings).expect("churn"));
+    let producer = std::thread::spawn(move || churn(&kafka, &producer_topics, churn_settings));
     let started = Instant::now();
     let mut samples = vec![Sample::of(&job, &setup.broker, started)];
     println!("soak: churn at {rate} messages/s: {warmup} s warm-up, then {seconds} s");
@@ -255,7 +255,14 @@ fn main() {
         println!("{:>8.0} {:>10.0} {:>12.0} {:>14.3} {:>8} {:>14.0}", sample.at, sample.rss_mb, rate, cpu, sample.lag, broker_cpu);
         samples.push(sample);
     }
-    let report = producer.join().expect("producer thread");
+    // A broker that stops taking messages ends the churn early, not the measurement.
+    let produced = match producer.join().expect("producer thread") {
+        Ok(report) => report.total(),
+        Err(error) => {
+            println!("soak: the producer stopped: {error:#}; counting what the job read");
+            samples.last().map_or(0, |s| s.read - samples[0].read)
+        }
+    };
     let after_warmup: Vec<&Sample> = samples.iter().filter(|s| s.at >= warmup as f64 - 0.5).collect();
     let (first, second) = (after_warmup[0], after_warmup.get(1).copied().unwrap_or(after_warmup[0]));
     let (last, before_last) = (samples[samples.len() - 1], samples[samples.len() - 2]);
@@ -328,6 +335,6 @@ fn main() {
     }
     println!(
         "soak: messages {} seconds {seconds} rss_start_mb {rss_start:.0} rss_end_mb {rss_end:.0} rate_start {rate_start:.0} rate_end {rate_end:.0}",
-        report.total()
+        produced
     );
 }
