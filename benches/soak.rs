@@ -106,6 +106,23 @@ impl Job {
         format!("{total:.0} updates in arrangements; largest {}", largest.join(", "))
     }
 
+    /// Where the resident memory is: jemalloc's view of it against the process's RSS.
+    fn memory(&self) -> String {
+        let bytes = self.metric("citeflow_allocator_bytes");
+        let kind = |name: &str| {
+            let label = format!("kind=\"{name}\"");
+            bytes.iter().find(|(labels, _)| *labels == label).map_or(0.0, |(_, value)| value / 1048576.0)
+        };
+        let rss = self.rss_mb();
+        format!(
+            "RSS {rss:.0} MB: jemalloc allocated {:.0}, active {:.0}, resident {:.0}; outside jemalloc {:.0}",
+            kind("allocated"),
+            kind("active"),
+            kind("resident"),
+            rss - kind("resident")
+        )
+    }
+
     fn proc_status(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
@@ -281,6 +298,7 @@ fn main() {
         idle_end.rss_mb,
         idle_end.broker_cpu_since(&idle_start)
     );
+    println!("soak: idle: {}", job.memory());
 
     drop(job);
     let restarted = Instant::now();
@@ -289,6 +307,7 @@ fn main() {
     let restart_rss = settled_rss(&job);
     println!("soak: restart over the churned topics: ready in {:.1} s, RSS {restart_rss:.0} MB", restarted.elapsed().as_secs_f64());
     println!("soak: restart: {}", job.arrangements());
+    println!("soak: restart: {}", job.memory());
     drop(job);
 
     let fresh = Setup::new("fresh");
@@ -307,6 +326,7 @@ fn main() {
     wait_caught_up(&Db::connect(&fresh.url), &fresh.broker);
     let fresh_rss = settled_rss(&job);
     println!("soak: loaded once: {}", job.arrangements());
+    println!("soak: loaded once: {}", job.memory());
     drop(job);
     println!("soak: the same {live} live records loaded once: RSS {fresh_rss:.0} MB");
 

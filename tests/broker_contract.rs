@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics, watermarks};
+use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics, retention, watermarks, Retention};
 use citeflow_connectors::kafka::producer::{Outgoing, Producer};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -77,4 +77,15 @@ fn messages_compressed_with_every_codec_are_read() {
     let expected: Vec<(Vec<u8>, Vec<u8>)> =
         codecs.iter().map(|codec| (codec.as_bytes().to_vec(), format!("{codec} ").repeat(50).into_bytes())).collect();
     assert_eq!(read, expected, "every codec decompresses to what was sent");
+}
+
+/// What the job checks at start: the retention settings of its topics (DescribeConfigs), and
+/// that the topics it creates are compacted (CreateTopics with a setting).
+#[test]
+fn topics_are_created_compacted_and_their_retention_is_described() {
+    let broker = Broker::start();
+    let kafka = test_kafka(&broker);
+    let topic = "contract.compacted".to_string();
+    ensure_topics(&kafka, std::slice::from_ref(&topic), 2).unwrap();
+    assert_eq!(retention(&kafka, std::slice::from_ref(&topic)).unwrap(), vec![(topic, Retention::Kept)]);
 }

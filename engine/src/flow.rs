@@ -4,8 +4,8 @@
 //!
 //! An epoch is *finished* once two things hold: the dataflow's frontier at the sink has passed
 //! it (every operator is done with it; a [`ProbeHandle`] on the sink's input tells), and the sink
-//! has handed it to its destination — committed it, or, while hydrating, absorbed it
-//! ([`Completed`]). The second bounds the queue in front of a slow or absent destination: when
+//! has handed it to its destination and the destination has finished it — committed it, or,
+//! while hydrating, staged it ([`Completed`]). The second bounds the queue in front of a slow or absent destination: when
 //! PostgreSQL stops answering, the sources pause instead of queueing batches in memory.
 //!
 //! This bounds more than memory. Arrangements compact only up to the frontier, so a dataflow that
@@ -28,7 +28,7 @@ use crate::time::Epoch;
 pub struct Completed {
     /// The frontier of the last batch the sink handed to the destination.
     handed: Arc<AtomicU64>,
-    /// Every epoch before this one is finished (committed, or absorbed while hydrating).
+    /// Every epoch before this one is finished (committed, or staged while hydrating).
     done: Arc<AtomicU64>,
 }
 

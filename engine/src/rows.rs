@@ -32,6 +32,14 @@ impl ViewSchema {
     pub fn values(&self) -> &'static [&'static str] {
         &self.columns[self.key_columns..]
     }
+
+    /// The encoded primary key of an encoded row: its leading key columns.
+    pub fn key_of<'a>(&self, line: &'a str) -> &'a str {
+        match self.key_columns {
+            0 => "",
+            n => &line[..line.match_indices('\t').nth(n - 1).map_or(line.len(), |(i, _)| i)],
+        }
+    }
 }
 
 /// One row of one view, encoded: `key` is the COPY text of the key columns, `line` of all
@@ -152,15 +160,7 @@ pub fn encode_row<R: ViewRow>(view: ViewId, schema: &ViewSchema, row: &R) -> Row
     let mut line = CopyLine::default();
     row.write(&mut line);
     assert_eq!(line.fields, schema.columns.len(), "row of {} has the wrong number of columns", schema.table);
-    let key_end = match schema.key_columns {
-        0 => 0,
-        n => key_prefix_end(&line.text, n),
-    };
-    Row { view, key: line.text[..key_end].to_string(), line: line.text }
-}
-
-fn key_prefix_end(text: &str, key_columns: usize) -> usize {
-    text.match_indices('\t').nth(key_columns - 1).map(|(i, _)| i).unwrap_or(text.len())
+    Row { view, key: schema.key_of(&line.text).to_string(), line: line.text }
 }
 
 /// Turns a collection of typed rows into encoded rows of `view`.

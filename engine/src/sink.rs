@@ -7,10 +7,14 @@
 //! input partition.
 //!
 //! Hydration: after a restart the sources replay their inputs from the start. Until every
-//! partition has reached the offset committed by the previous run, the sink withholds output
-//! and only accumulates; the first batch after that is a [`CommitMode::Reconcile`] batch that
-//! carries the full contents of every view, which the committer compares with what the
-//! tables hold, writing only the difference. Later batches are [`CommitMode::Delta`].
+//! partition has reached the offset committed by the previous run, the views that readers
+//! see must not move, yet the sink holds nothing: it hands each frontier's changes on as a
+//! [`CommitMode::Stage`] batch, which the committer applies to a shadow of every view (so
+//! a restart's memory does not grow with the size of the views, and the committer's pace
+//! bounds the replay's, as it does when live). The first batch at or after the committed
+//! offsets is a [`CommitMode::Reconcile`] batch: its changes complete the shadows, and the
+//! committer makes every view equal to its shadow, writing only the rows that differ, together
+//! with the positions of every partition. Later batches are [`CommitMode::Delta`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -61,8 +65,13 @@ pub struct DeadLetter {
 /// How a committer must apply a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitMode {
-    /// The batch holds the complete contents of every view: delete what the tables hold beyond
-    /// it and write only rows that differ.
+    /// Hydrating: the batch holds changes to the views as the replay rebuilds them; apply them
+    /// to the views' shadows (which start empty), not to the views, and record no positions
+    /// and no frontier.
+    Stage,
+    /// Hydration is complete: apply the batch's changes to the shadows, then make every view
+    /// equal to its shadow, writing only rows that differ. The positions are those of every
+    /// partition.
     Reconcile,
     /// The batch holds changes: delete the listed keys, upsert the listed rows.
     Delta,
@@ -207,7 +216,7 @@ pub fn commit_views<'scope, C: Committer>(
     let mut committer = Some(committer);
     let mut hydration = Some(Hydration::new(target));
     let mut pending: Vec<(SinkRecord, Epoch, isize)> = Vec::new();
-    let mut accumulated: Vec<(SinkRecord, isize)> = Vec::new();
+    let mut replayed_positions: Vec<(SinkRecord, isize)> = Vec::new();
     let mut last_upper: Option<Epoch> = Some(0);
     metrics().hydrating.set(1);
 
@@ -235,27 +244,35 @@ pub fn commit_views<'scope, C: Committer>(
 
         let batch = match hydration.as_mut() {
             Some(state) => {
-                for (record, _) in &ready {
+                let (mut positions, changes): (Vec<_>, Vec<_>) =
+                    ready.into_iter().partition(|(record, _)| matches!(record, SinkRecord::Position(_)));
+                for (record, _) in &positions {
                     if let SinkRecord::Position(position) = record {
                         state.observe(position);
                     }
                 }
-                accumulated.append(&mut ready);
-                consolidate(&mut accumulated);
+                replayed_positions.append(&mut positions);
+                consolidate(&mut replayed_positions);
                 metrics().hydration_progress.set(state.progress());
                 if !state.complete() && upper.is_some() {
                     state.report();
-                    completed.finish(upper);
-                    return;
+                    let batch = build_batch(CommitMode::Stage, upper, changes);
+                    if batch.views.is_empty() && batch.dead_letters.is_empty() {
+                        completed.finish(upper);
+                        return;
+                    }
+                    batch
+                } else {
+                    tracing::info!(
+                        seconds = format!("{:.1}", state.started.elapsed().as_secs_f64()),
+                        "hydration complete; reconciling views"
+                    );
+                    hydration = None;
+                    metrics().hydrating.set(0);
+                    let mut updates = changes;
+                    updates.append(&mut replayed_positions);
+                    build_batch(CommitMode::Reconcile, upper, updates)
                 }
-                tracing::info!(
-                    records = accumulated.len(),
-                    seconds = format!("{:.1}", state.started.elapsed().as_secs_f64()),
-                    "hydration complete; reconciling views"
-                );
-                hydration = None;
-                metrics().hydrating.set(0);
-                build_batch(CommitMode::Reconcile, upper, std::mem::take(&mut accumulated))
             }
             None if ready.is_empty() && upper.is_some() => {
                 completed.pass(upper);

@@ -29,6 +29,12 @@ pub struct TopicsConfig {
     pub dead_letter: String,
     /// Partitions of the input topics when `citeflow topics` creates them.
     pub partitions: i32,
+    /// Run on input topics whose messages can expire (`cleanup.policy` with `delete` and a
+    /// finite `retention.ms` or `retention.bytes`). The job rebuilds its state by replaying its
+    /// topics, so by default it refuses them; with this set, a restart's reconciliation keeps
+    /// the rows it did not rebuild instead of deleting them (a row whose messages expired stays
+    /// as it was last written).
+    pub accept_expiring_messages: bool,
 }
 
 impl Default for TopicsConfig {
@@ -38,6 +44,7 @@ impl Default for TopicsConfig {
             documents: "policy.documents".into(),
             dead_letter: "citeflow.dead-letter".into(),
             partitions: 4,
+            accept_expiring_messages: false,
         }
     }
 }

@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics};
+use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics, offset_ranges, retention, Retention};
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::source::{kafka_source, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
-use citeflow_connectors::postgres::start_committer;
+use citeflow_connectors::postgres::{start_committer, Reconciliation};
 use citeflow_engine::http::{serve, Readiness};
 use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
@@ -38,6 +38,46 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
+/// Refuses input topics whose messages can expire, unless `topics.accept_expiring_messages`
+/// says the user accepts it; then reconciliation keeps the rows the replay does not rebuild.
+fn check_retention(config: &CiteflowConfig, topics: &[String]) -> anyhow::Result<Reconciliation> {
+    for (topic, retention) in retention(&config.kafka, topics)? {
+        let Retention::Expires { setting, value } = retention else { continue };
+        if !config.topics.accept_expiring_messages {
+            return Err(anyhow!(
+                "topic `{topic}` can lose messages ({setting} = {value}): the job rebuilds its state by replaying its \
+                 topics, so make the topic compacted (cleanup.policy=compact; `citeflow topics` creates them so) or set \
+                 topics.accept_expiring_messages = true"
+            ));
+        }
+        tracing::warn!(%topic, setting, %value, "input messages can expire; a restart keeps the rows it does not rebuild");
+        return Ok(Reconciliation::KeepUnreplayed);
+    }
+    Ok(Reconciliation::Exact)
+}
+
+/// Stops at start, naming the partition, when the broker holds fewer messages than the last run
+/// committed (the topic was recreated or truncated) or has deleted messages the replay needs.
+fn check_committed_offsets(config: &CiteflowConfig, target: &HydrationTarget, reconciliation: Reconciliation) -> anyhow::Result<()> {
+    let partitions: Vec<(String, i32)> = target.keys().cloned().collect();
+    for (((topic, partition), committed), (low, high)) in target.iter().zip(offset_ranges(&config.kafka, &partitions)?) {
+        if *committed > high {
+            return Err(anyhow!(
+                "{topic}/{partition} ends at offset {high}, but the last run committed offset {committed}: the topic was \
+                 recreated or truncated, so the tables no longer match it; to rebuild them from the topic as it is, drop the \
+                 job's tables (or use an empty database) and start again"
+            ));
+        }
+        if low > 0 && reconciliation == Reconciliation::Exact {
+            return Err(anyhow!(
+                "{topic}/{partition} starts at offset {low}: messages the replay needs were deleted; set \
+                 topics.accept_expiring_messages = true to run on what is left (rows not rebuilt are kept)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the job. With `until_caught_up` it stops once every partition has been read up to
 /// the high watermark it had at start and everything is committed; otherwise it runs until
 /// killed or fenced.
@@ -53,10 +93,19 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let partitions = discover_partitions(&config.kafka, &topics)?;
     ensure_topics(&config.kafka, std::slice::from_ref(&config.topics.dead_letter), 1)?;
     let publisher = DeadLetterPublisher::new(&config.kafka, &config.topics.dead_letter)?;
+    let reconciliation = check_retention(config, &topics)?;
     let completed = Completed::new();
-    let (start, queue, committer) =
-        start_committer(&config.postgres, VIEWS.to_vec(), MIGRATIONS, Some(publisher), readiness, completed.clone())?;
+    let (start, queue, committer) = start_committer(
+        &config.postgres,
+        reconciliation,
+        VIEWS.to_vec(),
+        MIGRATIONS,
+        Some(publisher),
+        readiness,
+        completed.clone(),
+    )?;
     let target: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
+    check_committed_offsets(config, &target, reconciliation)?;
     tracing::info!(
         generation = start.generation,
         partitions = partitions.len(),

@@ -12,12 +12,7 @@ use citeflow_jobs::{eval, job, status, synthetic};
 use std::io::Write;
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc, not the system allocator: a long-running job frees as much as it allocates, from
-/// several worker threads, and glibc's per-thread arenas keep what was freed (a restart that
-/// replayed months of revisions held twice the memory of the same records loaded once).
-/// jemalloc returns unused pages to the system after a few seconds, from a background thread.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+mod allocator;
 
 #[derive(Parser)]
 #[command(name = "citeflow", version, about = "Incremental citation matching on timely and differential dataflow")]
@@ -139,6 +134,9 @@ fn main() {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    if let Err(error) = allocator::register(&citeflow_engine::metrics::metrics().registry) {
+        tracing::warn!(%error, "allocator statistics are not exported");
     }
     if let Err(error) = execute(cli) {
         eprintln!("citeflow: {error:#}");

@@ -302,6 +302,11 @@ impl Db {
         Db { runtime, client }
     }
 
+    /// Runs `sql` (statements, no rows).
+    pub fn execute(&self, sql: &str) {
+        self.runtime.block_on(self.client.batch_execute(sql)).unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
     /// Rows of `sql`, each column rendered as text (NULL as `None`).
     pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         let wrapped = format!("SELECT to_jsonb(q)::text FROM ({sql}) q");

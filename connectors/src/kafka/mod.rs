@@ -23,6 +23,9 @@ pub enum KafkaError {
     /// A topic the job needs does not exist.
     #[error("topic `{0}` does not exist (create it with `citeflow topics`)")]
     MissingTopic(String),
+    /// A client runtime could not start.
+    #[error("kafka: starting the admin client's runtime: {0}")]
+    Runtime(String),
     /// Messages could not be delivered.
     #[error("kafka: {0} messages could not be delivered")]
     Undelivered(u64),

@@ -75,6 +75,68 @@ fn stage_keys_table(schema: &ViewSchema) -> String {
     format!("citeflow_stage_keys_{}", schema.table)
 }
 
+/// The shadow of a view: the view as a hydrating job rebuilds it (see [`prepare_shadows`]).
+pub fn shadow_table(schema: &ViewSchema) -> String {
+    format!("citeflow_shadow_{}", schema.table)
+}
+
+/// (Re)creates an empty shadow table for each of `schemas`: unlogged (it is rebuilt by every
+/// start that hydrates), with the view's columns, NOT NULL and CHECK constraints and primary
+/// key, so that rows the view would refuse are refused while staging, with the rows at hand.
+pub async fn prepare_shadows(client: &Client, schemas: &[ViewSchema]) -> Result<(), PgError> {
+    for schema in schemas {
+        let sql = format!(
+            "DROP TABLE IF EXISTS {shadow};
+             CREATE UNLOGGED TABLE {shadow} (LIKE {table} INCLUDING CONSTRAINTS);
+             ALTER TABLE {shadow} ADD PRIMARY KEY ({key});",
+            shadow = shadow_table(schema),
+            table = schema.table,
+            key = quoted(schema.key()),
+        );
+        client.batch_execute(&sql).await.map_err(PgError::db(format!("shadow table for {}", schema.table)))?;
+    }
+    Ok(())
+}
+
+/// `INSERT … ON CONFLICT` from `source` into `table` (the view `schema` or its shadow),
+/// writing only rows whose values differ.
+fn upsert_from(schema: &ViewSchema, table: &str, source: &str) -> String {
+    let conflict = if schema.values().is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        let set = schema.values().iter().map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
+        let current = schema.values().iter().map(|c| format!("t.\"{c}\"")).collect::<Vec<_>>().join(", ");
+        let incoming = schema.values().iter().map(|c| format!("EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
+        format!("DO UPDATE SET {set} WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})")
+    };
+    format!(
+        "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM {source} ON CONFLICT ({key}) {conflict}",
+        columns = quoted(schema.columns),
+        key = quoted(schema.key()),
+    )
+}
+
+/// Makes the view equal to its shadow (with `delete_missing`; otherwise rows missing from the
+/// shadow stay), writing only the rows that differ, and empties the shadow; returns the rows
+/// deleted, inserted or updated.
+pub async fn reconcile_from_shadow(
+    transaction: &Transaction<'_>,
+    schema: &ViewSchema,
+    delete_missing: bool,
+) -> Result<u64, PgError> {
+    let (table, shadow) = (schema.table, shadow_table(schema));
+    let context = format!("reconciling {table}");
+    let mut touched = 0;
+    if delete_missing {
+        let delete =
+            format!("DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {})", key_match(schema, "t", "s"));
+        touched += transaction.execute(&delete, &[]).await.map_err(PgError::db(context.clone()))?;
+    }
+    touched += transaction.execute(&upsert_from(schema, table, &shadow), &[]).await.map_err(PgError::db(context.clone()))?;
+    transaction.batch_execute(&format!("TRUNCATE {shadow}")).await.map_err(PgError::db(context))?;
+    Ok(touched)
+}
+
 /// Creates this session's staging tables for `schemas` (temporary, emptied at each commit).
 pub async fn prepare_staging(client: &Client, schemas: &[ViewSchema]) -> Result<(), PgError> {
     for schema in schemas {
@@ -118,27 +180,20 @@ async fn copy_lines<'a>(
     Ok(())
 }
 
-/// Applies `changes` to the view `schema`; returns the number of rows deleted, inserted or
-/// updated. In [`CommitMode::Reconcile`] the upserts are the view's complete contents and
-/// every other row is deleted.
+/// Applies `changes` to `table` (the view `schema`, or its shadow); returns the number of rows
+/// deleted, inserted or updated. In [`CommitMode::Reconcile`] the upserts are the table's
+/// complete contents and every other row is deleted; otherwise they are changes.
 pub async fn apply_view(
     transaction: &Transaction<'_>,
     schema: &ViewSchema,
+    table: &str,
     changes: &ViewChanges,
     mode: CommitMode,
 ) -> Result<u64, PgError> {
-    let table = schema.table;
     let stage = stage_table(schema);
     let context = format!("writing {table}");
     let mut touched = 0;
     match mode {
-        CommitMode::Delta if !changes.deletes.is_empty() => {
-            let keys = stage_keys_table(schema);
-            copy_lines(transaction, &keys, schema.key(), changes.deletes.iter().map(String::as_str)).await?;
-            let sql = format!("DELETE FROM {table} t USING {keys} d WHERE {}", key_match(schema, "t", "d"));
-            touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
-        }
-        CommitMode::Delta => {}
         CommitMode::Reconcile => {
             copy_lines(transaction, &stage, schema.columns, changes.upserts.iter().map(String::as_str)).await?;
             let sql = format!(
@@ -147,27 +202,21 @@ pub async fn apply_view(
             );
             touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
         }
+        CommitMode::Delta | CommitMode::Stage if !changes.deletes.is_empty() => {
+            let keys = stage_keys_table(schema);
+            copy_lines(transaction, &keys, schema.key(), changes.deletes.iter().map(String::as_str)).await?;
+            let sql = format!("DELETE FROM {table} t USING {keys} d WHERE {}", key_match(schema, "t", "d"));
+            touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
+        }
+        CommitMode::Delta | CommitMode::Stage => {}
     }
     if changes.upserts.is_empty() {
         return Ok(touched);
     }
-    if mode == CommitMode::Delta {
+    if mode != CommitMode::Reconcile {
         copy_lines(transaction, &stage, schema.columns, changes.upserts.iter().map(String::as_str)).await?;
     }
-    let conflict = if schema.values().is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        let set = schema.values().iter().map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
-        let current = schema.values().iter().map(|c| format!("t.\"{c}\"")).collect::<Vec<_>>().join(", ");
-        let incoming = schema.values().iter().map(|c| format!("EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
-        format!("DO UPDATE SET {set} WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})")
-    };
-    let sql = format!(
-        "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM {stage} ON CONFLICT ({key}) {conflict}",
-        columns = quoted(schema.columns),
-        key = quoted(schema.key()),
-    );
-    touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context))?;
+    touched += transaction.execute(&upsert_from(schema, table, &stage), &[]).await.map_err(PgError::db(context))?;
     Ok(touched)
 }
 

@@ -14,13 +14,16 @@ use citeflow_engine::flow::Completed;
 use citeflow_engine::http::Readiness;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::rows::ViewSchema;
+use citeflow_engine::time::Epoch;
 use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HydrationTarget, ViewChanges};
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls};
 
 use super::apply::{
-    apply_view, insert_dead_letters, position_lines, prepare_staging, WatermarkLogRow, DEAD_LETTER_VIEW, PROGRESS_VIEW,
+    apply_view, insert_dead_letters, position_lines, prepare_shadows, prepare_staging, reconcile_from_shadow, shadow_table,
+    WatermarkLogRow, DEAD_LETTER_VIEW, PROGRESS_VIEW,
 };
+use super::refusals::{apply_view_isolating, REFUSED_BY_DATABASE};
 use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
 use super::{PgError, PostgresConfig};
 use crate::kafka::dead_letters::DeadLetterPublisher;
@@ -36,6 +39,17 @@ pub struct SinkStart {
     pub committed: HydrationTarget,
     /// The event-time watermark advances previous runs committed, in order.
     pub watermark_log: Vec<WatermarkLogRow>,
+}
+
+/// What a restart's reconciliation does with rows of a view that the replay did not rebuild.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconciliation {
+    /// Deletes them: the inputs hold every message (compacted topics), so a row the replay did
+    /// not rebuild is a row that no longer exists.
+    Exact,
+    /// Keeps them: the inputs may have lost messages to retention, and a row whose messages
+    /// expired must not disappear for that.
+    KeepUnreplayed,
 }
 
 /// The sink operator's end of the queue to the committer thread.
@@ -97,6 +111,7 @@ struct Session {
     client: Client,
     views: Vec<ViewSchema>,
     generation: i64,
+    reconciliation: Reconciliation,
 }
 
 async fn connect(connection: &tokio_postgres::Config) -> Result<Client, PgError> {
@@ -120,6 +135,7 @@ fn staged_schemas(views: &[ViewSchema]) -> Vec<ViewSchema> {
 /// the committed offsets, and starts the committer thread.
 pub fn start_committer(
     config: &PostgresConfig,
+    reconciliation: Reconciliation,
     views: Vec<ViewSchema>,
     migrations: &[Migration],
     publisher: Option<DeadLetterPublisher>,
@@ -155,12 +171,13 @@ pub fn start_committer(
             .map(|row| WatermarkLogRow { watermark: row.get(0), topic: row.get(1), partition: row.get(2), next_offset: row.get(3) })
             .collect();
         prepare_staging(&client, &staged_schemas(&views)).await?;
+        prepare_shadows(&client, &views).await?;
         Ok::<_, PgError>((client, SinkStart { generation, committed, watermark_log }))
     })?;
     tracing::info!(generation = start.generation, partitions = start.committed.len(), "sink ready");
     let (sender, receiver) = mpsc::channel();
     let failure = Arc::new(Mutex::new(None));
-    let session = Session { connection, client, views, generation: start.generation };
+    let session = Session { connection, client, views, generation: start.generation, reconciliation };
     let thread_failure = failure.clone();
     let thread = std::thread::Builder::new()
         .name("citeflow-committer".into())
@@ -189,23 +206,31 @@ fn run(
         let mut batches = vec![first];
         batches.extend(receiver.try_iter());
         let mut backoff = Duration::from_millis(100);
+        let mut isolate = false;
         loop {
             let started = Instant::now();
-            match runtime.block_on(apply_batches(&mut session, &batches, publisher.as_mut())) {
-                Ok(written) => {
+            match runtime.block_on(apply_batches(&mut session, &batches, publisher.as_mut(), isolate)) {
+                Ok(applied) => {
                     metrics().commit_latency.observe(started.elapsed().as_secs_f64());
                     stats.transactions += 1;
-                    stats.rows_written += written;
+                    stats.rows_written += applied.rows;
+                    if applied.refused > 0 {
+                        metrics().dead_letters.with_label_values(&[REFUSED_BY_DATABASE]).inc_by(applied.refused as u64);
+                    }
                     if batches.iter().any(|b| b.mode == CommitMode::Reconcile) {
-                        stats.reconciled_rows += written;
-                        tracing::info!(rows_written = written, "reconciliation committed; the job is live");
+                        stats.reconciled_rows += applied.rows;
+                        tracing::info!(rows_written = applied.rows, "reconciliation committed; the job is live");
                         readiness.set(true);
                     }
-                    if let Some(frontier) = batches.iter().rev().find_map(|b| b.frontier) {
+                    if let Some(frontier) = committed_frontier(&batches) {
                         metrics().committed_frontier.set(frontier as i64);
                     }
                     completed.finish(batches.last().and_then(|b| b.frontier));
                     break;
+                }
+                Err(error) if error.refusal().is_some() && !isolate => {
+                    tracing::warn!(%error, "the database refused a row; finding the refused rows to dead-letter them");
+                    isolate = true;
                 }
                 Err(error) if !error.is_transient() => return Err(error),
                 Err(error) => {
@@ -248,13 +273,23 @@ fn reconnect(runtime: &Runtime, session: &mut Session) {
     }
 }
 
+/// What one transaction wrote.
+#[derive(Default)]
+struct Applied {
+    /// Rows deleted, inserted or updated in the views (not their shadows).
+    rows: u64,
+    /// Dead letters for rows the database refused (already recorded in the transaction).
+    refused: usize,
+}
+
 async fn apply_batches(
     session: &mut Session,
     batches: &[CommitBatch],
     publisher: Option<&mut DeadLetterPublisher>,
-) -> Result<u64, PgError> {
+    isolate: bool,
+) -> Result<Applied, PgError> {
     let generation = session.generation;
-    let transaction = session.client.transaction().await.map_err(PgError::db("starting a commit"))?;
+    let mut transaction = session.client.transaction().await.map_err(PgError::db("starting a commit"))?;
     let current: i64 = transaction
         .query_one("SELECT generation FROM citeflow_job WHERE id = 1 FOR UPDATE", &[])
         .await
@@ -263,27 +298,44 @@ async fn apply_batches(
     if current != generation {
         return Err(PgError::Fenced { ours: generation, current });
     }
-    let mut written = 0;
+    let mut applied = Applied::default();
     let mut new_letters = Vec::new();
-    let empty = ViewChanges::default();
     for batch in batches {
+        let mut letters = batch.dead_letters.clone();
         for (id, schema) in session.views.iter().enumerate() {
-            let changes = batch.views.get(&(id as u16));
-            if changes.is_none() && batch.mode == CommitMode::Delta {
-                continue;
+            if let Some(changes) = batch.views.get(&(id as u16)) {
+                let out = (changes.upserts.len() + changes.deletes.len()) as u64;
+                metrics().records_out.with_label_values(&[schema.table]).inc_by(out);
+                let (table, mode) = match batch.mode {
+                    CommitMode::Delta => (schema.table.to_string(), CommitMode::Delta),
+                    CommitMode::Stage | CommitMode::Reconcile => (shadow_table(schema), CommitMode::Stage),
+                };
+                let rows = if isolate {
+                    let (rows, refused) = apply_view_isolating(&mut transaction, schema, &table, changes, mode).await?;
+                    applied.refused += refused.len();
+                    letters.extend(refused);
+                    rows
+                } else {
+                    apply_view(&transaction, schema, &table, changes, mode).await?
+                };
+                if batch.mode == CommitMode::Delta {
+                    metrics().rows_written.with_label_values(&[schema.table]).inc_by(rows);
+                    applied.rows += rows;
+                }
             }
-            let changes = changes.unwrap_or(&empty);
-            let out = (changes.upserts.len() + changes.deletes.len()) as u64;
-            metrics().records_out.with_label_values(&[schema.table]).inc_by(out);
-            let rows = apply_view(&transaction, schema, changes, batch.mode).await?;
-            metrics().rows_written.with_label_values(&[schema.table]).inc_by(rows);
-            written += rows;
+            if batch.mode == CommitMode::Reconcile {
+                let rows = reconcile_from_shadow(&transaction, schema, session.reconciliation == Reconciliation::Exact).await?;
+                metrics().rows_written.with_label_values(&[schema.table]).inc_by(rows);
+                applied.rows += rows;
+            }
         }
-        let positions = ViewChanges { deletes: Vec::new(), upserts: position_lines(&batch.positions) };
-        apply_view(&transaction, &PROGRESS_VIEW, &positions, batch.mode).await?;
-        new_letters.extend(insert_dead_letters(&transaction, &batch.dead_letters).await?);
+        if batch.mode != CommitMode::Stage {
+            let positions = ViewChanges { deletes: Vec::new(), upserts: position_lines(&batch.positions) };
+            apply_view(&transaction, &PROGRESS_VIEW, PROGRESS_VIEW.table, &positions, batch.mode).await?;
+        }
+        new_letters.extend(insert_dead_letters(&transaction, &letters).await?);
     }
-    if let Some(frontier) = batches.iter().rev().find_map(|b| b.frontier) {
+    if let Some(frontier) = committed_frontier(batches) {
         transaction
             .execute("UPDATE citeflow_job SET frontier = $1, committed_at = now() WHERE id = 1", &[&(frontier as i64)])
             .await
@@ -293,5 +345,10 @@ async fn apply_batches(
         publisher.publish(&new_letters).map_err(|e| PgError::DeadLetters(e.to_string()))?;
     }
     transaction.commit().await.map_err(PgError::db("committing"))?;
-    Ok(written)
+    Ok(applied)
+}
+
+/// The frontier `batches` commit: that of the last batch that is not staged.
+fn committed_frontier(batches: &[CommitBatch]) -> Option<Epoch> {
+    batches.iter().rev().filter(|b| b.mode != CommitMode::Stage).find_map(|b| b.frontier)
 }

@@ -4,12 +4,13 @@
 pub mod apply;
 pub mod committer;
 pub mod migrate;
+pub mod refusals;
 
 use citeflow_engine::config::{env_override, ConfigError};
 use serde::Deserialize;
 
 pub use apply::{WatermarkLogRow, WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
-pub use committer::{start_committer, CommitQueue, CommitterHandle, SinkStart};
+pub use committer::{start_committer, CommitQueue, CommitterHandle, Reconciliation, SinkStart};
 pub use migrate::Migration;
 
 /// A PostgreSQL operation failed.
@@ -52,6 +53,16 @@ impl PgError {
             PgError::DeadLetters(_) => true,
             PgError::Fenced { .. } | PgError::Config(_) => false,
         }
+    }
+
+    /// If the database refused the data itself — SQLSTATE class 22 (data exception), 23
+    /// (integrity constraint violation) or 54 (program limit exceeded, e.g. an index row too
+    /// large) — the code and the database's message; a row that caused it can be set aside.
+    pub fn refusal(&self) -> Option<String> {
+        let PgError::Db { source, .. } = self else { return None };
+        let error = source.as_db_error()?;
+        let code = error.code().code();
+        ["22", "23", "54"].iter().any(|class| code.starts_with(class)).then(|| format!("{code}: {}", error.message()))
     }
 
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
