@@ -197,9 +197,12 @@ fn one_and_two_workers_write_the_same_tables() {
     let (one, two) = (dump_views(&Db::connect(&one)), dump_views(&Db::connect(&two)));
     assert!(one["citations"].len() > 300, "the comparison covers real citations");
     for (view, rows) in &one {
-        let only_one: Vec<_> = rows.iter().filter(|row| !two[view].contains(row)).take(5).collect();
-        let only_two: Vec<_> = two[view].iter().filter(|row| !rows.contains(row)).take(5).collect();
-        assert!(rows == &two[view], "{view} differs between one and two workers: {only_one:?} against {only_two:?}");
+        if rows != &two[view] {
+            let (mine, theirs): (BTreeSet<_>, BTreeSet<_>) = (rows.iter().collect(), two[view].iter().collect());
+            let only_one: Vec<_> = mine.difference(&theirs).take(5).collect();
+            let only_two: Vec<_> = theirs.difference(&mine).take(5).collect();
+            panic!("{view} differs between one and two workers: {only_one:?} against {only_two:?}");
+        }
     }
 }
 
@@ -242,4 +245,25 @@ fn two_matchers_side_by_side_write_their_own_rows_and_a_comparison() {
     );
     let outcomes = db.rows("SELECT outcome, count(*)::text FROM matcher_comparison GROUP BY 1 ORDER BY 1");
     eprintln!("A/B outcomes: {outcomes:?}");
+}
+
+/// Two jobs with different names on one database: each in its own schema, neither fences the
+/// other, and a restart of either finds its own tables as it left them.
+#[test]
+fn jobs_with_different_names_share_a_database() {
+    let Setup { postgres: _postgres, broker, url, config: _ } = Setup::new("shared");
+    let job = |name: &str| JobConfig::with_extra(&broker, &url, 1, 4, &format!("[job]\nname = \"{name}\""));
+    let (alpha, beta) = (job("alpha"), job("beta"));
+    produce_document(&broker, "doc", &["Smith J. Something. PMID: 555"]);
+    citeflow_ok(&alpha, &["run", "--until-caught-up"]);
+    citeflow_ok(&beta, &["run", "--until-caught-up"]);
+    let db = Db::connect(&url);
+    for schema in ["alpha", "beta"] {
+        assert_eq!(db.count(&format!("SELECT count(*) FROM {schema}.policy_documents")), 1, "{schema}");
+        assert_eq!(db.count(&format!("SELECT generation FROM {schema}.citeflow_job")), 1, "{schema} fenced by nobody");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'policy_documents'"), 0);
+    let output = citeflow_ok(&alpha, &["run", "--until-caught-up"]);
+    assert!(output.contains(" 0 rows written"), "{output}");
+    assert_eq!(db.count("SELECT count(*) FROM alpha.policy_documents"), 1);
 }

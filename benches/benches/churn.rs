@@ -63,7 +63,11 @@ fn main() {
     let mut periods = config.event_time.logic(&topics.documents).expect("event time");
     periods.partitions = (0..PARTITIONS).collect();
     let logic = JobLogic {
-        roles: TopicRoles { publications: topics.publications.clone(), documents: topics.documents.clone() },
+        roles: TopicRoles {
+            publications: topics.publications.clone(),
+            documents: topics.documents.clone(),
+            future: Default::default(),
+        },
         journals: Arc::new(JournalTable::bundled()),
         matchers,
         watch_files: None,
@@ -103,6 +107,7 @@ fn main() {
                     offset: *offset,
                     key: Some(message.key.into_bytes()),
                     payload: message.value,
+                    timestamp: None,
                 }));
             }
             if (n + 1) % per_epoch == 0 || n + 1 == total {

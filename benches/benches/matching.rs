@@ -22,7 +22,7 @@ fn references(c: &mut Criterion) {
 }
 
 fn decoding(c: &mut Criterion) {
-    let roles = TopicRoles { publications: "p".into(), documents: "d".into() };
+    let roles = TopicRoles { publications: "p".into(), documents: "d".into(), future: Default::default() };
     let messages: Vec<KafkaMessage> = epmc_records(2_000)
         .iter()
         .enumerate()
@@ -32,6 +32,7 @@ fn decoding(c: &mut Criterion) {
             offset: offset as i64,
             key: publication_key(record).map(String::into_bytes),
             payload: Some(envelope("publication", "e", record)),
+            timestamp: None,
         })
         .collect();
     let mut group = c.benchmark_group("decoding");

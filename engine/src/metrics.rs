@@ -56,6 +56,10 @@ pub struct Metrics {
     pub arrangement_batches: IntGaugeVec,
     /// Seconds each operator has been scheduled (busy), by worker and operator.
     pub operator_busy: CounterVec,
+    /// Dead letters recorded in the table and not yet on the dead-letter topic.
+    pub dead_letter_backlog: IntGauge,
+    /// Attempts to publish dead letters to the dead-letter topic that failed (retried).
+    pub dead_letter_publish_failures: IntCounterVec,
     /// Replacement models and decision rules read while running, by outcome (`loaded`,
     /// `refused`: unusable, the current one stays).
     pub reloads: IntCounterVec,
@@ -119,6 +123,8 @@ impl Metrics {
             late_records: counter(&registry, "late_records_total", "Records for closed windows, by policy", &["policy"]),
             arrangement_records: gauge_vec(&registry, "arrangement_records", "Updates an arrangement holds", &["worker", "operator"]),
             arrangement_batches: gauge_vec(&registry, "arrangement_batches", "Batches an arrangement holds", &["worker", "operator"]),
+            dead_letter_backlog: gauge(&registry, "dead_letter_backlog", "Dead letters recorded but not yet published"),
+            dead_letter_publish_failures: counter(&registry, "dead_letter_publish_failures_total", "Failed dead-letter publishes, retried", &[]),
             reloads: counter(&registry, "reloads_total", "Replacement models and rules, by what and outcome", &["what", "outcome"]),
             operator_busy: {
                 let metric = CounterVec::new(Opts::new("operator_busy_seconds_total", "Seconds an operator was scheduled"), &["worker", "operator"])

@@ -13,21 +13,32 @@ use timely::scheduling::SyncActivator;
 /// A processing-time epoch: milliseconds since the Unix epoch, rounded to the epoch length.
 pub type Epoch = u64;
 
-/// Mints strictly increasing epochs from the wall clock.
+/// Mints strictly increasing epochs: the wall clock read once, when the clock is made, moved
+/// on by the monotonic clock. So a wall clock that jumps (a VM resumed, a manual `date`, a
+/// leap smear) moves no epoch: what is measured in epochs — a partition turning idle for the
+/// watermark — measures time that really passed.
 #[derive(Clone, Debug)]
 pub struct EpochClock {
     epoch_ms: u64,
+    /// Milliseconds since the Unix epoch at `origin`.
+    origin_ms: u64,
+    origin: Instant,
 }
 
 impl EpochClock {
     /// A clock whose epochs are `epoch_ms` long (at least one millisecond).
     pub fn new(epoch_ms: u64) -> Self {
-        EpochClock { epoch_ms: epoch_ms.max(1) }
+        Self::starting_at(epoch_ms, wall_clock_ms(), Instant::now())
     }
 
-    /// The epoch that the wall clock is in now.
+    /// A clock that reads `origin_ms` at `origin`.
+    fn starting_at(epoch_ms: u64, origin_ms: u64, origin: Instant) -> Self {
+        EpochClock { epoch_ms: epoch_ms.max(1), origin_ms, origin }
+    }
+
+    /// The epoch the clock is in now.
     pub fn now(&self) -> Epoch {
-        let millis = wall_clock_ms();
+        let millis = self.origin_ms + self.origin.elapsed().as_millis() as u64;
         millis - millis % self.epoch_ms
     }
 
@@ -151,6 +162,15 @@ pub fn wall_clock_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epochs_follow_the_monotonic_clock_not_the_wall_clock() {
+        let clock = EpochClock::starting_at(10, 1_000, Instant::now());
+        let now = clock.now();
+        assert!((1_000..61_000).contains(&now), "{now}: the wall clock read at the start, moved by elapsed time only");
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(clock.now() >= now + 20);
+    }
 
     #[test]
     fn epochs_are_aligned_and_increase() {

@@ -14,6 +14,7 @@ use citeflow_operators::inference::runtime_library;
 use serde::Deserialize;
 
 use crate::dataflow::MatcherLogic;
+use crate::envelope::{FutureEventTime, FuturePolicy};
 use crate::periods::PeriodLogic;
 use crate::matching::{DecisionRule, ModelSource, Scorer, SCORE_SCALE};
 
@@ -189,6 +190,11 @@ pub struct EventTimeConfig {
     pub resolution: String,
     /// What happens to a document for a closed period: `apply` or `dead_letter`.
     pub late_policy: String,
+    /// How far a document's `published_at` may be ahead of its message's timestamp.
+    pub max_ahead: String,
+    /// What happens to a document beyond `max_ahead`: `dead_letter` (reason
+    /// `future_event_time`) or `clamp` (its `published_at` becomes the bound).
+    pub future_policy: String,
 }
 
 impl Default for EventTimeConfig {
@@ -200,11 +206,23 @@ impl Default for EventTimeConfig {
             allowed_lateness: "0 days".into(),
             resolution: "1 day".into(),
             late_policy: "apply".into(),
+            max_ahead: "1 day".into(),
+            future_policy: "dead_letter".into(),
         }
     }
 }
 
 impl EventTimeConfig {
+    /// The bound on event times ahead of their messages.
+    pub fn future(&self) -> Result<FutureEventTime, ConfigError> {
+        let policy = match self.future_policy.as_str() {
+            "dead_letter" => FuturePolicy::DeadLetter,
+            "clamp" => FuturePolicy::Clamp,
+            other => return Err(ConfigError::invalid("event_time.future_policy", format!("`{other}` is not `dead_letter` or `clamp`"))),
+        };
+        Ok(FutureEventTime { ahead_ms: parse_duration("event_time.max_ahead", &self.max_ahead)?, policy })
+    }
+
     /// The settings as the dataflow runs them (without the runtime's partitions and log).
     pub fn logic(&self, topic: &str) -> Result<PeriodLogic, ConfigError> {
         let duration = |setting: &str, text: &str| parse_duration(&format!("event_time.{setting}"), text);
@@ -245,10 +263,23 @@ impl EventTimeConfig {
     }
 }
 
+/// The job itself.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSection {
+    /// The job's name (env `CITEFLOW_JOB_NAME`): its tables live in the PostgreSQL schema of
+    /// that name, so jobs with different names share a database without fencing each other or
+    /// touching each other's rows. Without a name, the tables are in the connection's default
+    /// schema (`public`).
+    pub name: Option<String>,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CiteflowConfig {
+    /// The job itself.
+    pub job: JobSection,
     /// Runtime settings.
     pub engine: EngineConfig,
     /// Kafka clients.
@@ -285,6 +316,10 @@ impl CiteflowConfig {
         config.engine.apply_env()?;
         config.kafka.apply_env()?;
         config.postgres.apply_env()?;
+        if let Ok(name) = std::env::var("CITEFLOW_JOB_NAME") {
+            config.job.name = Some(name);
+        }
+        config.postgres.schema = config.job.name.clone();
         if let Some(primary) = config.matching.matchers.first_mut() {
             env_override(&mut primary.matcher, "CITEFLOW_MATCHER")?;
             env_override(&mut primary.model, "CITEFLOW_MODEL")?;
@@ -306,6 +341,14 @@ impl CiteflowConfig {
 
     /// Checks every section.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(name) = &self.job.name {
+            let valid = name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(ConfigError::invalid("job.name", format!("`{name}` is not a lower-case PostgreSQL identifier (a-z, 0-9, _; at most 63)")));
+            }
+        }
         self.engine.validate()?;
         self.kafka.validate()?;
         self.postgres.validate()?;

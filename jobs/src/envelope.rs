@@ -28,13 +28,66 @@ pub enum Event {
     Document(String, Option<PolicyDocument>),
 }
 
-/// Which event type each input topic carries.
+/// What decoding needs to know: which event type each input topic carries, and how far
+/// ahead event times may be.
 #[derive(Clone, Debug)]
 pub struct TopicRoles {
     /// Topic of publication records.
     pub publications: String,
     /// Topic of policy documents.
     pub documents: String,
+    /// The bound on event times ahead of the clock.
+    pub future: FutureEventTime,
+}
+
+/// What happens to a document whose event time is too far ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FuturePolicy {
+    /// Dead-lettered with reason `future_event_time`.
+    DeadLetter,
+    /// Its `published_at` is set to the bound.
+    Clamp,
+}
+
+/// The bound on a document's event time: at most `ahead_ms` after its message's timestamp (the
+/// time it was produced or appended; the wall clock when it has none). Measured against the
+/// message, not the wall clock at reading, so a replay decides the same. Without a bound one
+/// document dated `2999-01-01` would move the watermark there for good and close every period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FutureEventTime {
+    /// How far ahead, in milliseconds.
+    pub ahead_ms: i64,
+    /// What happens beyond it.
+    pub policy: FuturePolicy,
+}
+
+impl Default for FutureEventTime {
+    fn default() -> Self {
+        FutureEventTime { ahead_ms: 86_400_000, policy: FuturePolicy::DeadLetter }
+    }
+}
+
+impl FutureEventTime {
+    /// Applies the bound to `document`, read from `message`.
+    fn apply(&self, document: &mut PolicyDocument, message: &KafkaMessage) -> Result<(), Rejection> {
+        let clock = message
+            .timestamp
+            .filter(|t| *t > 0)
+            .unwrap_or_else(|| citeflow_engine::time::wall_clock_ms() as i64);
+        let bound = clock.saturating_add(self.ahead_ms).min(LATEST_EVENT_TIME);
+        let Some(published) = parse_rfc3339(&document.published_at) else { return Ok(()) };
+        match (published > bound, self.policy) {
+            (false, _) => Ok(()),
+            (true, FuturePolicy::DeadLetter) => Err(reject(
+                "future_event_time",
+                format!("published_at {} is beyond {} (the message's time plus the allowed lead)", document.published_at, format_rfc3339(bound)),
+            )),
+            (true, FuturePolicy::Clamp) => {
+                document.published_at = format_rfc3339(bound);
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -247,7 +300,8 @@ fn decode_event(message: &KafkaMessage, roles: &TopicRoles) -> Result<Event, Rej
         let publication = publication_v1(payload)?;
         Event::Publication(publication.id.clone(), Some(publication))
     } else {
-        let document = document_v1(payload)?;
+        let mut document = document_v1(payload)?;
+        roles.future.apply(&mut document, message)?;
         if document.id.is_empty() {
             return Err(reject("empty_id", "the document id is empty"));
         }
@@ -283,7 +337,7 @@ mod tests {
     use super::*;
 
     fn roles() -> TopicRoles {
-        TopicRoles { publications: "pubs".into(), documents: "docs".into() }
+        TopicRoles { publications: "pubs".into(), documents: "docs".into(), future: FutureEventTime::default() }
     }
 
     fn message(topic: &str, key: &str, payload: Option<&str>) -> KafkaMessage {
@@ -293,11 +347,26 @@ mod tests {
             offset: 7,
             key: Some(key.as_bytes().to_vec()),
             payload: payload.map(|p| p.as_bytes().to_vec()),
+            timestamp: Some(1_700_000_000_000),
         }
     }
 
     fn reason(topic: &str, key: &str, payload: &str) -> String {
         decode(message(topic, key, Some(payload)), &roles()).unwrap_err().reason
+    }
+
+    #[test]
+    fn event_times_far_ahead_of_their_message_are_dead_lettered_or_clamped() {
+        let document = |published_at: &str| {
+            format!(r#"{{"event_type":"policy_document","schema_version":1,"payload":{{"id":"d","organisation":"WHO","title":"T","published_at":"{published_at}","references":[]}}}}"#)
+        };
+        let within = decode(message("docs", "d", Some(&document("2023-11-15T10:00:00Z"))), &roles());
+        assert!(within.is_ok(), "less than a day after the message's time");
+        assert_eq!(reason("docs", "d", &document("2999-01-01T00:00:00Z")), "future_event_time");
+        let clamping = TopicRoles { future: FutureEventTime { ahead_ms: 3_600_000, policy: FuturePolicy::Clamp }, ..roles() };
+        let (event, _) = decode(message("docs", "d", Some(&document("2999-01-01T00:00:00Z"))), &clamping).unwrap();
+        let Event::Document(_, Some(document)) = event else { panic!("a document") };
+        assert_eq!(document.published_at, format_rfc3339(1_700_000_000_000 + 3_600_000));
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn ratio(numerator: u64, denominator: u64) -> f64 {
 /// Reads EPMC records (JSONL, gzip or not) through the job's own decoding; returns each
 /// publication with its raw record (the latest record per id).
 pub fn read_records(files: &[PathBuf]) -> anyhow::Result<Vec<(Publication, Value)>> {
-    let roles = TopicRoles { publications: "publications".into(), documents: "documents".into() };
+    let roles = TopicRoles { publications: "publications".into(), documents: "documents".into(), future: Default::default() };
     let mut by_id = BTreeMap::new();
     for file in files {
         for (offset, line) in lines(file).with_context(|| format!("reading {}", file.display()))?.enumerate() {
@@ -105,6 +105,7 @@ pub fn read_records(files: &[PathBuf]) -> anyhow::Result<Vec<(Publication, Value
                 offset: offset as i64,
                 key: Some(key.into_bytes()),
                 payload: Some(envelope(PUBLICATION_EVENT, "eval", &record)),
+                timestamp: None,
             };
             if let Ok((Event::Publication(id, Some(publication)), _)) = decode(message, &roles) {
                 by_id.insert(id, (publication, record));

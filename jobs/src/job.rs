@@ -136,7 +136,11 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let heartbeat = if config.engine.hosts.len() > 1 { config.engine.epoch_ms } else { config.engine.heartbeat_ms };
     let ticker = EpochTicker::new(config.engine.epoch_ms, Duration::from_millis(heartbeat));
     let logic = JobLogic {
-        roles: TopicRoles { publications: config.topics.publications.clone(), documents: config.topics.documents.clone() },
+        roles: TopicRoles {
+            publications: config.topics.publications.clone(),
+            documents: config.topics.documents.clone(),
+            future: config.event_time.future()?,
+        },
         journals: Arc::new(JournalTable::bundled()),
         matchers: config.matching.logic()?,
         watch_files: (!until_caught_up).then(|| ticker.clone()),

@@ -43,6 +43,9 @@ pub struct KafkaMessage {
     pub key: Option<Vec<u8>>,
     /// Value bytes; `None` is a tombstone.
     pub payload: Option<Vec<u8>>,
+    /// The message's timestamp (its producer's `CreateTime` or the broker's `LogAppendTime`),
+    /// in milliseconds since the Unix epoch, if it has one.
+    pub timestamp: Option<i64>,
 }
 
 /// What the source emits: messages, and the positions they bring the partitions to.
@@ -171,6 +174,7 @@ pub fn kafka_source<'scope>(
                                 offset: message.offset(),
                                 key: message.key().map(<[u8]>::to_vec),
                                 payload: message.payload().map(<[u8]>::to_vec),
+                                timestamp: message.timestamp().to_millis(),
                             }));
                             read += 1;
                         }

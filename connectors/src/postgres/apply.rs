@@ -53,9 +53,20 @@ impl ViewRow for WatermarkLogRow {
 /// The engine's dead-letter table.
 pub const DEAD_LETTER_VIEW: ViewSchema = ViewSchema {
     table: "citeflow_dead_letters",
-    columns: &["topic", "partition", "offset", "reason", "detail", "message_key", "payload"],
+    columns: &["topic", "partition", "offset", "reason", "detail", "message_key", "payload", "payload_size", "payload_sha256"],
     key_columns: 3,
 };
+
+/// The most of a dead letter's payload the table keeps (`payload_size` and `payload_sha256`
+/// describe the original). Kafka's default `message.max.bytes` is 1 MB, so by default
+/// nothing is cut.
+pub const TABLE_PAYLOAD_CAP: usize = 1 << 20;
+
+/// SHA-256 of `bytes`, hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
 
 const COPY_CHUNK: usize = 1 << 20;
 
@@ -232,15 +243,16 @@ pub fn position_lines(positions: &[SourcePosition]) -> Vec<String> {
         .collect()
 }
 
-/// Inserts dead letters not recorded yet and returns those that were new.
-pub async fn insert_dead_letters(transaction: &Transaction<'_>, letters: &[DeadLetter]) -> Result<Vec<DeadLetter>, PgError> {
+/// Inserts dead letters not recorded yet, for the outbox to publish; returns how many were new.
+pub async fn insert_dead_letters(transaction: &Transaction<'_>, letters: &[DeadLetter]) -> Result<u64, PgError> {
     if letters.is_empty() {
-        return Ok(Vec::new());
+        return Ok(0);
     }
     let schema = &DEAD_LETTER_VIEW;
     let lines: Vec<String> = letters
         .iter()
         .map(|l| {
+            let payload = l.payload.as_deref();
             let mut line = CopyLine::default();
             line.text(&l.topic)
                 .int(l.partition.into())
@@ -248,28 +260,28 @@ pub async fn insert_dead_letters(transaction: &Transaction<'_>, letters: &[DeadL
                 .text(&l.reason)
                 .text(&l.detail)
                 .opt_bytes(l.key.as_deref())
-                .opt_bytes(l.payload.as_deref());
+                .opt_bytes(payload.map(|p| &p[..p.len().min(TABLE_PAYLOAD_CAP)]))
+                .opt_int(payload.map(|p| p.len() as i64))
+                .opt_text(payload.map(sha256_hex).as_deref());
             line.into_text()
         })
         .collect();
     let stage = stage_table(schema);
     copy_lines(transaction, &stage, schema.columns, lines.iter().map(String::as_str)).await?;
     let sql = format!(
-        "INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT DO NOTHING RETURNING {columns}",
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT DO NOTHING",
         table = schema.table,
         columns = quoted(schema.columns),
     );
-    let rows = transaction.query(&sql, &[]).await.map_err(PgError::db("recording dead letters"))?;
-    Ok(rows
-        .iter()
-        .map(|row| DeadLetter {
-            topic: row.get(0),
-            partition: row.get(1),
-            offset: row.get(2),
-            reason: row.get(3),
-            detail: row.get(4),
-            key: row.get(5),
-            payload: row.get(6),
-        })
-        .collect())
+    transaction.execute(&sql, &[]).await.map_err(PgError::db("recording dead letters"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_hashes_are_sha256_hex() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
 }

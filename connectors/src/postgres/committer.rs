@@ -2,8 +2,9 @@
 //! order, each group of queued batches in ONE transaction that first checks the job's
 //! generation (fencing), then writes every view, the source positions, the dead letters and
 //! the frontier. A failed transaction is retried whole with backoff; nothing half-applied is
-//! ever visible. Dead letters new to the table are published to the dead-letter topic
-//! before the transaction commits (so the topic is at-least-once, the table exactly once).
+//! ever visible. Dead letters are recorded in the table (exactly once); the outbox
+//! ([`super::outbox`]) publishes them to the dead-letter topic after the commit, off the
+//! commit path.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use super::apply::{
     apply_view, insert_dead_letters, position_lines, prepare_shadows, prepare_staging, reconcile_from_shadow, shadow_table,
     WatermarkLogRow, DEAD_LETTER_VIEW, PROGRESS_VIEW,
 };
+use super::outbox::{start_outbox, Outbox, Wake};
 use super::refusals::{apply_view_isolating, REFUSED_BY_DATABASE};
 use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
 use super::{PgError, PostgresConfig};
@@ -80,6 +82,7 @@ pub struct CommitStats {
 pub struct CommitterHandle {
     thread: JoinHandle<Result<CommitStats, PgError>>,
     failure: Arc<Mutex<Option<String>>>,
+    outbox: Option<Outbox>,
 }
 
 /// A cloneable view of whether the committer stopped on a fatal error.
@@ -101,8 +104,14 @@ impl CommitterHandle {
 
     /// Waits for the committer to apply everything queued (the queue must be closed, i.e.
     /// every [`CommitQueue`] dropped) and returns its totals.
+    /// The outbox then publishes the dead letters still unpublished, once, and stops.
     pub fn join(self) -> Result<CommitStats, PgError> {
-        self.thread.join().expect("committer thread panicked")
+        let result = self.thread.join().expect("committer thread panicked");
+        if let Some(outbox) = self.outbox {
+            let _ = outbox.wake.send(Wake::Finish);
+            outbox.thread.join().expect("outbox thread panicked");
+        }
+        result
     }
 }
 
@@ -114,7 +123,7 @@ struct Session {
     reconciliation: Reconciliation,
 }
 
-async fn connect(connection: &tokio_postgres::Config) -> Result<Client, PgError> {
+pub(crate) async fn connect(connection: &tokio_postgres::Config) -> Result<Client, PgError> {
     let (client, driver) = connection.connect(NoTls).await.map_err(PgError::db("connecting"))?;
     tokio::spawn(async move {
         if let Err(error) = driver.await {
@@ -146,6 +155,12 @@ pub fn start_committer(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let (client, start) = runtime.block_on(async {
         let mut client = connect(&connection).await?;
+        if let Some(schema) = &config.schema {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await
+                .map_err(PgError::db(format!("creating schema {schema}")))?;
+        }
         migrate(&mut client, ENGINE_MIGRATIONS).await?;
         migrate(&mut client, migrations).await?;
         let generation: i64 = client
@@ -177,12 +192,17 @@ pub fn start_committer(
     tracing::info!(generation = start.generation, partitions = start.committed.len(), "sink ready");
     let (sender, receiver) = mpsc::channel();
     let failure = Arc::new(Mutex::new(None));
+    let outbox = publisher
+        .map(|publisher| start_outbox(connection.clone(), publisher))
+        .transpose()
+        .map_err(|e| PgError::Config(format!("starting the dead-letter outbox: {e}")))?;
+    let wake = outbox.as_ref().map(|outbox| outbox.wake.clone());
     let session = Session { connection, client, views, generation: start.generation, reconciliation };
     let thread_failure = failure.clone();
     let thread = std::thread::Builder::new()
         .name("citeflow-committer".into())
         .spawn(move || {
-            let result = run(&runtime, session, receiver, publisher, readiness, completed);
+            let result = run(&runtime, session, receiver, wake, readiness, completed);
             if let Err(error) = &result {
                 tracing::error!(%error, "committer stopped");
                 *thread_failure.lock().expect("failure lock") = Some(error.to_string());
@@ -190,14 +210,14 @@ pub fn start_committer(
             result
         })
         .expect("spawning the committer thread");
-    Ok((start, CommitQueue { sender }, CommitterHandle { thread, failure }))
+    Ok((start, CommitQueue { sender }, CommitterHandle { thread, failure, outbox }))
 }
 
 fn run(
     runtime: &Runtime,
     mut session: Session,
     receiver: Receiver<CommitBatch>,
-    mut publisher: Option<DeadLetterPublisher>,
+    outbox: Option<Sender<Wake>>,
     readiness: Readiness,
     completed: Completed,
 ) -> Result<CommitStats, PgError> {
@@ -209,11 +229,14 @@ fn run(
         let mut isolate = false;
         loop {
             let started = Instant::now();
-            match runtime.block_on(apply_batches(&mut session, &batches, publisher.as_mut(), isolate)) {
+            match runtime.block_on(apply_batches(&mut session, &batches, isolate)) {
                 Ok(applied) => {
                     metrics().commit_latency.observe(started.elapsed().as_secs_f64());
                     stats.transactions += 1;
                     stats.rows_written += applied.rows;
+                    if let (Some(outbox), true) = (&outbox, applied.new_letters > 0) {
+                        let _ = outbox.send(Wake::Letters);
+                    }
                     if applied.refused > 0 {
                         metrics().dead_letters.with_label_values(&[REFUSED_BY_DATABASE]).inc_by(applied.refused as u64);
                     }
@@ -252,7 +275,6 @@ fn retry_kind(error: &PgError) -> &'static str {
     match error {
         PgError::Db { source, .. } if source.is_closed() => "connection",
         PgError::Db { .. } => "database",
-        PgError::DeadLetters(_) => "dead_letters",
         PgError::Fenced { .. } | PgError::Config(_) => "fatal",
     }
 }
@@ -280,12 +302,13 @@ struct Applied {
     rows: u64,
     /// Dead letters for rows the database refused (already recorded in the transaction).
     refused: usize,
+    /// Dead letters new to the table.
+    new_letters: u64,
 }
 
 async fn apply_batches(
     session: &mut Session,
     batches: &[CommitBatch],
-    publisher: Option<&mut DeadLetterPublisher>,
     isolate: bool,
 ) -> Result<Applied, PgError> {
     let generation = session.generation;
@@ -299,7 +322,6 @@ async fn apply_batches(
         return Err(PgError::Fenced { ours: generation, current });
     }
     let mut applied = Applied::default();
-    let mut new_letters = Vec::new();
     for batch in batches {
         let mut letters = batch.dead_letters.clone();
         for (id, schema) in session.views.iter().enumerate() {
@@ -333,16 +355,13 @@ async fn apply_batches(
             let positions = ViewChanges { deletes: Vec::new(), upserts: position_lines(&batch.positions) };
             apply_view(&transaction, &PROGRESS_VIEW, PROGRESS_VIEW.table, &positions, batch.mode).await?;
         }
-        new_letters.extend(insert_dead_letters(&transaction, &letters).await?);
+        applied.new_letters += insert_dead_letters(&transaction, &letters).await?;
     }
     if let Some(frontier) = committed_frontier(batches) {
         transaction
             .execute("UPDATE citeflow_job SET frontier = $1, committed_at = now() WHERE id = 1", &[&(frontier as i64)])
             .await
             .map_err(PgError::db("recording the frontier"))?;
-    }
-    if let (Some(publisher), false) = (publisher, new_letters.is_empty()) {
-        publisher.publish(&new_letters).map_err(|e| PgError::DeadLetters(e.to_string()))?;
     }
     transaction.commit().await.map_err(PgError::db("committing"))?;
     Ok(applied)

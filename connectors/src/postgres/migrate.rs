@@ -71,6 +71,18 @@ pub const ENGINE_MIGRATIONS: &[Migration] = &[Migration {
             next_offset bigint
         );
     "#,
+}, Migration {
+    component: "engine",
+    version: 3,
+    description: "dead letters: original payload size and hash, and a publication outbox",
+    sql: r#"
+        ALTER TABLE citeflow_dead_letters
+            ADD COLUMN payload_size bigint,
+            ADD COLUMN payload_sha256 text,
+            ADD COLUMN published_at timestamptz;
+        UPDATE citeflow_dead_letters SET payload_size = length(payload), published_at = recorded_at;
+        CREATE INDEX citeflow_dead_letters_unpublished ON citeflow_dead_letters (recorded_at) WHERE published_at IS NULL;
+    "#,
 }];
 
 const LOCK_ID: i64 = 0x6369_7465_666c_6f77;

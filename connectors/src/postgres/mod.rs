@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod committer;
 pub mod migrate;
+mod outbox;
 pub mod refusals;
 
 use citeflow_engine::config::{env_override, ConfigError};
@@ -35,9 +36,6 @@ pub enum PgError {
     /// The connection settings are unusable.
     #[error("{0}")]
     Config(String),
-    /// Publishing dead letters failed, so the transaction was not committed.
-    #[error("dead-letter publishing failed: {0}")]
-    DeadLetters(String),
 }
 
 impl PgError {
@@ -50,7 +48,6 @@ impl PgError {
                 None => true,
                 Some(state) => ["08", "40", "53", "57", "58"].iter().any(|class| state.code().starts_with(class)),
             },
-            PgError::DeadLetters(_) => true,
             PgError::Fenced { .. } | PgError::Config(_) => false,
         }
     }
@@ -78,11 +75,15 @@ pub struct PostgresConfig {
     /// Connection string, URL or key=value form (env `DATABASE_URL`). A password belongs in
     /// `PGPASSWORD` or in `DATABASE_URL`, never in the configuration file.
     pub url: String,
+    /// The schema the job's tables live in (set from the job's name, a valid identifier);
+    /// `None`: the connection's default.
+    #[serde(skip)]
+    pub schema: Option<String>,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        PostgresConfig { url: "postgresql://postgres@127.0.0.1:5432/citeflow".to_string() }
+        PostgresConfig { url: "postgresql://postgres@127.0.0.1:5432/citeflow".to_string(), schema: None }
     }
 }
 
@@ -112,6 +113,10 @@ impl PostgresConfig {
         if let Ok(password) = std::env::var("PGPASSWORD") {
             parsed.password(password);
         }
+        if let Some(schema) = &self.schema {
+            let options = parsed.get_options().map(|o| format!("{o} ")).unwrap_or_default();
+            parsed.options(format!("{options}-c search_path={schema}"));
+        }
         Ok(parsed)
     }
 }
@@ -122,7 +127,7 @@ mod tests {
 
     #[test]
     fn a_malformed_url_names_the_setting() {
-        let config = PostgresConfig { url: "postgresql://x:notaport/db".into() };
+        let config = PostgresConfig { url: "postgresql://x:notaport/db".into(), schema: None };
         assert!(config.validate().unwrap_err().to_string().contains("postgres.url"));
     }
 }
