@@ -67,8 +67,18 @@ pub struct MatcherLogic {
     pub scorer: Scorer,
 }
 
-/// Upsert order of a message: its offset, then its partition.
-type MessageOrder = (i64, i32);
+/// Upsert order of a message (see [`message_order`]).
+type MessageOrder = (i64, i32, i64);
+
+/// The order in which messages replace each other: their timestamp, then partition, then
+/// offset. Offsets of different partitions say nothing about which came first, so they are
+/// never compared alone: a key whose messages move to another partition (partitions added, a
+/// producer with another partitioner) follows its latest message by time. Within a partition,
+/// messages with one timestamp keep their offset order. A message without a timestamp counts
+/// as the oldest.
+pub(crate) fn message_order(message: &KafkaMessage) -> MessageOrder {
+    (message.timestamp.unwrap_or(-1), message.partition, message.offset)
+}
 
 /// The decision rules a changed configuration file sets; a file that does not load is
 /// reported and changes nothing.
@@ -115,7 +125,7 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
     type DocumentMessage = (DocumentUpsert, KafkaMessage);
     let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<DocumentMessage>>) =
         events.ok_err(|(event, message): (Event, KafkaMessage)| {
-            let order = (message.offset, message.partition);
+            let order = message_order(&message);
             match event {
                 Event::Publication(key, value) => Ok(Upsert { key, order, value }),
                 Event::Document(key, value) => Err((Upsert { key, order, value }, message)),
@@ -155,4 +165,23 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
     let periods = citations_per_period(arrivals, document_positions, cited, logic.periods, PERIOD_VIEW_IDS);
     let views = view_rows(publications, documents, references, decisions).concat(periods.rows);
     Ok(JobOutputs { views, positions, dead_letters: dead_letters.concat(periods.dead_letters) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(partition: i32, offset: i64, timestamp: Option<i64>) -> KafkaMessage {
+        KafkaMessage { topic: "t".into(), partition, offset, key: None, payload: None, timestamp }
+    }
+
+    #[test]
+    fn a_later_message_wins_across_partitions_whatever_its_offset() {
+        let old = message(0, 1_000, Some(5_000));
+        let moved = message(1, 3, Some(6_000));
+        assert!(message_order(&moved) > message_order(&old));
+        let same_time = message(0, 1_001, Some(5_000));
+        assert!(message_order(&same_time) > message_order(&old), "within a partition, offsets order one timestamp");
+        assert!(message_order(&message(0, 9_999, None)) < message_order(&old), "no timestamp: the oldest");
+    }
 }

@@ -247,7 +247,7 @@ pub fn citations_per_period<'scope>(
     });
     let applied = upsert(judged.clone().filter(|j| j.applied).map(|j: Judgement<DocumentArrival, Dated>| Upsert {
         key: j.record.id,
-        order: (j.record.message.offset, j.record.message.partition),
+        order: crate::dataflow::message_order(&j.record.message),
         value: j.record.dated,
     }));
     let topic = logic.topic.clone();
