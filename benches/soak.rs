@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use citeflow_jobs::churn::{churn, ChurnSettings};
 use citeflow_jobs::config::TopicsConfig;
-use support::{citeflow, Broker, citeflow_ok, free_port, read_topic, sample, test_kafka, test_producer, wait_caught_up, Db, Setup};
+use support::{citeflow, citeflow_ok, free_port, read_topic, sample, test_kafka, test_producer, wait_caught_up, Broker, Db, Setup};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -141,8 +141,6 @@ impl Job {
     fn cpu_seconds(&self) -> f64 {
         cpu_seconds(self.child.id())
     }
-
-
 }
 
 /// A job is never left running: not when the benchmark ends, nor when it fails.
@@ -252,12 +250,8 @@ fn main() {
     println!("soak: sample loaded and caught up, RSS {:.0} MB", settled_rss(&job));
 
     let kafka = test_kafka(&setup.broker);
-    let churn_settings = ChurnSettings {
-        data: sample(""),
-        rate,
-        duration: Duration::from_secs(warmup + seconds),
-        ..ChurnSettings::default()
-    };
+    let churn_settings =
+        ChurnSettings { data: sample(""), rate, duration: Duration::from_secs(warmup + seconds), ..ChurnSettings::default() };
     let producer_topics = topics.clone();
     let producer = std::thread::spawn(move || churn(&kafka, &producer_topics, churn_settings));
     let started = Instant::now();
@@ -316,7 +310,13 @@ fn main() {
     for topic in [&topics.publications, &topics.documents] {
         for (key, value) in live_records(&setup, topic) {
             producer
-                .send(citeflow_connectors::kafka::producer::Outgoing { topic, key: Some(&key), value: Some(&value), headers: None, partition: None })
+                .send(citeflow_connectors::kafka::producer::Outgoing {
+                    topic,
+                    key: Some(&key),
+                    value: Some(&value),
+                    headers: None,
+                    partition: None,
+                })
                 .expect("producing");
             live += 1;
         }

@@ -69,7 +69,9 @@ fn messages_compressed_with_every_codec_are_read() {
         config.producer.insert("compression.type".into(), codec.into());
         let mut producer = Producer::new(&config, None).unwrap();
         let value = format!("{codec} ").repeat(50);
-        producer.send(Outgoing { topic: &topic, key: Some(codec.as_bytes()), value: Some(value.as_bytes()), headers: None, partition: None }).unwrap();
+        producer
+            .send(Outgoing { topic: &topic, key: Some(codec.as_bytes()), value: Some(value.as_bytes()), headers: None, partition: None })
+            .unwrap();
         producer.flush().unwrap();
     }
     let messages = read_topic(&broker, &topic);

@@ -4,7 +4,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-
 use citeflow_jobs::config::TopicsConfig;
 use citeflow_jobs::loader::{gold_documents, malformed_messages, publication_key, DELETED_PMIDS, EPMC_FILES};
 use support::*;

@@ -94,7 +94,8 @@ fn scenario(name: &str, policy: &str) -> (Setup, Db) {
 }
 
 fn dump_period_views(db: &Db) -> Vec<Vec<Option<String>>> {
-    let mut rows = db.rows("SELECT organisation, period_start::text, documents, closed::text, revision FROM citations_per_period ORDER BY 1, 2");
+    let mut rows =
+        db.rows("SELECT organisation, period_start::text, documents, closed::text, revision FROM citations_per_period ORDER BY 1, 2");
     rows.extend(db.rows("SELECT source, watermark::text, next_offset FROM citeflow_watermarks ORDER BY 1"));
     rows.extend(db.rows("SELECT watermark_ms, topic, partition, next_offset FROM citeflow_watermark_log ORDER BY 1, 2, 3"));
     rows.extend(db.rows("SELECT topic, partition, \"offset\", reason FROM citeflow_dead_letters ORDER BY 1, 2, 3"));

@@ -46,9 +46,8 @@ fn rows_the_database_refuses_are_dead_lettered_and_the_job_goes_on() {
         titles(db) == [("ok-1".into(), "A policy".into()), ("ok-2".into(), "Another policy".into())]
     });
     assert!(job.try_wait().unwrap().is_none(), "the job must keep running");
-    let letters = db.rows(
-        "SELECT topic, partition, reason, convert_from(message_key, 'UTF8'), detail FROM citeflow_dead_letters ORDER BY 4",
-    );
+    let letters =
+        db.rows("SELECT topic, partition, reason, convert_from(message_key, 'UTF8'), detail FROM citeflow_dead_letters ORDER BY 4");
     let summary: Vec<_> = letters.iter().map(|row| (row[0].clone().unwrap(), row[2].clone().unwrap(), row[3].clone().unwrap())).collect();
     assert_eq!(
         summary,
@@ -136,7 +135,12 @@ fn every_class_of_hostile_input_is_dead_lettered_or_sanitised_and_the_job_goes_o
         (b"hostile-future".to_vec(), document_bytes(document("hostile-future", "T", "2999-01-01T00:00:00Z", serde_json::json!([])))),
         (long.clone().into_bytes(), document_bytes(document(&long, "T", "2020-01-01T00:00:00Z", serde_json::json!([])))),
         (b"hostile-many".to_vec(), document_bytes(document("hostile-many", "T", "2020-01-01T00:00:00Z", serde_json::json!(many)))),
-        (b"hostile-types".to_vec(), document_bytes(serde_json::json!({"id": "hostile-types", "organisation": 7, "title": ["T"], "published_at": true, "references": {}}))),
+        (
+            b"hostile-types".to_vec(),
+            document_bytes(
+                serde_json::json!({"id": "hostile-types", "organisation": 7, "title": ["T"], "published_at": true, "references": {}}),
+            ),
+        ),
         (b"hostile-mismatch".to_vec(), document_bytes(document("someone-else", "T", "2020-01-01T00:00:00Z", serde_json::json!([])))),
         (b"   ".to_vec(), document_bytes(document("   ", "T", "2020-01-01T00:00:00Z", serde_json::json!([])))),
         (b"hostile-version".to_vec(), b"{\"event_type\":\"policy_document\",\"schema_version\":99,\"payload\":{}}".to_vec()),
@@ -144,9 +148,23 @@ fn every_class_of_hostile_input_is_dead_lettered_or_sanitised_and_the_job_goes_o
         (b"hostile-null".to_vec(), b"null".to_vec()),
         // Stored sanitised: an offset of +16:00 (stored in UTC), NUL and control characters, a
         // huge reference, a pathological DOI.
-        (b"hostile-nul".to_vec(), document_bytes(document("hostile-nul", "Ti\u{0}tle\u{7}\t\n\\N", "2020-01-01T00:00:00Z", serde_json::json!(["a\u{0}b"])))),
-        (b"hostile-big-reference".to_vec(), document_bytes(document("hostile-big-reference", "T", "2020-01-01T00:00:00Z", serde_json::json!(["y".repeat(100_000)])))),
-        (b"hostile-doi".to_vec(), document_bytes(document("hostile-doi", "T", "2020-01-01T00:00:00Z", serde_json::json!([format!("doi:10.1000/abc{}", ")".repeat(200_000))])))),
+        (
+            b"hostile-nul".to_vec(),
+            document_bytes(document("hostile-nul", "Ti\u{0}tle\u{7}\t\n\\N", "2020-01-01T00:00:00Z", serde_json::json!(["a\u{0}b"]))),
+        ),
+        (
+            b"hostile-big-reference".to_vec(),
+            document_bytes(document("hostile-big-reference", "T", "2020-01-01T00:00:00Z", serde_json::json!(["y".repeat(100_000)]))),
+        ),
+        (
+            b"hostile-doi".to_vec(),
+            document_bytes(document(
+                "hostile-doi",
+                "T",
+                "2020-01-01T00:00:00Z",
+                serde_json::json!([format!("doi:10.1000/abc{}", ")".repeat(200_000))]),
+            )),
+        ),
     ];
     let stored_sanitised = ["hostile-offset", "hostile-nul", "hostile-big-reference", "hostile-doi"];
 
@@ -158,10 +176,17 @@ fn every_class_of_hostile_input_is_dead_lettered_or_sanitised_and_the_job_goes_o
         kafka.producer.insert("compression.type".into(), codecs[index % codecs.len()].into());
         let mut producer = citeflow_connectors::kafka::producer::Producer::new(&kafka, None).unwrap();
         let id = format!("ordinary-{index}");
-        let payload = document(&id, "An ordinary policy", "2021-05-01T00:00:00Z", serde_json::json!(["J Bacteriol. 1977 Mar;129(3):1227-33"]));
+        let payload =
+            document(&id, "An ordinary policy", "2021-05-01T00:00:00Z", serde_json::json!(["J Bacteriol. 1977 Mar;129(3):1227-33"]));
         for (key, value) in [(id.as_bytes(), document_bytes(payload)), (key.as_slice(), value.clone())] {
             producer
-                .send(citeflow_connectors::kafka::producer::Outgoing { topic: &topics.documents, key: Some(key), value: Some(&value), headers: None, partition: None })
+                .send(citeflow_connectors::kafka::producer::Outgoing {
+                    topic: &topics.documents,
+                    key: Some(key),
+                    value: Some(&value),
+                    headers: None,
+                    partition: None,
+                })
                 .unwrap();
         }
         producer.flush().unwrap();
@@ -186,11 +211,14 @@ fn every_class_of_hostile_input_is_dead_lettered_or_sanitised_and_the_job_goes_o
         "every other hostile message is a dead letter: {:?}",
         db.rows("SELECT left(convert_from(message_key, 'SQL_ASCII'), 40), reason FROM citeflow_dead_letters ORDER BY 1")
     );
-    let sanitised = "SELECT count(*) FROM policy_documents WHERE document_id = 'hostile-nul' AND title = 'Title' || chr(7) || E'\\t\\n\\\\N'";
+    let sanitised =
+        "SELECT count(*) FROM policy_documents WHERE document_id = 'hostile-nul' AND title = 'Title' || chr(7) || E'\\t\\n\\\\N'";
     assert_eq!(db.count(sanitised), 1, "NUL dropped, control characters and escapes kept as text");
     let offset = "SELECT count(*) FROM policy_documents WHERE document_id = 'hostile-offset' AND published_at = '2020-06-14T08:00:00Z'";
     assert_eq!(db.count(offset), 1, "an offset of +16:00 is stored in UTC");
-    db.wait_until("the dead letters are on the topic", |db| db.count("SELECT count(*) FROM citeflow_dead_letters WHERE published_at IS NULL") == 0);
+    db.wait_until("the dead letters are on the topic", |db| {
+        db.count("SELECT count(*) FROM citeflow_dead_letters WHERE published_at IS NULL") == 0
+    });
     job.kill().unwrap();
     job.wait().unwrap();
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use citeflow_connectors::kafka::producer::Outgoing;
 use citeflow_jobs::config::TopicsConfig;
 use citeflow_jobs::loader::{envelope, gold_documents, malformed_messages, publication_key, EPMC_FILES};
-use serde_json::{json, Value};
 use citeflow_jobs::synthetic::Rng;
+use serde_json::{json, Value};
 use support::*;
 
 /// A random duration between `low` and `high` milliseconds.
@@ -39,8 +39,7 @@ fn workload(seed: u64, publications: usize, documents: usize) -> Workload {
     let topics = TopicsConfig::default();
     let mut rng = Rng::new(seed);
     let gold = gold_documents(&repository().join("data/sample")).unwrap();
-    let cited: BTreeSet<String> =
-        gold.iter().flat_map(|d| d.references.iter().filter_map(|r| r.expected_pmid.clone())).collect();
+    let cited: BTreeSet<String> = gold.iter().flat_map(|d| d.references.iter().filter_map(|r| r.expected_pmid.clone())).collect();
     let mut records: Vec<(String, Value)> = Vec::new();
     for line in read_lines(&sample(EPMC_FILES[0])).into_iter().chain(read_lines(&sample(EPMC_FILES[1]))) {
         let record: Value = serde_json::from_str(&line).unwrap();
@@ -96,8 +95,7 @@ fn workload(seed: u64, publications: usize, documents: usize) -> Workload {
 
 /// Produces `messages` at `rate` per second.
 fn produce(broker: &Broker, messages: &[Message], rate: Option<f64>) {
-    let mut producer =
-        citeflow_connectors::kafka::producer::Producer::new(&test_kafka(broker), rate).expect("producer");
+    let mut producer = citeflow_connectors::kafka::producer::Producer::new(&test_kafka(broker), rate).expect("producer");
     for message in messages {
         producer
             .send(Outgoing {
@@ -124,10 +122,8 @@ fn spawn_logged(config: &JobConfig, log: &std::path::Path, extra_env: &[(&str, &
 
 fn assert_dead_letters_exactly_once(db: &Db, broker: &Broker, malformed: usize) {
     assert_eq!(db.count("SELECT count(*) FROM citeflow_dead_letters") as usize, malformed, "each bad message once");
-    let keys: BTreeSet<String> = read_topic(broker, &TopicsConfig::default().dead_letter)
-        .into_iter()
-        .map(|m| String::from_utf8(m.key.unwrap()).unwrap())
-        .collect();
+    let keys: BTreeSet<String> =
+        read_topic(broker, &TopicsConfig::default().dead_letter).into_iter().map(|m| String::from_utf8(m.key.unwrap()).unwrap()).collect();
     let rows: BTreeSet<String> = db
         .rows("SELECT topic || '/' || partition || '/' || \"offset\" FROM citeflow_dead_letters")
         .into_iter()
@@ -330,12 +326,8 @@ fn metric(port: u16, name: &str) -> f64 {
 /// until the job has committed it; returns the job, the metrics port and the database.
 fn caught_up_job(mut command: std::process::Command, broker: &Broker, url: &str) -> (Child, u16, Db) {
     let port = free_port();
-    let job = command
-        .env("CITEFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let job =
+        command.env("CITEFLOW_METRICS_ADDR", format!("127.0.0.1:{port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     produce(broker, &workload(5, 400, 500).messages, None);
     let db = Db::connect(url);
     wait_caught_up(&db, broker);

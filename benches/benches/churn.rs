@@ -45,7 +45,8 @@ fn setting(name: &str, default: usize) -> usize {
 /// Resident memory of this process in MB.
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0);
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -63,11 +64,7 @@ fn main() {
     let mut periods = config.event_time.logic(&topics.documents).expect("event time");
     periods.partitions = (0..PARTITIONS).collect();
     let logic = JobLogic {
-        roles: TopicRoles {
-            publications: topics.publications.clone(),
-            documents: topics.documents.clone(),
-            future: Default::default(),
-        },
+        roles: TopicRoles { publications: topics.publications.clone(), documents: topics.documents.clone(), future: Default::default() },
         journals: Arc::new(JournalTable::bundled()),
         matchers,
         watch_files: None,
@@ -96,7 +93,8 @@ fn main() {
         let mut epoch = 0;
         for n in 0..total {
             let message = churn.next_message();
-            let partition = (message.key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % PARTITIONS as u32) as i32;
+            let partition =
+                (message.key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % PARTITIONS as u32) as i32;
             let offset = offsets.entry((message.document, partition)).or_default();
             *offset += 1;
             if n % peers == index {

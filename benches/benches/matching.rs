@@ -37,9 +37,7 @@ fn decoding(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("decoding");
     group.throughput(Throughput::Elements(messages.len() as u64));
-    group.bench_function("publications", |b| {
-        b.iter(|| messages.iter().filter(|m| decode((*m).clone(), &roles).is_ok()).count())
-    });
+    group.bench_function("publications", |b| b.iter(|| messages.iter().filter(|m| decode((*m).clone(), &roles).is_ok()).count()));
     group.finish();
 }
 

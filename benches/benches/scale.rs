@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use citeflow_benches::sample_dir;
+use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::domain::Publication;
 use citeflow_jobs::eval::read_publications;
 use citeflow_jobs::loader::EPMC_FILES;
 use citeflow_jobs::matching::journals::JournalTable;
-use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::matching::{candidate_features, decide, score_pairs};
 use citeflow_jobs::synthetic::{citable, render, Noise, Rng, STYLES};
 use differential_dataflow::input::Input;
@@ -28,18 +28,14 @@ fn setting(name: &str, default: usize) -> usize {
 /// Peak resident memory of this process, in bytes.
 fn peak_memory() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024
 }
 
 /// `count` distinct publications made from `seeds`: titles recombined from the seeds' words,
 /// volumes and pages renumbered, new ids.
 fn synthetic_publications(seeds: &[Publication], count: usize, rng: &mut Rng) -> Vec<Publication> {
-    let words: Vec<String> = seeds.iter().filter_map(|p| p.title.clone()).flat_map(|t| t.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
+    let words: Vec<String> =
+        seeds.iter().filter_map(|p| p.title.clone()).flat_map(|t| t.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
     (0..count)
         .map(|i| {
             let seed = &seeds[i % seeds.len()];
@@ -77,7 +73,12 @@ fn main() {
         .collect();
     let indexed = indexed.to_vec();
     let memory_before = peak_memory();
-    println!("{} indexed publications, {} references; generated with peak memory {:.2} GiB", indexed.len(), texts.len(), memory_before as f64 / (1u64 << 30) as f64);
+    println!(
+        "{} indexed publications, {} references; generated with peak memory {:.2} GiB",
+        indexed.len(),
+        texts.len(),
+        memory_before as f64 / (1u64 << 30) as f64
+    );
 
     let matcher = CiteflowConfig::default().matching.logic().expect("the default matcher (run scripts/services.sh install)").remove(0);
     println!("matcher: {} ({:?})", matcher.name, matcher.scorer);

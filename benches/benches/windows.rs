@@ -372,7 +372,12 @@ fn lateness(phases: Arc<Vec<Phase>>) -> Vec<Measurement> {
                 let (judgements, late) = *judged.borrow();
                 let arrivals = phase.epochs.iter().map(|epoch| epoch.changes.len()).sum();
                 assert_eq!(judgements - judged_before, arrivals, "lateness: every arrival is judged once");
-                Measurement { updates: arrivals, seconds, changes: judgements - judged_before, note: format!("{} late", late - late_before) }
+                Measurement {
+                    updates: arrivals,
+                    seconds,
+                    changes: judgements - judged_before,
+                    note: format!("{} late", late - late_before),
+                }
             })
             .collect()
     })

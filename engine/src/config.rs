@@ -45,8 +45,7 @@ impl ConfigError {
 /// Reads and parses a TOML file; an absent path yields the type's defaults.
 pub fn load_toml<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
     let Some(path) = path else { return Ok(T::default()) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
     parse_toml(&text, &path.display().to_string())
 }
 
@@ -74,9 +73,7 @@ pub fn parse_duration(setting: &str, text: &str) -> Result<i64, ConfigError> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: i64 = number
-        .parse()
-        .map_err(|_| ConfigError::invalid(setting, format!("`{text}` does not start with a whole number")))?;
+    let number: i64 = number.parse().map_err(|_| ConfigError::invalid(setting, format!("`{text}` does not start with a whole number")))?;
     let unit_ms = match unit.trim() {
         "ms" => 1,
         "s" | "sec" | "second" | "seconds" => 1_000,
@@ -84,9 +81,7 @@ pub fn parse_duration(setting: &str, text: &str) -> Result<i64, ConfigError> {
         "h" | "hour" | "hours" => 3_600_000,
         "d" | "day" | "days" => 86_400_000,
         "w" | "week" | "weeks" => 604_800_000,
-        other => {
-            return Err(ConfigError::invalid(setting, format!("unknown unit `{other}`; use ms, s, min, h, days or weeks")))
-        }
+        other => return Err(ConfigError::invalid(setting, format!("unknown unit `{other}`; use ms, s, min, h, days or weeks"))),
     };
     number.checked_mul(unit_ms).ok_or_else(|| ConfigError::invalid(setting, format!("`{text}` is too long")))
 }

@@ -82,9 +82,7 @@ pub fn serve(addr: &str, readiness: Readiness) -> std::io::Result<SocketAddr> {
         TcpListener::from_std(listener)?
     };
     let app = router(readiness);
-    std::thread::Builder::new()
-        .name("citeflow-http".into())
-        .spawn(move || runtime.block_on(accept_connections(listener, app)))?;
+    std::thread::Builder::new().name("citeflow-http".into()).spawn(move || runtime.block_on(accept_connections(listener, app)))?;
     Ok(bound)
 }
 
@@ -112,10 +110,7 @@ async fn ready(State(readiness): State<Readiness>) -> (StatusCode, &'static str)
 /// Accepts connections forever, serving each in its own task within the limits above.
 async fn accept_connections(listener: TcpListener, app: Router) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(false)
-        .max_buf_size(MAX_HEAD_BYTES);
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(false).max_buf_size(MAX_HEAD_BYTES);
     // One sender per open connection, oldest first; dropping a sender closes its connection.
     let mut open: VecDeque<oneshot::Sender<()>> = VecDeque::new();
     loop {
@@ -240,10 +235,7 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(2), "/ready took {:?}", start.elapsed());
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(still_open(&stalled), "the stalled client was dropped before its header timeout");
-        assert!(
-            closed_within(&stalled, HEADER_READ_TIMEOUT + Duration::from_secs(5)),
-            "the stalled client outlived the header timeout"
-        );
+        assert!(closed_within(&stalled, HEADER_READ_TIMEOUT + Duration::from_secs(5)), "the stalled client outlived the header timeout");
     }
 
     #[test]
@@ -263,10 +255,7 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(2), "/ready took {:?}", start.elapsed());
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(still_open(idle.last().unwrap()), "the newest idle connection was closed");
-        assert!(
-            closed_within(&idle[0], Duration::from_secs(2)),
-            "the oldest idle connection stayed open beyond the connection limit"
-        );
+        assert!(closed_within(&idle[0], Duration::from_secs(2)), "the oldest idle connection stayed open beyond the connection limit");
     }
 
     #[test]
@@ -274,8 +263,7 @@ mod tests {
         let addr = serve("127.0.0.1:0", Readiness::default()).unwrap();
         let garbage = exchange(addr, b"\x00\x01\x02 not http at all\r\n\r\n");
         assert!(status_or_cut(garbage, "400"), "garbage was not refused");
-        let big_head =
-            format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n", "a".repeat(4 * MAX_HEAD_BYTES));
+        let big_head = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n", "a".repeat(4 * MAX_HEAD_BYTES));
         assert!(status_or_cut(exchange(addr, big_head.as_bytes()), "431"), "an oversized head was not refused");
         let mut big_body = b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n".to_vec();
         big_body.extend(std::iter::repeat_n(b'b', 4 * MAX_HEAD_BYTES));

@@ -3,8 +3,7 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The metrics of the runtime and its connectors. Cheap to clone handles; safe to use from
@@ -93,17 +92,14 @@ impl Metrics {
         .expect("valid metric");
         registry.register(Box::new(commit_latency.clone())).expect("unique metric");
         let hydration_progress =
-            Gauge::new("hydration_progress_ratio", "Fraction of the committed input replayed during hydration")
-                .expect("valid metric");
+            Gauge::new("hydration_progress_ratio", "Fraction of the committed input replayed during hydration").expect("valid metric");
         registry.register(Box::new(hydration_progress.clone())).expect("unique metric");
-        let stage_latency = HistogramVec::new(
-            HistogramOpts::new("stage_latency_seconds", "Seconds taken by batched computations"),
-            &["stage"],
-        )
-        .expect("valid metric");
+        let stage_latency =
+            HistogramVec::new(HistogramOpts::new("stage_latency_seconds", "Seconds taken by batched computations"), &["stage"])
+                .expect("valid metric");
         registry.register(Box::new(stage_latency.clone())).expect("unique metric");
-        let watermark_lag = Gauge::new("event_time_watermark_lag_seconds", "Wall clock minus the event-time watermark")
-            .expect("valid metric");
+        let watermark_lag =
+            Gauge::new("event_time_watermark_lag_seconds", "Wall clock minus the event-time watermark").expect("valid metric");
         registry.register(Box::new(watermark_lag.clone())).expect("unique metric");
         Metrics {
             records_read: counter(&registry, "records_read_total", "Records read, by topic", &["topic"]),
@@ -124,11 +120,17 @@ impl Metrics {
             arrangement_records: gauge_vec(&registry, "arrangement_records", "Updates an arrangement holds", &["worker", "operator"]),
             arrangement_batches: gauge_vec(&registry, "arrangement_batches", "Batches an arrangement holds", &["worker", "operator"]),
             dead_letter_backlog: gauge(&registry, "dead_letter_backlog", "Dead letters recorded but not yet published"),
-            dead_letter_publish_failures: counter(&registry, "dead_letter_publish_failures_total", "Failed dead-letter publishes, retried", &[]),
+            dead_letter_publish_failures: counter(
+                &registry,
+                "dead_letter_publish_failures_total",
+                "Failed dead-letter publishes, retried",
+                &[],
+            ),
             reloads: counter(&registry, "reloads_total", "Replacement models and rules, by what and outcome", &["what", "outcome"]),
             operator_busy: {
-                let metric = CounterVec::new(Opts::new("operator_busy_seconds_total", "Seconds an operator was scheduled"), &["worker", "operator"])
-                    .expect("valid metric");
+                let metric =
+                    CounterVec::new(Opts::new("operator_busy_seconds_total", "Seconds an operator was scheduled"), &["worker", "operator"])
+                        .expect("valid metric");
                 registry.register(Box::new(metric.clone())).expect("unique metric");
                 metric
             },

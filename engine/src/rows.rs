@@ -164,11 +164,7 @@ pub fn encode_row<R: ViewRow>(view: ViewId, schema: &ViewSchema, row: &R) -> Row
 }
 
 /// Turns a collection of typed rows into encoded rows of `view`.
-pub fn encode<'scope, T, R>(
-    rows: VecCollection<'scope, T, R>,
-    view: ViewId,
-    schema: &ViewSchema,
-) -> VecCollection<'scope, T, Row>
+pub fn encode<'scope, T, R>(rows: VecCollection<'scope, T, R>, view: ViewId, schema: &ViewSchema) -> VecCollection<'scope, T, Row>
 where
     T: Timestamp,
     R: ViewRow + Clone + 'static,

@@ -146,11 +146,7 @@ impl Hydration {
     /// Offsets replayed so far and in all, over the partitions of the target.
     fn replayed(&self) -> (i64, i64) {
         let total = self.target.values().sum();
-        let done = self
-            .target
-            .iter()
-            .map(|(key, offset)| self.reached.get(key).copied().unwrap_or(0).min(*offset))
-            .sum();
+        let done = self.target.iter().map(|(key, offset)| self.reached.get(key).copied().unwrap_or(0).min(*offset)).sum();
         (done, total)
     }
 
@@ -202,10 +198,7 @@ pub fn commit_views<'scope, C: Committer>(
     committer: Option<C>,
     progress: SinkProgress<'_>,
 ) {
-    let records = views
-        .map(SinkRecord::View)
-        .concat(positions.map(SinkRecord::Position))
-        .concat(dead_letters.map(SinkRecord::DeadLetter));
+    let records = views.map(SinkRecord::View).concat(positions.map(SinkRecord::Position)).concat(dead_letters.map(SinkRecord::DeadLetter));
     let records = records.inner.probe_with(progress.probe).as_collection();
     let completed = progress.completed;
 
@@ -329,11 +322,8 @@ mod tests {
 
     #[test]
     fn an_update_is_an_upsert_not_a_delete() {
-        let batch = build_batch(
-            CommitMode::Delta,
-            Some(10),
-            vec![(row(0, "a", "old"), -1), (row(0, "a", "new"), 1), (row(0, "b", "gone"), -1)],
-        );
+        let batch =
+            build_batch(CommitMode::Delta, Some(10), vec![(row(0, "a", "old"), -1), (row(0, "a", "new"), 1), (row(0, "b", "gone"), -1)]);
         let changes = &batch.views[&0];
         assert_eq!(changes.upserts, vec!["a\tnew".to_string()]);
         assert_eq!(changes.deletes, vec!["b".to_string()]);

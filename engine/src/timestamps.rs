@@ -67,13 +67,7 @@ pub fn format_rfc3339(millis: i64) -> String {
     let in_day = millis.rem_euclid(DAY_MS);
     let (year, month, day) = civil_from_days(days);
     let seconds = in_day / 1000;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60,
-        in_day % 1000
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", seconds / 3600, seconds / 60 % 60, seconds % 60, in_day % 1000)
 }
 
 /// The start of the calendar month (UTC) that `time` falls in.
@@ -168,7 +162,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_timestamp() {
-        for text in ["yesterday", "2023-02-29", "2024-13-01", "2024-03-01T25:00:00Z", "2024-03-01T12:00:00", "2024-3-1", "2024-03-01T12:00:00+24:00", "2024-03-01T12:00:00-01:60"] {
+        for text in [
+            "yesterday",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-03-01T25:00:00Z",
+            "2024-03-01T12:00:00",
+            "2024-3-1",
+            "2024-03-01T12:00:00+24:00",
+            "2024-03-01T12:00:00-01:60",
+        ] {
             assert_eq!(parse_rfc3339(text), None, "{text}");
         }
     }

@@ -106,8 +106,7 @@ pub struct ChurnMessage {
 impl Churn {
     /// Reads the key set and the reference strings from the sample.
     pub fn new(settings: ChurnSettings) -> anyhow::Result<Self> {
-        let references: Vec<String> =
-            gold_documents(&settings.data)?.into_iter().flat_map(|d| d.references).map(|r| r.citation).collect();
+        let references: Vec<String> = gold_documents(&settings.data)?.into_iter().flat_map(|d| d.references).map(|r| r.citation).collect();
         anyhow::ensure!(!references.is_empty(), "no gold references under {}", settings.data.display());
         let mut publications = Vec::new();
         let path = settings.data.join(EPMC_FILES[0]);
@@ -219,10 +218,8 @@ mod tests {
     fn churn_stays_on_a_fixed_key_set_and_repeats_with_its_seed() {
         let mut churn = Churn::new(settings(3)).unwrap();
         let messages: Vec<ChurnMessage> = (0..2_000).map(|_| churn.next_message()).collect();
-        let documents: std::collections::BTreeSet<&str> =
-            messages.iter().filter(|m| m.document).map(|m| m.key.as_str()).collect();
-        let publications: std::collections::BTreeSet<&str> =
-            messages.iter().filter(|m| !m.document).map(|m| m.key.as_str()).collect();
+        let documents: std::collections::BTreeSet<&str> = messages.iter().filter(|m| m.document).map(|m| m.key.as_str()).collect();
+        let publications: std::collections::BTreeSet<&str> = messages.iter().filter(|m| !m.document).map(|m| m.key.as_str()).collect();
         assert_eq!(documents.len(), 20, "every document id is revised, and no other");
         assert_eq!(publications.len(), 10);
         let deletions = messages.iter().filter(|m| m.value.is_none()).count();

@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use citeflow_connectors::kafka::KafkaConfig;
 use citeflow_connectors::postgres::PostgresConfig;
 use citeflow_engine::config::{env_override, load_toml, parse_duration, parse_toml, ConfigError, EngineConfig};
+use citeflow_operators::inference::runtime_library;
 use citeflow_operators::lateness::LatePolicy;
 use citeflow_operators::watermark::WatermarkSettings;
 use citeflow_operators::window::Windows;
-use citeflow_operators::inference::runtime_library;
 use serde::Deserialize;
 
 use crate::dataflow::MatcherLogic;
 use crate::envelope::{FutureEventTime, FuturePolicy};
-use crate::periods::PeriodLogic;
 use crate::matching::{DecisionRule, ModelSource, Scorer, SCORE_SCALE};
+use crate::periods::PeriodLogic;
 
 /// Topic names.
 #[derive(Clone, Debug, Deserialize)]
@@ -110,10 +110,7 @@ impl MatcherConfig {
 
     /// When this matcher's best candidate becomes a citation.
     pub fn decision(&self) -> DecisionRule {
-        DecisionRule {
-            min_score: (self.min_score() * SCORE_SCALE).round() as u32,
-            margin: (self.margin * SCORE_SCALE).round() as u32,
-        }
+        DecisionRule { min_score: (self.min_score() * SCORE_SCALE).round() as u32, margin: (self.margin * SCORE_SCALE).round() as u32 }
     }
 
     /// The matcher as the dataflow runs it.
@@ -237,7 +234,9 @@ impl EventTimeConfig {
         let windows = match self.period.trim().strip_suffix("months").or_else(|| self.period.trim().strip_suffix("month")) {
             Some(count) => match count.trim().parse::<i64>() {
                 Ok(months) if months > 0 => Windows::CalendarMonths { months },
-                _ => return Err(ConfigError::invalid("event_time.period", format!("`{}` is not a positive number of months", self.period))),
+                _ => {
+                    return Err(ConfigError::invalid("event_time.period", format!("`{}` is not a positive number of months", self.period)))
+                }
             },
             None => Windows::Tumbling { size: positive("period", &self.period)?, offset: 0 },
         };
@@ -346,7 +345,10 @@ impl CiteflowConfig {
                 && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
                 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !valid {
-                return Err(ConfigError::invalid("job.name", format!("`{name}` is not a lower-case PostgreSQL identifier (a-z, 0-9, _; at most 63)")));
+                return Err(ConfigError::invalid(
+                    "job.name",
+                    format!("`{name}` is not a lower-case PostgreSQL identifier (a-z, 0-9, _; at most 63)"),
+                ));
             }
         }
         self.engine.validate()?;

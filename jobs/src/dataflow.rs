@@ -12,20 +12,20 @@ use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_operators::upsert::{upsert, Upsert};
 use citeflow_operators::validate::validate;
 use citeflow_operators::watermark::Observation;
-use timely::dataflow::operators::vec::{Broadcast, Map};
 use differential_dataflow::VecCollection;
 use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::Stream;
 
+use crate::config::CiteflowConfig;
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::envelope::{decode, Event, TopicRoles};
 use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, ModelSource, Scorer};
-use citeflow_connectors::files::watch_file;
-use citeflow_operators::inference::InferenceError;
-use crate::config::CiteflowConfig;
 use crate::periods::{citations_per_period, Dated, DocumentArrival, PeriodLogic};
 use crate::views::{view_rows, PERIOD_VIEW_IDS};
+use citeflow_connectors::files::watch_file;
+use citeflow_operators::inference::InferenceError;
 
 /// What the sink needs from the job.
 pub struct JobOutputs<'scope> {
@@ -83,10 +83,16 @@ pub(crate) fn message_order(message: &KafkaMessage) -> MessageOrder {
 /// The decision rules a changed configuration file sets; a file that does not load is
 /// reported and changes nothing.
 fn decision_rules(text: &[u8], origin: &str) -> Vec<(String, DecisionRule)> {
-    match std::str::from_utf8(text).map_err(|e| e.to_string()).and_then(|text| CiteflowConfig::parse(text, origin).map_err(|e| e.to_string())) {
+    match std::str::from_utf8(text)
+        .map_err(|e| e.to_string())
+        .and_then(|text| CiteflowConfig::parse(text, origin).map_err(|e| e.to_string()))
+    {
         Ok(config) => {
             let rules = config.decision_rules();
-            tracing::info!(?rules, "configuration changed; re-deciding citations with these rules (other settings apply at the next start)");
+            tracing::info!(
+                ?rules,
+                "configuration changed; re-deciding citations with these rules (other settings apply at the next start)"
+            );
             metrics().reloads.with_label_values(&["rules", "loaded"]).inc();
             rules
         }
@@ -99,7 +105,10 @@ fn decision_rules(text: &[u8], origin: &str) -> Vec<(String, DecisionRule)> {
 }
 
 /// Builds the job from the source's events; fails only if a scorer's model cannot load.
-pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, logic: JobLogic) -> Result<JobOutputs<'scope>, InferenceError> {
+pub fn citation_job<'scope>(
+    events: Stream<'scope, Epoch, Vec<SourceEvent>>,
+    logic: JobLogic,
+) -> Result<JobOutputs<'scope>, InferenceError> {
     let scope = events.scope();
     let documents_topic = logic.roles.documents.clone();
     let (messages, positions): (Stream<'scope, Epoch, Vec<KafkaMessage>>, Stream<'scope, Epoch, Vec<SourcePosition>>) =
@@ -123,8 +132,8 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
     type PublicationUpsert = Upsert<String, Publication, MessageOrder>;
     type DocumentUpsert = Upsert<String, PolicyDocument, MessageOrder>;
     type DocumentMessage = (DocumentUpsert, KafkaMessage);
-    let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<DocumentMessage>>) =
-        events.ok_err(|(event, message): (Event, KafkaMessage)| {
+    let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<DocumentMessage>>) = events
+        .ok_err(|(event, message): (Event, KafkaMessage)| {
             let order = message_order(&message);
             match event {
                 Event::Publication(key, value) => Ok(Upsert { key, order, value }),
@@ -132,11 +141,8 @@ pub fn citation_job<'scope>(events: Stream<'scope, Epoch, Vec<SourceEvent>>, log
             }
         });
     let publications = upsert(publications);
-    let arrivals = documents.clone().map(|(upsert, message)| DocumentArrival {
-        dated: upsert.value.as_ref().map(Dated::of),
-        id: upsert.key,
-        message,
-    });
+    let arrivals =
+        documents.clone().map(|(upsert, message)| DocumentArrival { dated: upsert.value.as_ref().map(Dated::of), id: upsert.key, message });
     let documents = upsert(documents.map(|(upsert, _)| upsert));
 
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {

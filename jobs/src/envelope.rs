@@ -70,17 +70,18 @@ impl Default for FutureEventTime {
 impl FutureEventTime {
     /// Applies the bound to `document`, read from `message`.
     fn apply(&self, document: &mut PolicyDocument, message: &KafkaMessage) -> Result<(), Rejection> {
-        let clock = message
-            .timestamp
-            .filter(|t| *t > 0)
-            .unwrap_or_else(|| citeflow_engine::time::wall_clock_ms() as i64);
+        let clock = message.timestamp.filter(|t| *t > 0).unwrap_or_else(|| citeflow_engine::time::wall_clock_ms() as i64);
         let bound = clock.saturating_add(self.ahead_ms).min(LATEST_EVENT_TIME);
         let Some(published) = parse_rfc3339(&document.published_at) else { return Ok(()) };
         match (published > bound, self.policy) {
             (false, _) => Ok(()),
             (true, FuturePolicy::DeadLetter) => Err(reject(
                 "future_event_time",
-                format!("published_at {} is beyond {} (the message's time plus the allowed lead)", document.published_at, format_rfc3339(bound)),
+                format!(
+                    "published_at {} is beyond {} (the message's time plus the allowed lead)",
+                    document.published_at,
+                    format_rfc3339(bound)
+                ),
             )),
             (true, FuturePolicy::Clamp) => {
                 document.published_at = format_rfc3339(bound);
@@ -199,21 +200,21 @@ fn year_of(value: Option<Value>) -> Result<Option<i32>, Rejection> {
 }
 
 fn publication_v1(payload: Value) -> Result<Publication, Rejection> {
-    let record: EpmcRecordV1 =
-        serde_json::from_value(payload).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))?;
-    let pmid = non_empty(record.pmid).map(|p| normalise_pmid(&p).ok_or_else(|| reject("invalid_field", "pmid is not a number")))
-        .transpose()?;
-    let pmcid = non_empty(record.pmcid)
-        .map(|p| normalise_pmcid(&p).ok_or_else(|| reject("invalid_field", "pmcid is malformed")))
-        .transpose()?;
+    let record: EpmcRecordV1 = serde_json::from_value(payload).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))?;
+    let pmid =
+        non_empty(record.pmid).map(|p| normalise_pmid(&p).ok_or_else(|| reject("invalid_field", "pmid is not a number"))).transpose()?;
+    let pmcid =
+        non_empty(record.pmcid).map(|p| normalise_pmcid(&p).ok_or_else(|| reject("invalid_field", "pmcid is malformed"))).transpose()?;
     // A malformed DOI (PubMed has a few, e.g. "10.103/…") loses the DOI, not the record.
     let doi = non_empty(record.doi).and_then(|d| normalise_doi(&d));
     for (field, value) in [("pmid", &pmid), ("pmcid", &pmcid), ("doi", &doi)] {
         bounded(field, value.as_deref().unwrap_or_default())?;
     }
-    let id = pmid.clone().or_else(|| pmcid.clone()).or_else(|| doi.clone()).ok_or_else(|| {
-        reject("missing_field", "a publication needs a pmid, pmcid or doi")
-    })?;
+    let id = pmid
+        .clone()
+        .or_else(|| pmcid.clone())
+        .or_else(|| doi.clone())
+        .ok_or_else(|| reject("missing_field", "a publication needs a pmid, pmcid or doi"))?;
     let authors = record
         .authors
         .unwrap_or_default()
@@ -242,9 +243,10 @@ fn document_v1(payload: Value) -> Result<PolicyDocument, Rejection> {
         let reason = if message.starts_with("missing field") { "missing_field" } else { "invalid_field" };
         reject(reason, format!("policy document payload: {message}"))
     })?;
-    let published = parse_rfc3339(&raw.published_at)
-        .filter(|time| (EARLIEST_EVENT_TIME..=LATEST_EVENT_TIME).contains(time))
-        .ok_or_else(|| reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date in years 1 to 9999", raw.published_at)))?;
+    let published =
+        parse_rfc3339(&raw.published_at).filter(|time| (EARLIEST_EVENT_TIME..=LATEST_EVENT_TIME).contains(time)).ok_or_else(|| {
+            reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date in years 1 to 9999", raw.published_at))
+        })?;
     let references: Vec<String> = match raw.references {
         ReferencesV1::List(list) => list.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
         ReferencesV1::Section(section) => split_reference_section(&section),
@@ -274,8 +276,7 @@ fn decode_event(message: &KafkaMessage, roles: &TopicRoles) -> Result<Event, Rej
     let Some(bytes) = &message.payload else {
         return Ok(if is_publications { Event::Publication(key, None) } else { Event::Document(key, None) });
     };
-    let envelope: Envelope =
-        serde_json::from_slice(bytes).map_err(|e| reject("invalid_json", format!("not a JSON envelope: {e}")))?;
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| reject("invalid_json", format!("not a JSON envelope: {e}")))?;
     let event_type = envelope.event_type.ok_or_else(|| reject("missing_field", "event_type is missing"))?;
     let version = match envelope.schema_version {
         Some(Value::Number(n)) => n.as_u64().ok_or_else(|| reject("unsupported_schema_version", format!("schema_version {n}")))?,
@@ -358,7 +359,9 @@ mod tests {
     #[test]
     fn event_times_far_ahead_of_their_message_are_dead_lettered_or_clamped() {
         let document = |published_at: &str| {
-            format!(r#"{{"event_type":"policy_document","schema_version":1,"payload":{{"id":"d","organisation":"WHO","title":"T","published_at":"{published_at}","references":[]}}}}"#)
+            format!(
+                r#"{{"event_type":"policy_document","schema_version":1,"payload":{{"id":"d","organisation":"WHO","title":"T","published_at":"{published_at}","references":[]}}}}"#
+            )
         };
         let within = decode(message("docs", "d", Some(&document("2023-11-15T10:00:00Z"))), &roles());
         assert!(within.is_ok(), "less than a day after the message's time");
@@ -383,7 +386,9 @@ mod tests {
     #[test]
     fn values_postgresql_would_refuse_are_dead_lettered_or_normalised() {
         let document = |id: &str, organisation: &str, published_at: &str, references: &str| {
-            format!(r#"{{"event_type":"policy_document","schema_version":1,"payload":{{"id":"{id}","organisation":"{organisation}","title":"T","published_at":"{published_at}","references":{references}}}}}"#)
+            format!(
+                r#"{{"event_type":"policy_document","schema_version":1,"payload":{{"id":"{id}","organisation":"{organisation}","title":"T","published_at":"{published_at}","references":{references}}}}}"#
+            )
         };
         assert_eq!(reason("docs", "d", &document("d", "WHO", "0000-06-15T00:00:00Z", "[]")), "invalid_field", "year 0");
         assert_eq!(reason("docs", "d", &document("d", "WHO", "2020-06-15T00:00:00+24:00", "[]")), "invalid_field");
@@ -419,12 +424,29 @@ mod tests {
     fn every_kind_of_bad_message_has_its_reason() {
         assert_eq!(reason("pubs", "1", "{not json"), "invalid_json");
         assert_eq!(reason("pubs", "1", r#"{"event_type":"nope","schema_version":1,"payload":{}}"#), "unknown_event_type");
-        assert_eq!(reason("pubs", "1", r#"{"event_type":"publication","schema_version":9,"payload":{"pmid":"1"}}"#), "unsupported_schema_version");
+        assert_eq!(
+            reason("pubs", "1", r#"{"event_type":"publication","schema_version":9,"payload":{"pmid":"1"}}"#),
+            "unsupported_schema_version"
+        );
         assert_eq!(reason("pubs", "1", r#"{"event_type":"publication","schema_version":1,"payload":{"title":"x"}}"#), "missing_field");
         assert_eq!(reason("pubs", "2", r#"{"event_type":"publication","schema_version":1,"payload":{"pmid":"1"}}"#), "key_mismatch");
         assert_eq!(reason("pubs", "1", r#"{"event_type":"policy_document","schema_version":1,"payload":{"pmid":"1"}}"#), "wrong_topic");
-        assert_eq!(reason("docs", "d", r#"{"event_type":"policy_document","schema_version":1,"payload":{"id":"d","organisation":"o","title":"t","published_at":"yesterday","references":[]}}"#), "invalid_field");
-        assert_eq!(reason("docs", "d", r#"{"event_type":"policy_document","schema_version":1,"payload":{"id":"d","title":"t","published_at":"2020-01-01","references":[]}}"#), "missing_field");
+        assert_eq!(
+            reason(
+                "docs",
+                "d",
+                r#"{"event_type":"policy_document","schema_version":1,"payload":{"id":"d","organisation":"o","title":"t","published_at":"yesterday","references":[]}}"#
+            ),
+            "invalid_field"
+        );
+        assert_eq!(
+            reason(
+                "docs",
+                "d",
+                r#"{"event_type":"policy_document","schema_version":1,"payload":{"id":"d","title":"t","published_at":"2020-01-01","references":[]}}"#
+            ),
+            "missing_field"
+        );
         let empty = decode(message("docs", " ", Some("{}")), &roles()).unwrap_err();
         assert_eq!(empty.reason, "empty_id");
         assert_eq!(empty.payload.as_deref(), Some(&b"{}"[..]), "the original bytes are kept");

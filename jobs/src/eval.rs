@@ -22,8 +22,8 @@ use serde_json::Value;
 use crate::domain::{Publication, ReferenceKey};
 use crate::envelope::{decode, Event, TopicRoles, PUBLICATION_EVENT};
 use crate::loader::{envelope, publication_key};
-use crate::matching::journals::JournalTable;
 use crate::matching::features::{Features, FEATURE_NAMES};
+use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, candidates, decide, Candidate, DecisionRule, Scorer};
 
 /// One labelled reference.
@@ -194,14 +194,16 @@ pub fn match_references(
 /// Every candidate pair the job's dataflow considers, with its features, per reference position.
 pub fn candidate_pairs(publications: Vec<Publication>, references: &[LabelledReference]) -> Vec<(usize, (String, Features))> {
     let journals = Arc::new(JournalTable::bundled());
-    run_dataflow(publications, references, move |publications, references| {
-        candidate_features(publications, references, journals.clone())
-    })
+    run_dataflow(publications, references, move |publications, references| candidate_features(publications, references, journals.clone()))
 }
 
 /// Writes the features of every candidate pair as CSV with a `label` column (1 when the
 /// candidate is the expected publication): the training data of a learned scorer.
-pub fn write_features(out: &mut impl std::io::Write, publications: Vec<Publication>, references: &[LabelledReference]) -> anyhow::Result<usize> {
+pub fn write_features(
+    out: &mut impl std::io::Write,
+    publications: Vec<Publication>,
+    references: &[LabelledReference],
+) -> anyhow::Result<usize> {
     writeln!(out, "ref_id,publication,label,{}", FEATURE_NAMES.join(","))?;
     let pairs = candidate_pairs(publications, references);
     for (index, (publication, features)) in &pairs {

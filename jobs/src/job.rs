@@ -10,10 +10,10 @@ use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::source::{kafka_source, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
 use citeflow_connectors::postgres::{start_committer, Reconciliation};
+use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::http::{serve, Readiness};
 use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
-use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::sink::{commit_views, HydrationTarget, SinkProgress};
 use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_engine::worker::{assign, timely_config};
@@ -21,9 +21,9 @@ use timely::dataflow::ProbeHandle;
 
 use crate::config::CiteflowConfig;
 use crate::dataflow::{citation_job, JobLogic};
-use crate::periods::PeriodLogic;
 use crate::envelope::TopicRoles;
 use crate::matching::journals::JournalTable;
+use crate::periods::PeriodLogic;
 use crate::views::{MIGRATIONS, VIEWS};
 
 /// How long a worker parks when it has nothing to do.
@@ -95,15 +95,8 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let publisher = DeadLetterPublisher::new(&config.kafka, &config.topics.dead_letter)?;
     let reconciliation = check_retention(config, &topics)?;
     let completed = Completed::new();
-    let (start, queue, committer) = start_committer(
-        &config.postgres,
-        reconciliation,
-        VIEWS.to_vec(),
-        MIGRATIONS,
-        Some(publisher),
-        readiness,
-        completed.clone(),
-    )?;
+    let (start, queue, committer) =
+        start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, Some(publisher), readiness, completed.clone())?;
     let target: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
     check_committed_offsets(config, &target, reconciliation)?;
     tracing::info!(
@@ -129,9 +122,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         .filter(|((topic, _), _)| *topic == config.topics.documents)
         .map(|((_, partition), offset)| (*partition, *offset))
         .collect();
-    periods.log = PeriodLogic::advances_from(
-        start.watermark_log.into_iter().filter(|row| row.topic == config.topics.documents).collect(),
-    );
+    periods.log = PeriodLogic::advances_from(start.watermark_log.into_iter().filter(|row| row.topic == config.topics.documents).collect());
     // Quiet sources in other processes of a cluster cannot be woken: there every epoch closes.
     let heartbeat = if config.engine.hosts.len() > 1 { config.engine.epoch_ms } else { config.engine.heartbeat_ms };
     let ticker = EpochTicker::new(config.engine.epoch_ms, Duration::from_millis(heartbeat));

@@ -133,21 +133,12 @@ pub fn gold_documents(data: &Path) -> anyhow::Result<Vec<GoldDocument>> {
 
 /// The malformed messages of the sample, one per kind of problem.
 pub fn malformed_messages(topics: &TopicsConfig) -> Vec<MalformedMessage> {
-    let publication = |key: &str, value: Vec<u8>, reason| MalformedMessage {
-        topic: topics.publications.clone(),
-        key: key.to_string(),
-        value,
-        reason,
-    };
-    let document = |key: &str, value: Vec<u8>, reason| MalformedMessage {
-        topic: topics.documents.clone(),
-        key: key.to_string(),
-        value,
-        reason,
-    };
-    let malformed_envelope = |event_type: &str, event_id: &str, payload: &Value| {
-        envelope_at(event_type, event_id, "2024-01-01T00:00:00Z", payload)
-    };
+    let publication =
+        |key: &str, value: Vec<u8>, reason| MalformedMessage { topic: topics.publications.clone(), key: key.to_string(), value, reason };
+    let document =
+        |key: &str, value: Vec<u8>, reason| MalformedMessage { topic: topics.documents.clone(), key: key.to_string(), value, reason };
+    let malformed_envelope =
+        |event_type: &str, event_id: &str, payload: &Value| envelope_at(event_type, event_id, "2024-01-01T00:00:00Z", payload);
     let good_document = |id: &str| json!({"id": id, "organisation": "Test", "title": "T", "published_at": "2021-01-01", "references": []});
     vec![
         publication("malformed-json", b"{\"event_type\": \"publication\", ".to_vec(), "invalid_json"),
@@ -161,13 +152,21 @@ pub fn malformed_messages(topics: &TopicsConfig) -> Vec<MalformedMessage> {
         document("", malformed_envelope(DOCUMENT_EVENT, "m5", &good_document("")), "empty_id"),
         document(
             "malformed-date",
-            malformed_envelope(DOCUMENT_EVENT, "m6", &json!({"id": "malformed-date", "organisation": "Test", "title": "T", "published_at": "last Tuesday", "references": []})),
+            malformed_envelope(
+                DOCUMENT_EVENT,
+                "m6",
+                &json!({"id": "malformed-date", "organisation": "Test", "title": "T", "published_at": "last Tuesday", "references": []}),
+            ),
             "invalid_field",
         ),
         document("malformed-key", malformed_envelope(DOCUMENT_EVENT, "m7", &good_document("another-id")), "key_mismatch"),
         document(
             "malformed-references",
-            malformed_envelope(DOCUMENT_EVENT, "m8", &json!({"id": "malformed-references", "organisation": "Test", "title": "T", "published_at": "2021-01-01"})),
+            malformed_envelope(
+                DOCUMENT_EVENT,
+                "m8",
+                &json!({"id": "malformed-references", "organisation": "Test", "title": "T", "published_at": "2021-01-01"}),
+            ),
             "missing_field",
         ),
     ]
@@ -176,7 +175,9 @@ pub fn malformed_messages(topics: &TopicsConfig) -> Vec<MalformedMessage> {
 /// The real policy reference sections, as document payloads.
 pub fn policy_documents(data: &Path) -> anyhow::Result<Vec<Value>> {
     let mut documents = Vec::new();
-    for (file, prefix) in [("policy/test_numbered_references.jsonl", "numbered"), ("policy/test_token_labelled_references.jsonl", "labelled")] {
+    for (file, prefix) in
+        [("policy/test_numbered_references.jsonl", "numbered"), ("policy/test_token_labelled_references.jsonl", "labelled")]
+    {
         for (index, line) in lines(&data.join(file))?.enumerate() {
             let record: Value = serde_json::from_str(&line?)?;
             let provider = record["meta"]["provider"].as_str().unwrap_or("unknown");
@@ -241,7 +242,13 @@ pub fn load_sample(kafka: &KafkaConfig, topics: &TopicsConfig, load: &SampleLoad
                 years.insert(key.clone(), year);
             }
             let value = envelope(PUBLICATION_EVENT, &format!("publication-{key}-{}", report.publications), &record);
-            producer.send(Outgoing { topic: &topics.publications, key: Some(key.as_bytes()), value: Some(&value), headers: None, partition: None })?;
+            producer.send(Outgoing {
+                topic: &topics.publications,
+                key: Some(key.as_bytes()),
+                value: Some(&value),
+                headers: None,
+                partition: None,
+            })?;
             report.publications += 1;
         }
     }
@@ -267,7 +274,13 @@ pub fn load_sample(kafka: &KafkaConfig, topics: &TopicsConfig, load: &SampleLoad
         report.documents += 1;
     }
     for message in malformed_messages(topics) {
-        producer.send(Outgoing { topic: &message.topic, key: Some(message.key.as_bytes()), value: Some(&message.value), headers: None, partition: None })?;
+        producer.send(Outgoing {
+            topic: &message.topic,
+            key: Some(message.key.as_bytes()),
+            value: Some(&message.value),
+            headers: None,
+            partition: None,
+        })?;
         report.malformed += 1;
     }
     producer.flush()?;

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
 use citeflow_connectors::kafka::admin::ensure_topics;
 use citeflow_jobs::churn::{churn, ChurnSettings};
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::loader::{load_sample, SampleLoad};
 use citeflow_jobs::{eval, job, status, synthetic};
+use clap::{Parser, Subcommand};
 use std::io::Write;
 use tracing_subscriber::EnvFilter;
 
@@ -236,10 +236,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let text = runtime.block_on(async {
-                let client = status::connect(&config.postgres).await?;
-                status::report(&client).await
-            }).context("reading status")?;
+            let text = runtime
+                .block_on(async {
+                    let client = status::connect(&config.postgres).await?;
+                    status::report(&client).await
+                })
+                .context("reading status")?;
             print!("{text}");
         }
     }

@@ -39,8 +39,15 @@ use crate::domain::PolicyDocument;
 pub const CITATIONS_PER_PERIOD: ViewSchema = ViewSchema {
     table: "citations_per_period",
     columns: &[
-        "organisation", "period_start", "period_end", "documents", "citing_documents", "citations", "publications",
-        "closed", "revision",
+        "organisation",
+        "period_start",
+        "period_end",
+        "documents",
+        "citing_documents",
+        "citations",
+        "publications",
+        "closed",
+        "revision",
     ],
     key_columns: 2,
 };
@@ -177,9 +184,7 @@ fn period_counts(members: &Group<'_, Member>) -> PeriodCounts {
         members.iter().filter(|((_, publication), count)| publication.is_some() && *count > 0).map(|(_, c)| *c as i64).sum();
     PeriodCounts {
         documents: distinct_count_by(|(document, publication): &Member| publication.is_none().then(|| document.clone()))(members),
-        citing_documents: distinct_count_by(|(document, publication): &Member| publication.as_ref().map(|_| document.clone()))(
-            members,
-        ),
+        citing_documents: distinct_count_by(|(document, publication): &Member| publication.as_ref().map(|_| document.clone()))(members),
         citations,
         publications: distinct_count_by(|(_, publication): &Member| publication.clone())(members),
     }
@@ -228,9 +233,9 @@ pub fn citations_per_period<'scope>(
     logic: PeriodLogic,
     ids: PeriodViewIds,
 ) -> PeriodOutputs<'scope> {
-    let events = arrivals.clone().flat_map(|arrival| {
-        arrival.dated.map(|dated| Observation::Event { partition: arrival.message.partition, time: dated.published })
-    });
+    let events = arrivals
+        .clone()
+        .flat_map(|arrival| arrival.dated.map(|dated| Observation::Event { partition: arrival.message.partition, time: dated.published }));
     let tracker = WatermarkTracker::new(
         logic.watermarks,
         logic.partitions.iter().copied(),
@@ -242,9 +247,7 @@ pub fn citations_per_period<'scope>(
 
     let deadline = logic.deadline();
     let judge_deadline = deadline.clone();
-    let judged = judge_lateness(arrivals, tracked.advances.clone(), logic.policy, move |dated: &Dated| {
-        judge_deadline(dated.published)
-    });
+    let judged = judge_lateness(arrivals, tracked.advances.clone(), logic.policy, move |dated: &Dated| judge_deadline(dated.published));
     let applied = upsert(judged.clone().filter(|j| j.applied).map(|j: Judgement<DocumentArrival, Dated>| Upsert {
         key: j.record.id,
         order: crate::dataflow::message_order(&j.record.message),
@@ -265,10 +268,9 @@ pub fn citations_per_period<'scope>(
     .count();
 
     let documents = applied.clone().map(|(id, dated)| (dated.organisation, (dated.published, (id, None))));
-    let cited = applied
-        .join_map(citations, |id, dated, publication| {
-            (dated.organisation.clone(), (dated.published, (id.clone(), Some(publication.clone()))))
-        });
+    let cited = applied.join_map(citations, |id, dated, publication| {
+        (dated.organisation.clone(), (dated.published, (id.clone(), Some(publication.clone()))))
+    });
     let counts = window_aggregate(documents.concat(cited), logic.windows, period_counts);
     let revised = counts.clone().join_map(revisions.clone(), |key, counts, revision| (key.clone(), (counts.clone(), *revision)));
     let unrevised = counts.antijoin(revisions.map(|(key, _)| key)).map(|(key, counts)| (key, (counts, 0)));
@@ -288,9 +290,11 @@ pub fn citations_per_period<'scope>(
             next_offset,
         })
     });
-    let rows = encode(periods, ids.periods, &CITATIONS_PER_PERIOD)
-        .concat(encode(status, ids.watermarks, &WATERMARKS_VIEW))
-        .concat(encode(log, ids.log, &WATERMARK_LOG_VIEW));
+    let rows = encode(periods, ids.periods, &CITATIONS_PER_PERIOD).concat(encode(status, ids.watermarks, &WATERMARKS_VIEW)).concat(encode(
+        log,
+        ids.log,
+        &WATERMARK_LOG_VIEW,
+    ));
     PeriodOutputs { rows, dead_letters: refused }
 }
 

@@ -37,7 +37,9 @@ pub async fn report(client: &Client) -> anyhow::Result<String> {
         writeln!(out, "  {:<24} {:>3} {:>10}", row.get::<_, String>(0), row.get::<_, i32>(1), row.get::<_, i64>(2))?;
     }
     writeln!(out, "\nrows per view:")?;
-    for table in ["publications", "policy_documents", "citations", "publication_citation_counts", "citations_per_period", "citeflow_dead_letters"] {
+    for table in
+        ["publications", "policy_documents", "citations", "publication_citation_counts", "citations_per_period", "citeflow_dead_letters"]
+    {
         let count: i64 = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await?.get(0);
         writeln!(out, "  {table:<30} {count:>8}")?;
     }
@@ -50,7 +52,9 @@ pub async fn report(client: &Client) -> anyhow::Result<String> {
         writeln!(out, "  {:<28} {:>5}", row.get::<_, String>(0), row.get::<_, i64>(1))?;
     }
     writeln!(out, "\nevent-time watermarks:")?;
-    for row in client.query("SELECT source, coalesce(watermark::text, '-') FROM citeflow_watermarks ORDER BY source <> 'global', 1", &[]).await? {
+    for row in
+        client.query("SELECT source, coalesce(watermark::text, '-') FROM citeflow_watermarks ORDER BY source <> 'global', 1", &[]).await?
+    {
         writeln!(out, "  {:<28} {}", row.get::<_, String>(0), row.get::<_, String>(1))?;
     }
     writeln!(out, "\nlatest periods (organisation, start, documents, citing, citations, state, revision):")?;
@@ -86,7 +90,13 @@ pub async fn report(client: &Client) -> anyhow::Result<String> {
     for row in top {
         let title: String = row.get(3);
         let short: String = title.chars().take(70).collect();
-        writeln!(out, "  {:>10}  {:>3} citations in {:>3} documents  {short}", row.get::<_, String>(0), row.get::<_, i64>(1), row.get::<_, i64>(2))?;
+        writeln!(
+            out,
+            "  {:>10}  {:>3} citations in {:>3} documents  {short}",
+            row.get::<_, String>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        )?;
     }
     Ok(out)
 }

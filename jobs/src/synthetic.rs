@@ -69,8 +69,7 @@ pub enum Style {
 }
 
 /// Every style, in rotation order.
-pub const STYLES: [Style; 6] =
-    [Style::Vancouver, Style::Apa, Style::Harvard, Style::Chicago, Style::PolicyReport, Style::NlmShort];
+pub const STYLES: [Style; 6] = [Style::Vancouver, Style::Apa, Style::Harvard, Style::Chicago, Style::PolicyReport, Style::NlmShort];
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
@@ -100,11 +99,8 @@ fn initials(name: &str) -> String {
 /// Author names as "Surname I" pairs; the generator only has surnames, so initials are
 /// derived deterministically from the surname.
 fn authors(publication: &Publication, rng: &mut Rng, style: Style) -> String {
-    let names: Vec<(String, String)> = publication
-        .authors
-        .iter()
-        .map(|surname| (surname.clone(), initials(&surname.chars().rev().collect::<String>())))
-        .collect();
+    let names: Vec<(String, String)> =
+        publication.authors.iter().map(|surname| (surname.clone(), initials(&surname.chars().rev().collect::<String>()))).collect();
     if names.is_empty() {
         return "Anonymous".to_string();
     }
@@ -293,16 +289,14 @@ pub fn generate(mut publications: Vec<Publication>, held_out: usize, positives: 
     let split = held_out.min(publications.len());
     let index = publications.split_off(split);
     let twins: HashSet<String> = index.iter().flat_map(twin_keys).collect();
-    let outside: Vec<Publication> =
-        publications.into_iter().filter(|p| !twin_keys(p).iter().any(|key| twins.contains(key))).collect();
+    let outside: Vec<Publication> = publications.into_iter().filter(|p| !twin_keys(p).iter().any(|key| twins.contains(key))).collect();
     let mut references = Vec::with_capacity(positives + negatives);
     let mut render_from = |pool: &[Publication], count: usize, positive: bool, rng: &mut Rng| {
         let citable: Vec<&Publication> = pool.iter().filter(|p| citable(p)).collect();
         for n in 0..count.min(citable.len() * 4) {
             let style = STYLES[n % STYLES.len()];
-            let Some(publication) = (0..100)
-                .map(|_| citable[rng.below(citable.len() as u64) as usize])
-                .find(|publication| identifiable(publication, style))
+            let Some(publication) =
+                (0..100).map(|_| citable[rng.below(citable.len() as u64) as usize]).find(|publication| identifiable(publication, style))
             else {
                 continue;
             };

@@ -17,8 +17,18 @@ use crate::periods::{PeriodViewIds, CITATIONS_PER_PERIOD};
 pub const PUBLICATIONS: ViewSchema = ViewSchema {
     table: "publications",
     columns: &[
-        "publication_id", "pmid", "pmcid", "doi", "title", "authors", "journal", "journal_abbreviation", "volume", "issue",
-        "year", "pages",
+        "publication_id",
+        "pmid",
+        "pmcid",
+        "doi",
+        "title",
+        "authors",
+        "journal",
+        "journal_abbreviation",
+        "volume",
+        "issue",
+        "year",
+        "pages",
     ],
     key_columns: 1,
 };
@@ -38,11 +48,8 @@ pub const CITATIONS: ViewSchema = ViewSchema {
 };
 
 /// `publication_citation_counts`: per cited publication, citations and citing documents.
-pub const PUBLICATION_CITATION_COUNTS: ViewSchema = ViewSchema {
-    table: "publication_citation_counts",
-    columns: &["publication_id", "citations", "citing_documents"],
-    key_columns: 1,
-};
+pub const PUBLICATION_CITATION_COUNTS: ViewSchema =
+    ViewSchema { table: "publication_citation_counts", columns: &["publication_id", "citations", "citing_documents"], key_columns: 1 };
 
 /// `matcher_comparison`: with two matchers side by side, per reference either cites: the
 /// publication each chose and whether they `agree`, cite `only_a`, `only_b`, or a `different`
@@ -75,11 +82,12 @@ const COMPARISON_ID: ViewId = 4;
 pub const PERIOD_VIEW_IDS: PeriodViewIds = PeriodViewIds { periods: 5, watermarks: 6, log: 7 };
 
 /// The migrations that create and evolve the views.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    component: "citations",
-    version: 1,
-    description: "publications, policy documents, citations and citation counts",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "citations",
+        version: 1,
+        description: "publications, policy documents, citations and citation counts",
+        sql: r#"
         CREATE TABLE publications (
             publication_id text PRIMARY KEY,
             pmid text,
@@ -128,11 +136,12 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             citing_documents bigint NOT NULL
         );
     "#,
-}, Migration {
-    component: "citations",
-    version: 2,
-    description: "matcher comparison (A/B)",
-    sql: r#"
+    },
+    Migration {
+        component: "citations",
+        version: 2,
+        description: "matcher comparison (A/B)",
+        sql: r#"
         CREATE TABLE matcher_comparison (
             document_id text NOT NULL,
             reference_index integer NOT NULL,
@@ -144,11 +153,12 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (document_id, reference_index)
         );
     "#,
-}, Migration {
-    component: "citations",
-    version: 3,
-    description: "citations per organisation and period (event time)",
-    sql: r#"
+    },
+    Migration {
+        component: "citations",
+        version: 3,
+        description: "citations per organisation and period (event time)",
+        sql: r#"
         CREATE TABLE citations_per_period (
             organisation text NOT NULL,
             period_start timestamptz NOT NULL,
@@ -162,7 +172,8 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (organisation, period_start)
         );
     "#,
-}];
+    },
+];
 
 /// A row of `publications`.
 #[derive(Clone, Debug)]

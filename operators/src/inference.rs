@@ -192,9 +192,11 @@ pub fn runtime_library() -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/citeflow")))?;
     let capi = cache.join("python/onnxruntime/capi");
-    std::fs::read_dir(capi).ok()?.flatten().map(|f| f.path()).find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so"))
-    })
+    std::fs::read_dir(capi)
+        .ok()?
+        .flatten()
+        .map(|f| f.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
 }
 
 /// A binary classifier exported to ONNX (e.g. by skl2onnx with ZipMap off): one float input
@@ -257,7 +259,11 @@ impl BinaryClassifier {
         let outputs = self.session.run(ort::inputs![self.input.as_str() => tensor]).map_err(|e| failed(e.to_string()))?;
         let (_, values) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
         if values.len() != 2 * rows.len() {
-            return Err(failed(format!("{} values for {} rows: a binary classifier returns two class probabilities per row", values.len(), rows.len())));
+            return Err(failed(format!(
+                "{} values for {} rows: a binary classifier returns two class probabilities per row",
+                values.len(),
+                rows.len()
+            )));
         }
         Ok(values.chunks(2).map(|pair| pair[1]).collect())
     }
@@ -294,9 +300,8 @@ mod tests {
     #[test]
     fn a_score_does_not_depend_on_its_batch() {
         let mut classifier = trained_scorer();
-        let rows: Vec<Vec<f32>> = (0..500u32)
-            .map(|n| (0..21u32).map(|column| ((n * 7919 + column * 104_729) % 1000) as f32 / 1000.0).collect())
-            .collect();
+        let rows: Vec<Vec<f32>> =
+            (0..500u32).map(|n| (0..21u32).map(|column| ((n * 7919 + column * 104_729) % 1000) as f32 / 1000.0).collect()).collect();
         let together = classifier.probabilities(&rows).unwrap();
         let alone: Vec<f32> = rows.iter().flat_map(|row| classifier.probabilities(std::slice::from_ref(row)).unwrap()).collect();
         assert_eq!(together.iter().map(|p| p.to_bits()).collect::<Vec<_>>(), alone.iter().map(|p| p.to_bits()).collect::<Vec<_>>());

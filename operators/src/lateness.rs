@@ -391,7 +391,14 @@ mod tests {
         consolidate_updates(&mut updates);
         assert_eq!(
             updates,
-            vec![((10, false), 0, 1), ((20, false), 0, 1), ((10, false), 1, -1), ((10, true), 1, 1), ((5, true), 2, 1), ((20, false), 2, -1)]
+            vec![
+                ((10, false), 0, 1),
+                ((20, false), 0, 1),
+                ((10, false), 1, -1),
+                ((10, true), 1, 1),
+                ((5, true), 2, 1),
+                ((20, false), 2, -1)
+            ]
         );
     }
 

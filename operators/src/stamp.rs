@@ -19,9 +19,7 @@ where
             move |input, output| {
                 input.for_each_stamp(|capability, data| {
                     let Some(time) = capability.least().cloned() else { return };
-                    output
-                        .session(&capability)
-                        .give_iterator(data.flat_map(|batch| batch.drain(..)).map(|d| (d, time.clone(), 1isize)));
+                    output.session(&capability).give_iterator(data.flat_map(|batch| batch.drain(..)).map(|d| (d, time.clone(), 1isize)));
                 });
             }
         })

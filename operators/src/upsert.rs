@@ -107,10 +107,7 @@ mod tests {
             let mut input = Handle::<u64, Instruction>::new();
             let sink = sink.clone();
             let probe = worker.dataflow(|scope| {
-                upsert(scope.input_from(&mut input))
-                    .inspect(move |(data, _, diff)| sink.lock().unwrap().push((*data, *diff)))
-                    .probe()
-                    .0
+                upsert(scope.input_from(&mut input)).inspect(move |(data, _, diff)| sink.lock().unwrap().push((*data, *diff))).probe().0
             });
             if worker.index() == 0 {
                 for (round, instructions) in rounds.iter().enumerate() {
@@ -177,10 +174,7 @@ mod tests {
 
     #[test]
     fn the_greatest_order_wins_within_an_epoch() {
-        let rounds = vec![vec![
-            Upsert { key: 1, order: 5, value: Some(9) },
-            Upsert { key: 1, order: 2, value: Some(3) },
-        ]];
+        let rounds = vec![vec![Upsert { key: 1, order: 5, value: Some(9) }, Upsert { key: 1, order: 2, value: Some(3) }]];
         assert_eq!(run(rounds, 1), vec![(1, 9)]);
     }
 }

@@ -172,10 +172,7 @@ impl<P: Ord + Clone> WatermarkTracker<P> {
         let settings = WatermarkSettings { resolution: settings.resolution.max(1), ..settings };
         WatermarkTracker {
             settings,
-            partitions: partitions
-                .into_iter()
-                .map(|p| (p, PartitionState { max_event: None, next_offset: 0, moved_at: now }))
-                .collect(),
+            partitions: partitions.into_iter().map(|p| (p, PartitionState { max_event: None, next_offset: 0, moved_at: now })).collect(),
             current: log.iter().map(|advance| advance.watermark).max(),
             replay_to,
         }
@@ -204,9 +201,7 @@ impl<P: Ord + Clone> WatermarkTracker<P> {
 
     /// Whether the inputs are still being replayed up to where the previous run had recorded.
     pub fn replaying(&self) -> bool {
-        self.replay_to
-            .iter()
-            .any(|(partition, target)| self.partitions.get(partition).is_none_or(|state| state.next_offset < *target))
+        self.replay_to.iter().any(|(partition, target)| self.partitions.get(partition).is_none_or(|state| state.next_offset < *target))
     }
 
     fn partition_watermark(&self, state: &PartitionState) -> Option<EventTime> {
@@ -220,12 +215,8 @@ impl<P: Ord + Clone> WatermarkTracker<P> {
 
     /// The watermark the partitions justify at `now`, ignoring the log.
     fn candidate(&self, now: Epoch) -> Option<EventTime> {
-        let active: Vec<Option<EventTime>> = self
-            .partitions
-            .values()
-            .filter(|state| !self.idle(state, now))
-            .map(|state| self.partition_watermark(state))
-            .collect();
+        let active: Vec<Option<EventTime>> =
+            self.partitions.values().filter(|state| !self.idle(state, now)).map(|state| self.partition_watermark(state)).collect();
         if active.is_empty() {
             self.partitions.values().filter_map(|state| self.partition_watermark(state)).max()
         } else {

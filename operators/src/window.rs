@@ -94,9 +94,7 @@ where
     F: Fn(&Group<'_, V>) -> A + 'static,
 {
     records
-        .flat_map(move |(key, (time, value))| {
-            windows.assign(time).into_iter().map(move |window| ((key.clone(), window), value.clone()))
-        })
+        .flat_map(move |(key, (time, value))| windows.assign(time).into_iter().map(move |window| ((key.clone(), window), value.clone())))
         .reduce(move |_window, values, output| output.push((aggregate(values), 1)))
 }
 
@@ -218,8 +216,7 @@ mod tests {
                 input.advance_to(round as u64 + 1);
                 input.flush();
                 worker.step_while(|| probe.less_than(input.time()));
-                let mut all: Vec<(Aggregated, isize)> =
-                    sink.lock().unwrap().iter().map(|(data, _, diff)| (*data, *diff)).collect();
+                let mut all: Vec<(Aggregated, isize)> = sink.lock().unwrap().iter().map(|(data, _, diff)| (*data, *diff)).collect();
                 differential_dataflow::consolidation::consolidate(&mut all);
                 assert!(all.iter().all(|(_, diff)| *diff == 1), "each window appears once: {all:?}");
                 snapshots.push(all.into_iter().map(|(data, _)| data).collect());
@@ -234,10 +231,9 @@ mod tests {
 
     #[test]
     fn tumbling_aggregates_follow_insertions_and_retractions() {
-        let result = rounds(
-            vec![vec![((1, (3, 10)), 1), ((1, (7, 5)), 1), ((2, (12, 1)), 1)], vec![((1, (7, 5)), -1)]],
-            |records| window_aggregate(records, Windows::Tumbling { size: 10, offset: 0 }, count_and_sum),
-        );
+        let result = rounds(vec![vec![((1, (3, 10)), 1), ((1, (7, 5)), 1), ((2, (12, 1)), 1)], vec![((1, (7, 5)), -1)]], |records| {
+            window_aggregate(records, Windows::Tumbling { size: 10, offset: 0 }, count_and_sum)
+        });
         assert_eq!(result[0], vec![((1, w(0, 10)), (2, 15)), ((2, w(10, 20)), (1, 1))]);
         assert_eq!(result[1], vec![((1, w(0, 10)), (1, 10)), ((2, w(10, 20)), (1, 1))]);
     }
@@ -246,10 +242,9 @@ mod tests {
     /// and retracting it splits them again.
     #[test]
     fn session_aggregates_merge_and_split() {
-        let result = rounds(
-            vec![vec![((1, (0, 1)), 1), ((1, (12, 2)), 1)], vec![((1, (6, 4)), 1)], vec![((1, (6, 4)), -1)]],
-            |records| session_aggregate(records, 6, count_and_sum),
-        );
+        let result = rounds(vec![vec![((1, (0, 1)), 1), ((1, (12, 2)), 1)], vec![((1, (6, 4)), 1)], vec![((1, (6, 4)), -1)]], |records| {
+            session_aggregate(records, 6, count_and_sum)
+        });
         assert_eq!(result[0], vec![((1, w(0, 6)), (1, 1)), ((1, w(12, 18)), (1, 2))]);
         assert_eq!(result[1], vec![((1, w(0, 18)), (3, 7))]);
         assert_eq!(result[2], result[0]);

@@ -168,9 +168,8 @@ fn oracle(epochs: &[(u64, Vec<Message>)], case: Case) -> Outcome {
             moved_at.insert(partition, *epoch);
         }
         let now = next_epoch(epochs, index);
-        let partition_watermark = |p: &u8| {
-            max_event.get(p).map(|max| (max - settings.out_of_orderness).div_euclid(settings.resolution) * settings.resolution)
-        };
+        let partition_watermark =
+            |p: &u8| max_event.get(p).map(|max| (max - settings.out_of_orderness).div_euclid(settings.resolution) * settings.resolution);
         let active: Vec<u8> = (0..PARTITIONS).filter(|p| now - moved_at[p] < settings.idle_timeout).collect();
         let candidate = if active.is_empty() {
             (0..PARTITIONS).filter_map(|p| partition_watermark(&p)).max()
@@ -179,10 +178,7 @@ fn oracle(epochs: &[(u64, Vec<Message>)], case: Case) -> Outcome {
         };
         if let Some(candidate) = candidate.filter(|c| watermark.is_none_or(|w| *c > w)) {
             watermark = Some(candidate);
-            outcome.advances.push(WatermarkAdvance {
-                watermark: candidate,
-                positions: offsets.iter().map(|(p, o)| (*p, *o)).collect(),
-            });
+            outcome.advances.push(WatermarkAdvance { watermark: candidate, positions: offsets.iter().map(|(p, o)| (*p, *o)).collect() });
         }
         outcome.windows.push(window_rows(&state, case, watermark));
     }
@@ -204,16 +200,14 @@ fn dataflow(epochs: Vec<(u64, Vec<Message>)>, case: Case) -> Outcome {
         let (window_sink, advance_sink, verdict_sink) = (windows.clone(), advances.clone(), verdicts.clone());
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             let arrivals = scope.input_from(&mut messages);
-            let events = arrivals.clone().flat_map(|m: Message| {
-                m.content.map(|(time, _)| Observation::Event { partition: m.partition, time })
-            });
+            let events =
+                arrivals.clone().flat_map(|m: Message| m.content.map(|(time, _)| Observation::Event { partition: m.partition, time }));
             let tracker = WatermarkTracker::new(case.settings, 0..PARTITIONS, &[], BTreeMap::new(), 0);
             let tracked = track_watermarks(events.concat(scope.input_from(&mut moves)), tracker, Vec::new());
             tracked.log.inspect(move |(advance, _, _)| advance_sink.lock().unwrap().push(advance.clone()));
-            let judged = judge_lateness(arrivals, tracked.advances.clone(), case.policy, move |(time, _): &(i64, i64)| {
-                case.deadline(*time)
-            })
-            .inspect(move |j| verdict_sink.lock().unwrap().push(((j.record.partition, j.record.offset), (j.late, j.applied))));
+            let judged =
+                judge_lateness(arrivals, tracked.advances.clone(), case.policy, move |(time, _): &(i64, i64)| case.deadline(*time))
+                    .inspect(move |j| verdict_sink.lock().unwrap().push(((j.record.partition, j.record.offset), (j.late, j.applied))));
             let applied = upsert(judged.filter(|j| j.applied).map(|j| Upsert {
                 key: j.record.key,
                 order: (j.record.offset, j.record.partition),

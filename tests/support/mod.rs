@@ -369,18 +369,20 @@ pub fn read_topic(broker: &Broker, topic: &str) -> Vec<ReadMessage> {
         ends.insert(partition.id(), (low, high));
     }
     consumer.assign(&assignment).expect("assign");
+    // A compacted topic has gaps, so a partition is done once its position reaches the high
+    // watermark (its last message always stays), not after high - low messages.
+    let mut next: std::collections::BTreeMap<i32, i64> = ends.iter().map(|(partition, (low, _))| (*partition, *low)).collect();
     let expected: i64 = ends.values().map(|(low, high)| high - low).sum();
     let mut messages = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30) + Duration::from_millis(expected as u64 / 5);
-    while (messages.len() as i64) < expected && Instant::now() < deadline {
+    while ends.iter().any(|(partition, (_, high))| next[partition] < *high) && Instant::now() < deadline {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            next.insert(message.partition(), message.offset() + 1);
             let headers = message
                 .headers()
                 .map(|h| {
                     h.iter()
-                        .map(|header| {
-                            (header.key.to_string(), String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned())
-                        })
+                        .map(|header| (header.key.to_string(), String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned()))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -438,7 +440,6 @@ pub fn dump_views(db: &Db) -> std::collections::BTreeMap<&'static str, Vec<Vec<O
     .collect()
 }
 
-
 /// The high watermark of every partition of `topics`.
 pub fn high_watermarks(broker: &Broker, topics: &[&str]) -> std::collections::BTreeMap<(String, i32), i64> {
     let consumer: BaseConsumer = test_kafka(broker).consumer_config().create().expect("consumer");
@@ -469,8 +470,6 @@ pub fn wait_caught_up(db: &Db, broker: &Broker) {
     });
 }
 
-/// Runs the job from scratch into a fresh database `name` over the same topics, uninterrupted,
-/// and asserts that every view of `db` equals what that run wrote, row for row.
 /// Checks that every period is closed exactly when the committed watermark has passed its end
 /// (the default allowed lateness is zero), whatever restarts the job went through.
 pub fn assert_periods_closed_by_the_watermark(db: &Db, context: &str) {
@@ -482,14 +481,21 @@ pub fn assert_periods_closed_by_the_watermark(db: &Db, context: &str) {
     assert!(db.count("SELECT count(*) FROM citations_per_period") > 0, "{context}: the period view is filled");
 }
 
+/// Runs the job from scratch into a fresh database `name` over the same topics, uninterrupted,
+/// and asserts that every view of `db` equals what that run wrote, row for row.
+/// The one allowance: a dead letter of a message that the broker has since compacted away (a
+/// later message with the same key in the same partition) is history the job saw and a
+/// from-scratch run cannot.
 pub fn assert_equals_from_scratch(postgres: &Postgres, broker: &Broker, db: &Db, name: &str, context: &str) {
     let url = postgres.database(name);
     let config = JobConfig::new(broker, &url, 2, 4);
     citeflow_ok(&config, &["run", "--until-caught-up"]);
     assert_periods_closed_by_the_watermark(db, context);
     let expected = dump_views(&Db::connect(&url));
-    let actual = dump_views(db);
+    let mut actual = dump_views(db);
     assert!(expected["citations"].len() > 10, "{context}: the comparison covers real citations");
+    let dead_letters = actual.get_mut("citeflow_dead_letters").unwrap();
+    dead_letters.retain(|row| expected["citeflow_dead_letters"].contains(row) || !compacted_away(broker, row));
     for (view, rows) in &expected {
         if rows != &actual[view] {
             let missing: Vec<_> = rows.iter().filter(|r| !actual[view].contains(r)).take(3).collect();
@@ -501,6 +507,24 @@ pub fn assert_equals_from_scratch(postgres: &Postgres, broker: &Broker, db: &Db,
             );
         }
     }
+}
+
+/// Whether the message a dead-letter row (topic, partition, offset, reason, detail, key, …) was
+/// made of is gone from its topic and superseded there by a later message with its key.
+fn compacted_away(broker: &Broker, row: &[Option<String>]) -> bool {
+    let field = |i: usize| row[i].clone().unwrap_or_default();
+    let (partition, offset): (i32, i64) = (field(1).parse().unwrap(), field(2).parse().unwrap());
+    let key = row[5]
+        .as_deref()
+        .map(|hex| (0..hex.len() - 2).step_by(2).map(|i| u8::from_str_radix(&hex[2 + i..4 + i], 16).unwrap()).collect::<Vec<u8>>());
+    let messages = read_topic(broker, &field(0));
+    let here = messages.iter().filter(|m| m.partition == partition);
+    let (mut present, mut superseded) = (false, false);
+    for message in here {
+        present |= message.offset == offset;
+        superseded |= message.offset > offset && message.key == key;
+    }
+    !present && superseded
 }
 
 /// A fresh PostgreSQL cluster with database `name`, a broker with the topics created, and a

@@ -17,9 +17,8 @@ pub fn discover_partitions(config: &KafkaConfig, topics: &[String]) -> Result<Ve
     let consumer: BaseConsumer = config.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;
     let mut partitions = Vec::new();
     for topic in topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-            .map_err(KafkaError::client(format!("metadata of {topic}")))?;
+        let metadata =
+            consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(KafkaError::client(format!("metadata of {topic}")))?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
         match found {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
@@ -34,17 +33,12 @@ pub fn discover_partitions(config: &KafkaConfig, topics: &[String]) -> Result<Ve
 
 /// Low and high watermarks of one partition, waiting at most `timeout` for the broker.
 pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
-    consumer
-        .fetch_watermarks(topic, partition, timeout)
-        .map_err(KafkaError::client(format!("watermarks of {topic}/{partition}")))
+    consumer.fetch_watermarks(topic, partition, timeout).map_err(KafkaError::client(format!("watermarks of {topic}/{partition}")))
 }
 
 fn admin(config: &KafkaConfig) -> Result<(AdminClient<DefaultClientContext>, tokio::runtime::Runtime), KafkaError> {
     let admin = config.admin_config().create().map_err(KafkaError::client("creating admin client"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| KafkaError::Runtime(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| KafkaError::Runtime(e.to_string()))?;
     Ok((admin, runtime))
 }
 
@@ -60,14 +54,10 @@ pub fn offset_ranges(config: &KafkaConfig, partitions: &[(String, i32)]) -> Resu
 /// that rebuilds its state by replaying its topics needs.
 pub fn ensure_topics(config: &KafkaConfig, topics: &[String], partitions: i32) -> Result<(), KafkaError> {
     let (admin, runtime) = admin(config)?;
-    let new_topics: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"))
-        .collect();
+    let new_topics: Vec<NewTopic> =
+        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)).set("cleanup.policy", "compact")).collect();
     let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-    let results = runtime
-        .block_on(admin.create_topics(&new_topics, &options))
-        .map_err(KafkaError::client("creating topics"))?;
+    let results = runtime.block_on(admin.create_topics(&new_topics, &options)).map_err(KafkaError::client("creating topics"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -119,9 +109,8 @@ pub fn retention(config: &KafkaConfig, topics: &[String]) -> Result<Vec<(String,
     let (admin, runtime) = admin(config)?;
     let specifiers: Vec<ResourceSpecifier> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
     let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
-    let results = runtime
-        .block_on(admin.describe_configs(&specifiers, &options))
-        .map_err(KafkaError::client("describing topic settings"))?;
+    let results =
+        runtime.block_on(admin.describe_configs(&specifiers, &options)).map_err(KafkaError::client("describing topic settings"))?;
     topics
         .iter()
         .zip(results)

@@ -46,7 +46,8 @@ impl KafkaConfig {
         if self.brokers.trim().is_empty() {
             return Err(ConfigError::invalid("kafka.brokers", "must name at least one broker"));
         }
-        for (name, map) in [("kafka.properties", &self.properties), ("kafka.consumer", &self.consumer), ("kafka.producer", &self.producer)] {
+        for (name, map) in [("kafka.properties", &self.properties), ("kafka.consumer", &self.consumer), ("kafka.producer", &self.producer)]
+        {
             if let Some(key) = map.keys().find(|k| k.contains("password") || k.contains("secret")) {
                 return Err(ConfigError::invalid(
                     format!("{name}.{key}"),

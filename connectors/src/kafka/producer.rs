@@ -59,10 +59,7 @@ impl Producer {
     pub fn new(config: &KafkaConfig, rate: Option<f64>) -> Result<Self, KafkaError> {
         let tracker = DeliveryTracker::default();
         let failed = tracker.failed.clone();
-        let inner = config
-            .producer_config()
-            .create_with_context(tracker)
-            .map_err(KafkaError::client("creating producer"))?;
+        let inner = config.producer_config().create_with_context(tracker).map_err(KafkaError::client("creating producer"))?;
         Ok(Producer { inner, failed, rate, started: Instant::now(), sent: 0 })
     }
 

@@ -95,15 +95,12 @@ fn cached_high_watermark(consumer: &BaseConsumer, topic: &CStr, partition: i32) 
 
 /// Creates the consumer for `partitions` and reads their initial watermarks.
 fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(BaseConsumer, Vec<PartitionState>), KafkaError> {
-    let consumer: BaseConsumer =
-        settings.kafka.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;
+    let consumer: BaseConsumer = settings.kafka.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;
     let mut assignment = TopicPartitionList::new();
     let mut states = Vec::new();
     for (topic, partition) in partitions {
         let (low, high) = watermarks(&consumer, topic, *partition, METADATA_TIMEOUT)?;
-        assignment
-            .add_partition_offset(topic, *partition, Offset::Offset(low))
-            .map_err(KafkaError::client("building assignment"))?;
+        assignment.add_partition_offset(topic, *partition, Offset::Offset(low)).map_err(KafkaError::client("building assignment"))?;
         states.push(PartitionState {
             topic: topic.clone(),
             c_topic: CString::new(topic.as_str()).map_err(|_| KafkaError::MissingTopic(topic.clone()))?,
@@ -128,8 +125,7 @@ pub fn kafka_source<'scope>(
     ticker: EpochTicker,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
     let (mut consumer, mut states) = connect(&settings, &partitions)?;
-    let index: BTreeMap<(String, i32), usize> =
-        states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
+    let index: BTreeMap<(String, i32), usize> = states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
     let idle_wait = Duration::from_millis(settings.epoch_ms.clamp(1, 50));
 
     let stream = source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, "KafkaSource", move |capability, info| {

@@ -42,11 +42,7 @@ pub struct WatermarkLogRow {
 
 impl ViewRow for WatermarkLogRow {
     fn write(&self, line: &mut CopyLine) {
-        line.int(self.watermark)
-            .text(&self.topic)
-            .int(self.partition.into())
-            .int(self.next_offset)
-            .text(&format_rfc3339(self.watermark));
+        line.int(self.watermark).text(&self.topic).int(self.partition.into()).int(self.next_offset).text(&format_rfc3339(self.watermark));
     }
 }
 
@@ -130,17 +126,12 @@ fn upsert_from(schema: &ViewSchema, table: &str, source: &str) -> String {
 /// Makes the view equal to its shadow (with `delete_missing`; otherwise rows missing from the
 /// shadow stay), writing only the rows that differ, and empties the shadow; returns the rows
 /// deleted, inserted or updated.
-pub async fn reconcile_from_shadow(
-    transaction: &Transaction<'_>,
-    schema: &ViewSchema,
-    delete_missing: bool,
-) -> Result<u64, PgError> {
+pub async fn reconcile_from_shadow(transaction: &Transaction<'_>, schema: &ViewSchema, delete_missing: bool) -> Result<u64, PgError> {
     let (table, shadow) = (schema.table, shadow_table(schema));
     let context = format!("reconciling {table}");
     let mut touched = 0;
     if delete_missing {
-        let delete =
-            format!("DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {})", key_match(schema, "t", "s"));
+        let delete = format!("DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {})", key_match(schema, "t", "s"));
         touched += transaction.execute(&delete, &[]).await.map_err(PgError::db(context.clone()))?;
     }
     touched += transaction.execute(&upsert_from(schema, table, &shadow), &[]).await.map_err(PgError::db(context.clone()))?;
@@ -207,10 +198,7 @@ pub async fn apply_view(
     match mode {
         CommitMode::Reconcile => {
             copy_lines(transaction, &stage, schema.columns, changes.upserts.iter().map(String::as_str)).await?;
-            let sql = format!(
-                "DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})",
-                key_match(schema, "t", "s")
-            );
+            let sql = format!("DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})", key_match(schema, "t", "s"));
             touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
         }
         CommitMode::Delta | CommitMode::Stage if !changes.deletes.is_empty() => {

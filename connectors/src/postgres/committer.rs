@@ -15,8 +15,8 @@ use citeflow_engine::flow::Completed;
 use citeflow_engine::http::Readiness;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::rows::ViewSchema;
-use citeflow_engine::time::Epoch;
 use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HydrationTarget, ViewChanges};
+use citeflow_engine::time::Epoch;
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls};
 
@@ -24,9 +24,9 @@ use super::apply::{
     apply_view, insert_dead_letters, position_lines, prepare_shadows, prepare_staging, reconcile_from_shadow, shadow_table,
     WatermarkLogRow, DEAD_LETTER_VIEW, PROGRESS_VIEW,
 };
+use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
 use super::outbox::{start_outbox, Outbox, Wake};
 use super::refusals::{apply_view_isolating, REFUSED_BY_DATABASE};
-use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
 use super::{PgError, PostgresConfig};
 use crate::kafka::dead_letters::DeadLetterPublisher;
 
@@ -164,10 +164,7 @@ pub fn start_committer(
         migrate(&mut client, ENGINE_MIGRATIONS).await?;
         migrate(&mut client, migrations).await?;
         let generation: i64 = client
-            .query_one(
-                "UPDATE citeflow_job SET generation = generation + 1, started_at = now() WHERE id = 1 RETURNING generation",
-                &[],
-            )
+            .query_one("UPDATE citeflow_job SET generation = generation + 1, started_at = now() WHERE id = 1 RETURNING generation", &[])
             .await
             .map_err(PgError::db("taking a generation"))?
             .get(0);
@@ -306,11 +303,7 @@ struct Applied {
     new_letters: u64,
 }
 
-async fn apply_batches(
-    session: &mut Session,
-    batches: &[CommitBatch],
-    isolate: bool,
-) -> Result<Applied, PgError> {
+async fn apply_batches(session: &mut Session, batches: &[CommitBatch], isolate: bool) -> Result<Applied, PgError> {
     let generation = session.generation;
     let mut transaction = session.client.transaction().await.map_err(PgError::db("starting a commit"))?;
     let current: i64 = transaction

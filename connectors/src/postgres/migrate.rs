@@ -21,11 +21,12 @@ pub struct Migration {
 
 /// The engine's own tables: the job's generation and frontier, source progress, the dead
 /// letters, and event-time watermarks with their durable log.
-pub const ENGINE_MIGRATIONS: &[Migration] = &[Migration {
-    component: "engine",
-    version: 1,
-    description: "job generation and frontier, source progress, dead letters",
-    sql: r#"
+pub const ENGINE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "engine",
+        version: 1,
+        description: "job generation and frontier, source progress, dead letters",
+        sql: r#"
         CREATE TABLE citeflow_job (
             id integer PRIMARY KEY CHECK (id = 1),
             generation bigint NOT NULL,
@@ -52,11 +53,12 @@ pub const ENGINE_MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (topic, partition, "offset")
         );
     "#,
-}, Migration {
-    component: "engine",
-    version: 2,
-    description: "event-time watermarks and their durable log",
-    sql: r#"
+    },
+    Migration {
+        component: "engine",
+        version: 2,
+        description: "event-time watermarks and their durable log",
+        sql: r#"
         CREATE TABLE citeflow_watermark_log (
             watermark_ms bigint NOT NULL,
             topic text NOT NULL,
@@ -71,11 +73,12 @@ pub const ENGINE_MIGRATIONS: &[Migration] = &[Migration {
             next_offset bigint
         );
     "#,
-}, Migration {
-    component: "engine",
-    version: 3,
-    description: "dead letters: original payload size and hash, and a publication outbox",
-    sql: r#"
+    },
+    Migration {
+        component: "engine",
+        version: 3,
+        description: "dead letters: original payload size and hash, and a publication outbox",
+        sql: r#"
         ALTER TABLE citeflow_dead_letters
             ADD COLUMN payload_size bigint,
             ADD COLUMN payload_sha256 text,
@@ -83,7 +86,8 @@ pub const ENGINE_MIGRATIONS: &[Migration] = &[Migration {
         UPDATE citeflow_dead_letters SET payload_size = length(payload), published_at = recorded_at;
         CREATE INDEX citeflow_dead_letters_unpublished ON citeflow_dead_letters (recorded_at) WHERE published_at IS NULL;
     "#,
-}];
+    },
+];
 
 const LOCK_ID: i64 = 0x6369_7465_666c_6f77;
 
@@ -104,10 +108,7 @@ pub async fn migrate(client: &mut Client, migrations: &[Migration]) -> Result<us
     let mut applied = 0;
     for migration in migrations {
         let transaction = client.transaction().await.map_err(PgError::db("starting a migration"))?;
-        transaction
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_ID])
-            .await
-            .map_err(PgError::db("locking for migrations"))?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_ID]).await.map_err(PgError::db("locking for migrations"))?;
         let done = transaction
             .query_opt(
                 "SELECT 1 FROM citeflow_migrations WHERE component = $1 AND version = $2",

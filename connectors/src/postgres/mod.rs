@@ -98,10 +98,7 @@ impl PostgresConfig {
         let parsed: tokio_postgres::Config =
             self.url.parse().map_err(|e: tokio_postgres::Error| ConfigError::invalid("postgres.url", e.to_string()))?;
         if parsed.get_password().is_some() && std::env::var("DATABASE_URL").is_err() {
-            return Err(ConfigError::invalid(
-                "postgres.url",
-                "holds a password; put secrets in PGPASSWORD or DATABASE_URL instead",
-            ));
+            return Err(ConfigError::invalid("postgres.url", "holds a password; put secrets in PGPASSWORD or DATABASE_URL instead"));
         }
         Ok(())
     }

@@ -60,9 +60,8 @@ pub(crate) struct Outbox {
 pub(crate) fn start_outbox(connection: tokio_postgres::Config, publisher: DeadLetterPublisher) -> std::io::Result<Outbox> {
     let (wake, receiver) = std::sync::mpsc::channel();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let thread = std::thread::Builder::new()
-        .name("citeflow-outbox".into())
-        .spawn(move || run(&runtime, &connection, publisher, &receiver))?;
+    let thread =
+        std::thread::Builder::new().name("citeflow-outbox".into()).spawn(move || run(&runtime, &connection, publisher, &receiver))?;
     Ok(Outbox { wake, thread })
 }
 

@@ -128,12 +128,7 @@ fn dead_letter(schema: &ViewSchema, line: &str, why: &str) -> DeadLetter {
 
 fn without(lines: &[String], refused: &[(usize, String)]) -> Vec<String> {
     let mut skip = refused.iter().map(|(index, _)| *index).peekable();
-    lines
-        .iter()
-        .enumerate()
-        .filter(|(index, _)| skip.next_if_eq(index).is_none())
-        .map(|(_, line)| line.clone())
-        .collect()
+    lines.iter().enumerate().filter(|(index, _)| skip.next_if_eq(index).is_none()).map(|(_, line)| line.clone()).collect()
 }
 
 /// Applies `changes` to `table` (the view `schema` or its shadow) like [`apply_view`], but

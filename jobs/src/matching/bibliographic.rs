@@ -91,9 +91,35 @@ fn patterns() -> &'static Patterns {
 }
 
 const MONTHS: &[&str] = &[
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "january", "february",
-    "march", "april", "june", "july", "august", "september", "october", "november", "december", "spring", "summer",
-    "autumn", "fall", "winter",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "spring",
+    "summer",
+    "autumn",
+    "fall",
+    "winter",
 ];
 
 /// Whether a word is part of a date ("1977", "Mar", "Mar-Apr", "15", "(2015).", or a
@@ -159,36 +185,29 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
     let years = reference_years(reference);
     let locator = |c: regex::Captures<'_>| {
         let first = c.get(2)?;
-        let last = patterns
-            .range_end
-            .captures(&reference[first.end()..])
-            .and_then(|end| last_page(&format!("{}-{}", first.as_str(), &end[1])));
+        let last =
+            patterns.range_end.captures(&reference[first.end()..]).and_then(|end| last_page(&format!("{}-{}", first.as_str(), &end[1])));
         let volume = match &c[1] {
             ";" => None,
             digits => Some(leading_number(digits)?),
         };
         Some((c.get(1)?.start(), volume, first_page(first.as_str())?, last))
     };
-    let after_issue_number = |(start, _, _, _): &Locator| {
-        reference[..*start].trim_end().to_lowercase().ends_with("no.")
-    };
-    let mut locators: Vec<Locator> = patterns
-        .colon
-        .captures_iter(reference)
-        .filter_map(locator)
-        .filter(|found| !after_issue_number(found))
-        .chain(patterns.chicago.captures_iter(reference).filter_map(locator))
-        .chain(patterns.no_volume.captures_iter(reference).filter_map(locator))
-        .chain(
-            patterns
-                .comma
-                .captures_iter(reference)
-                .filter_map(locator)
-                .filter(|(_, volume, _, _)| {
+    let after_issue_number = |(start, _, _, _): &Locator| reference[..*start].trim_end().to_lowercase().ends_with("no.");
+    let mut locators: Vec<Locator> =
+        patterns
+            .colon
+            .captures_iter(reference)
+            .filter_map(locator)
+            .filter(|found| !after_issue_number(found))
+            .chain(patterns.chicago.captures_iter(reference).filter_map(locator))
+            .chain(patterns.no_volume.captures_iter(reference).filter_map(locator))
+            .chain(
+                patterns.comma.captures_iter(reference).filter_map(locator).filter(|(_, volume, _, _)| {
                     !volume.as_ref().is_some_and(|v| v.len() == 4 && years.iter().any(|y| y.to_string() == *v))
                 }),
-        )
-        .collect();
+            )
+            .collect();
     locators.sort();
     locators.dedup();
     locators.truncate(MAX_LOCATORS);
@@ -238,13 +257,8 @@ fn title_variants(title: &str) -> Vec<&str> {
 pub fn publication_keys(locators: PublicationLocators<'_>, journals: &JournalTable) -> Vec<String> {
     let Some(page) = locators.pages.and_then(first_page) else { return Vec::new() };
     let volume = locators.volume.and_then(leading_number);
-    let mut forms: Vec<String> = locators
-        .journals
-        .iter()
-        .flatten()
-        .flat_map(|name| title_variants(name))
-        .flat_map(|name| journals.forms(name))
-        .collect();
+    let mut forms: Vec<String> =
+        locators.journals.iter().flatten().flat_map(|name| title_variants(name)).flat_map(|name| journals.forms(name)).collect();
     forms.sort();
     forms.dedup();
     let mut keys = Vec::new();
@@ -332,13 +346,14 @@ mod tests {
         };
         assert!(shares_key("PLoS One. 2021 Jun;16(6):e0252640", article("e0252640")));
         assert!(shares_key("PLoS One. 2021 Jun;16:23247096211022487", article("23247096211022487")));
-        assert!(shares_key("Cochrane Database Syst Rev. 2021 May;16:CD013122", PublicationLocators {
-            journals: [Some("Cochrane Database Syst Rev"), None],
-            ..article("CD013122")
-        }));
+        assert!(shares_key(
+            "Cochrane Database Syst Rev. 2021 May;16:CD013122",
+            PublicationLocators { journals: [Some("Cochrane Database Syst Rev"), None], ..article("CD013122") }
+        ));
         for misprint in ["1e79", "19779", "179", "1979eSep"] {
             let reference = format!("Med Instrum. {misprint} Jan;13(1):55-8");
-            let publication = PublicationLocators { journals: [Some("Med Instrum"), None], volume: Some("13"), year: Some(1979), pages: Some("55-8") };
+            let publication =
+                PublicationLocators { journals: [Some("Med Instrum"), None], volume: Some("13"), year: Some(1979), pages: Some("55-8") };
             assert!(shares_key(&reference, publication), "{reference}");
         }
     }
@@ -365,7 +380,8 @@ mod tests {
             pages: Some("805-15"),
         };
         assert!(shares_key("Cold Spring Harb Symp Quant Biol. 1977;41 Pt 2:805-15", symposium));
-        let lettered = PublicationLocators { journals: [Some("J Physiol"), None], volume: Some("266"), year: Some(1977), pages: Some("15P") };
+        let lettered =
+            PublicationLocators { journals: [Some("J Physiol"), None], volume: Some("266"), year: Some(1977), pages: Some("15P") };
         assert!(shares_key("J Physiol. 1977 Mar;266(1):15P", lettered));
     }
 
@@ -378,7 +394,8 @@ mod tests {
 
     #[test]
     fn an_article_number_without_volume_meets_by_year() {
-        let publication = PublicationLocators { journals: [Some("Soc Sci Med"), None], volume: None, year: Some(2020), pages: Some("113169") };
+        let publication =
+            PublicationLocators { journals: [Some("Soc Sci Med"), None], volume: None, year: Some(2020), pages: Some("113169") };
         assert!(shares_key("Soc Sci Med. 2020 Jul 7;:113169", publication));
     }
 

@@ -136,8 +136,7 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
         known.extend(content_words(name));
     }
     known.extend(publication.authors.iter().flat_map(|a| content_words(a)));
-    let reference_title_words =
-        reference_words.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
+    let reference_title_words = reference_words.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
     let share = |words: &[String]| (containment(words, &reference.distinct_words) * 1e6).round() as u32;
     let volume = publication.volume.as_deref().and_then(leading_number);
     let page = publication.pages.as_deref().and_then(first_page);
@@ -179,10 +178,27 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
 /// The names of the values of [`Features::vector`], in order: the columns of the feature
 /// export and the inputs of a learned scorer.
 pub const FEATURE_NAMES: [&str; 21] = [
-    "doi", "pmid", "pmcid", "bibliographic", "title_containment", "title_words", "reference_title_words",
-    "year_agrees", "year_contradicts", "volume_agrees", "volume_contradicts", "page_agrees", "page_contradicts",
-    "has_title_words", "last_page_agrees", "last_page_contradicts", "journal_similarity", "first_author_leads",
-    "authors_found", "notice_differs", "part_contradicts",
+    "doi",
+    "pmid",
+    "pmcid",
+    "bibliographic",
+    "title_containment",
+    "title_words",
+    "reference_title_words",
+    "year_agrees",
+    "year_contradicts",
+    "volume_agrees",
+    "volume_contradicts",
+    "page_agrees",
+    "page_contradicts",
+    "has_title_words",
+    "last_page_agrees",
+    "last_page_contradicts",
+    "journal_similarity",
+    "first_author_leads",
+    "authors_found",
+    "notice_differs",
+    "part_contradicts",
 ];
 
 impl Features {
@@ -248,10 +264,8 @@ pub fn rule_score(f: &Features) -> Option<(u32, Method)> {
     if f.title_words < 3 || f.title_containment < containment_needed {
         return None;
     }
-    let score = 700_000
-        + f.title_containment / 5
-        + 40_000 * u32::from(f.year_agrees)
-        + 40_000 * u32::from(f.volume_agrees || f.page_agrees);
+    let score =
+        700_000 + f.title_containment / 5 + 40_000 * u32::from(f.year_agrees) + 40_000 * u32::from(f.volume_agrees || f.page_agrees);
     Some((score.min(980_000), Method::Title))
 }
 
@@ -292,17 +306,23 @@ mod tests {
 
     #[test]
     fn a_full_title_matches_without_locators() {
-        let reference = "Bennett T (1979) Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis and rheumatism.";
+        let reference =
+            "Bennett T (1979) Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis and rheumatism.";
         let (_, method) = score(reference, &[Family::Title]).unwrap();
         assert_eq!(method, Method::Title);
-        assert_eq!(score("Bennett T (1985) Gastrointestinal systemic sclerosis in mixed connective tissue disease.", &[Family::Title]), None);
-        let other_pages = "Bennett T. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22:501-2.";
+        assert_eq!(
+            score("Bennett T (1985) Gastrointestinal systemic sclerosis in mixed connective tissue disease.", &[Family::Title]),
+            None
+        );
+        let other_pages =
+            "Bennett T. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22:501-2.";
         assert_eq!(score(other_pages, &[Family::Title]), None, "a reply or erratum with the same title is another publication");
     }
 
     #[test]
     fn every_feature_of_an_agreeing_reference() {
-        let reference = "Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30.";
+        let reference =
+            "Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30.";
         let parsed = ParsedReference::of(reference, &JournalTable::default());
         let found = features(&parsed, &publication(), &[Family::Bibliographic, Family::Title, Family::Author]);
         let expected = Features {
@@ -331,7 +351,8 @@ mod tests {
     #[test]
     fn every_feature_of_a_contradicting_reference() {
         let reference = "Thomas S. Who heads x-ray departments in the region? Arthritis Rheum. 1985;23(4):501-2.";
-        let found = features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), &[Family::Identifier(Method::Pmid)]);
+        let found =
+            features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), &[Family::Identifier(Method::Pmid)]);
         let expected = Features {
             identifier: Some(Method::Pmid),
             bibliographic: false,
@@ -361,13 +382,19 @@ mod tests {
 
     #[test]
     fn a_notice_or_another_part_differs_from_the_publication() {
-        let feature = |reference: &str| features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), &[Family::Title]);
-        let notice = feature("Bennett R. Erratum: Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979.");
+        let feature =
+            |reference: &str| features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), &[Family::Title]);
+        let notice =
+            feature("Bennett R. Erratum: Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979.");
         assert!(notice.notice_differs && !notice.part_contradicts);
-        let part = feature("Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Part II. Arthritis Rheum. 1979.");
+        let part =
+            feature("Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Part II. Arthritis Rheum. 1979.");
         assert!(!part.part_contradicts, "the publication names no part");
         let first_part = Publication { title: Some("Gastrointestinal systemic sclerosis. Part I.".into()), ..publication() };
-        let parsed = ParsedReference::of("Bennett R. Gastrointestinal systemic sclerosis. Part II. Arthritis Rheum. 1979.", &JournalTable::default());
+        let parsed = ParsedReference::of(
+            "Bennett R. Gastrointestinal systemic sclerosis. Part II. Arthritis Rheum. 1979.",
+            &JournalTable::default(),
+        );
         assert!(features(&parsed, &first_part, &[Family::Title]).part_contradicts);
     }
 

@@ -31,13 +31,13 @@ use crate::domain::{Publication, ReferenceKey};
 use authors::{publication_author_keys, reference_author_keys};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
-use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::Stream;
-use timely::order::TotalOrder;
 use features::{features, rule_score, Family, Features, ParsedReference, FEATURE_NAMES};
 use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
 use text::stable_hash;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::Stream;
+use timely::order::TotalOrder;
 use title::{publication_title_keys, reference_title_keys};
 
 /// Scores are fixed-point: millionths.
@@ -116,8 +116,10 @@ fn join_on_uncommon_keys<'scope, T>(
 where
     T: Timestamp + Lattice + Ord,
 {
-    let common = publication_keys.clone().map(|(key, _)| key).count().filter(move |(_, count)| *count > max_publications).map(|(key, _)| key);
-    reference_keys.join_map(publication_keys.antijoin(common), move |_key, reference, publication| (reference.clone(), (publication.clone(), family)))
+    let common =
+        publication_keys.clone().map(|(key, _)| key).count().filter(move |(_, count)| *count > max_publications).map(|(key, _)| key);
+    reference_keys
+        .join_map(publication_keys.antijoin(common), move |_key, reference, publication| (reference.clone(), (publication.clone(), family)))
 }
 
 /// The bibliographic keys of a publication.
@@ -141,28 +143,24 @@ pub fn candidate_features<'scope, T>(
 where
     T: Timestamp + Lattice + Ord,
 {
-    let publication_ids = publications
-        .clone()
-        .flat_map(|(id, publication)| publication.identifiers().into_iter().map(move |i| (i, id.clone())));
-    let reference_ids = references
-        .clone()
-        .flat_map(|(reference, text)| find_identifiers(&text).into_iter().map(move |i| (i, reference.clone())));
-    let by_identifier = reference_ids
-        .join_map(publication_ids, |identifier, reference, publication| {
-            (reference.clone(), (publication.clone(), Family::Identifier(Method::of(identifier))))
-        });
+    let publication_ids =
+        publications.clone().flat_map(|(id, publication)| publication.identifiers().into_iter().map(move |i| (i, id.clone())));
+    let reference_ids =
+        references.clone().flat_map(|(reference, text)| find_identifiers(&text).into_iter().map(move |i| (i, reference.clone())));
+    let by_identifier = reference_ids.join_map(publication_ids, |identifier, reference, publication| {
+        (reference.clone(), (publication.clone(), Family::Identifier(Method::of(identifier))))
+    });
 
     let key_journals = journals.clone();
-    let publication_keys = publications
-        .clone()
-        .flat_map(move |(id, publication)| publication_blocking_keys(&publication, &key_journals).into_iter().map(move |k| (stable_hash(&k), id.clone())));
+    let publication_keys = publications.clone().flat_map(move |(id, publication)| {
+        publication_blocking_keys(&publication, &key_journals).into_iter().map(move |k| (stable_hash(&k), id.clone()))
+    });
     let located = references.clone().map(move |(reference, text)| {
         let locators = reference_locators(&text, &journals);
         (reference, (text, locators))
     });
-    let reference_keys = located
-        .clone()
-        .flat_map(|(reference, (_, locators))| locators.keys.into_iter().map(move |k| (stable_hash(&k), reference.clone())));
+    let reference_keys =
+        located.clone().flat_map(|(reference, (_, locators))| locators.keys.into_iter().map(move |k| (stable_hash(&k), reference.clone())));
     let by_bibliography = reference_keys
         .join_map(publication_keys, |_key, reference, publication| (reference.clone(), (publication.clone(), Family::Bibliographic)));
 
@@ -372,7 +370,8 @@ where
 {
     let leaders = leaders_by_key(candidates);
     let Some(updates) = updates else {
-        return leaders.flat_map(move |(reference, (best, runner_up))| rule.accepts(&best, runner_up.as_ref()).then_some((reference, best)));
+        return leaders
+            .flat_map(move |(reference, (best, runner_up))| rule.accepts(&best, runner_up.as_ref()).then_some((reference, best)));
     };
     let decide_batch = |rule: &mut DecisionRule, batch: &[(ReferenceKey, (Candidate, Option<Candidate>))]| {
         batch
@@ -462,7 +461,8 @@ mod tests {
                 let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
                 let journals = Arc::new(JournalTable::bundled());
                 let scored = candidates(publications, references, journals, &Scorer::Rules, None).unwrap();
-                decide(scored, DecisionRule::default(), None).inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
+                decide(scored, DecisionRule::default(), None)
+                    .inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
                 (publication_input, reference_input)
             });
             for (round, (publication_changes, reference_changes)) in rounds.iter().enumerate() {

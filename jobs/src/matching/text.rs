@@ -61,12 +61,7 @@ pub fn leading_number(text: &str) -> Option<String> {
 
 /// The first page of a page range, lowercased, without leading zeros: "G265-77" → "g265".
 pub fn first_page(pages: &str) -> Option<String> {
-    let first: String = pages
-        .trim()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    let first: String = pages.trim().chars().take_while(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
     let split = first.find(|c: char| c.is_ascii_digit())?;
     let (prefix, number) = first.split_at(split);
     let number = number.trim_start_matches('0');

@@ -17,8 +17,8 @@ const KEYS_PER_TITLE: usize = 4;
 const MAX_REFERENCE_KEYS: usize = 120;
 
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "into", "is", "its", "of", "on", "or", "the", "their",
-    "to", "with", "during", "after", "between", "among", "vs", "via", "et", "al",
+    "a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "into", "is", "its", "of", "on", "or", "the", "their", "to", "with",
+    "during", "after", "between", "among", "vs", "via", "et", "al",
 ];
 
 /// The content words of a text: normalised, without stop words and one-letter words.
