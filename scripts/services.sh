@@ -32,6 +32,21 @@ install_postgres() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 }
 
+# What building citeflow (rdkafka and tokio-postgres over OpenSSL) and its TLS tests
+# (certificates made with the openssl command, stunnel terminating TLS in front of the broker)
+# need from Debian.
+install_packages() {
+  local missing=()
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v stunnel >/dev/null || missing+=(stunnel4)
+  [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  log "installing ${missing[*]} from Debian's packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 install_tansu() {
   if [ -x "$TANSU" ]; then return; fi
   log "building tansu $TANSU_VERSION once (about 15 minutes on 2 cores); cached in $TANSU_ROOT"
@@ -103,8 +118,8 @@ reset_all() {
 }
 
 case "${1:-start}" in
-  install) install_postgres; install_tansu; install_onnxruntime ;;
-  start) install_postgres; install_tansu; install_onnxruntime; start_postgres; start_tansu ;;
+  install) install_packages; install_postgres; install_tansu; install_onnxruntime ;;
+  start) install_packages; install_postgres; install_tansu; install_onnxruntime; start_postgres; start_tansu ;;
   stop) stop_all ;;
   reset) reset_all ;;
   tansu-path) echo "$TANSU" ;;

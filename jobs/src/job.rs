@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics, offset_ranges, retention, Retention};
+use citeflow_connectors::kafka::admin::{check_connection, discover_partitions, ensure_topics, offset_ranges, retention, Retention};
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::source::{kafka_source, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
@@ -89,6 +89,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
             .with_context(|| format!("binding engine.metrics_addr {}", config.engine.metrics_addr))?;
         tracing::info!(%address, "serving /metrics, /health and /ready");
     }
+    check_connection(&config.kafka)?;
     let topics = vec![config.topics.publications.clone(), config.topics.documents.clone()];
     let partitions = discover_partitions(&config.kafka, &topics)?;
     ensure_topics(&config.kafka, std::slice::from_ref(&config.topics.dead_letter), 1)?;

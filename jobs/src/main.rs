@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use citeflow_connectors::kafka::admin::ensure_topics;
+use citeflow_connectors::kafka::admin::{check_connection, ensure_topics};
 use citeflow_jobs::churn::{churn, ChurnSettings};
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::loader::{load_sample, SampleLoad};
@@ -158,12 +158,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Topics => {
+            check_connection(&config.kafka)?;
             let topics = [config.topics.publications.clone(), config.topics.documents.clone()];
             ensure_topics(&config.kafka, &topics, config.topics.partitions)?;
             ensure_topics(&config.kafka, std::slice::from_ref(&config.topics.dead_letter), 1)?;
             println!("topics ready: {}, {}, {}", topics[0], topics[1], config.topics.dead_letter);
         }
         Command::Load { data, rate } => {
+            check_connection(&config.kafka)?;
             let started = std::time::Instant::now();
             let report = load_sample(&config.kafka, &config.topics, &SampleLoad { data, rate })?;
             println!(
@@ -177,6 +179,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Churn { data, rate, seconds, documents, publications, deletions, seed } => {
+            check_connection(&config.kafka)?;
             let settings = ChurnSettings {
                 data,
                 rate,

@@ -4,17 +4,11 @@ use std::fmt::Write;
 
 use anyhow::Context;
 use citeflow_connectors::postgres::PostgresConfig;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Connects with the job's settings.
 pub async fn connect(config: &PostgresConfig) -> anyhow::Result<Client> {
-    let (client, connection) = config.connection()?.connect(NoTls).await.context("connecting to postgres")?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "postgres connection closed");
-        }
-    });
-    Ok(client)
+    Ok(config.connection()?.connect().await.context("connecting to postgres")?)
 }
 
 /// A readable report: job generation and frontier, progress, row counts, dead letters and

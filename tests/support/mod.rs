@@ -37,7 +37,7 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-fn wait_for_port(port: u16, what: &str) {
+pub fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not open port {port}");
@@ -79,6 +79,44 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Self {
+        let postgres = Self::init();
+        postgres.launch();
+        postgres
+    }
+
+    /// A cluster that takes TCP connections only over TLS, with `cert` and `key` (PEM); its
+    /// Unix socket (see [`Postgres::socket_url`]) takes plain connections, for the test's checks.
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        let postgres = Self::init();
+        let data = postgres.dir.0.join("data");
+        std::fs::copy(cert, data.join("server.crt")).expect("server certificate");
+        std::fs::copy(key, data.join("server.key")).expect("server key");
+        let settings = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+        let conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf") + settings;
+        std::fs::write(data.join("postgresql.conf"), conf).expect("postgresql.conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 reject\n",
+        )
+        .expect("pg_hba.conf");
+        if is_root() {
+            let mut chown = Command::new("chown");
+            chown.args(["-R", "postgres:postgres"]).arg(&data);
+            run_checked(chown, "chown");
+        }
+        let mut chmod = Command::new("chmod");
+        chmod.arg("600").arg(data.join("server.key"));
+        run_checked(chmod, "chmod");
+        postgres.launch();
+        postgres
+    }
+
+    /// A plain connection string over the cluster's Unix socket.
+    pub fn socket_url(&self, name: &str) -> String {
+        format!("host={} port={} user=postgres dbname={name}", self.dir.0.display(), self.port)
+    }
+
+    fn init() -> Self {
         let dir = TempDir::new("pg");
         if is_root() {
             let mut chown = Command::new("chown");
@@ -88,9 +126,7 @@ impl Postgres {
         let mut initdb = pg_command("initdb");
         initdb.arg("-D").arg(dir.0.join("data")).args(["--auth=trust", "--username=postgres", "--no-sync"]);
         run_checked(initdb, "initdb");
-        let postgres = Postgres { port: free_port(), dir };
-        postgres.launch();
-        postgres
+        Postgres { port: free_port(), dir }
     }
 
     /// Starts the server (again) on its port.
@@ -158,25 +194,40 @@ pub struct Broker {
     pub port: u16,
     child: Child,
     storage: Option<TempDir>,
+    /// Where clients are told to connect (`host:port`): the broker itself, or a TLS proxy in
+    /// front of it.
+    advertised: String,
+    /// More arguments of `tansu broker` (authentication).
+    extra: Vec<String>,
 }
 
 impl Broker {
     pub fn start() -> Self {
-        let port = free_port();
-        Broker { port, child: Self::spawn(port, None), storage: None }
+        Self::launch(None, None)
     }
 
-    /// A broker whose topics survive [`Broker::restart`].
+    /// A broker whose topics survive a restart, in a SQLite file (tansu's `libsql` feature).
     pub fn start_durable() -> Self {
-        let port = free_port();
-        let storage = TempDir::new("tansu");
-        Broker { port, child: Self::spawn(port, Some(&storage.0)), storage: Some(storage) }
+        Self::launch(Some(TempDir::new("tansu")), None)
     }
 
-    fn spawn(port: u16, storage: Option<&Path>) -> Child {
+    /// A durable broker that tells clients to connect to `advertised` (a proxy's address).
+    pub fn start_advertising(advertised: &str) -> Self {
+        Self::launch(Some(TempDir::new("tansu")), Some(advertised.to_string()))
+    }
+
+    fn launch(storage: Option<TempDir>, advertised: Option<String>) -> Self {
+        let port = free_port();
+        let advertised = advertised.unwrap_or_else(|| format!("127.0.0.1:{port}"));
+        let child = Self::spawn(port, storage.as_ref().map(|d| d.0.as_path()), &advertised, &[]);
+        Broker { port, child, storage, advertised, extra: Vec::new() }
+    }
+
+    fn spawn(port: u16, storage: Option<&Path>, advertised: &str, extra: &[String]) -> Child {
         let listener = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://{advertised}");
         let mut command = Command::new(tansu_binary());
-        command.args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener]);
+        command.args(["broker", "--listener-url", &listener, "--advertised-listener-url", &advertised]).args(extra);
         match storage {
             Some(dir) => command.args(["--storage-engine", "sqlite://tansu.db"]).current_dir(dir),
             None => command.args(["--storage-engine", "memory://tansu/"]),
@@ -184,6 +235,23 @@ impl Broker {
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting tansu");
         wait_for_port(port, "tansu");
         child
+    }
+
+    /// Creates a SASL/SCRAM user (`mechanism`: `scram256` or `scram512`) with tansu's own tool,
+    /// which cannot authenticate: call it before [`Broker::require_authentication`].
+    pub fn create_scram_user(&self, name: &str, password: &str, mechanism: &str) {
+        let broker = format!("tcp://127.0.0.1:{}", self.port);
+        let mut create = Command::new(tansu_binary());
+        create.args(["user", "create", "--broker", &broker, "--mechanism", mechanism, name, password]);
+        run_checked(create, "tansu user create");
+    }
+
+    /// Restarts the broker (durable) so that every client must authenticate with SASL.
+    pub fn require_authentication(&mut self) {
+        assert!(self.storage.is_some(), "users live in the broker's storage: start it durable");
+        self.stop();
+        self.extra.push("--authentication".to_string());
+        self.restart();
     }
 
     /// Stops the broker (SIGKILL).
@@ -194,11 +262,11 @@ impl Broker {
 
     /// Starts the broker again on its port with its storage.
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.port, self.storage.as_ref().map(|d| d.0.as_path()));
+        self.child = Self::spawn(self.port, self.storage.as_ref().map(|d| d.0.as_path()), &self.advertised, &self.extra);
     }
 
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.advertised.clone()
     }
 
     /// The broker's process id (benchmarks sample its CPU).

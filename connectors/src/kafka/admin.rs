@@ -12,6 +12,51 @@ use super::{KafkaConfig, KafkaError};
 /// How long start-up metadata requests may wait for the broker.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What librdkafka reported through its error callback, kept so that a failed request can
+/// say why (an authentication or TLS failure surfaces only there; the request itself just
+/// times out).
+#[derive(Default)]
+struct ErrorLog(std::sync::Mutex<Vec<String>>);
+
+impl rdkafka::ClientContext for ErrorLog {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka client error");
+        // "All broker connections are down" follows every other failure and says nothing new.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            return;
+        }
+        // librdkafka repeats a failure with its timing ("… (after 13ms in state AUTH_REQ)").
+        let reason = reason.split(" (after ").next().unwrap_or(reason);
+        let mut reasons = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reasons.len() < 3 && !reasons.iter().any(|r| r == reason) {
+            reasons.push(reason.to_string());
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ErrorLog {}
+
+/// Checks that the brokers can be reached and accept this client (its TLS and SASL settings):
+/// a metadata request must succeed within [`METADATA_TIMEOUT`]. Otherwise the error names the
+/// brokers and what librdkafka reported (e.g. `SASL authentication error`, `SSL handshake
+/// failed`), so a job with wrong credentials stops at start instead of retrying forever.
+pub fn check_connection(config: &KafkaConfig) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer<ErrorLog> =
+        config.consumer_config().create_with_context(ErrorLog::default()).map_err(KafkaError::client("creating consumer"))?;
+    match consumer.fetch_metadata(None, METADATA_TIMEOUT) {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            // The error callback runs when the client's queue is served.
+            for _ in 0..5 {
+                let _ = consumer.poll(Duration::from_millis(20));
+            }
+            let reported = consumer.context().0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).join("; ");
+            let reason = if reported.is_empty() { error.to_string() } else { reported };
+            Err(KafkaError::Unreachable { brokers: config.brokers.clone(), reason })
+        }
+    }
+}
+
 /// Lists every partition of `topics` as `(topic, partition)`, failing if a topic is missing.
 pub fn discover_partitions(config: &KafkaConfig, topics: &[String]) -> Result<Vec<(String, i32)>, KafkaError> {
     let consumer: BaseConsumer = config.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;

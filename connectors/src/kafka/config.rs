@@ -6,6 +6,9 @@ use citeflow_engine::config::{env_override, ConfigError};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+/// Secrets, read only from the environment: variable and librdkafka property.
+const SECRETS: [(&str, &str); 2] = [("KAFKA_SASL_PASSWORD", "sasl.password"), ("KAFKA_SSL_KEY_PASSWORD", "ssl.key.password")];
+
 /// Settings for every Kafka client of the job. Extra librdkafka properties go in the maps;
 /// nothing here is secret, secrets (e.g. `sasl.password`) come from `KAFKA_SASL_PASSWORD`.
 #[derive(Clone, Debug, Deserialize)]
@@ -51,7 +54,7 @@ impl KafkaConfig {
             if let Some(key) = map.keys().find(|k| k.contains("password") || k.contains("secret")) {
                 return Err(ConfigError::invalid(
                     format!("{name}.{key}"),
-                    "secrets are read from the environment (KAFKA_SASL_PASSWORD), not the configuration file",
+                    "secrets are read from the environment (KAFKA_SASL_PASSWORD, KAFKA_SSL_KEY_PASSWORD), not the configuration file",
                 ));
             }
         }
@@ -64,8 +67,10 @@ impl KafkaConfig {
         for (key, value) in &self.properties {
             config.set(key, value);
         }
-        if let Ok(password) = std::env::var("KAFKA_SASL_PASSWORD") {
-            config.set("sasl.password", password);
+        for (variable, property) in SECRETS {
+            if let Ok(secret) = std::env::var(variable) {
+                config.set(property, secret);
+            }
         }
         config
     }

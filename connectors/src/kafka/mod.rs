@@ -20,6 +20,14 @@ pub enum KafkaError {
         /// The client's error.
         source: rdkafka::error::KafkaError,
     },
+    /// The brokers could not be reached or refused this client.
+    #[error("kafka: the brokers {brokers} cannot be used: {reason} (check kafka.brokers and the security settings in kafka.properties)")]
+    Unreachable {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// What the client reported.
+        reason: String,
+    },
     /// A topic the job needs does not exist.
     #[error("topic `{0}` does not exist (create it with `citeflow topics`)")]
     MissingTopic(String),

@@ -18,7 +18,7 @@ use citeflow_engine::rows::ViewSchema;
 use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HydrationTarget, ViewChanges};
 use citeflow_engine::time::Epoch;
 use tokio::runtime::Runtime;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::apply::{
     apply_view, insert_dead_letters, position_lines, prepare_shadows, prepare_staging, reconcile_from_shadow, shadow_table,
@@ -27,7 +27,7 @@ use super::apply::{
 use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
 use super::outbox::{start_outbox, Outbox, Wake};
 use super::refusals::{apply_view_isolating, REFUSED_BY_DATABASE};
-use super::{PgError, PostgresConfig};
+use super::{Connection, PgError, PostgresConfig};
 use crate::kafka::dead_letters::DeadLetterPublisher;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -116,21 +116,11 @@ impl CommitterHandle {
 }
 
 struct Session {
-    connection: tokio_postgres::Config,
+    connection: Connection,
     client: Client,
     views: Vec<ViewSchema>,
     generation: i64,
     reconciliation: Reconciliation,
-}
-
-pub(crate) async fn connect(connection: &tokio_postgres::Config) -> Result<Client, PgError> {
-    let (client, driver) = connection.connect(NoTls).await.map_err(PgError::db("connecting"))?;
-    tokio::spawn(async move {
-        if let Err(error) = driver.await {
-            tracing::warn!(%error, "postgres connection closed");
-        }
-    });
-    Ok(client)
 }
 
 fn staged_schemas(views: &[ViewSchema]) -> Vec<ViewSchema> {
@@ -154,7 +144,7 @@ pub fn start_committer(
     let connection = config.connection().map_err(|e| PgError::Config(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let (client, start) = runtime.block_on(async {
-        let mut client = connect(&connection).await?;
+        let mut client = connection.connect().await?;
         if let Some(schema) = &config.schema {
             client
                 .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
@@ -279,7 +269,7 @@ fn retry_kind(error: &PgError) -> &'static str {
 fn reconnect(runtime: &Runtime, session: &mut Session) {
     let schemas = staged_schemas(&session.views);
     let result = runtime.block_on(async {
-        let client = connect(&session.connection).await?;
+        let client = session.connection.connect().await?;
         prepare_staging(&client, &schemas).await?;
         Ok::<_, PgError>(client)
     });

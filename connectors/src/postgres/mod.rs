@@ -6,9 +6,11 @@ pub mod committer;
 pub mod migrate;
 mod outbox;
 pub mod refusals;
+pub mod tls;
 
 use citeflow_engine::config::{env_override, ConfigError};
 use serde::Deserialize;
+use tokio_postgres::Client;
 
 pub use apply::{WatermarkLogRow, WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
 pub use committer::{start_committer, CommitQueue, CommitterHandle, Reconciliation, SinkStart};
@@ -93,20 +95,23 @@ impl PostgresConfig {
         env_override(&mut self.url, "DATABASE_URL")
     }
 
-    /// Checks that the URL parses and carries no password unless it came from the environment.
+    /// Checks that the URL parses, its TLS files load, and it carries no password unless it
+    /// came from the environment.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let parsed: tokio_postgres::Config =
-            self.url.parse().map_err(|e: tokio_postgres::Error| ConfigError::invalid("postgres.url", e.to_string()))?;
-        if parsed.get_password().is_some() && std::env::var("DATABASE_URL").is_err() {
+        let connection = self.connection()?;
+        if connection.config.get_password().is_some() && std::env::var("DATABASE_URL").is_err() && std::env::var("PGPASSWORD").is_err() {
             return Err(ConfigError::invalid("postgres.url", "holds a password; put secrets in PGPASSWORD or DATABASE_URL instead"));
         }
         Ok(())
     }
 
-    /// The parsed connection settings, with `PGPASSWORD` applied.
-    pub fn connection(&self) -> Result<tokio_postgres::Config, ConfigError> {
+    /// The parsed connection settings, with `PGPASSWORD` applied, and TLS as `sslmode` asks
+    /// (see [`tls`]).
+    pub fn connection(&self) -> Result<Connection, ConfigError> {
+        let (rest, tls) = tls::split_tls(&self.url)?;
         let mut parsed: tokio_postgres::Config =
-            self.url.parse().map_err(|e: tokio_postgres::Error| ConfigError::invalid("postgres.url", e.to_string()))?;
+            rest.parse().map_err(|e: tokio_postgres::Error| ConfigError::invalid("postgres.url", e.to_string()))?;
+        parsed.ssl_mode(tls.ssl_mode());
         if let Ok(password) = std::env::var("PGPASSWORD") {
             parsed.password(password);
         }
@@ -114,7 +119,28 @@ impl PostgresConfig {
             let options = parsed.get_options().map(|o| format!("{o} ")).unwrap_or_default();
             parsed.options(format!("{options}-c search_path={schema}"));
         }
-        Ok(parsed)
+        Ok(Connection { config: parsed, tls: tls.connector()? })
+    }
+}
+
+/// Where and how to connect: tokio-postgres's settings and the TLS connector for them.
+#[derive(Clone)]
+pub struct Connection {
+    /// The settings (with the password, when one is set: never log them).
+    pub config: tokio_postgres::Config,
+    tls: postgres_openssl::MakeTlsConnector,
+}
+
+impl Connection {
+    /// Connects, driving the connection on the current tokio runtime.
+    pub async fn connect(&self) -> Result<Client, PgError> {
+        let (client, driver) = self.config.connect(self.tls.clone()).await.map_err(PgError::db("connecting"))?;
+        tokio::spawn(async move {
+            if let Err(error) = driver.await {
+                tracing::warn!(%error, "postgres connection closed");
+            }
+        });
+        Ok(client)
     }
 }
 

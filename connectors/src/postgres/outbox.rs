@@ -20,8 +20,7 @@ use citeflow_engine::sink::DeadLetter;
 use tokio::runtime::Runtime;
 use tokio_postgres::Client;
 
-use super::committer::connect;
-use super::PgError;
+use super::{Connection, PgError};
 use crate::kafka::dead_letters::{DeadLetterPublisher, RecordedLetter};
 
 /// Dead letters published per round trip.
@@ -57,7 +56,7 @@ pub(crate) struct Outbox {
 }
 
 /// Starts the outbox thread.
-pub(crate) fn start_outbox(connection: tokio_postgres::Config, publisher: DeadLetterPublisher) -> std::io::Result<Outbox> {
+pub(crate) fn start_outbox(connection: Connection, publisher: DeadLetterPublisher) -> std::io::Result<Outbox> {
     let (wake, receiver) = std::sync::mpsc::channel();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let thread =
@@ -69,7 +68,7 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(MAX_BACKOFF)
 }
 
-fn run(runtime: &Runtime, connection: &tokio_postgres::Config, mut publisher: DeadLetterPublisher, receiver: &Receiver<Wake>) {
+fn run(runtime: &Runtime, connection: &Connection, mut publisher: DeadLetterPublisher, receiver: &Receiver<Wake>) {
     let mut client: Option<Client> = None;
     let mut failures = 0;
     let mut retry_at: Option<Instant> = None;
@@ -105,12 +104,12 @@ fn run(runtime: &Runtime, connection: &tokio_postgres::Config, mut publisher: De
 /// Publishes every unpublished dead letter, oldest first, marking each batch once delivered.
 async fn publish_pending(
     client: &mut Option<Client>,
-    connection: &tokio_postgres::Config,
+    connection: &Connection,
     publisher: &mut DeadLetterPublisher,
 ) -> Result<(), OutboxError> {
     let client = match client {
         Some(client) => client,
-        None => client.insert(connect(connection).await?),
+        None => client.insert(connection.connect().await?),
     };
     loop {
         let backlog: i64 = client
