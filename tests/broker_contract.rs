@@ -91,3 +91,23 @@ fn topics_are_created_compacted_and_their_retention_is_described() {
     ensure_topics(&kafka, std::slice::from_ref(&topic), 2).unwrap();
     assert_eq!(retention(&kafka, std::slice::from_ref(&topic)).unwrap(), vec![(topic, Retention::Kept)]);
 }
+
+/// Adding partitions to a topic (CreatePartitions) is what makes the job's partition discovery
+/// (`kafka.partition_discovery_ms`) matter. tansu 0.6.0 does not implement it, so discovery is
+/// tested only below the broker (`connectors/src/kafka/discovery.rs`), and end to end it is
+/// untested here. When this fails, the broker can grow topics: test discovery through it.
+#[test]
+fn the_broker_cannot_add_partitions() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let broker = Broker::start();
+    let config = test_kafka(&broker);
+    let topic = "growing".to_string();
+    ensure_topics(&config, std::slice::from_ref(&topic), 2).unwrap();
+    let admin: AdminClient<DefaultClientContext> = config.admin_config().create().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let added = runtime.block_on(admin.create_partitions(&[NewPartitions::new(&topic, 4)], &options));
+    let grew = matches!(added.as_deref(), Ok([Ok(_)])) && discover_partitions(&config, std::slice::from_ref(&topic)).unwrap().len() == 4;
+    assert!(!grew, "the broker now adds partitions: {added:?}");
+}

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use citeflow_connectors::kafka::admin::{check_connection, discover_partitions, ensure_topics, offset_ranges, retention, Retention};
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
-use citeflow_connectors::kafka::source::{kafka_source, SourceSettings};
+use citeflow_connectors::kafka::discovery::{assigned, PartitionWatch};
+use citeflow_connectors::kafka::source::{kafka_source, SourceDiscovery, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
 use citeflow_connectors::postgres::{start_committer, Reconciliation};
 use citeflow_engine::flow::{Completed, FlowControl};
@@ -16,7 +17,7 @@ use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::sink::{commit_views, HydrationTarget, SinkProgress};
 use citeflow_engine::time::{Epoch, EpochTicker};
-use citeflow_engine::worker::{assign, timely_config};
+use citeflow_engine::worker::timely_config;
 use timely::dataflow::ProbeHandle;
 
 use crate::config::CiteflowConfig;
@@ -139,9 +140,18 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         config_file: config.file.clone(),
         periods,
     };
+    let watch = match (until_caught_up, config.kafka.partition_discovery_ms) {
+        (true, _) | (_, 0) => None,
+        (false, ms) => Some(
+            PartitionWatch::start(&config.kafka, topics.clone(), partitions.clone(), Duration::from_millis(ms))
+                .context("starting partition discovery")?,
+        ),
+    };
     let (max_in_flight, sink_process) = (config.engine.max_in_flight_records, config.engine.process == 0);
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
-        let mine = assign(&partitions, worker.index(), worker.peers());
+        let mine = assigned(&topics, &partitions, worker.index(), worker.peers());
+        let discovery =
+            watch.clone().map(|watch| SourceDiscovery { watch, topics: topics.clone(), worker: worker.index(), peers: worker.peers() });
         let committer = if worker.index() == 0 { queue.lock().expect("queue lock").take() } else { None };
         let completed = if sink_process { completed.clone() } else { Completed::unbounded() };
         let probe = ProbeHandle::new();
@@ -152,7 +162,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let target = target.clone();
         introspection::install(worker, metrics());
         worker.dataflow::<Epoch, _, _>(move |scope| {
-            let events = kafka_source(scope, settings, mine, flow, ticker).map_err(|e| e.to_string())?;
+            let events = kafka_source(scope, settings, mine, flow, ticker, discovery).map_err(|e| e.to_string())?;
             let outputs = citation_job(events, logic).map_err(|e| e.to_string())?;
             let progress = SinkProgress { probe: &probe, completed };
             commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer, progress);

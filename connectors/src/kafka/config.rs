@@ -18,6 +18,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Consumer group used only to publish positions for lag tools.
     pub group_id: String,
+    /// How often the running job asks the brokers whether its input topics have gained
+    /// partitions, in milliseconds; 0: never (only at start).
+    pub partition_discovery_ms: u64,
     /// librdkafka properties for every client.
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties for consumers only.
@@ -31,6 +34,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: "127.0.0.1:9092".to_string(),
             group_id: "citeflow".to_string(),
+            partition_discovery_ms: 30_000,
             properties: BTreeMap::new(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),

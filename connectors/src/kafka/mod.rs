@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod dead_letters;
+pub mod discovery;
 pub mod producer;
 pub mod source;
 

@@ -8,6 +8,8 @@
 //! every partition that moved, at the epoch being closed, so that positions travel with the data
 //! they cover.
 //!
+//! Partitions added to the topics while the job runs are picked up (see [`super::discovery`]).
+//!
 //! Consumer lag is the high watermark each fetch response carries (as librdkafka caches it)
 //! minus the next offset to read: following it costs the broker nothing.
 
@@ -28,6 +30,7 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
 
 use super::admin::{watermarks, METADATA_TIMEOUT};
+use super::discovery::{assigned, PartitionWatch};
 use super::{KafkaConfig, KafkaError};
 
 /// One message as read from Kafka.
@@ -93,6 +96,57 @@ fn cached_high_watermark(consumer: &BaseConsumer, topic: &CStr, partition: i32) 
     (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
+/// Partitions that appear while the job runs, and how to tell this worker's.
+#[derive(Clone)]
+pub struct SourceDiscovery {
+    /// The discovered partitions.
+    pub watch: PartitionWatch,
+    /// The input topics.
+    pub topics: Vec<String>,
+    /// This worker's index.
+    pub worker: usize,
+    /// How many workers the job has.
+    pub peers: usize,
+}
+
+impl SourceDiscovery {
+    /// New partitions of this worker, if the watch has found any since `version`.
+    fn new_partitions(&self, version: &mut u64, known: &BTreeMap<(String, i32), usize>) -> Vec<(String, i32)> {
+        let Some((now, all)) = self.watch.changed_since(*version) else { return Vec::new() };
+        *version = now;
+        assigned(&self.topics, &all, self.worker, self.peers).into_iter().filter(|p| !known.contains_key(p)).collect()
+    }
+}
+
+/// Starts reading `new` partitions from their earliest offsets.
+fn add_partitions(
+    consumer: &BaseConsumer,
+    new: &[(String, i32)],
+    states: &mut Vec<PartitionState>,
+    index: &mut BTreeMap<(String, i32), usize>,
+) {
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partition) in new {
+        let Ok(c_topic) = CString::new(topic.as_str()) else { continue };
+        if assignment.add_partition_offset(topic, *partition, Offset::Beginning).is_err() {
+            continue;
+        }
+        index.insert((topic.clone(), *partition), states.len());
+        states.push(PartitionState {
+            topic: topic.clone(),
+            c_topic,
+            partition: *partition,
+            next_offset: 0,
+            high_watermark: 0,
+            moved: true,
+        });
+    }
+    match consumer.incremental_assign(&assignment) {
+        Ok(()) => tracing::info!(partitions = ?new, "reading new partitions"),
+        Err(error) => tracing::error!(%error, partitions = ?new, "cannot read new partitions"),
+    }
+}
+
 /// Creates the consumer for `partitions` and reads their initial watermarks.
 fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(BaseConsumer, Vec<PartitionState>), KafkaError> {
     let consumer: BaseConsumer = settings.kafka.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;
@@ -123,9 +177,11 @@ pub fn kafka_source<'scope>(
     partitions: Vec<(String, i32)>,
     mut flow: FlowControl,
     ticker: EpochTicker,
+    discovery: Option<SourceDiscovery>,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
     let (mut consumer, mut states) = connect(&settings, &partitions)?;
-    let index: BTreeMap<(String, i32), usize> = states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
+    let mut index: BTreeMap<(String, i32), usize> = states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
+    let mut discovered = 0;
     let idle_wait = Duration::from_millis(settings.epoch_ms.clamp(1, 50));
 
     let stream = source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, "KafkaSource", move |capability, info| {
@@ -138,6 +194,12 @@ pub fn kafka_source<'scope>(
         let mut capability = Some(capability);
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
+            if let Some(discovery) = &discovery {
+                let new = discovery.new_partitions(&mut discovered, &index);
+                if !new.is_empty() {
+                    add_partitions(&consumer, &new, &mut states, &mut index);
+                }
+            }
             let mut read = 0;
             let mut drained = false;
             let allowed = settings.max_records_per_epoch.min(flow.room());
