@@ -7,9 +7,21 @@ pub type EventTime = i64;
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 
+/// The earliest instant a four-digit RFC 3339 year can write in UTC (0001-01-01T00:00:00Z),
+/// which PostgreSQL's `timestamptz` also holds (year 0 is 1 BC there).
+pub const EARLIEST_RFC3339: EventTime = -62_135_596_800_000;
+/// The latest such instant (9999-12-31T23:59:59.999Z).
+pub const LATEST_RFC3339: EventTime = 253_402_300_799_999;
+
 /// Milliseconds since the Unix epoch of `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`,
-/// or `None` when the text is not such a timestamp.
+/// or `None` when the text is not such a timestamp or names an instant outside
+/// [`EARLIEST_RFC3339`]..=[`LATEST_RFC3339`] (e.g. `9999-12-31T23:59:59-08:00`, which is in year
+/// 10000 in UTC): every time it returns, [`format_rfc3339`] writes back.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    parse_any_year(text).filter(|time| (EARLIEST_RFC3339..=LATEST_RFC3339).contains(time))
+}
+
+fn parse_any_year(text: &str) -> Option<i64> {
     let text = text.trim();
     let number = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = text.get(range)?;
@@ -144,7 +156,7 @@ mod tests {
 
     #[test]
     fn formatting_round_trips() {
-        for millis in [0, 951_782_400_000, 1_709_294_400_500, -86_400_000] {
+        for millis in [0, 951_782_400_000, 1_709_294_400_500, -86_400_000, EARLIEST_RFC3339, LATEST_RFC3339] {
             assert_eq!(parse_rfc3339(&format_rfc3339(millis)), Some(millis));
         }
     }
@@ -171,6 +183,9 @@ mod tests {
             "2024-3-1",
             "2024-03-01T12:00:00+24:00",
             "2024-03-01T12:00:00-01:60",
+            "0000-06-15T00:00:00Z",
+            "9999-12-31T23:59:59.999-08:00",
+            "0001-01-01T00:00:00+00:01",
         ] {
             assert_eq!(parse_rfc3339(text), None, "{text}");
         }

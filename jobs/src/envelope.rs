@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::domain::{PolicyDocument, Publication};
 use crate::matching::identifiers::{normalise_doi, normalise_pmcid, normalise_pmid};
 use crate::references::split_reference_section;
-use citeflow_engine::timestamps::{format_rfc3339, parse_rfc3339};
+use citeflow_engine::timestamps::{format_rfc3339, parse_rfc3339, LATEST_RFC3339};
 
 /// Event type of publication records.
 pub const PUBLICATION_EVENT: &str = "publication";
@@ -71,7 +71,7 @@ impl FutureEventTime {
     /// Applies the bound to `document`, read from `message`.
     fn apply(&self, document: &mut PolicyDocument, message: &KafkaMessage) -> Result<(), Rejection> {
         let clock = message.timestamp.filter(|t| *t > 0).unwrap_or_else(|| citeflow_engine::time::wall_clock_ms() as i64);
-        let bound = clock.saturating_add(self.ahead_ms).min(LATEST_EVENT_TIME);
+        let bound = clock.saturating_add(self.ahead_ms).min(LATEST_RFC3339);
         let Some(published) = parse_rfc3339(&document.published_at) else { return Ok(()) };
         match (published > bound, self.policy) {
             (false, _) => Ok(()),
@@ -160,17 +160,30 @@ pub const MAX_REFERENCES: usize = 10_000;
 /// References longer than this are cut (at a character boundary): a real one is under 1 KB, and
 /// matching costs grow with the length.
 pub const MAX_REFERENCE_BYTES: usize = 4_096;
-/// The earliest and latest event times a document may carry: what PostgreSQL's `timestamptz`
-/// and four-digit RFC 3339 years hold (0001-01-01 to 9999-12-31).
-const EARLIEST_EVENT_TIME: i64 = -62_135_596_800_000;
-const LATEST_EVENT_TIME: i64 = 253_402_300_799_999;
+/// Other text (titles, journal names, volumes, pages, URLs) is cut to this many bytes: the
+/// longest real titles are a few hundred, and every publication's title, authors and journal
+/// feed one full-text index entry (PostgreSQL's `tsvector` holds at most 1 MB).
+pub const MAX_TEXT_BYTES: usize = 2_048;
+/// A publication keeps at most this many authors (large collaborations list a few thousand;
+/// matching reads the first few).
+pub const MAX_AUTHORS: usize = 5_000;
 
-/// Refuses a key-like value longer than [`MAX_KEY_BYTES`].
+/// Refuses a key-like value longer than [`MAX_KEY_BYTES`], or holding a control character
+/// (PostgreSQL drops NUL from text, so `a\0b` would be stored as another id, `ab`; other control
+/// characters are never part of a real id and break the tools that print ids).
 fn bounded(field: &str, value: &str) -> Result<(), Rejection> {
-    match value.len() > MAX_KEY_BYTES {
-        true => Err(reject("too_large", format!("{field} has {} bytes; at most {MAX_KEY_BYTES}", value.len()))),
-        false => Ok(()),
+    if value.len() > MAX_KEY_BYTES {
+        return Err(reject("too_large", format!("{field} has {} bytes; at most {MAX_KEY_BYTES}", value.len())));
     }
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(reject("invalid_field", format!("{field} holds the control character {:?}", c))),
+        None => Ok(()),
+    }
+}
+
+/// Text cut to [`MAX_TEXT_BYTES`], trimmed, `None` when empty.
+fn text(value: Option<String>) -> Option<String> {
+    non_empty(value).map(|v| truncated(v, MAX_TEXT_BYTES))
 }
 
 /// `text` cut to at most `limit` bytes at a character boundary.
@@ -220,20 +233,22 @@ fn publication_v1(payload: Value) -> Result<Publication, Rejection> {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|a| non_empty(a.last_name).or_else(|| non_empty(a.collective_name)))
+        .map(|name| truncated(name, MAX_KEY_BYTES))
+        .take(MAX_AUTHORS)
         .collect();
     Ok(Publication {
         id,
         pmid,
         pmcid,
         doi,
-        title: non_empty(record.title),
+        title: text(record.title),
         authors,
-        journal_title: non_empty(record.journal_title),
-        journal_abbreviation: non_empty(record.journal_iso_abbreviation),
-        volume: non_empty(record.journal_volume),
-        issue: non_empty(record.issue),
+        journal_title: text(record.journal_title),
+        journal_abbreviation: text(record.journal_iso_abbreviation),
+        volume: text(record.journal_volume),
+        issue: text(record.issue),
         year: year_of(record.pub_year)?,
-        pages: non_empty(record.page_info),
+        pages: text(record.page_info),
     })
 }
 
@@ -243,10 +258,10 @@ fn document_v1(payload: Value) -> Result<PolicyDocument, Rejection> {
         let reason = if message.starts_with("missing field") { "missing_field" } else { "invalid_field" };
         reject(reason, format!("policy document payload: {message}"))
     })?;
-    let published =
-        parse_rfc3339(&raw.published_at).filter(|time| (EARLIEST_EVENT_TIME..=LATEST_EVENT_TIME).contains(time)).ok_or_else(|| {
-            reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date in years 1 to 9999", raw.published_at))
-        })?;
+    // What `parse_rfc3339` accepts (years 1 to 9999 in UTC) is what PostgreSQL's `timestamptz` holds.
+    let published = parse_rfc3339(&raw.published_at).ok_or_else(|| {
+        reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date in years 1 to 9999", raw.published_at))
+    })?;
     let references: Vec<String> = match raw.references {
         ReferencesV1::List(list) => list.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
         ReferencesV1::Section(section) => split_reference_section(&section),
@@ -259,15 +274,19 @@ fn document_v1(payload: Value) -> Result<PolicyDocument, Rejection> {
     Ok(PolicyDocument {
         id: raw.id.trim().to_string(),
         organisation,
-        title: raw.title.trim().to_string(),
-        url: non_empty(raw.url),
+        title: truncated(raw.title.trim().to_string(), MAX_TEXT_BYTES),
+        url: text(raw.url),
         published_at: format_rfc3339(published),
         references: references.into_iter().map(|r| truncated(r, MAX_REFERENCE_BYTES)).collect(),
     })
 }
 
 fn decode_event(message: &KafkaMessage, roles: &TopicRoles) -> Result<Event, Rejection> {
-    let key = message.key.as_deref().map(String::from_utf8_lossy).map(|k| k.trim().to_string()).unwrap_or_default();
+    let key = match message.key.as_deref().map(std::str::from_utf8) {
+        Some(Err(error)) => return Err(reject("invalid_field", format!("the key is not UTF-8: {error}"))),
+        Some(Ok(key)) => key.trim().to_string(),
+        None => String::new(),
+    };
     if key.is_empty() {
         return Err(reject("empty_id", "the message has no key"));
     }
@@ -404,6 +423,40 @@ mod tests {
         let Event::Document(_, Some(document)) = event else { panic!() };
         assert_eq!(document.published_at, "2020-06-14T18:30:00.000Z", "stored in UTC, whatever the offset");
         assert_eq!(document.references[0].len(), MAX_REFERENCE_BYTES - 1, "cut before the character that crosses the limit");
+    }
+
+    #[test]
+    fn ids_that_would_be_stored_as_other_ids_are_dead_lettered() {
+        let document = |id: &str| {
+            format!(
+                r#"{{"event_type":"policy_document","schema_version":1,"payload":{{"id":"{id}","organisation":"WHO","title":"T","published_at":"2020-06-15","references":[]}}}}"#
+            )
+        };
+        let mut not_utf8 = message("docs", "d", Some(&document("d")));
+        not_utf8.key = Some(vec![b'd', 0xff]);
+        assert_eq!(decode(not_utf8, &roles()).unwrap_err().reason, "invalid_field", "a key that is not UTF-8");
+        assert_eq!(reason("docs", "a\u{0}b", &document("a\\u0000b")), "invalid_field", "NUL, which PostgreSQL would drop");
+        assert_eq!(reason("docs", "a\u{1b}[31mb", &document("a\\u001b[31mb")), "invalid_field", "a terminal escape");
+        let publication = r#"{"event_type":"publication","schema_version":1,"payload":{"pmid":"1","doi":"10.1000/a\u0000b"}}"#;
+        let (event, _) = decode(message("pubs", "1", Some(publication)), &roles()).unwrap();
+        assert!(
+            matches!(event, Event::Publication(_, Some(Publication { doi: None, .. }))),
+            "a DOI with a NUL is dropped, the record kept"
+        );
+    }
+
+    #[test]
+    fn long_text_is_cut_and_author_lists_bounded() {
+        let title = "t".repeat(100_000);
+        let authors = vec![r#"{"LastName":"Doe"}"#; MAX_AUTHORS + 10].join(",");
+        let payload = format!(
+            r#"{{"event_type":"publication","schema_version":1,"payload":{{"pmid":"1","title":"{title}","journalTitle":"{title}","authors":[{authors}]}}}}"#
+        );
+        let (event, _) = decode(message("pubs", "1", Some(&payload)), &roles()).unwrap();
+        let Event::Publication(_, Some(publication)) = event else { panic!() };
+        assert_eq!(publication.title.map(|t| t.len()), Some(MAX_TEXT_BYTES));
+        assert_eq!(publication.journal_title.map(|t| t.len()), Some(MAX_TEXT_BYTES));
+        assert_eq!(publication.authors.len(), MAX_AUTHORS);
     }
 
     #[test]

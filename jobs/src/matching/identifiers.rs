@@ -33,12 +33,17 @@ pub fn normalise_doi(doi: &str) -> Option<String> {
     let lower = doi.trim().to_lowercase();
     let start = lower.find("10.")?;
     let mut doi = lower[start..].trim_end_matches(['.', ',', ';', ']', '>', '"', '\'']);
-    while doi.ends_with(')') && doi.matches(')').count() > doi.matches('(').count() {
+    // Closing parentheses that open nowhere in the DOI belong to the text around it. Counted
+    // once: a DOI followed by many `)` costs linear time, not quadratic.
+    let opening = doi.matches('(').count();
+    let mut closing = doi.matches(')').count();
+    while doi.ends_with(')') && closing > opening {
         doi = doi[..doi.len() - 1].trim_end_matches(['.', ',', ';']);
+        closing -= 1;
     }
     let (prefix, suffix) = doi.split_once('/')?;
     let registrant_ok = prefix.len() >= 7 && prefix[3..].chars().all(|c| c.is_ascii_digit() || c == '.');
-    (registrant_ok && !suffix.is_empty()).then(|| doi.to_string())
+    (registrant_ok && !suffix.is_empty() && !doi.chars().any(char::is_control)).then(|| doi.to_string())
 }
 
 /// Normalises a PMID: digits only, no leading zeros.
@@ -113,6 +118,14 @@ mod tests {
         assert_eq!(normalise_pmcid("PMC6134338.4").as_deref(), Some("PMC6134338"));
         assert_eq!(normalise_pmcid("PMC61.x"), None);
         assert_eq!(normalise_doi("(see 10.1000/abc(1)).").as_deref(), Some("10.1000/abc(1)"));
+        assert_eq!(normalise_doi("10.1000/a\u{0}b"), None, "control characters are no part of a DOI");
+    }
+
+    #[test]
+    fn a_doi_followed_by_many_parentheses_is_found_in_linear_time() {
+        let text = format!("see 10.1000/xyz{}", ")".repeat(200_000));
+        assert_eq!(normalise_doi(&text).as_deref(), Some("10.1000/xyz"));
+        assert_eq!(find_identifiers(&text), vec![Identifier::Doi("10.1000/xyz".into())]);
     }
 
     proptest! {
