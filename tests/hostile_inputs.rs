@@ -146,11 +146,21 @@ fn every_class_of_hostile_input_is_dead_lettered_or_sanitised_and_the_job_goes_o
         (b"hostile-version".to_vec(), b"{\"event_type\":\"policy_document\",\"schema_version\":99,\"payload\":{}}".to_vec()),
         (b"hostile-event".to_vec(), b"{\"event_type\":\"drop_tables\",\"schema_version\":1,\"payload\":{}}".to_vec()),
         (b"hostile-null".to_vec(), b"null".to_vec()),
+        (vec![b'h', 0xff, 0xfe], document_bytes(document("h", "T", "2020-01-01T00:00:00Z", serde_json::json!([])))),
+        (b"hostile\0id".to_vec(), document_bytes(document("hostile\u{0}id", "T", "2020-01-01T00:00:00Z", serde_json::json!([])))),
+        (
+            b"hostile-utc-year-10000".to_vec(),
+            document_bytes(document("hostile-utc-year-10000", "T", "9999-12-31T23:59:59-08:00", serde_json::json!([]))),
+        ),
         // Stored sanitised: an offset of +16:00 (stored in UTC), NUL and control characters, a
-        // huge reference, a pathological DOI.
+        // 0.9 MB title (cut), a huge reference, a pathological DOI.
         (
             b"hostile-nul".to_vec(),
             document_bytes(document("hostile-nul", "Ti\u{0}tle\u{7}\t\n\\N", "2020-01-01T00:00:00Z", serde_json::json!(["a\u{0}b"]))),
+        ),
+        (
+            b"hostile-long-title".to_vec(),
+            document_bytes(document("hostile-long-title", &"title ".repeat(150_000), "2020-01-01T00:00:00Z", serde_json::json!([]))),
         ),
         (
             b"hostile-big-reference".to_vec(),
@@ -166,7 +176,7 @@ fn every_class_of_hostile_input_is_dead_lettered_or_sanitised_and_the_job_goes_o
             )),
         ),
     ];
-    let stored_sanitised = ["hostile-offset", "hostile-nul", "hostile-big-reference", "hostile-doi"];
+    let stored_sanitised = ["hostile-offset", "hostile-nul", "hostile-long-title", "hostile-big-reference", "hostile-doi"];
 
     let mut job = spawn_job(&config);
     let mut ordinary = Vec::new();
@@ -214,6 +224,8 @@ fn every_class_of_hostile_input_is_dead_lettered_or_sanitised_and_the_job_goes_o
     let sanitised =
         "SELECT count(*) FROM policy_documents WHERE document_id = 'hostile-nul' AND title = 'Title' || chr(7) || E'\\t\\n\\\\N'";
     assert_eq!(db.count(sanitised), 1, "NUL dropped, control characters and escapes kept as text");
+    let long_title = "SELECT octet_length(title) FROM policy_documents WHERE document_id = 'hostile-long-title'";
+    assert_eq!(db.count(long_title), citeflow_jobs::envelope::MAX_TEXT_BYTES as i64, "a 0.9 MB title is cut");
     let offset = "SELECT count(*) FROM policy_documents WHERE document_id = 'hostile-offset' AND published_at = '2020-06-14T08:00:00Z'";
     assert_eq!(db.count(offset), 1, "an offset of +16:00 is stored in UTC");
     db.wait_until("the dead letters are on the topic", |db| {
