@@ -27,7 +27,7 @@ use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, candidates, decide, Candidate, DecisionRule, Scorer};
 
 /// One labelled reference.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct LabelledReference {
     /// Identifier of the reference.
     pub ref_id: String,
@@ -35,6 +35,10 @@ pub struct LabelledReference {
     pub citation: String,
     /// The publication it cites, or `None` when it cites nothing in the index.
     pub expected_pmid: Option<String>,
+    /// How the reference is written (a citation style), when the set says so: the report then
+    /// has a line per style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
 }
 
 /// Counts for one slice of the evaluation.
@@ -46,6 +50,62 @@ pub struct Counts {
     pub false_positives: u64,
     /// Expected publication not matched.
     pub false_negatives: u64,
+}
+
+/// What one decision was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The expected publication.
+    Right,
+    /// Another publication than the expected one.
+    Wrong,
+    /// A publication, where none was expected.
+    Spurious,
+    /// Nothing, where a publication was expected.
+    Missed,
+    /// Nothing, as expected.
+    Rejected,
+}
+
+impl Counts {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Right => self.true_positives += 1,
+            Outcome::Wrong => {
+                self.false_positives += 1;
+                self.false_negatives += 1;
+            }
+            Outcome::Spurious => self.false_positives += 1,
+            Outcome::Missed => self.false_negatives += 1,
+            Outcome::Rejected => {}
+        }
+    }
+
+    /// TP / (TP + FP), TP / (TP + FN) and their harmonic mean.
+    fn rates(&self) -> (f64, f64, f64) {
+        let precision = ratio(self.true_positives, self.true_positives + self.false_positives);
+        let recall = ratio(self.true_positives, self.true_positives + self.false_negatives);
+        let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+        (precision, recall, f1)
+    }
+}
+
+/// The result for the references of one style.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StyleResult {
+    /// References of the style.
+    pub references: u64,
+    /// Of which positives.
+    pub positives: u64,
+    /// TP / (TP + FP).
+    pub precision: f64,
+    /// TP / (TP + FN).
+    pub recall: f64,
+    /// Harmonic mean of precision and recall.
+    pub f1: f64,
+    /// Totals.
+    #[serde(flatten)]
+    pub counts: Counts,
 }
 
 /// The result of an evaluation.
@@ -68,6 +128,8 @@ pub struct Evaluation {
     pub publications: u64,
     /// Counts per method of the citation made (false negatives with no citation under `none`).
     pub by_method: BTreeMap<String, Counts>,
+    /// Results per style, for references that name theirs.
+    pub by_style: BTreeMap<String, StyleResult>,
     /// The errors, worst (highest-scoring false positives) first.
     #[serde(skip)]
     pub errors: Vec<EvaluationError>,
@@ -219,44 +281,34 @@ pub fn write_features(
 pub fn score(references: &[LabelledReference], decisions: &BTreeMap<usize, Candidate>, publications: u64) -> Evaluation {
     let mut counts = Counts::default();
     let mut by_method: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut by_style: BTreeMap<String, StyleResult> = BTreeMap::new();
     let mut errors = Vec::new();
     for (index, reference) in references.iter().enumerate() {
         let decision = decisions.get(&index);
-        let method = decision.map_or("none", |c| c.method.name()).to_string();
-        let slot = by_method.entry(method).or_default();
-        let correct = match (&reference.expected_pmid, decision) {
-            (Some(expected), Some(found)) if *expected == found.publication => {
-                counts.true_positives += 1;
-                slot.true_positives += 1;
-                true
-            }
-            (Some(_), Some(_)) => {
-                counts.false_positives += 1;
-                counts.false_negatives += 1;
-                slot.false_positives += 1;
-                slot.false_negatives += 1;
-                false
-            }
-            (None, Some(_)) => {
-                counts.false_positives += 1;
-                slot.false_positives += 1;
-                false
-            }
-            (Some(_), None) => {
-                counts.false_negatives += 1;
-                slot.false_negatives += 1;
-                false
-            }
-            (None, None) => true,
+        let outcome = match (&reference.expected_pmid, decision) {
+            (Some(expected), Some(found)) if *expected == found.publication => Outcome::Right,
+            (Some(_), Some(_)) => Outcome::Wrong,
+            (None, Some(_)) => Outcome::Spurious,
+            (Some(_), None) => Outcome::Missed,
+            (None, None) => Outcome::Rejected,
         };
-        if !correct {
+        counts.add(outcome);
+        by_method.entry(decision.map_or("none", |c| c.method.name()).to_string()).or_default().add(outcome);
+        if let Some(style) = &reference.style {
+            let slot = by_style.entry(style.clone()).or_default();
+            slot.references += 1;
+            slot.positives += u64::from(reference.expected_pmid.is_some());
+            slot.counts.add(outcome);
+        }
+        if !matches!(outcome, Outcome::Right | Outcome::Rejected) {
             errors.push(EvaluationError { reference: reference.clone(), decision: decision.cloned() });
         }
     }
+    for result in by_style.values_mut() {
+        (result.precision, result.recall, result.f1) = result.counts.rates();
+    }
     errors.sort_by_key(|e| std::cmp::Reverse(e.decision.as_ref().map_or(0, |c| c.score)));
-    let precision = ratio(counts.true_positives, counts.true_positives + counts.false_positives);
-    let recall = ratio(counts.true_positives, counts.true_positives + counts.false_negatives);
-    let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+    let (precision, recall, f1) = counts.rates();
     Evaluation {
         precision,
         recall,
@@ -266,6 +318,7 @@ pub fn score(references: &[LabelledReference], decisions: &BTreeMap<usize, Candi
         positives: references.iter().filter(|r| r.expected_pmid.is_some()).count() as u64,
         publications,
         by_method,
+        by_style,
         errors,
     }
 }
@@ -284,14 +337,29 @@ pub fn report(evaluation: &Evaluation, worst: usize) -> String {
             counts.true_positives, counts.false_positives, counts.false_negatives
         );
     }
+    if !evaluation.by_style.is_empty() {
+        out += &format!(
+            "\nby style (lowest recall first):\n  {:<52} {:>6} {:>6} {:>9} {:>7} {:>6}\n",
+            "style", "refs", "pos", "precision", "recall", "F1"
+        );
+        let mut styles: Vec<_> = evaluation.by_style.iter().collect();
+        styles.sort_by(|a, b| a.1.recall.total_cmp(&b.1.recall).then(a.0.cmp(b.0)));
+        for (style, result) in styles {
+            out += &format!(
+                "  {style:<52} {:>6} {:>6} {:>9.4} {:>7.4} {:>6.4}\n",
+                result.references, result.positives, result.precision, result.recall, result.f1
+            );
+        }
+    }
     out += &format!("\nworst errors ({} of {}):\n", worst.min(evaluation.errors.len()), evaluation.errors.len());
     for error in evaluation.errors.iter().take(worst) {
         let decided = error
             .decision
             .as_ref()
             .map_or("nothing".to_string(), |c| format!("{} by {} ({:.2})", c.publication, c.method.name(), c.score()));
+        let style = error.reference.style.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
         out += &format!(
-            "  {}: expected {}, matched {}\n    {}\n",
+            "  {}{style}: expected {}, matched {}\n    {}\n",
             error.reference.ref_id,
             error.reference.expected_pmid.as_deref().unwrap_or("nothing"),
             decided,
@@ -307,7 +375,7 @@ mod tests {
     use crate::matching::Method;
 
     fn reference(expected: Option<&str>) -> LabelledReference {
-        LabelledReference { ref_id: "r".into(), citation: "c".into(), expected_pmid: expected.map(String::from) }
+        LabelledReference { ref_id: "r".into(), citation: "c".into(), expected_pmid: expected.map(String::from), style: None }
     }
 
     fn candidate(publication: &str) -> Candidate {
@@ -323,5 +391,20 @@ mod tests {
         assert!((evaluation.precision - 1.0 / 3.0).abs() < 1e-9);
         assert!((evaluation.recall - 1.0 / 3.0).abs() < 1e-9);
         assert_eq!(evaluation.errors.len(), 3);
+        assert!(evaluation.by_style.is_empty(), "no style named");
+    }
+
+    #[test]
+    fn styles_are_scored_apart() {
+        let styled = |expected: Option<&str>, style: &str| LabelledReference { style: Some(style.into()), ..reference(expected) };
+        let references =
+            vec![styled(Some("1"), "apa"), styled(Some("2"), "apa"), styled(None, "title-year"), styled(Some("4"), "title-year")];
+        let decisions: BTreeMap<usize, Candidate> = [(0, candidate("1")), (2, candidate("9")), (3, candidate("4"))].into();
+        let evaluation = score(&references, &decisions, 10);
+        let apa = &evaluation.by_style["apa"];
+        assert_eq!((apa.references, apa.positives, apa.precision, apa.recall), (2, 2, 1.0, 0.5));
+        let title_year = &evaluation.by_style["title-year"];
+        assert_eq!((title_year.precision, title_year.recall), (0.5, 1.0));
+        assert!(report(&evaluation, 0).contains("by style"));
     }
 }

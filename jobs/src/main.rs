@@ -211,8 +211,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             let mut gold_out = std::io::BufWriter::new(std::fs::File::create(&gold)?);
             for reference in &synthetic.references {
-                let line = serde_json::json!({"ref_id": reference.ref_id, "citation": reference.citation, "expected_pmid": reference.expected_pmid});
-                writeln!(gold_out, "{line}")?;
+                writeln!(gold_out, "{}", serde_json::to_string(reference)?)?;
             }
             println!("{} indexed publications, {} references (seed {seed})", synthetic.index.len(), synthetic.references.len());
         }

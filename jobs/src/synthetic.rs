@@ -68,6 +68,20 @@ pub enum Style {
     NlmShort,
 }
 
+impl Style {
+    /// The style's name in gold files (`style`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Style::Vancouver => "synthetic-vancouver",
+            Style::Apa => "synthetic-apa",
+            Style::Harvard => "synthetic-harvard",
+            Style::Chicago => "synthetic-chicago",
+            Style::PolicyReport => "synthetic-policy-report",
+            Style::NlmShort => "synthetic-nlm-short",
+        }
+    }
+}
+
 /// Every style, in rotation order.
 pub const STYLES: [Style; 6] = [Style::Vancouver, Style::Apa, Style::Harvard, Style::Chicago, Style::PolicyReport, Style::NlmShort];
 
@@ -304,6 +318,7 @@ pub fn generate(mut publications: Vec<Publication>, held_out: usize, positives: 
                 ref_id: format!("{}-{n}", if positive { "synthetic-positive" } else { "synthetic-negative" }),
                 citation: render(publication, style, Noise::default(), rng),
                 expected_pmid: positive.then(|| publication.id.clone()),
+                style: Some(style.name().to_string()),
             });
         }
     };

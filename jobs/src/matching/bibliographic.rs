@@ -19,6 +19,10 @@ use super::text::{first_page, last_page, leading_number};
 const MAX_JOURNAL_WORDS: usize = 10;
 /// Most volume/page occurrences read from one reference.
 const MAX_LOCATORS: usize = 3;
+/// Most numbers read from one reference.
+const MAX_NUMBERS: usize = 12;
+/// Numbers that pair into journal-less locator keys (see [`number_pair_keys`]).
+const PAIRED_NUMBERS: usize = 8;
 
 /// What a reference string says about where it was published.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -31,6 +35,12 @@ pub struct ReferenceLocators {
     pub pages: Vec<String>,
     /// Last pages of the page ranges found after a volume, written out in full.
     pub last_pages: Vec<String>,
+    /// Every number written in the reference, wherever it stands and whatever the style:
+    /// digit runs with at most a two-letter prefix ("e1234", "S12", "g265"), without leading
+    /// zeros, in order of appearance; years and a leading list label ("[12]", "12.") left out.
+    pub numbers: Vec<String>,
+    /// The last page of every page range in the reference ("630–47" → "647"), written out.
+    pub range_ends: Vec<String>,
     /// Blocking keys.
     pub keys: Vec<String>,
 }
@@ -63,6 +73,9 @@ fn locator_key(volume: &str, page: &str, year: i32) -> String {
 }
 
 struct Patterns {
+    link: Regex,
+    number: Regex,
+    label: Regex,
     range_end: Regex,
     no_volume: Regex,
     colon: Regex,
@@ -74,6 +87,9 @@ struct Patterns {
 fn patterns() -> &'static Patterns {
     static PATTERNS: OnceLock<Patterns> = OnceLock::new();
     PATTERNS.get_or_init(|| Patterns {
+        link: Regex::new(r"(?i)(?:\bhttps?://|\bwww\.|\b10\.\d{4,9}/)\S*").expect("link"),
+        number: Regex::new(r"(?i)\b([a-z]{0,2}\d{1,9})\b(?:\s*[-–—]\s*([a-z]{0,2}\d{1,9})\b)?").expect("number"),
+        label: Regex::new(r"^\s*(?:\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}[.)])").expect("list label"),
         range_end: Regex::new(r"^\s*[-–—]\s*([A-Za-z]?\d{1,6})").expect("range end"),
         no_volume: Regex::new(r"(;)\s*:\s*([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b").expect("locator without volume"),
         colon: Regex::new(
@@ -176,6 +192,52 @@ fn reference_years(reference: &str) -> Vec<i32> {
     years
 }
 
+/// The numbers of a reference and the last pages of its ranges (see [`ReferenceLocators`]).
+fn reference_numbers(reference: &str, years: &[i32]) -> (Vec<String>, Vec<String>) {
+    let patterns = patterns();
+    let body_start = patterns.label.find(reference).map_or(0, |label| label.end());
+    // The digits of DOIs and URLs are not volumes or pages.
+    let body = patterns.link.replace_all(&reference[body_start..], " ");
+    let mut numbers = Vec::new();
+    let mut range_ends = Vec::new();
+    for captures in patterns.number.captures_iter(&body).take(MAX_NUMBERS) {
+        let first = &captures[1];
+        let is_year = first.len() == 4 && first.parse::<i32>().is_ok_and(|n| years.contains(&n));
+        let Some(number) = first_page(first) else { continue };
+        if let Some(end) = captures.get(2).and_then(|end| last_page(&format!("{first}-{}", end.as_str()))) {
+            range_ends.push(end);
+        }
+        if !is_year && !numbers.contains(&number) {
+            numbers.push(number);
+        }
+    }
+    range_ends.sort();
+    range_ends.dedup();
+    (numbers, range_ends)
+}
+
+/// Journal-less locator keys from each of the reference's numbers (a volume) with each of the
+/// next two (its issue or page: styles put at most an issue between them), and each of its
+/// years give or take one (the print and online years of an article often differ): they find
+/// a publication whatever the style puts around its volume and pages ("Fortschr. Med. 97
+/// (1979) 379"; "vol. 234, 2021, pp. 117921"). Only a publication with that volume, first
+/// page and year shares one.
+fn number_pair_keys(numbers: &[String], years: &[i32]) -> Vec<String> {
+    let paired = &numbers[..numbers.len().min(PAIRED_NUMBERS)];
+    let mut keys = Vec::new();
+    for (i, volume) in paired.iter().enumerate() {
+        if !volume.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        for page in paired.iter().skip(i + 1).take(2) {
+            for year in years {
+                keys.extend((year - 1..=year + 1).map(|year| locator_key(volume, page, year)));
+            }
+        }
+    }
+    keys
+}
+
 /// A volume/page occurrence: where it starts, the volume (if written), first and last page.
 type Locator = (usize, Option<String>, String, Option<String>);
 
@@ -225,6 +287,8 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
             }
         }
     }
+    let (numbers, range_ends) = reference_numbers(reference, &years);
+    keys.extend(number_pair_keys(&numbers, &years));
     keys.sort();
     keys.dedup();
     let sorted = |mut values: Vec<String>| {
@@ -235,7 +299,7 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
     let pages = sorted(locators.iter().map(|(_, _, page, _)| page.clone()).collect());
     let last_pages = sorted(locators.iter().filter_map(|(_, _, _, last)| last.clone()).collect());
     let volumes = sorted(locators.into_iter().filter_map(|(_, volume, _, _)| volume).collect());
-    ReferenceLocators { years, volumes, pages, last_pages, keys }
+    ReferenceLocators { years, volumes, pages, last_pages, numbers, range_ends, keys }
 }
 
 /// Name variants of a full journal title: as given, before a colon, without a leading
@@ -397,6 +461,33 @@ mod tests {
         let publication =
             PublicationLocators { journals: [Some("Soc Sci Med"), None], volume: None, year: Some(2020), pages: Some("113169") };
         assert!(shares_key("Soc Sci Med. 2020 Jul 7;:113169", publication));
+    }
+
+    #[test]
+    fn numbers_are_read_whatever_the_style() {
+        let locators = reference_locators("[116] S. Onodera, T. Machida, Kansenshogaku Zasshi 51 (1978) 321–6.", &table());
+        assert_eq!(locators.numbers, vec!["51", "321"], "the list label and the year left out");
+        assert_eq!(locators.range_ends, vec!["326"]);
+        let mla = reference_locators("Chevalier, J., et al. \"Decoding maps.\" Neuroimage, vol. 234, 2021, pp. 117921.", &table());
+        assert_eq!(mla.numbers, vec!["234", "117921"]);
+        assert!(mla.keys.contains(&"p|234|117921|2021".to_string()), "{:?}", mla.keys);
+        let covid = reference_locators("Covid19 and H1N1 in 2020: 12 cases, e0123. doi:10.1016/j.x.2020.03.004 https://x.org/7", &table());
+        assert_eq!(covid.numbers, vec!["12", "e123"], "numbers inside words, DOIs and URLs are not numbers");
+    }
+
+    #[test]
+    fn a_title_less_reference_in_any_order_meets_its_publication() {
+        let publication = PublicationLocators {
+            journals: [Some("Kansenshogaku Zasshi"), None],
+            volume: Some("51"),
+            year: Some(1978),
+            pages: Some("321-6"),
+        };
+        assert!(shares_key("[116] S. Onodera, T. Machida, Kansenshogaku Zasshi 51 (1978) 321–6.", publication));
+        assert!(shares_key("Onodera S (1978) Kansenshogaku Zasshi, vol. 51, pp. 321-326", publication));
+        assert!(!shares_key("Onodera S (1978) Kansenshogaku Zasshi, vol. 52, pp. 321-326", publication));
+        assert!(shares_key("Onodera S (1979) Kansenshogaku Zasshi, vol. 51, pp. 321-326", publication), "a year off by one");
+        assert!(!shares_key("Onodera S (1980) Kansenshogaku Zasshi, vol. 51, pp. 321-326", publication));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::journals::JournalTable;
 use super::text::{first_page, last_page, leading_number, words};
 use std::collections::BTreeSet;
 
-use super::title::{containment, content_words};
+use super::title::{containment, content_words, one_edit};
 use super::variants::{is_notice, part_number};
 use super::Method;
 use crate::domain::Publication;
@@ -71,7 +71,89 @@ pub struct Features {
     pub notice_differs: bool,
     /// The reference and the title name different parts of a series.
     pub part_contradicts: bool,
+    /// The publication's volume is one of the reference's numbers, wherever it stands.
+    pub volume_found: bool,
+    /// The publication's first page (or article number) is one of the reference's numbers.
+    pub first_page_found: bool,
+    /// The publication's last page ends one of the reference's page ranges, or stands alone.
+    pub last_page_found: bool,
+    /// Numbers of the reference that are not the publication's volume, issue or pages, nor in
+    /// its title (at most [`MAX_COUNTED`]): what another article's locators would leave.
+    pub unexplained_numbers: u8,
+    /// Distinct content words of the reference that are not the publication's title words (one
+    /// edit allowed), author names, journal words or citation scaffolding ("vol", "doi",
+    /// "available", "colleagues", ...), at most [`MAX_COUNTED`]: 0 when the reference is
+    /// just this publication's title and its metadata, whatever the order and the style.
+    pub unexplained_words: u8,
 }
+
+/// Words on either side of an author's surname that are taken for given names.
+const NAME_WINDOW: usize = 2;
+
+/// The words of the publication's authors' surnames.
+fn known_authors(publication: &Publication) -> BTreeSet<String> {
+    publication.authors.iter().flat_map(|a| words(a).split(' ').map(str::to_string).collect::<Vec<_>>()).filter(|w| w.len() > 1).collect()
+}
+
+/// The counts of [`Features`] stop here: beyond, more says nothing more.
+pub const MAX_COUNTED: u8 = 30;
+
+/// Words that reference strings use around the metadata in every style: they explain
+/// themselves.
+const SCAFFOLDING: &[&str] = &[
+    "vol",
+    "volume",
+    "pp",
+    "pg",
+    "page",
+    "pages",
+    "no",
+    "nos",
+    "issue",
+    "eds",
+    "ed",
+    "editor",
+    "editors",
+    "doi",
+    "org",
+    "http",
+    "https",
+    "www",
+    "dx",
+    "available",
+    "accessed",
+    "retrieved",
+    "online",
+    "pmid",
+    "pmcid",
+    "pmc",
+    "epub",
+    "print",
+    "published",
+    "ahead",
+    "see",
+    "also",
+    "cited",
+    "study",
+    "colleagues",
+    "others",
+    "reported",
+    "found",
+    "showed",
+    "shows",
+    "suggested",
+    "suppl",
+    "supplement",
+    "pt",
+    "part",
+    "article",
+    "journal",
+    "abstract",
+    "letter",
+    "paper",
+    "review",
+    "year",
+];
 
 /// What the features need from a reference string, parsed once per reference rather than
 /// once per candidate pair.
@@ -148,7 +230,43 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
     let (page_agrees, page_contradicts) = agreement(&page, &locators.pages);
     let (last_page_agrees, last_page_contradicts) = agreement(&publication.pages.as_deref().and_then(last_page), &locators.last_pages);
     let authors = author_agreement(&publication.authors, &reference.words);
+    let numbers = &locators.numbers;
+    let last = publication.pages.as_deref().and_then(last_page);
+    let issue = publication.issue.as_deref().and_then(leading_number);
+    let title_numbers: Vec<&String> = title_words.iter().filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
+    let explained_number = |n: &String| {
+        [&volume, &issue, &page, &last].iter().any(|v| v.as_ref() == Some(n))
+            || title_numbers.iter().any(|t| t.trim_start_matches('0') == n)
+    };
+    let counted = |n: usize| n.min(usize::from(MAX_COUNTED)) as u8;
+    // Given names stand next to their surnames ("Shan, Jing, Mei-Song Zhu"); the record keeps
+    // surnames only, so words within two of an author's surname count as the author's.
+    let surnames: BTreeSet<String> = known_authors(publication);
+    let mut near_authors: BTreeSet<&str> = BTreeSet::new();
+    for (at, word) in reference.words.iter().enumerate() {
+        if surnames.contains(word) {
+            let window = &reference.words[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(reference.words.len())];
+            near_authors.extend(window.iter().map(String::as_str));
+        }
+    }
+    let unexplained_words = reference
+        .distinct_words
+        .iter()
+        .filter(|w| {
+            !w.chars().all(|c| c.is_ascii_digit())
+                && w.len() > 2
+                && !SCAFFOLDING.contains(&w.as_str())
+                && !known.contains(w)
+                && !near_authors.contains(w.as_str())
+                && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
+        })
+        .count();
     Features {
+        volume_found: volume.as_ref().is_some_and(|v| numbers.contains(v)),
+        first_page_found: page.as_ref().is_some_and(|p| numbers.contains(p)),
+        last_page_found: last.as_ref().is_some_and(|l| locators.range_ends.contains(l) || numbers.contains(l)),
+        unexplained_numbers: counted(numbers.iter().filter(|n| !explained_number(n)).count()),
+        unexplained_words: counted(unexplained_words),
         identifier,
         bibliographic: families.contains(&Family::Bibliographic),
         title_containment: share(&title_words),
@@ -177,7 +295,7 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
 
 /// The names of the values of [`Features::vector`], in order: the columns of the feature
 /// export and the inputs of a learned scorer.
-pub const FEATURE_NAMES: [&str; 21] = [
+pub const FEATURE_NAMES: [&str; 26] = [
     "doi",
     "pmid",
     "pmcid",
@@ -199,6 +317,11 @@ pub const FEATURE_NAMES: [&str; 21] = [
     "authors_found",
     "notice_differs",
     "part_contradicts",
+    "volume_found",
+    "first_page_found",
+    "last_page_found",
+    "unexplained_numbers",
+    "unexplained_words",
 ];
 
 impl Features {
@@ -227,8 +350,53 @@ impl Features {
             self.authors_found as f32 / 1e6,
             flag(self.notice_differs),
             flag(self.part_contradicts),
+            flag(self.volume_found),
+            flag(self.first_page_found),
+            flag(self.last_page_found),
+            f32::from(self.unexplained_numbers),
+            f32::from(self.unexplained_words),
         ]
     }
+}
+
+/// The score a pair earns by [`title_evidence`] alone (a learned scorer's probability, in
+/// millionths, is raised to it).
+pub const TITLE_EVIDENCE_SCORE: u32 = 900_000;
+/// Content words a title needs to identify its publication with the year agreeing.
+const DISTINCTIVE_WITH_YEAR: usize = 5;
+/// Content words a title needs to identify its publication alone (the reference has no year).
+const DISTINCTIVE_ALONE: usize = 7;
+
+/// The title rule: a reference that is (nearly) only a distinctive title, complete or nearly,
+/// cites the publication with that title, whatever else it lacks — as Reach matched on titles,
+/// and as policy documents cite ("Title (2019)", a title in quotes or lower case, a narrative
+/// phrase around it). Precisely, every one of:
+///
+/// - at least 90% of the title's content words are in the reference (one edit allowed in words
+///   of five letters or more: typos, OCR errors);
+/// - the title is distinctive: at least 5 content words when a year in the reference agrees
+///   with the publication's (within one), at least 7 when the reference has no year; a short
+///   generic title ("Annual report", "Diabetes in pregnancy") never matches on its own;
+/// - the reference says nothing else: at most one content word that is not the title's, an
+///   author's, the journal's or citation scaffolding, and no number that is not the
+///   publication's volume, issue or pages;
+/// - nothing contradicts: no other year, volume or first page, no notice (erratum,
+///   correction) on one side only, no other part of a series.
+///
+/// Two publications that both pass for one reference (duplicate titles) leave it unmatched:
+/// the decision's margin over the runner-up applies as to every score.
+pub fn title_evidence(f: &Features) -> bool {
+    let distinctive = match (f.year_agrees, f.year_contradicts) {
+        (true, _) => f.title_words >= DISTINCTIVE_WITH_YEAR,
+        (false, false) => f.title_words >= DISTINCTIVE_ALONE,
+        (false, true) => false,
+    };
+    f.identifier.is_none()
+        && distinctive
+        && f.title_containment >= 900_000
+        && f.unexplained_words <= 1
+        && f.unexplained_numbers == 0
+        && !(f.volume_contradicts || f.page_contradicts || f.notice_differs || f.part_contradicts)
 }
 
 /// Reference words beyond which a reference is taken to carry a title.
@@ -344,8 +512,14 @@ mod tests {
             authors_found: 1_000_000,
             notice_differs: false,
             part_contradicts: false,
+            volume_found: true,
+            first_page_found: true,
+            last_page_found: true,
+            unexplained_numbers: 1,
+            unexplained_words: 0,
         };
-        assert_eq!(found, expected);
+        assert_eq!(found, expected, "the issue, 4, is not in the publication's record");
+        assert!(!title_evidence(&found), "the reference says more than the title: a learned scorer decides");
     }
 
     #[test]
@@ -372,12 +546,51 @@ mod tests {
             authors_found: 0,
             notice_differs: false,
             part_contradicts: false,
+            volume_found: false,
+            first_page_found: false,
+            last_page_found: false,
+            unexplained_numbers: 3,
+            unexplained_words: 6,
         };
         assert_eq!(found, expected);
         let vector = found.vector();
         let named = |name: &str| vector[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()];
         assert_eq!((named("pmid"), named("doi"), named("year_contradicts"), named("journal_similarity")), (1.0, 0.0, 1.0, 1.0));
         assert_eq!((named("title_words"), named("has_title_words"), named("authors_found")), (7.0, 1.0, 0.0));
+    }
+
+    #[test]
+    fn a_distinctive_title_alone_cites_its_publication_and_a_generic_one_never() {
+        let evidence = |title: &str, reference: &str| {
+            let publication = Publication { title: Some(title.into()), ..publication() };
+            title_evidence(&features(&ParsedReference::of(reference, &JournalTable::default()), &publication, &[Family::Title]))
+        };
+        let title = "Gastrointestinal systemic sclerosis in mixed connective tissue disease.";
+        assert!(evidence(title, "Gastrointestinal systemic sclerosis in mixed connective tissue disease (1979)"));
+        assert!(evidence(title, "“gastrointestinal systemic sclerosis in mixed connective tisue disease”"), "lower case, a typo, no year");
+        assert!(evidence(
+            title,
+            "Bennett and colleagues (1979) reported 'Gastrointestinal systemic sclerosis in mixed connective tissue disease'"
+        ));
+        assert!(!evidence(title, "Gastrointestinal systemic sclerosis in mixed connective tissue disease (1985)"), "another year");
+        assert!(!evidence(
+            title,
+            "Gastrointestinal systemic sclerosis in mixed connective tissue disease: a reply to Smith and Jones on renal outcomes (1979)"
+        ));
+        assert!(
+            !evidence(title, "Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum 1979;23:501"),
+            "other locators"
+        );
+        let full_names =
+            "Bennett, Robert Morris, and Jane Roe-Smith. \"Gastrointestinal systemic sclerosis in mixed connective tissue disease.\" 1979.";
+        let publication = Publication { authors: vec!["Bennett".into(), "Roe-Smith".into()], ..publication() };
+        let parsed = ParsedReference::of(full_names, &JournalTable::default());
+        assert_eq!(features(&parsed, &publication, &[Family::Title]).unexplained_words, 0, "given names stand by their surnames");
+        let generic = "Diabetes in pregnancy.";
+        assert!(!evidence(generic, "Diabetes in pregnancy (1979)"), "a short title never matches on its own");
+        let five = "Gastrointestinal sclerosis in connective tissue disease.";
+        assert!(evidence(five, "Gastrointestinal sclerosis in connective tissue disease (1979)"));
+        assert!(!evidence(five, "Gastrointestinal sclerosis in connective tissue disease"), "five words need the year");
     }
 
     #[test]

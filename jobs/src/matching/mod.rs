@@ -31,7 +31,7 @@ use crate::domain::{Publication, ReferenceKey};
 use authors::{publication_author_keys, reference_author_keys};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
-use features::{features, rule_score, Family, Features, ParsedReference, FEATURE_NAMES};
+use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
 use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
 use text::stable_hash;
@@ -296,10 +296,12 @@ where
             .iter()
             .zip(probabilities)
             .map(|((reference, (publication, features)), probability)| {
+                let learned = (probability * 1e6) as u32;
                 let (score, method) = match features.identifier {
                     Some(method) => (1_000_000, method),
-                    None if features.bibliographic => ((probability * 1e6) as u32, Method::Bibliographic),
-                    None => ((probability * 1e6) as u32, Method::Title),
+                    None if title_evidence(features) => (learned.max(TITLE_EVIDENCE_SCORE), Method::Title),
+                    None if features.bibliographic => (learned, Method::Bibliographic),
+                    None => (learned, Method::Title),
                 };
                 (reference.clone(), Candidate { score, method, publication: publication.clone() })
             })

@@ -61,7 +61,7 @@ pub fn containment(title: &[String], reference: &BTreeSet<String>) -> f64 {
 
 /// Whether two words differ by at most one substitution, insertion, deletion or swap. Words
 /// are compared byte by byte: the words of [`content_words`] are ASCII.
-fn one_edit(a: &str, b: &str) -> bool {
+pub(crate) fn one_edit(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len().abs_diff(b.len()) > 1 {
         return false;
