@@ -6,7 +6,7 @@ usage: report.py OUT_DIR SET...
 For each SET, reads OUT_DIR/SET.crossref.json (sbm.py --json) and, when present,
 OUT_DIR/SET.citeflow.json (citeflow eval --json; OUT_DIR/SET.citeflow.status says why not
 otherwise). Prints one line per set and system, the Crossref systems per style where the gold
-has styles, then one fixed line per set:
+has styles (and citeflow's, from its by_style), then one fixed line per set:
 
     crossref: SET citeflow_f1 X sbm_f1 Y sbmv_f1 Z
 
@@ -53,6 +53,8 @@ def main(argv: list[str]) -> int:
         if citeflow is not None:
             print(row(name, "citeflow", citeflow, citeflow["references"], citeflow["positives"], citeflow["publications"]))
             citeflow_f1 = f"{citeflow['f1']:.4f}"
+            for style, by in citeflow.get("by_style", {}).items():
+                styles.append(row(name, "citeflow", by, by["references"], by["positives"], "") + f"  {style}")
         else:
             status = out / f"{name}.citeflow.status"
             reason = status.read_text(encoding="utf-8").strip() if status.exists() else "no result"
@@ -70,7 +72,7 @@ def main(argv: list[str]) -> int:
         finals.append(f"crossref: {name} citeflow_f1 {citeflow_f1} sbm_f1 {f1.get('sbm', 'n/a')} sbmv_f1 {f1.get('sbmv', 'n/a')}")
     if styles:
         print()
-        print("by style (Crossref systems; citeflow eval reports no styles):")
+        print("by style:")
         print(header + "  style")
         for line in styles:
             print(line)

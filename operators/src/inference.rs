@@ -275,25 +275,26 @@ mod tests {
     use differential_dataflow::input::Input;
     use std::sync::{Arc, Mutex};
 
-    /// The scorer in `training/`, with its 21 features.
+    /// The scorer in `training/`, with its 26 features.
     fn trained_scorer() -> BinaryClassifier {
         let library = runtime_library().expect("ONNX Runtime is not installed: run scripts/services.sh install");
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/scorer.onnx");
-        BinaryClassifier::load(&library, &model, 21).unwrap()
+        BinaryClassifier::load(&library, &model, 26).unwrap()
     }
 
     #[test]
     fn the_trained_scorer_separates_clear_cases() {
         let mut classifier = trained_scorer();
         // Features in the order of citeflow_jobs::matching::features::FEATURE_NAMES.
-        let full_title_match = vec![0., 0., 0., 1., 1.0, 8., 8., 1., 0., 1., 0., 1., 0., 1., 1., 0., 1.0, 1., 1.0, 0., 0.];
-        let other_title = vec![0., 0., 0., 0., 0.1, 8., 9., 0., 1., 0., 1., 0., 1., 1., 0., 1., 0.2, 0., 0., 0., 0.];
+        let full_title_match =
+            vec![0., 0., 0., 1., 1.0, 8., 8., 1., 0., 1., 0., 1., 0., 1., 1., 0., 1.0, 1., 1.0, 0., 0., 1., 1., 1., 0., 0.];
+        let other_title = vec![0., 0., 0., 0., 0.1, 8., 9., 0., 1., 0., 1., 0., 1., 1., 0., 1., 0.2, 0., 0., 0., 0., 0., 0., 0., 3., 8.];
         let probabilities = classifier.probabilities(&[full_title_match, other_title]).unwrap();
         assert!(probabilities[0] > 0.9 && probabilities[1] < 0.1, "{probabilities:?}");
         assert!(classifier.probabilities(&[vec![0.0; 3]]).is_err(), "a row of the wrong width is refused");
         let library = runtime_library().expect("ONNX Runtime");
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/scorer.onnx");
-        let refused = BinaryClassifier::load(&library, &model, 20).err().expect("a model of another input width is refused at load");
+        let refused = BinaryClassifier::load(&library, &model, 25).err().expect("a model of another input width is refused at load");
         assert!(matches!(refused, InferenceError::Model { .. }), "{refused}");
     }
 
@@ -301,7 +302,7 @@ mod tests {
     fn a_score_does_not_depend_on_its_batch() {
         let mut classifier = trained_scorer();
         let rows: Vec<Vec<f32>> =
-            (0..500u32).map(|n| (0..21u32).map(|column| ((n * 7919 + column * 104_729) % 1000) as f32 / 1000.0).collect()).collect();
+            (0..500u32).map(|n| (0..26u32).map(|column| ((n * 7919 + column * 104_729) % 1000) as f32 / 1000.0).collect()).collect();
         let together = classifier.probabilities(&rows).unwrap();
         let alone: Vec<f32> = rows.iter().flat_map(|row| classifier.probabilities(std::slice::from_ref(row)).unwrap()).collect();
         assert_eq!(together.iter().map(|p| p.to_bits()).collect::<Vec<_>>(), alone.iter().map(|p| p.to_bits()).collect::<Vec<_>>());
