@@ -106,7 +106,7 @@ fn patterns() -> &'static Patterns {
     })
 }
 
-const MONTHS: &[&str] = &[
+pub(crate) const MONTHS: &[&str] = &[
     "jan",
     "feb",
     "mar",
@@ -192,6 +192,11 @@ fn reference_years(reference: &str) -> Vec<i32> {
     years
 }
 
+/// The links (URLs, DOIs) written in `text`.
+pub(crate) fn links(text: &str) -> impl Iterator<Item = &str> {
+    patterns().link.find_iter(text).map(|m| m.as_str())
+}
+
 /// The numbers of a reference and the last pages of its ranges (see [`ReferenceLocators`]).
 fn reference_numbers(reference: &str, years: &[i32]) -> (Vec<String>, Vec<String>) {
     let patterns = patterns();
@@ -202,6 +207,11 @@ fn reference_numbers(reference: &str, years: &[i32]) -> (Vec<String>, Vec<String
     let mut range_ends = Vec::new();
     for captures in patterns.number.captures_iter(&body).take(MAX_NUMBERS) {
         let first = &captures[1];
+        // A day of the month ("2021 May 15", "[cited 2023 Jan 5]") is part of a date.
+        let previous_word = body[..captures.get(0).map_or(0, |m| m.start())].trim_end().rsplit(|c: char| !c.is_alphabetic()).next();
+        if previous_word.is_some_and(|w| MONTHS.contains(&w.to_lowercase().as_str())) && first.parse::<u32>().is_ok_and(|day| day <= 31) {
+            continue;
+        }
         let is_year = first.len() == 4 && first.parse::<i32>().is_ok_and(|n| years.contains(&n));
         let Some(number) = first_page(first) else { continue };
         if let Some(end) = captures.get(2).and_then(|end| last_page(&format!("{first}-{}", end.as_str()))) {
@@ -471,8 +481,9 @@ mod tests {
         let mla = reference_locators("Chevalier, J., et al. \"Decoding maps.\" Neuroimage, vol. 234, 2021, pp. 117921.", &table());
         assert_eq!(mla.numbers, vec!["234", "117921"]);
         assert!(mla.keys.contains(&"p|234|117921|2021".to_string()), "{:?}", mla.keys);
-        let covid = reference_locators("Covid19 and H1N1 in 2020: 12 cases, e0123. doi:10.1016/j.x.2020.03.004 https://x.org/7", &table());
-        assert_eq!(covid.numbers, vec!["12", "e123"], "numbers inside words, DOIs and URLs are not numbers");
+        let covid =
+            reference_locators("Covid19 and H1N1 in 2020 Jan 5: 12 cases, e0123. doi:10.1016/j.x.2020.03.004 https://x.org/7", &table());
+        assert_eq!(covid.numbers, vec!["12", "e123"], "numbers inside words, days of months, DOIs and URLs are not numbers");
     }
 
     #[test]

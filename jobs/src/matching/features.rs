@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::authors::author_agreement;
-use super::bibliographic::{reference_locators, ReferenceLocators};
+use super::bibliographic::{links, reference_locators, ReferenceLocators, MONTHS};
 use super::journals::JournalTable;
 use super::text::{first_page, last_page, leading_number, words};
 use std::collections::BTreeSet;
@@ -153,6 +153,18 @@ const SCAFFOLDING: &[&str] = &[
     "paper",
     "review",
     "year",
+    "internet",
+    "updated",
+    "viewed",
+    "web",
+    "website",
+    "url",
+    "pdf",
+    "html",
+    "link",
+    "pub",
+    "edn",
+    "edition",
 ];
 
 /// What the features need from a reference string, parsed once per reference rather than
@@ -171,6 +183,8 @@ pub struct ParsedReference {
     pub notice: bool,
     /// The part of a series it names, if any (see [`part_number`]).
     pub part: Option<u32>,
+    /// The words of its links (URLs, DOIs), which say nothing against a candidate.
+    pub link_words: BTreeSet<String>,
 }
 
 impl ParsedReference {
@@ -189,6 +203,7 @@ impl ParsedReference {
             words: words(reference).split(' ').map(str::to_string).collect(),
             notice: is_notice(reference),
             part: part_number(reference),
+            link_words: links(reference).flat_map(super::title::content_words).collect(),
         }
     }
 }
@@ -256,6 +271,8 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
             !w.chars().all(|c| c.is_ascii_digit())
                 && w.len() > 2
                 && !SCAFFOLDING.contains(&w.as_str())
+                && !MONTHS.contains(&w.as_str())
+                && !reference.link_words.contains(*w)
                 && !known.contains(w)
                 && !near_authors.contains(w.as_str())
                 && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
