@@ -1,17 +1,26 @@
 //! Matching at scale through the dataflow: indexes synthetic publications (by default
 //! 1,000,000, derived from the bundled sample by recombining titles and renumbering
-//! locators), then matches references to them (by default 100,000: half to indexed
-//! publications, half to publications outside the index), and reports references/s,
-//! candidates per reference, peak memory and bytes per indexed publication, with the job's
-//! default matcher (the bundled learned scorer).
+//! locators) in epochs of `CITEFLOW_BENCH_BATCH` (100,000), then matches references to them
+//! (by default 100,000: half to indexed publications, half to publications outside the
+//! index), with the job's default matcher (the bundled learned scorer) on
+//! `CITEFLOW_BENCH_WORKERS` workers (1), and the job's allocator (jemalloc).
+//!
+//! State per publication is the growth of the process's resident memory from before indexing
+//! to after it (the generated input is allocated before), once the arrangements have merged
+//! (the job's timely configuration: idle merging; twelve seconds idle, longer than jemalloc's ten-second decay of freed pages).
 //!
 //!     cargo bench -p citeflow-benches --bench scale
-//!     CITEFLOW_BENCH_PUBLICATIONS=200000 CITEFLOW_BENCH_REFERENCES=20000 cargo bench -p citeflow-benches --bench scale
+//!     CITEFLOW_BENCH_PUBLICATIONS=200000 CITEFLOW_BENCH_REFERENCES=20000 CITEFLOW_BENCH_WORKERS=2 cargo bench -p citeflow-benches --bench scale
+//!
+//! The last line is fixed:
+//! `scale: publications N references M index_per_s X match_per_s Y bytes_per_publication B`.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use citeflow_benches::sample_dir;
+use citeflow_engine::config::EngineConfig;
+use citeflow_engine::worker::timely_config;
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::domain::Publication;
 use citeflow_jobs::eval::read_publications;
@@ -21,14 +30,17 @@ use citeflow_jobs::matching::{candidate_features, decide, score_pairs};
 use citeflow_jobs::synthetic::{citable, render, Noise, Rng, STYLES};
 use differential_dataflow::input::Input;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Peak resident memory of this process, in bytes.
-fn peak_memory() -> u64 {
+/// A memory figure of this process from `/proc/self/status` (`VmHWM`: peak, `VmRSS`: now), in bytes.
+fn memory(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024
+    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024
 }
 
 /// `count` distinct publications made from `seeds`: titles recombined from the seeds' words,
@@ -72,12 +84,14 @@ fn main() {
         })
         .collect();
     let indexed = indexed.to_vec();
-    let memory_before = peak_memory();
+    let workers = setting("CITEFLOW_BENCH_WORKERS", 1);
+    let batch = setting("CITEFLOW_BENCH_BATCH", 100_000).max(1);
+    let memory_before = memory("VmRSS:");
     println!(
-        "{} indexed publications, {} references; generated with peak memory {:.2} GiB",
+        "{} indexed publications, {} references, {workers} worker(s), epochs of {batch}; generated with peak memory {:.2} GiB",
         indexed.len(),
         texts.len(),
-        memory_before as f64 / (1u64 << 30) as f64
+        memory("VmHWM:") as f64 / GIB
     );
 
     let matcher = CiteflowConfig::default().matching.logic().expect("the default matcher (run scripts/services.sh install)").remove(0);
@@ -87,8 +101,11 @@ fn main() {
     let started = Instant::now();
     let timings = Arc::new(Mutex::new(Vec::new()));
     let timing_sink = timings.clone();
-    timely::execute(timely::Config::thread(), move |worker| {
+    let (indexed, texts) = (Arc::new(indexed), Arc::new(texts));
+    let config = timely_config(&EngineConfig { workers, ..EngineConfig::default() });
+    timely::execute(config, move |worker| {
         let (sink, timing_sink, matcher) = (sink.clone(), timing_sink.clone(), matcher.clone());
+        let (index, peers) = (worker.index(), worker.peers());
         let (mut publication_input, mut reference_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
             let (reference_input, references) = scope.new_collection::<(citeflow_jobs::domain::ReferenceKey, String), isize>();
@@ -103,40 +120,63 @@ fn main() {
                 .probe();
             (publication_input, reference_input, probe)
         });
+        let mut epoch = 0;
+        let advance = |worker: &mut timely::worker::Worker,
+                       epoch: &mut u64,
+                       publication_input: &mut differential_dataflow::input::InputSession<_, _, _>,
+                       reference_input: &mut differential_dataflow::input::InputSession<_, _, _>| {
+            *epoch += 1;
+            publication_input.advance_to(*epoch);
+            reference_input.advance_to(*epoch);
+            publication_input.flush();
+            reference_input.flush();
+            worker.step_while(|| probe.less_than(epoch));
+        };
         let clock = Instant::now();
-        for publication in indexed.iter() {
-            publication_input.insert((publication.id.clone(), publication.clone()));
+        for chunk in indexed.chunks(batch) {
+            for publication in chunk.iter().skip(index).step_by(peers) {
+                publication_input.insert((publication.id.clone(), publication.clone()));
+            }
+            advance(worker, &mut epoch, &mut publication_input, &mut reference_input);
         }
-        publication_input.advance_to(1);
-        reference_input.advance_to(1);
-        publication_input.flush();
-        reference_input.flush();
-        worker.step_while(|| probe.less_than(&1));
         let indexing = clock.elapsed();
-        let memory_indexed = peak_memory();
-        let clock = Instant::now();
-        for (index, text) in texts.iter().enumerate() {
-            reference_input.insert((("bench".to_string(), index as u32), text.clone()));
+        // The arrangements merge what they hold while idle, as in the job (idle merge effort).
+        let idle = Instant::now();
+        while idle.elapsed() < SETTLE {
+            worker.step();
         }
-        publication_input.advance_to(2);
-        reference_input.advance_to(2);
-        publication_input.flush();
-        reference_input.flush();
-        worker.step_while(|| probe.less_than(&2));
-        timing_sink.lock().unwrap().push((indexing, clock.elapsed(), memory_indexed));
+        let indexed_memory = memory("VmRSS:");
+        let clock = Instant::now();
+        for (number, text) in texts.iter().enumerate().skip(index).step_by(peers) {
+            reference_input.insert((("bench".to_string(), number as u32), text.clone()));
+        }
+        advance(worker, &mut epoch, &mut publication_input, &mut reference_input);
+        if index == 0 {
+            timing_sink.lock().unwrap().push((indexing, clock.elapsed(), indexed_memory));
+        }
     })
     .expect("timely");
-    let (indexing, matching, memory_indexed) = timings.lock().unwrap()[0];
+    let (indexing, matching, indexed_memory) = timings.lock().unwrap()[0];
     let (pairs, decisions) = *counts.lock().unwrap();
-    let peak = peak_memory();
-    println!("indexing: {:.1}s ({:.0} publications/s)", indexing.as_secs_f64(), publications as f64 / indexing.as_secs_f64());
-    println!("matching: {:.1}s ({:.0} references/s)", matching.as_secs_f64(), references as f64 / matching.as_secs_f64());
+    let state = indexed_memory.saturating_sub(memory_before) as f64 / publications as f64;
+    let (index_rate, match_rate) = (publications as f64 / indexing.as_secs_f64(), references as f64 / matching.as_secs_f64());
+    println!("indexing: {:.1}s ({index_rate:.0} publications/s)", indexing.as_secs_f64());
+    println!("matching: {:.1}s ({match_rate:.0} references/s)", matching.as_secs_f64());
     println!("candidates per reference: {:.2}; citations: {decisions}", pairs as f64 / references as f64);
     println!(
-        "peak memory: {:.2} GiB; after indexing {:.2} GiB; {:.0} bytes per indexed publication (dataflow state)",
-        peak as f64 / (1u64 << 30) as f64,
-        memory_indexed as f64 / (1u64 << 30) as f64,
-        memory_indexed.saturating_sub(memory_before) as f64 / publications as f64
+        "peak memory: {:.2} GiB; resident after indexing {:.2} GiB, after matching {:.2} GiB; {state:.0} bytes per indexed publication (dataflow state)",
+        memory("VmHWM:") as f64 / GIB,
+        indexed_memory as f64 / GIB,
+        memory("VmRSS:") as f64 / GIB
     );
     println!("total {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "scale: publications {publications} references {references} index_per_s {index_rate:.0} match_per_s {match_rate:.0} bytes_per_publication {state:.0}"
+    );
 }
+
+/// How long the workers run idle after indexing before the state is measured: longer than
+/// jemalloc takes to return freed pages (ten seconds).
+const SETTLE: Duration = Duration::from_secs(12);
+
+const GIB: f64 = (1u64 << 30) as f64;
