@@ -82,6 +82,8 @@ struct PartitionState {
     next_offset: i64,
     high_watermark: i64,
     moved: bool,
+    /// The lag last reported in the metrics.
+    reported_lag: Option<i64>,
 }
 
 /// The high watermark of `topic`/`partition` as the consumer last saw it: every fetch response
@@ -139,6 +141,7 @@ fn add_partitions(
             next_offset: 0,
             high_watermark: 0,
             moved: true,
+            reported_lag: None,
         });
     }
     match consumer.incremental_assign(&assignment) {
@@ -162,6 +165,7 @@ fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(B
             next_offset: low,
             high_watermark: high,
             moved: true,
+            reported_lag: None,
         });
     }
     consumer.assign(&assignment).map_err(KafkaError::client("assigning partitions"))?;
@@ -260,9 +264,19 @@ pub fn kafka_source<'scope>(
                         partition: state.partition,
                         next_offset: state.next_offset,
                     }));
-                    let labels = [state.topic.as_str(), &state.partition.to_string()];
-                    metrics().source_position.with_label_values(&labels).set(state.next_offset);
-                    metrics().consumer_lag.with_label_values(&labels).set((state.high_watermark - state.next_offset).max(0));
+                    metrics()
+                        .source_position
+                        .with_label_values(&[state.topic.as_str(), &state.partition.to_string()])
+                        .set(state.next_offset);
+                }
+            }
+            // Lag is reported for every partition whose lag changed, read or not: a source paused
+            // by flow control reads nothing while its backlog grows.
+            for state in states.iter_mut() {
+                let lag = (state.high_watermark - state.next_offset).max(0);
+                if state.reported_lag != Some(lag) {
+                    state.reported_lag = Some(lag);
+                    metrics().consumer_lag.with_label_values(&[state.topic.as_str(), &state.partition.to_string()]).set(lag);
                 }
             }
             if finishing {
