@@ -9,6 +9,7 @@
 
 pub mod authors;
 pub mod bibliographic;
+pub mod blocking;
 pub mod features;
 pub mod identifiers;
 pub mod journals;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use citeflow_engine::metrics::metrics;
 use citeflow_operators::best::leaders_by_key;
+use differential_dataflow::operators::CountTotal;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
@@ -28,17 +30,14 @@ use timely::progress::Timestamp;
 use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
-use authors::{publication_author_keys, reference_author_keys};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
+use blocking::PublicationKey;
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
-use identifiers::{find_identifiers, Identifier};
 use journals::JournalTable;
-use text::stable_hash;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 use timely::order::TotalOrder;
-use title::{publication_title_keys, reference_title_keys};
 
 /// Scores are fixed-point: millionths.
 pub const SCORE_SCALE: f64 = 1_000_000.0;
@@ -69,14 +68,6 @@ impl Method {
             Method::Doi => "doi",
         }
     }
-
-    fn of(identifier: &Identifier) -> Method {
-        match identifier {
-            Identifier::Doi(_) => Method::Doi,
-            Identifier::Pmid(_) => Method::Pmid,
-            Identifier::Pmcid(_) => Method::Pmcid,
-        }
-    }
 }
 
 /// A publication proposed for a reference; ordered by score, then method, then id.
@@ -105,23 +96,6 @@ pub const MAX_PUBLICATIONS_PER_TITLE_KEY: isize = 200;
 /// block on.
 pub const MAX_PUBLICATIONS_PER_AUTHOR_KEY: isize = 50;
 
-/// Reference–publication pairs that share a key, found by `family`; keys shared by more than
-/// `max_publications` publications are left out (they would explode the join and say little).
-fn join_on_uncommon_keys<'scope, T>(
-    reference_keys: VecCollection<'scope, T, (u64, ReferenceKey)>,
-    publication_keys: VecCollection<'scope, T, (u64, String)>,
-    max_publications: isize,
-    family: Family,
-) -> VecCollection<'scope, T, (ReferenceKey, (String, Family))>
-where
-    T: Timestamp + Lattice + Ord,
-{
-    let common =
-        publication_keys.clone().map(|(key, _)| key).count().filter(move |(_, count)| *count > max_publications).map(|(key, _)| key);
-    reference_keys
-        .join_map(publication_keys.antijoin(common), move |_key, reference, publication| (reference.clone(), (publication.clone(), family)))
-}
-
 /// The bibliographic keys of a publication.
 pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTable) -> Vec<String> {
     let locators = PublicationLocators {
@@ -133,70 +107,57 @@ pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTa
     publication_keys(locators, journals)
 }
 
-/// Candidate pairs for every reference with their features: pairs found by identifiers,
-/// bibliographic keys, title keys or author keys, deduplicated per (reference, publication).
+/// Candidate pairs for every reference with their features: pairs that share a blocking key
+/// (identifiers, bibliographic keys, title keys or author keys; see [`blocking`]), one pair
+/// per (reference, publication) with every family that found it.
+///
+/// Publications are held twice: their keys, as numbers in one arrangement shared by every
+/// family, and their records by [`PublicationKey`]. Keys of a limited family that more
+/// publications share than its limit (see [`blocking::BlockingKey::limit`]) are left out on the
+/// references' side, so a common key costs its count, not its pairs.
 pub fn candidate_features<'scope, T>(
     publications: VecCollection<'scope, T, (String, Publication)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     journals: Arc<JournalTable>,
 ) -> VecCollection<'scope, T, (ReferenceKey, (String, Features))>
 where
-    T: Timestamp + Lattice + Ord,
+    T: Timestamp + Lattice + TotalOrder + Ord,
 {
-    let publication_ids =
-        publications.clone().flat_map(|(id, publication)| publication.identifiers().into_iter().map(move |i| (i, id.clone())));
-    let reference_ids =
-        references.clone().flat_map(|(reference, text)| find_identifiers(&text).into_iter().map(move |i| (i, reference.clone())));
-    let by_identifier = reference_ids.join_map(publication_ids, |identifier, reference, publication| {
-        (reference.clone(), (publication.clone(), Family::Identifier(Method::of(identifier))))
-    });
-
     let key_journals = journals.clone();
     let publication_keys = publications.clone().flat_map(move |(id, publication)| {
-        publication_blocking_keys(&publication, &key_journals).into_iter().map(move |k| (stable_hash(&k), id.clone()))
+        let publication_key = PublicationKey::of(&id);
+        blocking::publication_keys(&publication, &key_journals).into_iter().map(move |key| (key, publication_key))
     });
-    let located = references.clone().map(move |(reference, text)| {
+    let common = publication_keys
+        .clone()
+        .flat_map(|(key, _)| key.limit().map(|_| key))
+        .count_total()
+        .flat_map(|(key, count)| key.limit().is_some_and(|limit| count > limit).then_some(key));
+    let index = publication_keys.arrange_by_key_named("Arrange: publication keys");
+
+    let located = references.map(move |(reference, text)| {
         let locators = reference_locators(&text, &journals);
         (reference, (text, locators))
     });
-    let reference_keys =
-        located.clone().flat_map(|(reference, (_, locators))| locators.keys.into_iter().map(move |k| (stable_hash(&k), reference.clone())));
-    let by_bibliography = reference_keys
-        .join_map(publication_keys, |_key, reference, publication| (reference.clone(), (publication.clone(), Family::Bibliographic)));
-
-    let title_keys = publications.clone().flat_map(|(id, publication)| {
-        publication.title.as_deref().map(publication_title_keys).unwrap_or_default().into_iter().map(move |k| (stable_hash(&k), id.clone()))
-    });
-    let reference_title = references
+    let families = located
         .clone()
-        .flat_map(|(reference, text)| reference_title_keys(&text).into_iter().map(move |k| (stable_hash(&k), reference.clone())));
-    let by_title = join_on_uncommon_keys(reference_title, title_keys, MAX_PUBLICATIONS_PER_TITLE_KEY, Family::Title);
-
-    let author_keys = publications.clone().flat_map(|(id, publication)| {
-        publication_author_keys(&publication.authors, publication.year).into_iter().map(move |k| (stable_hash(&k), id.clone()))
-    });
-    let reference_authors = located.clone().flat_map(|(reference, (text, locators))| {
-        reference_author_keys(&text, &locators.years).into_iter().map(move |k| (stable_hash(&k), reference.clone()))
-    });
-    let by_author = join_on_uncommon_keys(reference_authors, author_keys, MAX_PUBLICATIONS_PER_AUTHOR_KEY, Family::Author);
-
-    let families = by_identifier
-        .concat(by_bibliography)
-        .concat(by_title)
-        .concat(by_author)
-        .map(|(reference, (publication, family))| ((reference, publication), family))
-        .distinct()
+        .flat_map(|(reference, (text, locators))| {
+            blocking::reference_keys(&text, &locators).into_iter().map(move |key| (key, reference.clone()))
+        })
+        .antijoin(common)
+        .arrange_by_key_named("Arrange: reference keys")
+        .join_core(index, |key, reference, publication| Some(((reference.clone(), *publication), key.family())))
         .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
     // A parsed reference and a publication meet once per candidate pair: shared, not copied,
     // into the arrangements of the pairs (a merge of those arrangements then clones pointers).
     let parsed = located.map(|(reference, (text, locators))| (reference, Arc::new(ParsedReference::located(&text, locators))));
-    let shared = publications.map(|(id, publication)| (id, Arc::new(publication)));
+    let records = publications.map(|(id, publication)| (PublicationKey::of(&id), Arc::new(publication)));
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .join_map(parsed, |reference, (publication, families), parsed| {
-            (publication.clone(), (reference.clone(), parsed.clone(), families.clone()))
+            (*publication, (reference.clone(), parsed.clone(), families.clone()))
         })
-        .join_map(shared, |_, (reference, parsed, families), publication| {
+        .join_map(records, |_, (reference, parsed, families), publication| {
             (reference.clone(), (publication.id.clone(), features(parsed, publication, families)))
         })
 }

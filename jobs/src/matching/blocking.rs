@@ -1,0 +1,169 @@
+//! Blocking keys as fixed-size numbers, so that candidate generation holds one compact
+//! arrangement of every publication's keys.
+//!
+//! A [`BlockingKey`] is the hash of a key's text with its [`Family`] in the low three bits:
+//! the keys of every family live in one collection and one arrangement, and the family of
+//! a pair found through a key is read back from the key. A [`PublicationKey`] is the hash of
+//! a publication's id. Two texts (or ids) with one hash make a spurious candidate pair at
+//! worst, which the scorer then judges like any other: with 61 and 64 bits of hash that
+//! happens about once in 10^9 keys, never silently loses a pair, and never merges two records.
+
+use serde::{Deserialize, Serialize};
+
+use super::authors::{publication_author_keys, reference_author_keys};
+use super::bibliographic::ReferenceLocators;
+use super::features::Family;
+use super::identifiers::{find_identifiers, Identifier};
+use super::journals::JournalTable;
+use super::text::stable_hash;
+use super::title::{publication_title_keys, reference_title_keys};
+use super::{publication_blocking_keys, Method, MAX_PUBLICATIONS_PER_AUTHOR_KEY, MAX_PUBLICATIONS_PER_TITLE_KEY};
+use crate::domain::Publication;
+
+/// A publication in candidate generation: the hash of its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PublicationKey(u64);
+
+impl PublicationKey {
+    /// The key of the publication with this id.
+    pub fn of(id: &str) -> Self {
+        PublicationKey(stable_hash(id))
+    }
+}
+
+/// A blocking key of one family (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlockingKey(u64);
+
+const FAMILY_BITS: u32 = 3;
+
+impl BlockingKey {
+    /// The key of `text` in `family`.
+    pub fn new(family: Family, text: &str) -> Self {
+        let code = match family {
+            Family::Bibliographic => 0,
+            Family::Title => 1,
+            Family::Author => 2,
+            Family::Identifier(Method::Doi) => 3,
+            Family::Identifier(Method::Pmid) => 4,
+            Family::Identifier(Method::Pmcid) => 5,
+            Family::Identifier(Method::Title) => 6,
+            Family::Identifier(Method::Bibliographic) => 7,
+        };
+        BlockingKey(stable_hash(text) << FAMILY_BITS | code)
+    }
+
+    /// The family of the key.
+    pub fn family(self) -> Family {
+        match self.0 & ((1 << FAMILY_BITS) - 1) {
+            0 => Family::Bibliographic,
+            1 => Family::Title,
+            2 => Family::Author,
+            3 => Family::Identifier(Method::Doi),
+            4 => Family::Identifier(Method::Pmid),
+            5 => Family::Identifier(Method::Pmcid),
+            6 => Family::Identifier(Method::Title),
+            _ => Family::Identifier(Method::Bibliographic),
+        }
+    }
+
+    /// A key of this family shared by more publications than this is too common to block
+    /// on: it would explode the join and says little. `None`: no limit (identifiers and
+    /// bibliographic keys name one publication, or a few twins).
+    pub fn limit(self) -> Option<isize> {
+        match self.family() {
+            Family::Title => Some(MAX_PUBLICATIONS_PER_TITLE_KEY),
+            Family::Author => Some(MAX_PUBLICATIONS_PER_AUTHOR_KEY),
+            Family::Bibliographic | Family::Identifier(_) => None,
+        }
+    }
+}
+
+fn identifier_key(identifier: &Identifier) -> BlockingKey {
+    let (method, text) = match identifier {
+        Identifier::Doi(doi) => (Method::Doi, doi),
+        Identifier::Pmid(pmid) => (Method::Pmid, pmid),
+        Identifier::Pmcid(pmcid) => (Method::Pmcid, pmcid),
+    };
+    BlockingKey::new(Family::Identifier(method), text)
+}
+
+/// Every blocking key of a publication: its identifiers, bibliographic, title and author keys.
+pub fn publication_keys(publication: &Publication, journals: &JournalTable) -> Vec<BlockingKey> {
+    let mut keys: Vec<BlockingKey> = publication.identifiers().iter().map(identifier_key).collect();
+    keys.extend(publication_blocking_keys(publication, journals).iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
+    let titles = publication.title.as_deref().map(publication_title_keys).unwrap_or_default();
+    keys.extend(titles.iter().map(|k| BlockingKey::new(Family::Title, k)));
+    keys.extend(publication_author_keys(&publication.authors, publication.year).iter().map(|k| BlockingKey::new(Family::Author, k)));
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Every blocking key of a reference, whose locators are already read.
+pub fn reference_keys(text: &str, locators: &ReferenceLocators) -> Vec<BlockingKey> {
+    let mut keys: Vec<BlockingKey> = find_identifiers(text).iter().map(identifier_key).collect();
+    keys.extend(locators.keys.iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
+    keys.extend(reference_title_keys(text).iter().map(|k| BlockingKey::new(Family::Title, k)));
+    keys.extend(reference_author_keys(text, &locators.years).iter().map(|k| BlockingKey::new(Family::Author, k)));
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FAMILIES: [Family; 8] = [
+        Family::Bibliographic,
+        Family::Title,
+        Family::Author,
+        Family::Identifier(Method::Doi),
+        Family::Identifier(Method::Pmid),
+        Family::Identifier(Method::Pmcid),
+        Family::Identifier(Method::Title),
+        Family::Identifier(Method::Bibliographic),
+    ];
+
+    proptest! {
+        #[test]
+        fn a_key_knows_its_family(text in ".{0,40}", family in 0..FAMILIES.len()) {
+            prop_assert_eq!(BlockingKey::new(FAMILIES[family], &text).family(), FAMILIES[family]);
+        }
+    }
+
+    #[test]
+    fn one_text_in_two_families_is_two_keys() {
+        assert_ne!(BlockingKey::new(Family::Title, "x"), BlockingKey::new(Family::Author, "x"));
+        assert_eq!(BlockingKey::new(Family::Title, "x").limit(), Some(MAX_PUBLICATIONS_PER_TITLE_KEY));
+        assert_eq!(BlockingKey::new(Family::Identifier(Method::Doi), "10.1/x").limit(), None);
+    }
+
+    #[test]
+    fn a_reference_shares_its_publications_keys() {
+        let publication = Publication {
+            id: "1".into(),
+            pmid: Some("123".into()),
+            title: Some("Gastrointestinal systemic sclerosis in mixed connective tissue disease".into()),
+            authors: vec!["Bennett".into()],
+            journal_abbreviation: Some("Arthritis Rheum".into()),
+            volume: Some("22".into()),
+            year: Some(1979),
+            pages: Some("429-30".into()),
+            ..Publication::default()
+        };
+        let journals = JournalTable::default();
+        let text = "Bennett T. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30. PMID: 123";
+        let locators = super::super::bibliographic::reference_locators(text, &journals);
+        let shared: Vec<Family> = reference_keys(text, &locators)
+            .into_iter()
+            .filter(|k| publication_keys(&publication, &journals).contains(k))
+            .map(BlockingKey::family)
+            .collect();
+        for family in [Family::Identifier(Method::Pmid), Family::Bibliographic, Family::Title, Family::Author] {
+            assert!(shared.contains(&family), "{family:?} in {shared:?}");
+        }
+    }
+}
