@@ -197,6 +197,11 @@ pub(crate) fn links(text: &str) -> impl Iterator<Item = &str> {
     patterns().link.find_iter(text).map(|m| m.as_str())
 }
 
+/// Whether `before` ends with a month's name (its last word, whatever its case).
+fn follows_month(before: &str) -> bool {
+    before.trim_end().rsplit(|c: char| !c.is_alphabetic()).next().is_some_and(|word| MONTHS.iter().any(|m| m.eq_ignore_ascii_case(word)))
+}
+
 /// The numbers of a reference and the last pages of its ranges (see [`ReferenceLocators`]).
 fn reference_numbers(reference: &str, years: &[i32]) -> (Vec<String>, Vec<String>) {
     let patterns = patterns();
@@ -208,8 +213,8 @@ fn reference_numbers(reference: &str, years: &[i32]) -> (Vec<String>, Vec<String
     for captures in patterns.number.captures_iter(&body).take(MAX_NUMBERS) {
         let first = &captures[1];
         // A day of the month ("2021 May 15", "[cited 2023 Jan 5]") is part of a date.
-        let previous_word = body[..captures.get(0).map_or(0, |m| m.start())].trim_end().rsplit(|c: char| !c.is_alphabetic()).next();
-        if previous_word.is_some_and(|w| MONTHS.contains(&w.to_lowercase().as_str())) && first.parse::<u32>().is_ok_and(|day| day <= 31) {
+        let is_day = first.parse::<u32>().is_ok_and(|day| day <= 31);
+        if is_day && follows_month(&body[..captures.get(0).map_or(0, |m| m.start())]) {
             continue;
         }
         let is_year = first.len() == 4 && first.parse::<i32>().is_ok_and(|n| years.contains(&n));
