@@ -25,6 +25,8 @@ use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::domain::Publication;
 use citeflow_jobs::eval::read_publications;
 use citeflow_jobs::loader::EPMC_FILES;
+use citeflow_jobs::matching::blocking::publication_keys;
+use citeflow_jobs::matching::indexed::IndexedPublication;
 use citeflow_jobs::matching::journals::JournalTable;
 use citeflow_jobs::matching::{candidate_features, decide, score_pairs};
 use citeflow_jobs::synthetic::{citable, render, Noise, Rng, STYLES};
@@ -35,6 +37,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Bytes jemalloc reports as held by live values (`stats.allocated`) and by the pages they
+/// occupy (`stats.active`, with the rounding to size classes).
+fn allocator() -> (u64, u64) {
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    let read = |stat: tikv_jemalloc_ctl::Result<usize>| stat.unwrap_or(0) as u64;
+    (read(tikv_jemalloc_ctl::stats::allocated::read()), read(tikv_jemalloc_ctl::stats::active::read()))
 }
 
 /// A memory figure of this process from `/proc/self/status` (`VmHWM`: peak, `VmRSS`: now), in bytes.
@@ -75,18 +85,26 @@ fn main() {
     let mut rng = Rng::new(7);
     let files: Vec<_> = EPMC_FILES.iter().map(|f| sample_dir().join(f)).collect();
     let seeds: Vec<Publication> = read_publications(&files).expect("sample").into_iter().filter(citable).collect();
-    let all = synthetic_publications(&seeds, publications + references / 2, &mut rng);
-    let (indexed, outside) = all.split_at(publications);
+    let mut indexed = synthetic_publications(&seeds, publications + references / 2, &mut rng);
+    let outside = indexed.split_off(publications);
     let texts: Vec<String> = (0..references)
         .map(|n| {
             let publication = if n % 2 == 0 { &indexed[rng.below(indexed.len() as u64) as usize] } else { &outside[n / 2 % outside.len()] };
             render(publication, STYLES[n % STYLES.len()], Noise::default(), &mut rng)
         })
         .collect();
-    let indexed = indexed.to_vec();
+    let sampled = &indexed[..indexed.len().min(10_000)];
+    let journals = JournalTable::bundled();
+    let keys: usize = sampled.iter().map(|p| publication_keys(p, &journals).len()).sum();
+    let packed: usize = sampled.iter().map(|p| format!("{:?}", IndexedPublication::of(p)).len()).sum();
+    println!(
+        "per publication: {:.1} blocking keys, {:.0} bytes of indexed record (debug form)",
+        keys as f64 / sampled.len() as f64,
+        packed as f64 / sampled.len() as f64
+    );
     let workers = setting("CITEFLOW_BENCH_WORKERS", 1);
     let batch = setting("CITEFLOW_BENCH_BATCH", 100_000).max(1);
-    let memory_before = memory("VmRSS:");
+    let (memory_before, allocator_before) = (memory("VmRSS:"), allocator());
     println!(
         "{} indexed publications, {} references, {workers} worker(s), epochs of {batch}; generated with peak memory {:.2} GiB",
         indexed.len(),
@@ -145,7 +163,7 @@ fn main() {
         while idle.elapsed() < SETTLE {
             worker.step();
         }
-        let indexed_memory = memory("VmRSS:");
+        let indexed_memory = (memory("VmRSS:"), allocator());
         let clock = Instant::now();
         for (number, text) in texts.iter().enumerate().skip(index).step_by(peers) {
             reference_input.insert((("bench".to_string(), number as u32), text.clone()));
@@ -158,7 +176,9 @@ fn main() {
     .expect("timely");
     let (indexing, matching, indexed_memory) = timings.lock().unwrap()[0];
     let (pairs, decisions) = *counts.lock().unwrap();
-    let state = indexed_memory.saturating_sub(memory_before) as f64 / publications as f64;
+    let (indexed_memory, indexed_allocator) = indexed_memory;
+    let per_publication = |after: u64, before: u64| after.saturating_sub(before) as f64 / publications as f64;
+    let state = per_publication(indexed_memory, memory_before);
     let (index_rate, match_rate) = (publications as f64 / indexing.as_secs_f64(), references as f64 / matching.as_secs_f64());
     println!("indexing: {:.1}s ({index_rate:.0} publications/s)", indexing.as_secs_f64());
     println!("matching: {:.1}s ({match_rate:.0} references/s)", matching.as_secs_f64());
@@ -168,6 +188,11 @@ fn main() {
         memory("VmHWM:") as f64 / GIB,
         indexed_memory as f64 / GIB,
         memory("VmRSS:") as f64 / GIB
+    );
+    println!(
+        "per indexed publication: resident {state:.0} bytes, of which live values {:.0} (jemalloc allocated), their pages {:.0} (active)",
+        per_publication(indexed_allocator.0, allocator_before.0),
+        per_publication(indexed_allocator.1, allocator_before.1)
     );
     println!("total {:.1}s", started.elapsed().as_secs_f64());
     println!(

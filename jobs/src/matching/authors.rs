@@ -54,13 +54,11 @@ pub struct AuthorAgreement {
     pub authors_found: u32,
 }
 
-/// How `authors` (surnames, in order) appear in a reference whose normalised words are
-/// `reference_words` (in order, as [`words`] gives them).
-pub fn author_agreement(authors: &[String], reference_words: &[String]) -> AuthorAgreement {
-    let appears = |surname: &String, within: &[String]| {
-        let parts = words(surname);
-        !parts.is_empty() && parts.split(' ').all(|part| within.iter().any(|word| word == part))
-    };
+/// How `authors` (surnames, in order, normalised as [`words`] gives them) appear in a
+/// reference whose normalised words are `reference_words` (in order).
+pub fn author_agreement(authors: &[&str], reference_words: &[String]) -> AuthorAgreement {
+    let appears =
+        |surname: &&str, within: &[String]| !surname.is_empty() && surname.split(' ').all(|part| within.iter().any(|word| word == part));
     let checked = &authors[..authors.len().min(AUTHORS_CHECKED)];
     let leading = &reference_words[..reference_words.len().min(LEADING_WORDS)];
     AuthorAgreement {
@@ -103,7 +101,8 @@ mod tests {
 
     #[test]
     fn agreement_finds_the_leading_author_and_the_others() {
-        let authors: Vec<String> = ["Galera", "Casitas", "Martínez-Cerón", "Utrilla"].iter().map(|a| a.to_string()).collect();
+        let authors: Vec<String> = ["Galera", "Casitas", "Martínez-Cerón", "Utrilla"].iter().map(|a| words(a)).collect();
+        let authors: Vec<&str> = authors.iter().map(String::as_str).collect();
         let agreement = |reference: &str| author_agreement(&authors, &words(reference).split(' ').map(str::to_string).collect::<Vec<_>>());
         let full = agreement("Galera A, Casitas S, Martinez-Ceron N, et al. (2021) Effect of hyperinflation.");
         assert_eq!(full, AuthorAgreement { first_author_leads: true, authors_found: 1_000_000 });

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use super::authors::author_agreement;
 use super::bibliographic::{links, reference_locators, ReferenceLocators, MONTHS};
 use super::journals::JournalTable;
-use super::text::{first_page, last_page, leading_number, words};
+use super::text::words;
 use std::collections::BTreeSet;
 
+use super::indexed::IndexedPublication;
 use super::title::{containment, content_words, one_edit};
 use super::variants::{is_notice, part_number};
 use super::Method;
-use crate::domain::Publication;
 
 /// How a candidate pair was found (a pair can be found by several families).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -91,8 +91,8 @@ pub struct Features {
 const NAME_WINDOW: usize = 2;
 
 /// The words of the publication's authors' surnames.
-fn known_authors(publication: &Publication) -> BTreeSet<String> {
-    publication.authors.iter().flat_map(|a| words(a).split(' ').map(str::to_string).collect::<Vec<_>>()).filter(|w| w.len() > 1).collect()
+fn known_authors<'a>(authors: &[&'a str]) -> BTreeSet<&'a str> {
+    authors.iter().flat_map(|a| a.split(' ')).filter(|w| w.len() > 1).collect()
 }
 
 /// The counts of [`Features`] stop here: beyond, more says nothing more.
@@ -209,7 +209,7 @@ impl ParsedReference {
 }
 
 /// Computes the features of a pair found by `families`.
-pub fn features(reference: &ParsedReference, publication: &Publication, families: &[Family]) -> Features {
+pub fn features(reference: &ParsedReference, publication: &IndexedPublication, families: &[Family]) -> Features {
     let locators = &reference.locators;
     let identifier = families
         .iter()
@@ -218,48 +218,44 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
             _ => None,
         })
         .max();
-    let (year_agrees, year_contradicts) = match publication.year {
+    let (year_agrees, year_contradicts) = match publication.year() {
         Some(year) if !locators.years.is_empty() => {
             let agrees = locators.years.iter().any(|y| (y - year).abs() <= 1);
             (agrees, !agrees)
         }
         _ => (false, false),
     };
-    let title = publication.title.as_deref().unwrap_or("");
-    let title_words = content_words(title);
+    let title_words = publication.title_words();
+    let journal_words = publication.journal_words();
+    let author_names = publication.authors();
     let reference_words = &reference.content_words;
-    let mut known: Vec<String> = Vec::new();
-    for name in [&publication.journal_title, &publication.journal_abbreviation].into_iter().flatten() {
-        known.extend(content_words(name));
-    }
-    known.extend(publication.authors.iter().flat_map(|a| content_words(a)));
-    let reference_title_words = reference_words.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
-    let share = |words: &[String]| (containment(words, &reference.distinct_words) * 1e6).round() as u32;
-    let volume = publication.volume.as_deref().and_then(leading_number);
-    let page = publication.pages.as_deref().and_then(first_page);
-    let agreement = |value: &Option<String>, found: &[String]| match value {
-        Some(value) if !found.is_empty() => (found.contains(value), !found.contains(value)),
+    let mut known: Vec<&str> = journal_words.iter().flatten().copied().collect();
+    known.extend(publication.author_words());
+    let reference_title_words =
+        reference_words.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(&w.as_str())).count();
+    let share = |words: &[&str]| (containment(words, &reference.distinct_words) * 1e6).round() as u32;
+    let (volume, issue, page, last) = (publication.volume(), publication.issue(), publication.first_page(), publication.last_page());
+    let has = |found: &[String], value: &str| found.iter().any(|f| f == value);
+    let agreement = |value: Option<&str>, found: &[String]| match value {
+        Some(value) if !found.is_empty() => (has(found, value), !has(found, value)),
         _ => (false, false),
     };
-    let (volume_agrees, volume_contradicts) = agreement(&volume, &locators.volumes);
-    let (page_agrees, page_contradicts) = agreement(&page, &locators.pages);
-    let (last_page_agrees, last_page_contradicts) = agreement(&publication.pages.as_deref().and_then(last_page), &locators.last_pages);
-    let authors = author_agreement(&publication.authors, &reference.words);
+    let (volume_agrees, volume_contradicts) = agreement(volume, &locators.volumes);
+    let (page_agrees, page_contradicts) = agreement(page, &locators.pages);
+    let (last_page_agrees, last_page_contradicts) = agreement(last, &locators.last_pages);
+    let authors = author_agreement(&author_names, &reference.words);
     let numbers = &locators.numbers;
-    let last = publication.pages.as_deref().and_then(last_page);
-    let issue = publication.issue.as_deref().and_then(leading_number);
-    let title_numbers: Vec<&String> = title_words.iter().filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
+    let title_numbers: Vec<&str> = title_words.iter().copied().filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
     let explained_number = |n: &String| {
-        [&volume, &issue, &page, &last].iter().any(|v| v.as_ref() == Some(n))
-            || title_numbers.iter().any(|t| t.trim_start_matches('0') == n)
+        [volume, issue, page, last].contains(&Some(n.as_str())) || title_numbers.iter().any(|t| t.trim_start_matches('0') == n)
     };
     let counted = |n: usize| n.min(usize::from(MAX_COUNTED)) as u8;
     // Given names stand next to their surnames ("Shan, Jing, Mei-Song Zhu"); the record keeps
     // surnames only, so words within two of an author's surname count as the author's.
-    let surnames: BTreeSet<String> = known_authors(publication);
+    let surnames = known_authors(&author_names);
     let mut near_authors: BTreeSet<&str> = BTreeSet::new();
     for (at, word) in reference.words.iter().enumerate() {
-        if surnames.contains(word) {
+        if surnames.contains(word.as_str()) {
             let window = &reference.words[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(reference.words.len())];
             near_authors.extend(window.iter().map(String::as_str));
         }
@@ -273,15 +269,15 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
                 && !SCAFFOLDING.contains(&w.as_str())
                 && !MONTHS.contains(&w.as_str())
                 && !reference.link_words.contains(*w)
-                && !known.contains(w)
+                && !known.contains(&w.as_str())
                 && !near_authors.contains(w.as_str())
-                && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
+                && !title_words.iter().any(|t| t == w || (w.len() >= 5 && one_edit(t, w)))
         })
         .count();
     Features {
-        volume_found: volume.as_ref().is_some_and(|v| numbers.contains(v)),
-        first_page_found: page.as_ref().is_some_and(|p| numbers.contains(p)),
-        last_page_found: last.as_ref().is_some_and(|l| locators.range_ends.contains(l) || numbers.contains(l)),
+        volume_found: volume.is_some_and(|v| has(numbers, v)),
+        first_page_found: page.is_some_and(|p| has(numbers, p)),
+        last_page_found: last.is_some_and(|l| has(&locators.range_ends, l) || has(numbers, l)),
         unexplained_numbers: counted(numbers.iter().filter(|n| !explained_number(n)).count()),
         unexplained_words: counted(unexplained_words),
         identifier,
@@ -297,16 +293,11 @@ pub fn features(reference: &ParsedReference, publication: &Publication, families
         page_contradicts,
         last_page_agrees,
         last_page_contradicts,
-        journal_similarity: [&publication.journal_abbreviation, &publication.journal_title]
-            .into_iter()
-            .flatten()
-            .map(|name| share(&content_words(name)))
-            .max()
-            .unwrap_or(0),
+        journal_similarity: journal_words.iter().map(|name| share(name)).max().unwrap_or(0),
         first_author_leads: authors.first_author_leads,
         authors_found: authors.authors_found,
-        notice_differs: reference.notice != is_notice(title),
-        part_contradicts: matches!((reference.part, part_number(title)), (Some(cited), Some(titled)) if cited != titled),
+        notice_differs: reference.notice != publication.notice(),
+        part_contradicts: matches!((reference.part, publication.part()), (Some(cited), Some(titled)) if cited != titled),
     }
 }
 
@@ -457,6 +448,7 @@ pub fn rule_score(f: &Features) -> Option<(u32, Method)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Publication;
 
     fn publication() -> Publication {
         Publication {
@@ -473,7 +465,7 @@ mod tests {
     }
 
     fn score(reference: &str, families: &[Family]) -> Option<(u32, Method)> {
-        rule_score(&features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), families))
+        rule_score(&features(&ParsedReference::of(reference, &JournalTable::default()), &IndexedPublication::of(&publication()), families))
     }
 
     #[test]
@@ -509,7 +501,7 @@ mod tests {
         let reference =
             "Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30.";
         let parsed = ParsedReference::of(reference, &JournalTable::default());
-        let found = features(&parsed, &publication(), &[Family::Bibliographic, Family::Title, Family::Author]);
+        let found = features(&parsed, &IndexedPublication::of(&publication()), &[Family::Bibliographic, Family::Title, Family::Author]);
         let expected = Features {
             identifier: None,
             bibliographic: true,
@@ -542,8 +534,11 @@ mod tests {
     #[test]
     fn every_feature_of_a_contradicting_reference() {
         let reference = "Thomas S. Who heads x-ray departments in the region? Arthritis Rheum. 1985;23(4):501-2.";
-        let found =
-            features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), &[Family::Identifier(Method::Pmid)]);
+        let found = features(
+            &ParsedReference::of(reference, &JournalTable::default()),
+            &IndexedPublication::of(&publication()),
+            &[Family::Identifier(Method::Pmid)],
+        );
         let expected = Features {
             identifier: Some(Method::Pmid),
             bibliographic: false,
@@ -580,7 +575,11 @@ mod tests {
     fn a_distinctive_title_alone_cites_its_publication_and_a_generic_one_never() {
         let evidence = |title: &str, reference: &str| {
             let publication = Publication { title: Some(title.into()), ..publication() };
-            title_evidence(&features(&ParsedReference::of(reference, &JournalTable::default()), &publication, &[Family::Title]))
+            title_evidence(&features(
+                &ParsedReference::of(reference, &JournalTable::default()),
+                &IndexedPublication::of(&publication),
+                &[Family::Title],
+            ))
         };
         let title = "Gastrointestinal systemic sclerosis in mixed connective tissue disease.";
         assert!(evidence(title, "Gastrointestinal systemic sclerosis in mixed connective tissue disease (1979)"));
@@ -602,7 +601,11 @@ mod tests {
             "Bennett, Robert Morris, and Jane Roe-Smith. \"Gastrointestinal systemic sclerosis in mixed connective tissue disease.\" 1979.";
         let publication = Publication { authors: vec!["Bennett".into(), "Roe-Smith".into()], ..publication() };
         let parsed = ParsedReference::of(full_names, &JournalTable::default());
-        assert_eq!(features(&parsed, &publication, &[Family::Title]).unexplained_words, 0, "given names stand by their surnames");
+        assert_eq!(
+            features(&parsed, &IndexedPublication::of(&publication), &[Family::Title]).unexplained_words,
+            0,
+            "given names stand by their surnames"
+        );
         let generic = "Diabetes in pregnancy.";
         assert!(!evidence(generic, "Diabetes in pregnancy (1979)"), "a short title never matches on its own");
         let five = "Gastrointestinal sclerosis in connective tissue disease.";
@@ -612,8 +615,9 @@ mod tests {
 
     #[test]
     fn a_notice_or_another_part_differs_from_the_publication() {
-        let feature =
-            |reference: &str| features(&ParsedReference::of(reference, &JournalTable::default()), &publication(), &[Family::Title]);
+        let feature = |reference: &str| {
+            features(&ParsedReference::of(reference, &JournalTable::default()), &IndexedPublication::of(&publication()), &[Family::Title])
+        };
         let notice =
             feature("Bennett R. Erratum: Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979.");
         assert!(notice.notice_differs && !notice.part_contradicts);
@@ -625,7 +629,7 @@ mod tests {
             "Bennett R. Gastrointestinal systemic sclerosis. Part II. Arthritis Rheum. 1979.",
             &JournalTable::default(),
         );
-        assert!(features(&parsed, &first_part, &[Family::Title]).part_contradicts);
+        assert!(features(&parsed, &IndexedPublication::of(&first_part), &[Family::Title]).part_contradicts);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod bibliographic;
 pub mod blocking;
 pub mod features;
 pub mod identifiers;
+pub mod indexed;
 pub mod journals;
 pub mod text;
 pub mod title;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 use citeflow_engine::metrics::metrics;
 use citeflow_operators::best::leaders_by_key;
-use differential_dataflow::operators::CountTotal;
+use citeflow_operators::count::count_values_total;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
@@ -31,9 +32,10 @@ use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
-use blocking::PublicationKey;
+use blocking::{BlockingKey, PublicationKey};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
+use indexed::IndexedPublication;
 use journals::JournalTable;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
@@ -114,7 +116,8 @@ pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTa
 /// Publications are held twice: their keys, as numbers in one arrangement shared by every
 /// family, and their records by [`PublicationKey`]. Keys of a limited family that more
 /// publications share than its limit (see [`blocking::BlockingKey::limit`]) are left out on the
-/// references' side, so a common key costs its count, not its pairs.
+/// references' side, so a common key costs its count, not its pairs; the counts are read from
+/// the shared arrangement, not from a copy of the keys.
 pub fn candidate_features<'scope, T>(
     publications: VecCollection<'scope, T, (String, Publication)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
@@ -128,12 +131,9 @@ where
         let publication_key = PublicationKey::of(&id);
         blocking::publication_keys(&publication, &key_journals).into_iter().map(move |key| (key, publication_key))
     });
-    let common = publication_keys
-        .clone()
-        .flat_map(|(key, _)| key.limit().map(|_| key))
-        .count_total()
-        .flat_map(|(key, count)| key.limit().is_some_and(|limit| count > limit).then_some(key));
     let index = publication_keys.arrange_by_key_named("Arrange: publication keys");
+    let common = count_values_total(index.clone(), |key: &BlockingKey| key.limit().is_some())
+        .flat_map(|(key, count)| key.limit().is_some_and(|limit| count > limit).then_some(key));
 
     let located = references.map(move |(reference, text)| {
         let locators = reference_locators(&text, &journals);
@@ -151,14 +151,14 @@ where
     // A parsed reference and a publication meet once per candidate pair: shared, not copied,
     // into the arrangements of the pairs (a merge of those arrangements then clones pointers).
     let parsed = located.map(|(reference, (text, locators))| (reference, Arc::new(ParsedReference::located(&text, locators))));
-    let records = publications.map(|(id, publication)| (PublicationKey::of(&id), Arc::new(publication)));
+    let records = publications.map(|(id, publication)| (PublicationKey::of(&id), IndexedPublication::of(&publication)));
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .join_map(parsed, |reference, (publication, families), parsed| {
             (*publication, (reference.clone(), parsed.clone(), families.clone()))
         })
         .join_map(records, |_, (reference, parsed, families), publication| {
-            (reference.clone(), (publication.id.clone(), features(parsed, publication, families)))
+            (reference.clone(), (publication.id().to_string(), features(parsed, publication, families)))
         })
 }
 

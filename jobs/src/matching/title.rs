@@ -23,7 +23,13 @@ const STOP_WORDS: &[&str] = &[
 
 /// The content words of a text: normalised, without stop words and one-letter words.
 pub fn content_words(text: &str) -> Vec<String> {
-    words(text).split(' ').filter(|w| w.len() > 1 && !STOP_WORDS.contains(w)).map(str::to_string).collect()
+    words(text).split(' ').filter(|w| is_content_word(w)).map(str::to_string).collect()
+}
+
+/// Whether a normalised word (see [`words`]) is a content word: two letters or more, not a
+/// stop word.
+pub(crate) fn is_content_word(word: &str) -> bool {
+    word.len() > 1 && !STOP_WORDS.contains(&word)
 }
 
 fn shingles(words: &[String]) -> impl Iterator<Item = String> + '_ {
@@ -51,11 +57,15 @@ pub fn reference_title_keys(reference: &str) -> Vec<String> {
 
 /// The share of a title's content words (`title`) found in the set of a reference's content
 /// words, allowing one edit in words of five letters or more (typos and OCR errors).
-pub fn containment(title: &[String], reference: &BTreeSet<String>) -> f64 {
+pub fn containment<W: AsRef<str>>(title: &[W], reference: &BTreeSet<String>) -> f64 {
     if title.is_empty() {
         return 0.0;
     }
-    let found = title.iter().filter(|w| reference.contains(*w) || (w.len() >= 5 && reference.iter().any(|r| one_edit(w, r)))).count();
+    let found = title
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|w| reference.contains(*w) || (w.len() >= 5 && reference.iter().any(|r| one_edit(w, r))))
+        .count();
     found as f64 / title.len() as f64
 }
 

@@ -1,0 +1,173 @@
+//! Counts of the values of chosen keys of an arrangement, read from the arrangement itself.
+//!
+//! Differential's `count_total` counts the records of a collection by arranging them by
+//! themselves; when the records are already arranged by key (for a join, say) and what is
+//! wanted is how many values each key has, that second arrangement holds every record again.
+//! [`count_values_total`] reads the batches of the existing arrangement instead, and for each
+//! key the batch changes (among those `counted` selects) emits the change of its count:
+//! `((key, old), time, -1)` and `((key, new), time, +1)`, a zero count being absent. Times
+//! must be totally ordered, as for `count_total`: each change is applied to the count at the
+//! time before it. The operator keeps no state beyond a handle on the trace, whose compaction
+//! it lets advance to its input frontier.
+
+use differential_dataflow::collection::AsCollection;
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::operators::arrange::Arranged;
+use differential_dataflow::trace::cursor::cursor_list;
+use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, TraceReader};
+use differential_dataflow::{ExchangeData, VecCollection};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::{CapabilitySet, Operator};
+use timely::order::TotalOrder;
+use timely::progress::{Antichain, Timestamp};
+
+/// The number of values of each key of `arranged` for which `counted` holds, as a
+/// collection of `(key, count)` (see the module documentation).
+///
+/// ```
+/// use citeflow_operators::count::count_values_total;
+/// use differential_dataflow::input::Input;
+///
+/// timely::example(|scope| {
+///     let pairs = scope.new_collection_from(vec![(1u32, 'a'), (1, 'b'), (2, 'c'), (3, 'd')]).1;
+///     // How many values the odd keys have: (1, 2) and (3, 1).
+///     count_values_total(pairs.arrange_by_key(), |key: &u32| key % 2 == 1).inspect(|x| println!("{x:?}"));
+/// });
+/// ```
+pub fn count_values_total<'scope, Tr, K, F>(
+    arranged: Arranged<'scope, Tr>,
+    counted: F,
+) -> VecCollection<'scope, Tr::Time, (K, isize), isize>
+where
+    Tr: TraceReader<Batch: Navigable, Time: TotalOrder> + Clone + 'static,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a K, Time = Tr::Time, Diff = isize>,
+    K: ExchangeData,
+    F: Fn(&K) -> bool + 'static,
+{
+    let mut trace = arranged.trace.clone();
+    arranged
+        .stream
+        .unary_frontier(Pipeline, "CountValuesTotal", move |_, _| {
+            let mut lower = Antichain::from_elem(<Tr::Time as Timestamp>::minimum());
+            let mut upper = Antichain::from_elem(<Tr::Time as Timestamp>::minimum());
+            let mut changes: Vec<(Tr::Time, isize)> = Vec::new();
+            move |(input, _frontier), output| {
+                lower.clone_from(&upper);
+                let mut capabilities = CapabilitySet::new();
+                let mut batches = Vec::new();
+                input.for_each(|capability, received| {
+                    for held in capability.retain_stamp(0).iter() {
+                        capabilities.insert(held.clone());
+                    }
+                    for batch in received.drain(..) {
+                        // Batches arrive in order: the last one's upper is the new upper.
+                        upper.clone_from(batch.upper());
+                        batches.push(batch);
+                    }
+                });
+                if !capabilities.is_empty() {
+                    let mut session = output.session(&capabilities);
+                    let (mut batch_cursor, batch_storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
+                    let (mut trace_cursor, trace_storage) =
+                        cursor_list(trace.batches_through(lower.borrow()).expect("the trace is compacted no further than its lower"));
+                    while let Some(key) = batch_cursor.get_key(&batch_storage) {
+                        if counted(key) {
+                            let mut count = 0;
+                            trace_cursor.seek_key(&trace_storage, key);
+                            if trace_cursor.get_key(&trace_storage) == Some(key) {
+                                while trace_cursor.val_valid(&trace_storage) {
+                                    trace_cursor.map_times(&trace_storage, |_, diff| count += BatchCursor::<Tr>::owned_diff(diff));
+                                    trace_cursor.step_val(&trace_storage);
+                                }
+                            }
+                            while batch_cursor.val_valid(&batch_storage) {
+                                batch_cursor.map_times(&batch_storage, |time, diff| {
+                                    changes.push((BatchCursor::<Tr>::owned_time(time), BatchCursor::<Tr>::owned_diff(diff)))
+                                });
+                                batch_cursor.step_val(&batch_storage);
+                            }
+                            consolidate(&mut changes);
+                            for (time, diff) in changes.drain(..) {
+                                if count != 0 {
+                                    session.give(((key.clone(), count), time.clone(), -1));
+                                }
+                                count += diff;
+                                if count != 0 {
+                                    session.give(((key.clone(), count), time, 1));
+                                }
+                            }
+                        }
+                        batch_cursor.step_key(&batch_storage);
+                    }
+                }
+                trace.set_logical_compaction(upper.borrow());
+                trace.set_physical_compaction(upper.borrow());
+            }
+        })
+        .as_collection()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use differential_dataflow::input::Input;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Runs rounds of (key, value, insert?) changes; returns the counts at the end, consolidated.
+    fn run(rounds: Vec<Vec<(u8, u8, bool)>>) -> BTreeMap<u8, isize> {
+        let out = Arc::new(Mutex::new(BTreeMap::new()));
+        let sink = out.clone();
+        timely::execute_directly(move |worker| {
+            let (mut input, probe) = worker.dataflow::<u32, _, _>(|scope| {
+                let (input, pairs) = scope.new_collection::<(u8, u8), isize>();
+                let sink = sink.clone();
+                let (probe, _) = count_values_total(pairs.arrange_by_key(), |key: &u8| !key.is_multiple_of(3))
+                    .inspect(move |((key, count), _, diff)| *sink.lock().unwrap().entry((*key, *count)).or_insert(0) += diff)
+                    .probe();
+                (input, probe)
+            });
+            for (round, changes) in rounds.into_iter().enumerate() {
+                for (key, value, insert) in changes {
+                    input.update((key, value), if insert { 1 } else { -1 });
+                }
+                input.advance_to(round as u32 + 1);
+                input.flush();
+                worker.step_while(|| probe.less_than(input.time()));
+            }
+        });
+        let collected = out.lock().unwrap().clone();
+        collected
+            .into_iter()
+            .filter(|(_, diff)| *diff != 0)
+            .map(|((key, count), diff)| {
+                assert_eq!(diff, 1, "one count per key");
+                (key, count)
+            })
+            .fold(BTreeMap::new(), |mut counts, (key, count)| {
+                assert!(counts.insert(key, count).is_none(), "one count per key");
+                counts
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn counts_equal_a_count_from_scratch(rounds in proptest::collection::vec(proptest::collection::vec((0u8..8, 0u8..4, any::<bool>()), 0..12), 1..8)) {
+            let mut multiset: BTreeMap<(u8, u8), isize> = BTreeMap::new();
+            for (key, value, insert) in rounds.iter().flatten() {
+                *multiset.entry((*key, *value)).or_insert(0) += if *insert { 1 } else { -1 };
+            }
+            let mut expected: BTreeMap<u8, isize> = BTreeMap::new();
+            for ((key, _), diff) in multiset {
+                if !key.is_multiple_of(3) {
+                    *expected.entry(key).or_insert(0) += diff;
+                }
+            }
+            expected.retain(|_, count| *count != 0);
+            prop_assert_eq!(run(rounds), expected);
+        }
+    }
+}
