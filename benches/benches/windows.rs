@@ -10,7 +10,7 @@
 //! - `lateness`: `judge_lateness` of the same versions as upsert arrivals keyed by record, late
 //!   once the watermark they saw reached the end of their tumbling window, and applied.
 //!
-//! The workload is deterministic: 10,000 window keys, by default 1,000,000 insertions over 100 epochs
+//! The workload (`citeflow_benches::windows`) is deterministic: 10,000 window keys, by default 1,000,000 insertions over 100 epochs
 //! with event times spread over 1,000 seconds, mostly increasing (a record lags by up to 5
 //! seconds, and one in a hundred by up to 20), then a fifth as many revisions of earlier
 //! records drawn at random (a new event time within 5 seconds of the old one, a new value), in
@@ -29,183 +29,22 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use citeflow_jobs::synthetic::Rng;
-use citeflow_operators::aggregate::{count, sum_by, Group};
-use citeflow_operators::lateness::{close_windows, judge_lateness, Arrival, Judgement, LatePolicy};
+use citeflow_benches::windows::{count_and_sum, workload, Change, Event, EventTime, Phase, Record, KEYS, TUMBLING};
+use citeflow_operators::lateness::{close_windows, judge_lateness, Judgement, LatePolicy};
 use citeflow_operators::watermark::WatermarkAdvance;
 use citeflow_operators::window::{session_aggregate, window_aggregate, Window, Windows};
 use differential_dataflow::input::Input;
-use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::input::Handle;
 use timely::dataflow::operators::vec::Input as _;
 use timely::dataflow::operators::{Inspect, Probe};
 
-/// Milliseconds since the Unix epoch, as citeflow counts event time.
-type EventTime = i64;
-
-const KEYS: u64 = 10_000;
-const EPOCHS: usize = 100;
-const PARTITIONS: u32 = 4;
-/// Where event time starts (November 2023).
-const START: EventTime = 1_700_000_000_000;
-/// The event time the insertions span, whatever their number.
-const SPAN: EventTime = 1_000_000;
-/// How far behind the greatest event time seen the watermark stays, and how far most records lag.
-const BOUND: EventTime = 5_000;
-const TUMBLING: Windows = Windows::Tumbling { size: 60_000, offset: 0 };
 const HOPPING_SIZE: EventTime = 60_000;
 const HOPPING_SLIDE: EventTime = HOPPING_SIZE / 4;
 const HOPPING: Windows = Windows::Hopping { size: HOPPING_SIZE, slide: HOPPING_SLIDE };
 const GAP: EventTime = 20_000;
 
-/// A record for the windows: key, event time and value.
-type Record = (u32, (EventTime, i64));
 /// A window row: key and window, with the count and the sum of its values.
 type Row = ((u32, Window), (i64, i64));
-
-/// One version of a record, with where it was read. The judge keys versions by `id`; the
-/// windows group records by `group`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-struct Event {
-    id: u32,
-    group: u32,
-    time: EventTime,
-    value: i64,
-    partition: u32,
-    offset: i64,
-}
-
-impl Event {
-    fn record(&self) -> Record {
-        (self.group, (self.time, self.value))
-    }
-}
-
-impl Arrival for Event {
-    type Partition = u32;
-    type Key = u32;
-    type Summary = EventTime;
-    fn position(&self) -> (u32, i64) {
-        (self.partition, self.offset)
-    }
-    fn key(&self) -> &u32 {
-        &self.id
-    }
-    fn summary(&self) -> Option<EventTime> {
-        Some(self.time)
-    }
-}
-
-enum Change {
-    Insert(Event),
-    Revise { old: Event, new: Event },
-}
-
-impl Change {
-    /// The version that arrives.
-    fn arrival(&self) -> Event {
-        match self {
-            Change::Insert(event) | Change::Revise { new: event, .. } => *event,
-        }
-    }
-
-    /// Updates to the windows' input.
-    fn updates(&self) -> usize {
-        match self {
-            Change::Insert(_) => 1,
-            Change::Revise { .. } => 2,
-        }
-    }
-}
-
-/// What one epoch brings: the watermark advance decided from the epochs before, and changes.
-struct Epoch {
-    advance: Option<WatermarkAdvance<u32>>,
-    changes: Vec<Change>,
-}
-
-/// A phase of the workload, with the live records' count and value sum at its end.
-struct Phase {
-    name: &'static str,
-    epochs: Vec<Epoch>,
-    live: i64,
-    value_sum: i64,
-}
-
-/// Versions of records, read round-robin by id from the partitions, and the watermark.
-struct Generator {
-    rng: Rng,
-    offsets: Vec<i64>,
-    latest: EventTime,
-    watermark: Option<EventTime>,
-}
-
-impl Generator {
-    fn version(&mut self, id: u32, group: u32, time: EventTime) -> Event {
-        let partition = id % PARTITIONS;
-        let offset = self.offsets[partition as usize];
-        self.offsets[partition as usize] += 1;
-        self.latest = self.latest.max(time);
-        Event { id, group, time, value: self.rng.below(1_000) as i64, partition, offset }
-    }
-
-    fn insertion(&mut self, index: usize, of: usize) -> Event {
-        let lag = if self.rng.below(100) == 0 { 4 * BOUND } else { BOUND };
-        let time = START + SPAN * index as EventTime / of as EventTime - self.rng.below(lag as u64) as EventTime;
-        let group = self.rng.below(KEYS) as u32;
-        self.version(index as u32, group, time)
-    }
-
-    fn revision(&mut self, old: &Event) -> Event {
-        let time = old.time + self.rng.below(2 * BOUND as u64 + 1) as EventTime - BOUND;
-        self.version(old.id, old.group, time)
-    }
-
-    /// The advance justified by the records so far, unless the watermark would not move.
-    fn advance(&mut self) -> Option<WatermarkAdvance<u32>> {
-        let watermark = self.latest - BOUND;
-        if self.watermark.is_some_and(|current| current >= watermark) {
-            return None;
-        }
-        self.watermark = Some(watermark);
-        let positions = self.offsets.iter().enumerate().map(|(partition, offset)| (partition as u32, *offset)).collect();
-        Some(WatermarkAdvance { watermark, positions })
-    }
-}
-
-/// `insertions` records (evenly spread over `SPAN` of event time, before lags) in `EPOCHS`
-/// epochs, then `revisions` revisions in epochs of the same size.
-fn workload(insertions: usize, revisions: usize) -> Vec<Phase> {
-    assert!(insertions > 0, "the workload needs insertions");
-    let mut generator = Generator { rng: Rng::new(7), offsets: vec![0; PARTITIONS as usize], latest: EventTime::MIN, watermark: None };
-    let per_epoch = insertions.div_ceil(EPOCHS);
-    let mut live: Vec<Event> = Vec::with_capacity(insertions);
-    let mut phases = Vec::new();
-    for (name, count) in [("insert", insertions), ("revise", revisions)] {
-        let mut epochs = Vec::new();
-        for first in (0..count).step_by(per_epoch) {
-            let advance = if live.is_empty() { None } else { generator.advance() };
-            let changes = (first..count.min(first + per_epoch))
-                .map(|index| {
-                    if name == "insert" {
-                        let event = generator.insertion(index, insertions);
-                        live.push(event);
-                        Change::Insert(event)
-                    } else {
-                        let slot = generator.rng.below(live.len() as u64) as usize;
-                        let old = live[slot];
-                        let new = generator.revision(&old);
-                        live[slot] = new;
-                        Change::Revise { old, new }
-                    }
-                })
-                .collect();
-            epochs.push(Epoch { advance, changes });
-        }
-        phases.push(Phase { name, epochs, live: live.len() as i64, value_sum: live.iter().map(|e| e.value).sum() });
-    }
-    phases
-}
 
 /// One timed phase of a scenario.
 struct Measurement {
@@ -250,10 +89,6 @@ impl Shape {
             Shape::Hopping => HOPPING_SIZE / HOPPING_SLIDE,
         }
     }
-}
-
-fn count_and_sum(values: &Group<'_, i64>) -> (i64, i64) {
-    (count(values), sum_by(|value: &i64| *value)(values))
 }
 
 /// The windows' output so far, accumulated: rows (and closed rows), with their counts and sums.
