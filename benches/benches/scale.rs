@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use citeflow_benches::sample_dir;
 use citeflow_engine::config::EngineConfig;
+use citeflow_engine::metrics::metrics;
 use citeflow_engine::worker::timely_config;
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::domain::Publication;
@@ -124,6 +125,7 @@ fn main() {
     timely::execute(config, move |worker| {
         let (sink, timing_sink, matcher) = (sink.clone(), timing_sink.clone(), matcher.clone());
         let (index, peers) = (worker.index(), worker.peers());
+        citeflow_engine::introspection::install(worker, metrics());
         let (mut publication_input, mut reference_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
             let (reference_input, references) = scope.new_collection::<(citeflow_jobs::domain::ReferenceKey, String), isize>();
@@ -164,6 +166,11 @@ fn main() {
             worker.step();
         }
         let indexed_memory = (memory("VmRSS:"), allocator());
+        if index == 0 {
+            for (updates, labels) in series("citeflow_arrangement_records").into_iter().filter(|(updates, _)| *updates > 0.0) {
+                println!("indexed: holds {updates:>11.0} updates {labels}");
+            }
+        }
         let clock = Instant::now();
         for (number, text) in texts.iter().enumerate().skip(index).step_by(peers) {
             reference_input.insert((("bench".to_string(), number as u32), text.clone()));
@@ -194,10 +201,28 @@ fn main() {
         per_publication(indexed_allocator.0, allocator_before.0),
         per_publication(indexed_allocator.1, allocator_before.1)
     );
+    for (seconds, labels) in series("citeflow_operator_busy_seconds_total").into_iter().take(12) {
+        println!("busy {seconds:>7.2} s {labels}");
+    }
     println!("total {:.1}s", started.elapsed().as_secs_f64());
     println!(
         "scale: publications {publications} references {references} index_per_s {index_rate:.0} match_per_s {match_rate:.0} bytes_per_publication {state:.0}"
     );
+}
+
+/// The series `name` of the engine's metrics, largest value first, with their labels.
+fn series(name: &str) -> Vec<(f64, String)> {
+    let mut found: Vec<(f64, String)> = metrics()
+        .render()
+        .lines()
+        .filter_map(|line| line.strip_prefix(name))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((value.parse().ok()?, labels.to_string()))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.total_cmp(&a.0));
+    found
 }
 
 /// How long the workers run idle after indexing before the state is measured: longer than

@@ -183,8 +183,10 @@ pub struct ParsedReference {
     pub notice: bool,
     /// The part of a series it names, if any (see [`part_number`]).
     pub part: Option<u32>,
-    /// The words of its links (URLs, DOIs), which say nothing against a candidate.
-    pub link_words: BTreeSet<String>,
+    /// The distinct content words that only a candidate can explain: not numbers, longer than
+    /// two letters, not citation scaffolding or month names, not words of the reference's own
+    /// links (URLs, DOIs), which say nothing against a candidate.
+    pub open_words: Vec<String>,
 }
 
 impl ParsedReference {
@@ -196,16 +198,33 @@ impl ParsedReference {
     /// Parses `reference`, whose locators (see [`reference_locators`]) are already read.
     pub fn located(reference: &str, locators: ReferenceLocators) -> Self {
         let content_words = content_words(reference);
+        let distinct_words: BTreeSet<String> = content_words.iter().cloned().collect();
+        let open_words = open_words(&distinct_words, links(reference).flat_map(super::title::content_words).collect());
         ParsedReference {
             locators: ReferenceLocators { keys: Vec::new(), ..locators },
-            distinct_words: content_words.iter().cloned().collect(),
+            distinct_words,
             content_words,
             words: words(reference).split(' ').map(str::to_string).collect(),
             notice: is_notice(reference),
             part: part_number(reference),
-            link_words: links(reference).flat_map(super::title::content_words).collect(),
+            open_words,
         }
     }
+}
+
+/// The words of `distinct` that only a candidate can explain (see [`ParsedReference::open_words`]).
+fn open_words(distinct: &BTreeSet<String>, link_words: BTreeSet<String>) -> Vec<String> {
+    distinct
+        .iter()
+        .filter(|w| {
+            !w.chars().all(|c| c.is_ascii_digit())
+                && w.len() > 2
+                && !SCAFFOLDING.contains(&w.as_str())
+                && !MONTHS.contains(&w.as_str())
+                && !link_words.contains(*w)
+        })
+        .cloned()
+        .collect()
 }
 
 /// Computes the features of a pair found by `families`.
@@ -261,15 +280,10 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         }
     }
     let unexplained_words = reference
-        .distinct_words
+        .open_words
         .iter()
         .filter(|w| {
-            !w.chars().all(|c| c.is_ascii_digit())
-                && w.len() > 2
-                && !SCAFFOLDING.contains(&w.as_str())
-                && !MONTHS.contains(&w.as_str())
-                && !reference.link_words.contains(*w)
-                && !known.contains(&w.as_str())
+            !known.contains(&w.as_str())
                 && !near_authors.contains(w.as_str())
                 && !title_words.iter().any(|t| t == w || (w.len() >= 5 && one_edit(t, w)))
         })
