@@ -1,12 +1,16 @@
-//! Micro-benchmarks of the per-record work of the citation job: decoding, key extraction.
+//! Micro-benchmarks of the per-record work of the citation job: decoding, key extraction,
+//! parsing a reference for its features.
 
 use citeflow_benches::{epmc_records, gold_references};
 use citeflow_connectors::kafka::source::KafkaMessage;
 use citeflow_jobs::envelope::{decode, TopicRoles};
 use citeflow_jobs::loader::{envelope, publication_key};
 use citeflow_jobs::matching::bibliographic::reference_locators;
+use citeflow_jobs::matching::blocking::reference_keys;
+use citeflow_jobs::matching::features::ParsedReference;
 use citeflow_jobs::matching::identifiers::find_identifiers;
 use citeflow_jobs::matching::journals::JournalTable;
+use citeflow_jobs::matching::title::reference_title_keys;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn references(c: &mut Criterion) {
@@ -18,6 +22,14 @@ fn references(c: &mut Criterion) {
         b.iter(|| references.iter().map(|r| reference_locators(r, &journals).keys.len()).sum::<usize>())
     });
     group.bench_function("identifiers", |b| b.iter(|| references.iter().map(|r| find_identifiers(r).len()).sum::<usize>()));
+    let located: Vec<_> = references.iter().map(|r| reference_locators(r, &journals)).collect();
+    group.bench_function("blocking_keys", |b| {
+        b.iter(|| references.iter().zip(&located).map(|(r, l)| reference_keys(r, l).len()).sum::<usize>())
+    });
+    group.bench_function("title_keys", |b| b.iter(|| references.iter().map(|r| reference_title_keys(r).len()).sum::<usize>()));
+    group.bench_function("parse", |b| {
+        b.iter(|| references.iter().zip(&located).map(|(r, l)| ParsedReference::located(r, l.clone()).words.len()).sum::<usize>())
+    });
     group.finish();
 }
 

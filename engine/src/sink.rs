@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
@@ -188,6 +189,34 @@ pub struct SinkProgress<'a> {
     pub completed: Completed,
 }
 
+/// The updates of `records`, consolidated on the worker that produced them once their epoch is
+/// complete: only net changes travel to the worker that commits (a row revised within an
+/// epoch, or a position moved several times, sends one update, or none). What it holds is the
+/// updates of the epochs not yet complete.
+fn consolidated_epochs<'scope>(records: VecCollection<'scope, Epoch, SinkRecord>) -> VecCollection<'scope, Epoch, SinkRecord> {
+    let mut waiting: BTreeMap<Epoch, (Capability<Epoch>, Vec<(SinkRecord, Epoch, isize)>)> = BTreeMap::new();
+    records
+        .inner
+        .unary_frontier(Pipeline, "ConsolidateEpochs", move |_, _| {
+            move |(input, frontier), output| {
+                input.for_each(|capability, updates| {
+                    for (record, time, diff) in updates.drain(..) {
+                        waiting.entry(time).or_insert_with(|| (capability.delayed(&time, 0), Vec::new())).1.push((record, time, diff));
+                    }
+                });
+                while let Some(entry) = waiting.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (capability, mut updates) = entry.remove();
+                    differential_dataflow::consolidation::consolidate_updates(&mut updates);
+                    output.session(&capability).give_container(&mut updates);
+                }
+            }
+        })
+        .as_collection()
+}
+
 /// Writes the views, source positions and dead letters through `committer` (which only
 /// worker 0 needs to hold), withholding output until `target` is reached.
 pub fn commit_views<'scope, C: Committer>(
@@ -199,7 +228,7 @@ pub fn commit_views<'scope, C: Committer>(
     progress: SinkProgress<'_>,
 ) {
     let records = views.map(SinkRecord::View).concat(positions.map(SinkRecord::Position)).concat(dead_letters.map(SinkRecord::DeadLetter));
-    let records = records.inner.probe_with(progress.probe).as_collection();
+    let records = consolidated_epochs(records).inner.probe_with(progress.probe).as_collection();
     let completed = progress.completed;
 
     let Some(committer) = committer else {

@@ -33,15 +33,10 @@ pub fn publication_author_keys(authors: &[String], year: Option<i32>) -> Vec<Str
     words(first).split(' ').filter(|w| is_key_word(w)).map(|word| author_key(word, year)).collect()
 }
 
-/// The leading words of a reference that may name its first author.
-fn leading_words(reference: &str) -> Vec<String> {
-    words(reference).split(' ').take(LEADING_WORDS).map(str::to_string).collect()
-}
-
-/// The author keys of a reference: its first surname-like leading word with each of `years`.
-pub fn reference_author_keys(reference: &str, years: &[i32]) -> Vec<String> {
-    let leading = leading_words(reference);
-    let Some(word) = leading.iter().find(|w| is_key_word(w)) else { return Vec::new() };
+/// The author keys of a reference whose normalised words (in order, as [`words`] gives them)
+/// are `reference_words`: its first surname-like leading word with each of `years`.
+pub fn reference_author_keys(reference_words: &[String], years: &[i32]) -> Vec<String> {
+    let Some(word) = reference_words.iter().take(LEADING_WORDS).find(|w| is_key_word(w)) else { return Vec::new() };
     years.iter().map(|year| author_key(word, *year)).collect()
 }
 
@@ -77,7 +72,8 @@ mod tests {
 
     fn shares_key(reference: &str, reference_years: &[i32], authors: &[&str], year: i32) -> bool {
         let authors: Vec<String> = authors.iter().map(|a| a.to_string()).collect();
-        let from_reference = reference_author_keys(reference, reference_years);
+        let reference_words: Vec<String> = words(reference).split(' ').map(str::to_string).collect();
+        let from_reference = reference_author_keys(&reference_words, reference_years);
         publication_author_keys(&authors, Some(year)).iter().any(|k| from_reference.contains(k))
     }
 

@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::authors::{publication_author_keys, reference_author_keys};
-use super::bibliographic::ReferenceLocators;
 use super::features::Family;
+use super::features::ParsedReference;
 use super::identifiers::{find_identifiers, Identifier};
 use super::journals::JournalTable;
 use super::text::stable_hash;
@@ -100,12 +100,13 @@ pub fn publication_keys(publication: &Publication, journals: &JournalTable) -> V
     keys
 }
 
-/// Every blocking key of a reference, whose locators are already read.
-pub fn reference_keys(text: &str, locators: &ReferenceLocators) -> Vec<BlockingKey> {
+/// Every blocking key of a reference `text`: its identifiers, its `bibliographic` keys (see
+/// [`super::bibliographic::ReferenceLocators::keys`]) and the title and author keys of its words, already `parsed`.
+pub fn reference_keys(text: &str, bibliographic: &[String], parsed: &ParsedReference) -> Vec<BlockingKey> {
     let mut keys: Vec<BlockingKey> = find_identifiers(text).iter().map(identifier_key).collect();
-    keys.extend(locators.keys.iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
-    keys.extend(reference_title_keys(text).iter().map(|k| BlockingKey::new(Family::Title, k)));
-    keys.extend(reference_author_keys(text, &locators.years).iter().map(|k| BlockingKey::new(Family::Author, k)));
+    keys.extend(bibliographic.iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
+    keys.extend(reference_title_keys(&parsed.content_words).iter().map(|k| BlockingKey::new(Family::Title, k)));
+    keys.extend(reference_author_keys(&parsed.words, &parsed.locators.years).iter().map(|k| BlockingKey::new(Family::Author, k)));
     keys.sort();
     keys.dedup();
     keys
@@ -157,7 +158,7 @@ mod tests {
         let journals = JournalTable::default();
         let text = "Bennett T. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30. PMID: 123";
         let locators = super::super::bibliographic::reference_locators(text, &journals);
-        let shared: Vec<Family> = reference_keys(text, &locators)
+        let shared: Vec<Family> = reference_keys(text, &locators.keys, &ParsedReference::located(text, locators.clone()))
             .into_iter()
             .filter(|k| publication_keys(&publication, &journals).contains(k))
             .map(BlockingKey::family)

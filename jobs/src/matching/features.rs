@@ -11,7 +11,7 @@ use super::text::words;
 use std::collections::BTreeSet;
 
 use super::indexed::IndexedPublication;
-use super::title::{containment, content_words, one_edit};
+use super::title::{containment, is_content_word, one_edit};
 use super::variants::{is_notice, part_number};
 use super::Method;
 
@@ -197,14 +197,15 @@ impl ParsedReference {
 
     /// Parses `reference`, whose locators (see [`reference_locators`]) are already read.
     pub fn located(reference: &str, locators: ReferenceLocators) -> Self {
-        let content_words = content_words(reference);
+        let words: Vec<String> = words(reference).split(' ').map(str::to_string).collect();
+        let content_words: Vec<String> = words.iter().filter(|w| is_content_word(w)).cloned().collect();
         let distinct_words: BTreeSet<String> = content_words.iter().cloned().collect();
         let open_words = open_words(&distinct_words, links(reference).flat_map(super::title::content_words).collect());
         ParsedReference {
             locators: ReferenceLocators { keys: Vec::new(), ..locators },
             distinct_words,
             content_words,
-            words: words(reference).split(' ').map(str::to_string).collect(),
+            words,
             notice: is_notice(reference),
             part: part_number(reference),
             open_words,

@@ -135,22 +135,23 @@ where
     let common = count_values_total(index.clone(), |key: &BlockingKey| key.limit().is_some())
         .flat_map(|(key, count)| key.limit().is_some_and(|limit| count > limit).then_some(key));
 
-    let located = references.map(move |(reference, text)| {
-        let locators = reference_locators(&text, &journals);
-        (reference, (text, locators))
+    // A reference is parsed once, for its keys and its features. A parsed reference and a
+    // publication meet once per candidate pair: shared, not copied, into the arrangements of
+    // the pairs (a merge of those arrangements then clones pointers).
+    let parsed = references.map(move |(reference, text)| {
+        let mut locators = reference_locators(&text, &journals);
+        let bibliographic = std::mem::take(&mut locators.keys);
+        let parsed = ParsedReference::located(&text, locators);
+        (reference, (blocking::reference_keys(&text, &bibliographic, &parsed), Arc::new(parsed)))
     });
-    let families = located
+    let families = parsed
         .clone()
-        .flat_map(|(reference, (text, locators))| {
-            blocking::reference_keys(&text, &locators).into_iter().map(move |key| (key, reference.clone()))
-        })
+        .flat_map(|(reference, (keys, _))| keys.into_iter().map(move |key| (key, reference.clone())))
         .antijoin(common)
         .arrange_by_key_named("Arrange: reference keys")
         .join_core(index, |key, reference, publication| Some(((reference.clone(), *publication), key.family())))
         .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
-    // A parsed reference and a publication meet once per candidate pair: shared, not copied,
-    // into the arrangements of the pairs (a merge of those arrangements then clones pointers).
-    let parsed = located.map(|(reference, (text, locators))| (reference, Arc::new(ParsedReference::located(&text, locators))));
+    let parsed = parsed.map(|(reference, (_, parsed))| (reference, parsed));
     let records = publications.map(|(id, publication)| (PublicationKey::of(&id), IndexedPublication::of(&publication)));
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
