@@ -7,7 +7,8 @@
 //!
 //! State per publication is the growth of the process's resident memory from before indexing
 //! to after it (the generated input is allocated before), once the arrangements have merged
-//! (the job's timely configuration: idle merging; twelve seconds idle, longer than jemalloc's ten-second decay of freed pages).
+//! (the job's timely configuration: idle merging) for `CITEFLOW_BENCH_SETTLE` seconds (12: longer than
+//! jemalloc's ten-second decay of freed pages; the merges of 10M publications take longer).
 //!
 //!     cargo bench -p citeflow-benches --bench scale
 //!     CITEFLOW_BENCH_PUBLICATIONS=200000 CITEFLOW_BENCH_REFERENCES=20000 CITEFLOW_BENCH_WORKERS=2 cargo bench -p citeflow-benches --bench scale
@@ -105,6 +106,7 @@ fn main() {
     );
     let workers = setting("CITEFLOW_BENCH_WORKERS", 1);
     let batch = setting("CITEFLOW_BENCH_BATCH", 100_000).max(1);
+    let settle = Duration::from_secs(setting("CITEFLOW_BENCH_SETTLE", 12) as u64);
     let (memory_before, allocator_before) = (memory("VmRSS:"), allocator());
     println!(
         "{} indexed publications, {} references, {workers} worker(s), epochs of {batch}; generated with peak memory {:.2} GiB",
@@ -162,7 +164,7 @@ fn main() {
         let indexing = clock.elapsed();
         // The arrangements merge what they hold while idle, as in the job (idle merge effort).
         let idle = Instant::now();
-        while idle.elapsed() < SETTLE {
+        while idle.elapsed() < settle {
             worker.step();
         }
         let indexed_memory = (memory("VmRSS:"), allocator());
@@ -224,9 +226,5 @@ fn series(name: &str) -> Vec<(f64, String)> {
     found.sort_by(|a, b| b.0.total_cmp(&a.0));
     found
 }
-
-/// How long the workers run idle after indexing before the state is measured: longer than
-/// jemalloc takes to return freed pages (ten seconds).
-const SETTLE: Duration = Duration::from_secs(12);
 
 const GIB: f64 = (1u64 << 30) as f64;

@@ -1,14 +1,16 @@
-//! Counts of the values of chosen keys of an arrangement, read from the arrangement itself.
+//! The keys of an arrangement with more values than a limit, read from the arrangement itself.
 //!
 //! Differential's `count_total` counts the records of a collection by arranging them by
 //! themselves; when the records are already arranged by key (for a join, say) and what is
-//! wanted is how many values each key has, that second arrangement holds every record again.
-//! [`count_values_total`] reads the batches of the existing arrangement instead, and for each
-//! key the batch changes (among those `counted` selects) emits the change of its count:
-//! `((key, old), time, -1)` and `((key, new), time, +1)`, a zero count being absent. Times
-//! must be totally ordered, as for `count_total`: each change is applied to the count at the
-//! time before it. The operator keeps no state beyond a handle on the trace, whose compaction
-//! it lets advance to its input frontier.
+//! wanted is which keys have too many values, that second arrangement holds every record
+//! again, and every count change travels downstream. [`keys_over_limit`] reads the batches of
+//! the existing arrangement instead, counts the values of each key the batch changes (among
+//! those with a limit), and emits `(key, time, +1)` when the count rises above the key's limit
+//! and `(key, time, -1)` when it falls back: the output is the collection of keys over their
+//! limit, and it changes only when a key crosses it. Times must be totally ordered, as for
+//! `count_total`: each change is applied to the count at the time before it. The operator
+//! keeps no state beyond a handle on the trace, whose compaction it lets advance to its input
+//! frontier.
 
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::consolidation::consolidate;
@@ -21,33 +23,30 @@ use timely::dataflow::operators::{CapabilitySet, Operator};
 use timely::order::TotalOrder;
 use timely::progress::{Antichain, Timestamp};
 
-/// The number of values of each key of `arranged` for which `counted` holds, as a
-/// collection of `(key, count)` (see the module documentation).
+/// The keys of `arranged` with more values than `limit` gives them (`None`: no limit), as a
+/// collection (see the module documentation).
 ///
 /// ```
-/// use citeflow_operators::count::count_values_total;
+/// use citeflow_operators::count::keys_over_limit;
 /// use differential_dataflow::input::Input;
 ///
 /// timely::example(|scope| {
-///     let pairs = scope.new_collection_from(vec![(1u32, 'a'), (1, 'b'), (2, 'c'), (3, 'd')]).1;
-///     // How many values the odd keys have: (1, 2) and (3, 1).
-///     count_values_total(pairs.arrange_by_key(), |key: &u32| key % 2 == 1).inspect(|x| println!("{x:?}"));
+///     let pairs = scope.new_collection_from(vec![(1u32, 'a'), (1, 'b'), (2, 'c'), (2, 'd'), (3, 'e')]).1;
+///     // The odd keys with more than one value: 1.
+///     keys_over_limit(pairs.arrange_by_key(), |key: &u32| (key % 2 == 1).then_some(1)).inspect(|x| println!("{x:?}"));
 /// });
 /// ```
-pub fn count_values_total<'scope, Tr, K, F>(
-    arranged: Arranged<'scope, Tr>,
-    counted: F,
-) -> VecCollection<'scope, Tr::Time, (K, isize), isize>
+pub fn keys_over_limit<'scope, Tr, K, F>(arranged: Arranged<'scope, Tr>, limit: F) -> VecCollection<'scope, Tr::Time, K, isize>
 where
     Tr: TraceReader<Batch: Navigable, Time: TotalOrder> + Clone + 'static,
     for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a K, Time = Tr::Time, Diff = isize>,
     K: ExchangeData,
-    F: Fn(&K) -> bool + 'static,
+    F: Fn(&K) -> Option<isize> + 'static,
 {
     let mut trace = arranged.trace.clone();
     arranged
         .stream
-        .unary_frontier(Pipeline, "CountValuesTotal", move |_, _| {
+        .unary_frontier(Pipeline, "KeysOverLimit", move |_, _| {
             let mut lower = Antichain::from_elem(<Tr::Time as Timestamp>::minimum());
             let mut upper = Antichain::from_elem(<Tr::Time as Timestamp>::minimum());
             let mut changes: Vec<(Tr::Time, isize)> = Vec::new();
@@ -71,7 +70,7 @@ where
                     let (mut trace_cursor, trace_storage) =
                         cursor_list(trace.batches_through(lower.borrow()).expect("the trace is compacted no further than its lower"));
                     while let Some(key) = batch_cursor.get_key(&batch_storage) {
-                        if counted(key) {
+                        if let Some(limit) = limit(key) {
                             let mut count = 0;
                             trace_cursor.seek_key(&trace_storage, key);
                             if trace_cursor.get_key(&trace_storage) == Some(key) {
@@ -88,12 +87,10 @@ where
                             }
                             consolidate(&mut changes);
                             for (time, diff) in changes.drain(..) {
-                                if count != 0 {
-                                    session.give(((key.clone(), count), time.clone(), -1));
-                                }
+                                let was_over = count > limit;
                                 count += diff;
-                                if count != 0 {
-                                    session.give(((key.clone(), count), time, 1));
+                                if was_over != (count > limit) {
+                                    session.give((key.clone(), time, if was_over { -1 } else { 1 }));
                                 }
                             }
                         }
@@ -117,7 +114,7 @@ mod tests {
 
     use super::*;
 
-    /// Runs rounds of (key, value, insert?) changes; returns the counts at the end, consolidated.
+    /// Runs rounds of (key, value, insert?) changes; returns the keys over their limit at the end.
     fn run(rounds: Vec<Vec<(u8, u8, bool)>>) -> BTreeMap<u8, isize> {
         let out = Arc::new(Mutex::new(BTreeMap::new()));
         let sink = out.clone();
@@ -125,8 +122,8 @@ mod tests {
             let (mut input, probe) = worker.dataflow::<u32, _, _>(|scope| {
                 let (input, pairs) = scope.new_collection::<(u8, u8), isize>();
                 let sink = sink.clone();
-                let (probe, _) = count_values_total(pairs.arrange_by_key(), |key: &u8| !key.is_multiple_of(3))
-                    .inspect(move |((key, count), _, diff)| *sink.lock().unwrap().entry((*key, *count)).or_insert(0) += diff)
+                let (probe, _) = keys_over_limit(pairs.arrange_by_key(), limit)
+                    .inspect(move |(key, _, diff)| *sink.lock().unwrap().entry(*key).or_insert(0) += diff)
                     .probe();
                 (input, probe)
             });
@@ -139,34 +136,29 @@ mod tests {
                 worker.step_while(|| probe.less_than(input.time()));
             }
         });
-        let collected = out.lock().unwrap().clone();
-        collected
-            .into_iter()
-            .filter(|(_, diff)| *diff != 0)
-            .map(|((key, count), diff)| {
-                assert_eq!(diff, 1, "one count per key");
-                (key, count)
-            })
-            .fold(BTreeMap::new(), |mut counts, (key, count)| {
-                assert!(counts.insert(key, count).is_none(), "one count per key");
-                counts
-            })
+        let mut over = out.lock().unwrap().clone();
+        over.retain(|_, diff| *diff != 0);
+        over
+    }
+
+    /// Keys that are multiples of three have no limit; the others may have one value.
+    fn limit(key: &u8) -> Option<isize> {
+        (!key.is_multiple_of(3)).then_some(1)
     }
 
     proptest! {
         #[test]
-        fn counts_equal_a_count_from_scratch(rounds in proptest::collection::vec(proptest::collection::vec((0u8..8, 0u8..4, any::<bool>()), 0..12), 1..8)) {
+        fn the_keys_over_their_limit_equal_a_count_from_scratch(rounds in proptest::collection::vec(proptest::collection::vec((0u8..8, 0u8..4, any::<bool>()), 0..12), 1..8)) {
             let mut multiset: BTreeMap<(u8, u8), isize> = BTreeMap::new();
             for (key, value, insert) in rounds.iter().flatten() {
                 *multiset.entry((*key, *value)).or_insert(0) += if *insert { 1 } else { -1 };
             }
-            let mut expected: BTreeMap<u8, isize> = BTreeMap::new();
+            let mut counts: BTreeMap<u8, isize> = BTreeMap::new();
             for ((key, _), diff) in multiset {
-                if !key.is_multiple_of(3) {
-                    *expected.entry(key).or_insert(0) += diff;
-                }
+                *counts.entry(key).or_insert(0) += diff;
             }
-            expected.retain(|_, count| *count != 0);
+            let expected: BTreeMap<u8, isize> =
+                counts.into_iter().filter(|(key, count)| limit(key).is_some_and(|limit| *count > limit)).map(|(key, _)| (key, 1)).collect();
             prop_assert_eq!(run(rounds), expected);
         }
     }

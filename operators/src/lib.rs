@@ -1,5 +1,5 @@
 //! Reusable dataflow operators, generic over their record types: upsert streams into
-//! differential collections, validation with dead-lettering, the best value per key, counts read from an arrangement, batched
+//! differential collections, validation with dead-lettering, the best value per key, keys over a limit read from an arrangement, batched
 //! model inference, and event time — watermarks, windows, completeness and lateness.
 // A dead letter carries the original message bytes by design; it travels as the `Err` of
 // decoding and is not worth boxing.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use citeflow_engine::metrics::metrics;
 use citeflow_operators::best::leaders_by_key;
-use citeflow_operators::count::count_values_total;
+use citeflow_operators::count::keys_over_limit;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
@@ -132,8 +132,7 @@ where
         blocking::publication_keys(&publication, &key_journals).into_iter().map(move |key| (key, publication_key))
     });
     let index = publication_keys.arrange_by_key_named("Arrange: publication keys");
-    let common = count_values_total(index.clone(), |key: &BlockingKey| key.limit().is_some())
-        .flat_map(|(key, count)| key.limit().is_some_and(|limit| count > limit).then_some(key));
+    let common = keys_over_limit(index.clone(), |key: &BlockingKey| key.limit());
 
     // A reference is parsed once, for its keys and its features. A parsed reference and a
     // publication meet once per candidate pair: shared, not copied, into the arrangements of
