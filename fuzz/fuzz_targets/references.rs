@@ -6,12 +6,10 @@
 
 use std::sync::OnceLock;
 
-use citeflow_jobs::matching::authors::reference_author_keys;
 use citeflow_jobs::matching::bibliographic::reference_locators;
+use citeflow_jobs::matching::blocking::reference_keys;
 use citeflow_jobs::matching::features::ParsedReference;
-use citeflow_jobs::matching::identifiers::find_identifiers;
 use citeflow_jobs::matching::journals::JournalTable;
-use citeflow_jobs::matching::title::reference_title_keys;
 use citeflow_jobs::references::split_reference_section;
 use libfuzzer_sys::fuzz_target;
 
@@ -23,10 +21,9 @@ fn journals() -> &'static JournalTable {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     for reference in std::iter::once(text.to_string()).chain(split_reference_section(&text)) {
-        let _ = find_identifiers(&reference);
-        let _ = reference_locators(&reference, journals());
-        let _ = reference_title_keys(&reference);
-        let _ = reference_author_keys(&reference, &[1977, 2021]);
-        let _ = ParsedReference::of(&reference, journals());
+        let mut locators = reference_locators(&reference, journals());
+        let bibliographic = std::mem::take(&mut locators.keys);
+        let parsed = ParsedReference::located(&reference, locators);
+        let _ = reference_keys(&reference, &bibliographic, &parsed);
     }
 });
