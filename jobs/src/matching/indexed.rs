@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::text::{first_page, last_page, leading_number, words};
-use super::title::{content_words, is_content_word};
+use super::title::is_content_word;
 use super::variants::{is_notice, part_number};
 use crate::domain::Publication;
 
@@ -50,30 +50,34 @@ pub struct IndexedPublication {
 }
 
 impl IndexedPublication {
-    /// The indexed form of `publication`.
+    /// The indexed form of `publication`, written into one buffer field by field.
     pub fn of(publication: &Publication) -> Self {
-        let content = |text: &Option<String>| text.as_deref().map(content_words).unwrap_or_default().join(" ");
-        let authors: Vec<String> = publication.authors.iter().map(|a| words(a)).collect();
-        let pages = publication.pages.as_deref();
-        let number = |value: Option<String>| value.unwrap_or_default();
-        let title = publication.title.as_deref().unwrap_or("");
-        let fields = [
-            content(&publication.title),
-            content(&publication.journal_abbreviation),
-            content(&publication.journal_title),
-            authors.join(&AUTHOR.to_string()),
-            number(publication.volume.as_deref().and_then(leading_number)),
-            number(publication.issue.as_deref().and_then(leading_number)),
-            number(pages.and_then(first_page)),
-            number(pages.and_then(last_page)),
-            publication.id.clone(),
-        ];
-        IndexedPublication {
-            fields: fields.join(&FIELD.to_string()).into(),
-            year: publication.year,
-            part: part_number(title),
-            notice: is_notice(title),
+        let mut packed = String::with_capacity(256);
+        for text in [&publication.title, &publication.journal_abbreviation, &publication.journal_title] {
+            push_content_words(&mut packed, text.as_deref().unwrap_or(""));
+            packed.push(FIELD);
         }
+        for (n, author) in publication.authors.iter().enumerate() {
+            if n > 0 {
+                packed.push(AUTHOR);
+            }
+            packed.push_str(&words(author));
+        }
+        packed.push(FIELD);
+        let pages = publication.pages.as_deref();
+        let numbers = [
+            publication.volume.as_deref().and_then(leading_number),
+            publication.issue.as_deref().and_then(leading_number),
+            pages.and_then(first_page),
+            pages.and_then(last_page),
+        ];
+        for number in numbers {
+            packed.push_str(number.as_deref().unwrap_or(""));
+            packed.push(FIELD);
+        }
+        packed.push_str(&publication.id);
+        let title = publication.title.as_deref().unwrap_or("");
+        IndexedPublication { fields: packed.into(), year: publication.year, part: part_number(title), notice: is_notice(title) }
     }
 
     fn field(&self, field: Packed) -> &str {
@@ -147,6 +151,17 @@ impl IndexedPublication {
     /// Whether the title reads as a notice (see [`is_notice`]).
     pub fn notice(&self) -> bool {
         self.notice
+    }
+}
+
+/// Appends the content words of `text` (see [`content_words`](super::title::content_words)),
+/// separated by spaces.
+fn push_content_words(packed: &mut String, text: &str) {
+    for (n, word) in words(text).split(' ').filter(|w| is_content_word(w)).enumerate() {
+        if n > 0 {
+            packed.push(' ');
+        }
+        packed.push_str(word);
     }
 }
 
