@@ -22,11 +22,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cd "$root"
-
-die() { echo "run.sh: $*" >&2; exit 2; }
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
+# shellcheck source=../script.sh
+source "$here/../script.sh"
 
 names=() indexes=() golds=()
 default=1
