@@ -11,6 +11,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+# The benches and examples are not tests, but they must keep compiling.
+cargo check --workspace --benches --examples --locked || status=$?
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
 if [ "${FUZZ_SECONDS:-15}" != 0 ]; then

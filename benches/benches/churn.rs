@@ -15,17 +15,13 @@
 //! the first tenth, and RSS at the end within 10% of RSS at the start. The last line is fixed:
 //! `churn: messages N seconds S rate_start X rate_end Y rss_start_mb A rss_end_mb B`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use citeflow_benches::sample_dir;
-use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
-use citeflow_jobs::churn::{Churn, ChurnSettings};
-use citeflow_jobs::config::{CiteflowConfig, TopicsConfig};
-use citeflow_jobs::dataflow::{citation_job, JobLogic};
-use citeflow_jobs::envelope::TopicRoles;
-use citeflow_jobs::matching::journals::JournalTable;
+use citeflow_benches::allocator::status;
+use citeflow_benches::churn::{job_logic, ChurnFeed};
+use citeflow_connectors::kafka::source::SourceEvent;
+use citeflow_jobs::dataflow::citation_job;
 use timely::dataflow::operators::vec::input::Handle;
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::operators::Probe;
@@ -33,8 +29,6 @@ use timely::dataflow::operators::Probe;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Partitions per topic the messages are spread over (by key), as a producer would.
-const PARTITIONS: i32 = 4;
 /// Epochs fed ahead of the slowest worker's output frontier.
 const IN_FLIGHT: u64 = 4;
 
@@ -44,10 +38,7 @@ fn setting(name: &str, default: usize) -> usize {
 
 /// Resident memory of this process in MB.
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0);
-    kb / 1024.0
+    status("VmRSS") as f64 / (1024.0 * 1024.0)
 }
 
 /// What the measuring worker saw: (messages processed, seconds since the start, RSS in MB).
@@ -58,20 +49,7 @@ fn main() {
     let measured = setting("CITEFLOW_CHURN_MESSAGES", 300_000);
     let workers = setting("CITEFLOW_CHURN_WORKERS", 2);
     let per_epoch = setting("CITEFLOW_CHURN_EPOCH", 1_000).max(1);
-    let config = CiteflowConfig::default();
-    let matchers = config.matching.logic().expect("the default matcher (run scripts/services.sh install)");
-    let topics = TopicsConfig::default();
-    let mut periods = config.event_time.logic(&topics.documents).expect("event time");
-    periods.partitions = (0..PARTITIONS).collect();
-    let logic = JobLogic {
-        roles: TopicRoles { publications: topics.publications.clone(), documents: topics.documents.clone(), future: Default::default() },
-        journals: Arc::new(JournalTable::bundled()),
-        matchers,
-        watch_files: None,
-        config_file: None,
-        periods,
-    };
-    let settings = ChurnSettings { data: sample_dir(), ..ChurnSettings::default() };
+    let logic = job_logic();
     println!("churn: {warmup} messages of warm-up, then {measured} measured; {workers} workers, {per_epoch} messages per epoch");
 
     let checkpoints: Checkpoints = Arc::default();
@@ -88,25 +66,12 @@ fn main() {
         });
         // Every worker generates the same messages and feeds its share (by position), with
         // per-partition offsets as a broker would assign them.
-        let mut churn = Churn::new(settings.clone()).expect("the sample");
-        let mut offsets: HashMap<(bool, i32), i64> = HashMap::new();
+        let mut feed = ChurnFeed::new();
         let mut epoch = 0;
         for n in 0..total {
-            let message = churn.next_message();
-            let partition =
-                (message.key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % PARTITIONS as u32) as i32;
-            let offset = offsets.entry((message.document, partition)).or_default();
-            *offset += 1;
+            let message = feed.next_message();
             if n % peers == index {
-                let topic = if message.document { &topics.documents } else { &topics.publications };
-                input.send(SourceEvent::Message(KafkaMessage {
-                    topic: topic.clone(),
-                    partition,
-                    offset: *offset,
-                    key: Some(message.key.into_bytes()),
-                    payload: message.value,
-                    timestamp: None,
-                }));
+                input.send(SourceEvent::Message(message));
             }
             if (n + 1) % per_epoch == 0 || n + 1 == total {
                 epoch += 1;

@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod allocator;
+pub mod churn;
+
 /// The bundled sample directory.
 pub fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample")

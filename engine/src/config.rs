@@ -118,8 +118,8 @@ impl Default for EngineConfig {
             hosts: Vec::new(),
             process: 0,
             epoch_ms: 200,
-            max_records_per_epoch: 10_000,
-            max_in_flight_records: 5_000,
+            max_records_per_epoch: 1_000,
+            max_in_flight_records: 2_000,
             metrics_addr: "127.0.0.1:9464".to_string(),
             heartbeat_ms: 2_000,
         }

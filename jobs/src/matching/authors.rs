@@ -35,8 +35,8 @@ pub fn publication_author_keys(authors: &[String], year: Option<i32>) -> Vec<Str
 
 /// The author keys of a reference whose normalised words (in order, as [`words`] gives them)
 /// are `reference_words`: its first surname-like leading word with each of `years`.
-pub fn reference_author_keys(reference_words: &[String], years: &[i32]) -> Vec<String> {
-    let Some(word) = reference_words.iter().take(LEADING_WORDS).find(|w| is_key_word(w)) else { return Vec::new() };
+pub fn reference_author_keys<W: AsRef<str>>(reference_words: &[W], years: &[i32]) -> Vec<String> {
+    let Some(word) = reference_words.iter().map(AsRef::as_ref).take(LEADING_WORDS).find(|w| is_key_word(w)) else { return Vec::new() };
     years.iter().map(|year| author_key(word, *year)).collect()
 }
 
@@ -51,9 +51,9 @@ pub struct AuthorAgreement {
 
 /// How `authors` (surnames, in order, normalised as [`words`] gives them) appear in a
 /// reference whose normalised words are `reference_words` (in order).
-pub fn author_agreement(authors: &[&str], reference_words: &[String]) -> AuthorAgreement {
+pub fn author_agreement(authors: &[&str], reference_words: &[&str]) -> AuthorAgreement {
     let appears =
-        |surname: &&str, within: &[String]| !surname.is_empty() && surname.split(' ').all(|part| within.iter().any(|word| word == part));
+        |surname: &&str, within: &[&str]| !surname.is_empty() && surname.split(' ').all(|part| within.iter().any(|word| *word == part));
     let checked = &authors[..authors.len().min(AUTHORS_CHECKED)];
     let leading = &reference_words[..reference_words.len().min(LEADING_WORDS)];
     AuthorAgreement {
@@ -99,12 +99,12 @@ mod tests {
     fn agreement_finds_the_leading_author_and_the_others() {
         let authors: Vec<String> = ["Galera", "Casitas", "Martínez-Cerón", "Utrilla"].iter().map(|a| words(a)).collect();
         let authors: Vec<&str> = authors.iter().map(String::as_str).collect();
-        let agreement = |reference: &str| author_agreement(&authors, &words(reference).split(' ').map(str::to_string).collect::<Vec<_>>());
+        let agreement = |reference: &str| author_agreement(&authors, &words(reference).split(' ').collect::<Vec<_>>());
         let full = agreement("Galera A, Casitas S, Martinez-Ceron N, et al. (2021) Effect of hyperinflation.");
         assert_eq!(full, AuthorAgreement { first_author_leads: true, authors_found: 1_000_000 });
         let other = agreement("Zeik K (2021) Effect of hyperinflation. Casitas R, editor.");
         assert!(!other.first_author_leads);
         assert_eq!(other.authors_found, 333_333);
-        assert_eq!(author_agreement(&[], &["galera".to_string()]), AuthorAgreement::default());
+        assert_eq!(author_agreement(&[], &["galera"]), AuthorAgreement::default());
     }
 }

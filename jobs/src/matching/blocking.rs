@@ -105,8 +105,9 @@ pub fn publication_keys(publication: &Publication, journals: &JournalTable) -> V
 pub fn reference_keys(text: &str, bibliographic: &[String], parsed: &ParsedReference) -> Vec<BlockingKey> {
     let mut keys: Vec<BlockingKey> = find_identifiers(text).iter().map(identifier_key).collect();
     keys.extend(bibliographic.iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
-    keys.extend(reference_title_keys(&parsed.content_words).iter().map(|k| BlockingKey::new(Family::Title, k)));
-    keys.extend(reference_author_keys(&parsed.words, &parsed.locators.years).iter().map(|k| BlockingKey::new(Family::Author, k)));
+    let words = parsed.words();
+    keys.extend(reference_title_keys(&words.content).iter().map(|k| BlockingKey::new(Family::Title, k)));
+    keys.extend(reference_author_keys(&words.all, &parsed.locators.years).iter().map(|k| BlockingKey::new(Family::Author, k)));
     keys.sort();
     keys.dedup();
     keys

@@ -169,24 +169,44 @@ const SCAFFOLDING: &[&str] = &[
 
 /// What the features need from a reference string, parsed once per reference rather than
 /// once per candidate pair.
+///
+/// A reference lives as long as its document, in the arrangements of its candidate pairs, so its
+/// words are packed: one string of every normalised word, and the content, distinct and open
+/// words as positions in it. That is three allocations where a vector of strings per kind was
+/// a hundred, whose survivors a replay of many revisions left scattered over the allocator's
+/// pages. [`ParsedReference::words`] unpacks them for a pair.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ParsedReference {
     /// Years, volumes and pages written in the reference (without its blocking keys).
     pub locators: ReferenceLocators,
-    /// Content words, in order (see [`content_words`]).
-    pub content_words: Vec<String>,
-    /// The distinct content words.
-    pub distinct_words: BTreeSet<String>,
-    /// Every normalised word, in order (see [`words`]).
-    pub words: Vec<String>,
+    /// Every normalised word, in order (see [`words`]), separated by single spaces.
+    words: Box<str>,
+    /// Positions (among the words) of the content words, in order (see [`content_words`]).
+    content: Box<[u32]>,
+    /// Positions of the distinct content words, ordered by word; then, from `open_from` on,
+    /// positions of the open words (see [`ReferenceWords::open`]), ordered by word.
+    positions: Box<[u32]>,
+    /// Where the open words start in `positions`.
+    open_from: u32,
     /// The reference reads as a notice about a publication (see [`is_notice`]).
     pub notice: bool,
     /// The part of a series it names, if any (see [`part_number`]).
     pub part: Option<u32>,
-    /// The distinct content words that only a candidate can explain: not numbers, longer than
-    /// two letters, not citation scaffolding or month names, not words of the reference's own
-    /// links (URLs, DOIs), which say nothing against a candidate.
-    pub open_words: Vec<String>,
+}
+
+/// The words of a [`ParsedReference`], unpacked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferenceWords<'a> {
+    /// Every normalised word, in order.
+    pub all: Vec<&'a str>,
+    /// The content words, in order.
+    pub content: Vec<&'a str>,
+    /// The distinct content words, sorted.
+    pub distinct: Vec<&'a str>,
+    /// The distinct content words that only a candidate can explain, sorted: not numbers,
+    /// longer than two letters, not citation scaffolding or month names, not words of the
+    /// reference's own links (URLs, DOIs), which say nothing against a candidate.
+    pub open: Vec<&'a str>,
 }
 
 impl ParsedReference {
@@ -197,35 +217,46 @@ impl ParsedReference {
 
     /// Parses `reference`, whose locators (see [`reference_locators`]) are already read.
     pub fn located(reference: &str, locators: ReferenceLocators) -> Self {
-        let words: Vec<String> = words(reference).split(' ').map(str::to_string).collect();
-        let content_words: Vec<String> = words.iter().filter(|w| is_content_word(w)).cloned().collect();
-        let distinct_words: BTreeSet<String> = content_words.iter().cloned().collect();
-        let open_words = open_words(&distinct_words, links(reference).flat_map(super::title::content_words).collect());
+        let words = words(reference);
+        let all: Vec<&str> = words.split(' ').collect();
+        let position = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
+        let content: Vec<u32> = (0..all.len()).filter(|&at| is_content_word(all[at])).map(position).collect();
+        let mut distinct: Vec<u32> = content.clone();
+        distinct.sort_by_key(|&at| all[at as usize]);
+        distinct.dedup_by_key(|at| all[*at as usize]);
+        let link_words: BTreeSet<String> = links(reference).flat_map(super::title::content_words).collect();
+        let open: Vec<u32> = distinct.iter().copied().filter(|&at| is_open_word(all[at as usize], &link_words)).collect();
+        let open_from = position(distinct.len());
+        distinct.extend(open);
         ParsedReference {
             locators: ReferenceLocators { keys: Vec::new(), ..locators },
-            distinct_words,
-            content_words,
-            words,
+            content: content.into(),
+            positions: distinct.into(),
+            open_from,
+            words: words.into(),
             notice: is_notice(reference),
             part: part_number(reference),
-            open_words,
         }
+    }
+
+    /// The reference's words, unpacked.
+    pub fn words(&self) -> ReferenceWords<'_> {
+        let all: Vec<&str> = self.words.split(' ').collect();
+        let at = |positions: &[u32]| positions.iter().map(|&at| all[at as usize]).collect::<Vec<&str>>();
+        let (distinct, open) = self.positions.split_at(self.open_from as usize);
+        let (content, distinct, open) = (at(&self.content), at(distinct), at(open));
+        ReferenceWords { all, content, distinct, open }
     }
 }
 
-/// The words of `distinct` that only a candidate can explain (see [`ParsedReference::open_words`]).
-fn open_words(distinct: &BTreeSet<String>, link_words: BTreeSet<String>) -> Vec<String> {
-    distinct
-        .iter()
-        .filter(|w| {
-            !w.chars().all(|c| c.is_ascii_digit())
-                && w.len() > 2
-                && !SCAFFOLDING.contains(&w.as_str())
-                && !MONTHS.contains(&w.as_str())
-                && !link_words.contains(*w)
-        })
-        .cloned()
-        .collect()
+/// Whether a distinct content word is one only a candidate can explain (see
+/// [`ReferenceWords::open`]).
+fn is_open_word(word: &str, link_words: &BTreeSet<String>) -> bool {
+    !word.chars().all(|c| c.is_ascii_digit())
+        && word.len() > 2
+        && !SCAFFOLDING.contains(&word)
+        && !MONTHS.contains(&word)
+        && !link_words.contains(word)
 }
 
 /// Computes the features of a pair found by `families`.
@@ -248,12 +279,12 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let title_words = publication.title_words();
     let journal_words = publication.journal_words();
     let author_names = publication.authors();
-    let reference_words = &reference.content_words;
+    let words = reference.words();
     let mut known: Vec<&str> = journal_words.iter().flatten().copied().collect();
     known.extend(publication.author_words());
     let reference_title_words =
-        reference_words.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(&w.as_str())).count();
-    let share = |words: &[&str]| (containment(words, &reference.distinct_words) * 1e6).round() as u32;
+        words.content.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
+    let share = |title: &[&str]| (containment(title, &words.distinct) * 1e6).round() as u32;
     let (volume, issue, page, last) = (publication.volume(), publication.issue(), publication.first_page(), publication.last_page());
     let has = |found: &[String], value: &str| found.iter().any(|f| f == value);
     let agreement = |value: Option<&str>, found: &[String]| match value {
@@ -263,7 +294,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let (volume_agrees, volume_contradicts) = agreement(volume, &locators.volumes);
     let (page_agrees, page_contradicts) = agreement(page, &locators.pages);
     let (last_page_agrees, last_page_contradicts) = agreement(last, &locators.last_pages);
-    let authors = author_agreement(&author_names, &reference.words);
+    let authors = author_agreement(&author_names, &words.all);
     let numbers = &locators.numbers;
     let title_numbers: Vec<&str> = title_words.iter().copied().filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
     let explained_number = |n: &String| {
@@ -274,19 +305,19 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     // surnames only, so words within two of an author's surname count as the author's.
     let surnames = known_authors(&author_names);
     let mut near_authors: BTreeSet<&str> = BTreeSet::new();
-    for (at, word) in reference.words.iter().enumerate() {
-        if surnames.contains(word.as_str()) {
-            let window = &reference.words[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(reference.words.len())];
-            near_authors.extend(window.iter().map(String::as_str));
+    for (at, word) in words.all.iter().enumerate() {
+        if surnames.contains(word) {
+            let window = &words.all[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(words.all.len())];
+            near_authors.extend(window.iter().copied());
         }
     }
-    let unexplained_words = reference
-        .open_words
+    let unexplained_words = words
+        .open
         .iter()
         .filter(|w| {
-            !known.contains(&w.as_str())
-                && !near_authors.contains(w.as_str())
-                && !title_words.iter().any(|t| t == w || (w.len() >= 5 && one_edit(t, w)))
+            !known.contains(w)
+                && !near_authors.contains(*w)
+                && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
         })
         .count();
     Features {

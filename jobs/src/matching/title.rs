@@ -5,8 +5,6 @@
 //! contributes every shingle of its text, so a title contained in a longer reference string
 //! is found. Shingles are over content words (stop words removed).
 
-use std::collections::BTreeSet;
-
 use super::text::{stable_hash, words};
 
 /// Words per shingle.
@@ -32,8 +30,17 @@ pub(crate) fn is_content_word(word: &str) -> bool {
     word.len() > 1 && !STOP_WORDS.contains(&word)
 }
 
-fn shingles(words: &[String]) -> impl Iterator<Item = String> + '_ {
-    words.windows(SHINGLE).map(|window| format!("t|{}", window.join(" ")))
+fn shingles<W: AsRef<str>>(words: &[W]) -> impl Iterator<Item = String> + '_ {
+    words.windows(SHINGLE).map(|window| {
+        let mut shingle = String::from("t|");
+        for (at, word) in window.iter().enumerate() {
+            if at > 0 {
+                shingle.push(' ');
+            }
+            shingle.push_str(word.as_ref());
+        }
+        shingle
+    })
 }
 
 /// The title keys of a publication: its `KEYS_PER_TITLE` shingles with the smallest hashes.
@@ -48,23 +55,24 @@ pub fn publication_title_keys(title: &str) -> Vec<String> {
 
 /// The title keys of a reference: every shingle of its text, whose content words (see
 /// [`content_words`]) are `words`.
-pub fn reference_title_keys(words: &[String]) -> Vec<String> {
+pub fn reference_title_keys<W: AsRef<str>>(words: &[W]) -> Vec<String> {
     let mut keys: Vec<String> = shingles(words).take(MAX_REFERENCE_KEYS).collect();
     keys.sort();
     keys.dedup();
     keys
 }
 
-/// The share of a title's content words (`title`) found in the set of a reference's content
-/// words, allowing one edit in words of five letters or more (typos and OCR errors).
-pub fn containment<W: AsRef<str>>(title: &[W], reference: &BTreeSet<String>) -> f64 {
+/// The share of a title's content words (`title`) found among a reference's distinct content
+/// words (`reference`, sorted), allowing one edit in words of five letters or more (typos and
+/// OCR errors).
+pub fn containment<W: AsRef<str>>(title: &[W], reference: &[&str]) -> f64 {
     if title.is_empty() {
         return 0.0;
     }
     let found = title
         .iter()
         .map(AsRef::as_ref)
-        .filter(|w| reference.contains(*w) || (w.len() >= 5 && reference.iter().any(|r| one_edit(w, r))))
+        .filter(|w| reference.binary_search(w).is_ok() || (w.len() >= 5 && reference.iter().any(|r| one_edit(w, r))))
         .count();
     found as f64 / title.len() as f64
 }
@@ -92,7 +100,10 @@ mod tests {
     use super::*;
 
     fn title_containment(title: &str, reference: &str) -> f64 {
-        containment(&content_words(title), &content_words(reference).into_iter().collect())
+        let mut distinct = content_words(reference);
+        distinct.sort();
+        distinct.dedup();
+        containment(&content_words(title), &distinct.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     const TITLE: &str = "Dopamine modulates acute responses to cocaine, nicotine and ethanol in Drosophila.";
