@@ -13,6 +13,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 
 use support::{citeflow, citeflow_ok, wait_for_port, Broker, Db, JobConfig, Postgres, TempDir};
 
@@ -88,6 +89,7 @@ fn run_failing(config: &JobConfig, args: &[&str]) -> String {
 
 #[test]
 fn postgres_over_tls_verifies_what_sslmode_asks() {
+    let _one = one_test_at_a_time();
     let certs = Certificates::new();
     let postgres = Postgres::start_tls(&certs.path("server.pem"), &certs.path("server.key"));
     let broker = Broker::start();
@@ -172,6 +174,15 @@ impl Drop for TlsProxy {
     }
 }
 
+/// Held by each test of this file for its whole run. A SCRAM handshake that waits too long
+/// fails as an authentication failure, and the SCRAM job did so (mid-load, alone it passes)
+/// with the other tests' brokers, clusters and jobs running beside it on two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_test_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn with_password(config: &JobConfig, password: &str, args: &[&str]) -> std::process::Output {
     citeflow(config, args).env("KAFKA_SASL_PASSWORD", password).output().expect("running citeflow")
 }
@@ -191,6 +202,7 @@ const WHOLE_RUN: [&[&str]; 3] = [&["topics"], &["load", "--data", "data/sample"]
 
 #[test]
 fn kafka_with_sasl_scram() {
+    let _one = one_test_at_a_time();
     let mut broker = Broker::start_durable();
     broker.create_scram_user("citeflow", "s3cret-512", "scram512");
     broker.create_scram_user("reader", "s3cret-256", "scram256");
@@ -219,6 +231,7 @@ fn kafka_with_sasl_scram() {
 
 #[test]
 fn kafka_over_tls_with_scram() {
+    let _one = one_test_at_a_time();
     let certs = Certificates::new();
     let proxy_port = support::free_port();
     let mut broker = Broker::start_advertising(&format!("localhost:{proxy_port}"));
