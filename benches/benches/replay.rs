@@ -5,7 +5,9 @@
 //! default learned matcher) fed the soak's churn in process.
 //!
 //! It runs itself twice, each time in a fresh process: `history` feeds `CITEFLOW_REPLAY_MESSAGES`
-//! churn messages (400,000) as a hydration reads them, `CITEFLOW_REPLAY_EPOCH` messages an epoch
+//! churn messages (400,000) as a restart's hydration reads them — the previous run having
+//! committed the end of them, so they are all a replay (`JobLogic::replay_to`) — with the
+//! sources' positions after every epoch, `CITEFLOW_REPLAY_EPOCH` messages an epoch
 //! with `CITEFLOW_REPLAY_IN_FLIGHT` epochs unfinished (by default the epochs of a hydration
 //! on 2 workers under the engine's defaults: `engine.max_records_per_epoch` and
 //! `engine.max_in_flight_records`);
@@ -17,7 +19,7 @@
 //!
 //! The last line is fixed: `replay: messages N rss_history_mb A rss_final_mb B ratio R`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use citeflow_benches::allocator::{memory, Memory};
 use citeflow_benches::churn::{job_logic, ChurnFeed};
 use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
 use citeflow_engine::config::EngineConfig;
+use citeflow_engine::sink::{HydrationTarget, SourcePosition};
 use citeflow_engine::worker::timely_config;
 use citeflow_jobs::dataflow::citation_job;
 use timely::dataflow::operators::vec::input::Handle;
@@ -69,6 +72,18 @@ fn input(messages: usize, last_only: bool) -> Box<dyn Iterator<Item = (usize, Ka
     Box::new(kept.into_iter())
 }
 
+/// Sends the positions the messages fed since the last call brought their partitions to.
+fn send_positions(input: &mut Handle<u64, SourceEvent>, moved: &mut BTreeMap<(String, i32), i64>) {
+    for ((topic, partition), next_offset) in std::mem::take(moved) {
+        input.send(SourceEvent::Position(SourcePosition { topic, partition, next_offset }));
+    }
+}
+
+/// Where the first `messages` of the churn leave every partition: a previous run's commit.
+fn end_positions(messages: usize) -> HydrationTarget {
+    input(messages, false).map(|(_, message)| ((message.topic, message.partition), message.offset + 1)).collect()
+}
+
 /// Feeds one mode's input to the job, settles, and prints its memory as one `child:` line.
 fn child(last_only: bool) {
     let messages = setting("CITEFLOW_REPLAY_MESSAGES", 400_000);
@@ -76,7 +91,10 @@ fn child(last_only: bool) {
     let per_epoch = setting("CITEFLOW_REPLAY_EPOCH", epoch_size).max(1);
     let in_flight = setting("CITEFLOW_REPLAY_IN_FLIGHT", epochs_in_flight as usize).max(1) as u64;
     let settle = Duration::from_secs(setting("CITEFLOW_REPLAY_SETTLE", 12) as u64);
-    let logic = job_logic();
+    let mut logic = job_logic();
+    if !last_only {
+        logic.replay_to = end_positions(messages);
+    }
     let started = Instant::now();
     let config = EngineConfig { workers: WORKERS, ..EngineConfig::default() };
     timely::execute(timely_config(&config), move |worker| {
@@ -89,17 +107,23 @@ fn child(last_only: bool) {
         });
         let mut epoch = 0;
         let mut fed = 0;
+        let mut moved = BTreeMap::new();
         for (n, message) in input(messages, last_only) {
+            if index == 0 {
+                moved.insert((message.topic.clone(), message.partition), message.offset + 1);
+            }
             if n % peers == index {
                 input_handle.send(SourceEvent::Message(message));
             }
             fed += 1;
             if fed % per_epoch == 0 {
+                send_positions(&mut input_handle, &mut moved);
                 epoch += 1;
                 input_handle.advance_to(epoch);
                 worker.step_while(|| probe.less_than(&epoch.saturating_sub(in_flight)));
             }
         }
+        send_positions(&mut input_handle, &mut moved);
         epoch += 1;
         input_handle.advance_to(epoch);
         worker.step_while(|| probe.less_than(&epoch));
@@ -119,10 +143,7 @@ fn child(last_only: bool) {
 
 /// Runs one mode in a fresh process and returns its memory.
 fn run(mode: &str) -> Memory {
-    let output = Command::new(std::env::current_exe().expect("this bench"))
-        .env(MODE, mode)
-        .output()
-        .expect("the bench runs itself");
+    let output = Command::new(std::env::current_exe().expect("this bench")).env(MODE, mode).output().expect("the bench runs itself");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{mode}: {}\n{}", stdout, String::from_utf8_lossy(&output.stderr));
     for line in stdout.lines().filter(|l| l.starts_with("child:")) {

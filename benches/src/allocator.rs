@@ -42,7 +42,9 @@ pub fn status(field: &str) -> u64 {
 pub fn memory() -> Memory {
     let _ = tikv_jemalloc_ctl::epoch::advance();
     let slabs = (0..read::<u32>("arenas.nbins") as usize)
-        .map(|bin| read::<usize>(&format!("stats.arenas.{ALL_ARENAS}.bins.{bin}.curslabs")) * read::<usize>(&format!("arenas.bin.{bin}.slab_size")))
+        .map(|bin| {
+            read::<usize>(&format!("stats.arenas.{ALL_ARENAS}.bins.{bin}.curslabs")) * read::<usize>(&format!("arenas.bin.{bin}.slab_size"))
+        })
         .sum::<usize>();
     Memory {
         rss: status("VmRSS"),

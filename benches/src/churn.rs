@@ -32,6 +32,7 @@ pub fn job_logic() -> JobLogic {
         watch_files: None,
         config_file: None,
         periods,
+        replay_to: Default::default(),
     }
 }
 
@@ -57,7 +58,14 @@ impl ChurnFeed {
         let offset = self.offsets.entry((message.document, partition)).or_default();
         *offset += 1;
         let topic = if message.document { &self.topics.documents } else { &self.topics.publications };
-        KafkaMessage { topic: topic.clone(), partition, offset: *offset, key: Some(message.key.into_bytes()), payload: message.value, timestamp: None }
+        KafkaMessage {
+            topic: topic.clone(),
+            partition,
+            offset: *offset,
+            key: Some(message.key.into_bytes()),
+            payload: message.value,
+            timestamp: None,
+        }
     }
 }
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::rows::Row;
-use citeflow_engine::sink::{DeadLetter, SourcePosition};
+use citeflow_engine::sink::{DeadLetter, HydrationTarget, SourcePosition};
 use citeflow_engine::time::{Epoch, EpochTicker};
-use citeflow_operators::upsert::{upsert, Upsert};
+use citeflow_operators::replay::ReplayEnd;
+use citeflow_operators::upsert::{upsert, upsert_replaying, Upsert};
 use citeflow_operators::validate::validate;
 use citeflow_operators::watermark::Observation;
 use differential_dataflow::VecCollection;
@@ -54,6 +55,10 @@ pub struct JobLogic {
     pub config_file: Option<PathBuf>,
     /// Event time: watermarks and the period view.
     pub periods: PeriodLogic,
+    /// After a restart, the offsets committed by the previous run: the records up to them are a
+    /// replay, whose intermediate versions the job's upserts keep to themselves
+    /// ([`upsert_replaying`]). Empty on a first start.
+    pub replay_to: HydrationTarget,
 }
 
 /// One matcher inside the dataflow.
@@ -116,6 +121,12 @@ pub fn citation_job<'scope>(
             SourceEvent::Message(message) => Ok(message),
             SourceEvent::Position(position) => Err(position),
         });
+    let replay = (!logic.replay_to.is_empty()).then(|| {
+        ReplayEnd::new(
+            positions.clone().map(|position| ((position.topic, position.partition), position.next_offset)),
+            logic.replay_to.clone(),
+        )
+    });
     let document_positions = positions.clone().flat_map(move |position| {
         (position.topic == documents_topic)
             .then_some(Observation::Position { partition: position.partition, next_offset: position.next_offset })
@@ -140,10 +151,10 @@ pub fn citation_job<'scope>(
                 Event::Document(key, value) => Err((Upsert { key, order, value }, message)),
             }
         });
-    let publications = upsert(publications);
+    let publications = upsert_replaying(publications, replay.as_ref());
     let arrivals =
         documents.clone().map(|(upsert, message)| DocumentArrival { dated: upsert.value.as_ref().map(Dated::of), id: upsert.key, message });
-    let documents = upsert(documents.map(|(upsert, _)| upsert));
+    let documents = upsert_replaying(documents.map(|(upsert, _)| upsert), replay.as_ref());
 
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
@@ -168,7 +179,7 @@ pub fn citation_job<'scope>(
         decisions.push((matcher.name.clone(), decide(scored, matcher.decision, rule_updates)));
     }
     let cited = decisions[0].1.clone().map(|((document, _), candidate)| (document, candidate.publication));
-    let periods = citations_per_period(arrivals, document_positions, cited, logic.periods, PERIOD_VIEW_IDS);
+    let periods = citations_per_period(arrivals, document_positions, cited, logic.periods, replay.as_ref(), PERIOD_VIEW_IDS);
     let views = view_rows(publications, documents, references, decisions).concat(periods.rows);
     Ok(JobOutputs { views, positions, dead_letters: dead_letters.concat(periods.dead_letters) })
 }

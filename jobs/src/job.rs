@@ -139,6 +139,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         watch_files: (!until_caught_up).then(|| ticker.clone()),
         config_file: config.file.clone(),
         periods,
+        replay_to: target.clone(),
     };
     let watch = match (until_caught_up, config.kafka.partition_discovery_ms) {
         (true, _) | (_, 0) => None,

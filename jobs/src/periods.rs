@@ -20,8 +20,9 @@ use citeflow_engine::time::Epoch;
 use citeflow_engine::timestamps::{format_rfc3339, parse_rfc3339, EventTime};
 use citeflow_operators::aggregate::{distinct_count_by, Group};
 use citeflow_operators::lateness::{close_windows, judge_lateness, Arrival, Judgement, LatePolicy};
+use citeflow_operators::replay::ReplayEnd;
 use citeflow_operators::stamp::insertions;
-use citeflow_operators::upsert::{upsert, Upsert};
+use citeflow_operators::upsert::{upsert_replaying, Upsert};
 use citeflow_operators::watermark::{
     track_watermarks, Observation, WatermarkAdvance, WatermarkSettings, WatermarkStatus, WatermarkTracker,
 };
@@ -225,12 +226,14 @@ pub struct PeriodOutputs<'scope> {
 
 /// Builds the watermark, the lateness decisions and the period views from the document
 /// messages (`arrivals`), the documents topic's positions, and the primary matcher's
-/// citations as `(document, publication)`.
+/// citations as `(document, publication)`; after a restart, the documents applied to the
+/// periods are shown once the `replay` ends ([`upsert_replaying`]).
 pub fn citations_per_period<'scope>(
     arrivals: Stream<'scope, Epoch, Vec<DocumentArrival>>,
     positions: Stream<'scope, Epoch, Vec<Observation<i32>>>,
     citations: VecCollection<'scope, Epoch, (String, String)>,
     logic: PeriodLogic,
+    replay: Option<&ReplayEnd<'scope, Epoch>>,
     ids: PeriodViewIds,
 ) -> PeriodOutputs<'scope> {
     let events = arrivals
@@ -248,11 +251,14 @@ pub fn citations_per_period<'scope>(
     let deadline = logic.deadline();
     let judge_deadline = deadline.clone();
     let judged = judge_lateness(arrivals, tracked.advances.clone(), logic.policy, move |dated: &Dated| judge_deadline(dated.published));
-    let applied = upsert(judged.clone().filter(|j| j.applied).map(|j: Judgement<DocumentArrival, Dated>| Upsert {
-        key: j.record.id,
-        order: crate::dataflow::message_order(&j.record.message),
-        value: j.record.dated,
-    }));
+    let applied = upsert_replaying(
+        judged.clone().filter(|j| j.applied).map(|j: Judgement<DocumentArrival, Dated>| Upsert {
+            key: j.record.id,
+            order: crate::dataflow::message_order(&j.record.message),
+            value: j.record.dated,
+        }),
+        replay,
+    );
     let topic = logic.topic.clone();
     let refused = insertions(judged.clone().filter(|j| j.late && !j.applied).map(move |j| late_letter(&topic, j)));
     let windows = logic.windows;

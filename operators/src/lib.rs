@@ -1,5 +1,5 @@
 //! Reusable dataflow operators, generic over their record types: upsert streams into
-//! differential collections, validation with dead-lettering, the best value per key, keys over a limit read from an arrangement, batched
+//! differential collections (showing a restart's replay only once it ends), validation with dead-lettering, the best value per key, keys over a limit read from an arrangement, batched
 //! model inference, and event time — watermarks, windows, completeness and lateness.
 // A dead letter carries the original message bytes by design; it travels as the `Err` of
 // decoding and is not worth boxing.
@@ -10,6 +10,7 @@ pub mod best;
 pub mod count;
 pub mod inference;
 pub mod lateness;
+pub mod replay;
 pub mod stamp;
 pub mod stash;
 pub mod upsert;

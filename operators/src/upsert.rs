@@ -5,6 +5,10 @@
 //! instruction with the greatest `order` wins for each key (a Kafka offset, say), and the
 //! operator emits the retraction of the key's previous value and the insertion of the new
 //! one. Keys whose value does not change produce nothing.
+//!
+//! After a restart, [`upsert_replaying`] applies the replayed instructions without emitting
+//! them and emits the resulting state once, when the replay ends ([`crate::replay`]): the
+//! intermediate versions of a replayed history never reach the operators downstream.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -12,12 +16,15 @@ use std::hash::Hash;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::ToStream;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
+
+use crate::replay::ReplayEnd;
 
 /// One upsert instruction: set `key` to `value`, or delete it when `value` is `None`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -34,6 +41,20 @@ pub struct Upsert<K, V, O> {
 type Pending<T, K, V, O> = (Capability<T>, Vec<Upsert<K, V, O>>);
 
 /// Maintains the latest value per key; see the module documentation.
+///
+/// ```
+/// use citeflow_operators::upsert::{upsert, Upsert};
+/// use timely::dataflow::operators::vec::ToStream;
+///
+/// timely::example(|scope| {
+///     let instructions = vec![
+///         Upsert { key: 'a', order: 1, value: Some(1) },
+///         Upsert { key: 'a', order: 2, value: Some(2) },
+///         Upsert { key: 'b', order: 3, value: None },
+///     ];
+///     upsert(instructions.to_stream(scope)).inspect(|(data, _, diff)| assert_eq!((*data, *diff), (('a', 2), 1)));
+/// });
+/// ```
 pub fn upsert<'scope, T, K, V, O>(stream: Stream<'scope, T, Vec<Upsert<K, V, O>>>) -> VecCollection<'scope, T, (K, V)>
 where
     T: Timestamp + TotalOrder,
@@ -41,51 +62,112 @@ where
     V: ExchangeData,
     O: ExchangeData,
 {
+    upsert_replaying(stream, None)
+}
+
+/// [`upsert`] after a restart: until `replay` ends (at time `E`), instructions change the
+/// operator's state and nothing is emitted; at `E` the whole state is emitted as insertions,
+/// and from then on the operator is [`upsert`]. The collection is the same from `E` on; the
+/// versions a replay passes through never travel downstream, so operators after it do the
+/// work, and hold the memory, of the final versions only, as if loaded once. `None` is
+/// [`upsert`].
+pub fn upsert_replaying<'scope, T, K, V, O>(
+    stream: Stream<'scope, T, Vec<Upsert<K, V, O>>>,
+    replay: Option<&ReplayEnd<'scope, T>>,
+) -> VecCollection<'scope, T, (K, V)>
+where
+    T: Timestamp + TotalOrder,
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    O: ExchangeData,
+{
+    let mut replaying = replay.is_some();
+    let end = match replay {
+        Some(replay) => replay.stream(),
+        None => Vec::<()>::new().to_stream(stream.scope()),
+    };
     let exchange = Exchange::new(|instruction: &Upsert<K, V, O>| instruction.key.hashed());
     stream
-        .unary_frontier(exchange, "Upsert", |_capability, _info| {
+        .binary_frontier(end, exchange, Pipeline, "Upsert", |_capability, _info| {
             let mut state: HashMap<K, V> = HashMap::new();
             let mut stash: BTreeMap<T, Pending<T, K, V, O>> = BTreeMap::new();
-            move |(input, frontier), output| {
+            let mut ended: Option<Capability<T>> = None;
+            move |(input, frontier), (end, end_frontier), output| {
                 input.for_each(|capability, data| {
                     if let Some(retained) = capability.retain_least(0) {
                         stash.entry(retained.time().clone()).or_insert_with(|| (retained, Vec::new())).1.append(data);
                     }
                 });
-                while let Some(entry) = stash.first_entry() {
-                    if frontier.less_equal(entry.key()) {
+                end.for_each(|capability, _| ended = capability.retain_least(0));
+                loop {
+                    if let Some(at) = ended.take_if(|at| {
+                        let next_is_later = stash.first_key_value().is_none_or(|(time, _)| at.time().less_than(time));
+                        replaying && next_is_later && !frontier.less_equal(at.time())
+                    }) {
+                        let state = state.iter().map(|(key, value)| ((key.clone(), value.clone()), at.time().clone(), 1isize));
+                        output.session(&at).give_iterator(state);
+                        replaying = false;
+                    }
+                    let Some(entry) = stash.first_entry() else { break };
+                    let waiting_for_end = replaying && ended.is_none() && end_frontier.less_equal(entry.key());
+                    if frontier.less_equal(entry.key()) || waiting_for_end {
                         break;
                     }
                     let (time, (capability, instructions)) = entry.remove_entry();
-                    let mut latest: HashMap<K, (O, Option<V>)> = HashMap::new();
-                    for Upsert { key, order, value } in instructions {
-                        match latest.get(&key) {
-                            Some((existing, _)) if *existing > order => {}
-                            _ => {
-                                latest.insert(key, (order, value));
-                            }
-                        }
-                    }
-                    let mut session = output.session(&capability);
-                    for (key, (_, value)) in latest {
-                        let previous = match &value {
-                            Some(value) => state.insert(key.clone(), value.clone()),
-                            None => state.remove(&key),
-                        };
-                        if previous == value {
-                            continue;
-                        }
-                        if let Some(previous) = previous {
-                            session.give(((key.clone(), previous), time.clone(), -1isize));
-                        }
-                        if let Some(value) = value {
-                            session.give(((key, value), time.clone(), 1isize));
-                        }
-                    }
+                    let changes = apply(&mut state, latest(instructions), !replaying);
+                    output.session(&capability).give_iterator(changes.into_iter().map(|(data, diff)| (data, time.clone(), diff)));
                 }
             }
         })
         .as_collection()
+}
+
+/// Per key, the instruction with the greatest order.
+fn latest<K: Hash + Eq, V, O: Ord>(instructions: Vec<Upsert<K, V, O>>) -> HashMap<K, (O, Option<V>)> {
+    let mut latest: HashMap<K, (O, Option<V>)> = HashMap::new();
+    for Upsert { key, order, value } in instructions {
+        match latest.get(&key) {
+            Some((existing, _)) if *existing > order => {}
+            _ => {
+                latest.insert(key, (order, value));
+            }
+        }
+    }
+    latest
+}
+
+/// Applies one time's winning instructions to `state` and, if `emit`, returns the changes they
+/// make: the previous value's retraction and the new value's insertion, for keys whose value
+/// changed.
+fn apply<K: Hash + Eq + Clone, V: PartialEq + Clone, O>(
+    state: &mut HashMap<K, V>,
+    latest: HashMap<K, (O, Option<V>)>,
+    emit: bool,
+) -> Vec<((K, V), isize)> {
+    let mut changes = Vec::new();
+    for (key, (_, value)) in latest {
+        if !emit {
+            match value {
+                Some(value) => state.insert(key, value),
+                None => state.remove(&key),
+            };
+            continue;
+        }
+        let previous = match &value {
+            Some(value) => state.insert(key.clone(), value.clone()),
+            None => state.remove(&key),
+        };
+        if previous == value {
+            continue;
+        }
+        if let Some(previous) = previous {
+            changes.push(((key.clone(), previous), -1));
+        }
+        if let Some(value) = value {
+            changes.push(((key, value), 1));
+        }
+    }
+    changes
 }
 
 #[cfg(test)]
@@ -99,34 +181,55 @@ mod tests {
 
     type Instruction = Upsert<u8, u8, u32>;
 
-    /// Runs the operator over `rounds` (one epoch each) and returns the final collection.
-    fn run(rounds: Vec<Vec<Instruction>>, workers: usize) -> Vec<(u8, u8)> {
+    /// Runs the operator over `rounds` (one epoch each; a replay that ends at round `replayed`,
+    /// if any) and returns every update it emitted.
+    fn updates(rounds: Vec<Vec<Instruction>>, workers: usize, replayed: Option<u64>) -> Vec<((u8, u8), u64, isize)> {
         let result = Arc::new(Mutex::new(Vec::new()));
         let sink = result.clone();
         timely::execute(timely::Config::process(workers), move |worker| {
             let mut input = Handle::<u64, Instruction>::new();
+            let mut positions = Handle::<u64, (u8, i64)>::new();
             let sink = sink.clone();
             let probe = worker.dataflow(|scope| {
-                upsert(scope.input_from(&mut input)).inspect(move |(data, _, diff)| sink.lock().unwrap().push((*data, *diff))).probe().0
+                let replay = replayed.map(|end| ReplayEnd::new(scope.input_from(&mut positions), [(0, end as i64)].into()));
+                upsert_replaying(scope.input_from(&mut input), replay.as_ref())
+                    .inspect(move |update| sink.lock().unwrap().push(*update))
+                    .probe()
+                    .0
             });
             if worker.index() == 0 {
                 for (round, instructions) in rounds.iter().enumerate() {
                     for instruction in instructions {
                         input.send(instruction.clone());
                     }
+                    positions.send((0, round as i64));
                     input.advance_to(round as u64 + 1);
+                    positions.advance_to(round as u64 + 1);
                 }
             }
             input.close();
+            positions.close();
             while !probe.done() {
                 worker.step();
             }
         })
         .unwrap();
-        let mut updates = result.lock().unwrap().clone();
-        consolidate(&mut updates);
-        assert!(updates.iter().all(|(_, diff)| *diff == 1), "{updates:?}");
-        updates.into_iter().map(|(data, _)| data).collect()
+        let updates = result.lock().unwrap().clone();
+        updates
+    }
+
+    /// The collection `updates` holds at `time` (all times if `None`).
+    fn collection_at(updates: &[((u8, u8), u64, isize)], time: Option<u64>) -> Vec<(u8, u8)> {
+        let mut at: Vec<_> =
+            updates.iter().filter(|(_, t, _)| time.is_none_or(|time| *t <= time)).map(|(data, _, diff)| (*data, *diff)).collect();
+        consolidate(&mut at);
+        assert!(at.iter().all(|(_, diff)| *diff == 1), "{at:?}");
+        at.into_iter().map(|(data, _)| data).collect()
+    }
+
+    /// Runs the operator over `rounds` (one epoch each) and returns the final collection.
+    fn run(rounds: Vec<Vec<Instruction>>, workers: usize) -> Vec<(u8, u8)> {
+        collection_at(&updates(rounds, workers, None), None)
     }
 
     /// From-scratch model: apply the instructions in (round, order) order.
@@ -169,6 +272,17 @@ mod tests {
         #[test]
         fn incremental_upserts_equal_the_final_state(rounds in instructions()) {
             prop_assert_eq!(run(rounds.clone(), 2), model(&rounds));
+        }
+
+        #[test]
+        fn a_replay_shows_only_its_outcome_and_then_every_change(rounds in instructions(), end in 0u64..6) {
+            let end = end.min(rounds.len() as u64 - 1);
+            let updates = updates(rounds.clone(), 2, Some(end));
+            prop_assert!(updates.iter().all(|(_, time, diff)| *time >= end && (*time > end || *diff == 1)), "{:?}", updates);
+            prop_assert_eq!(collection_at(&updates, Some(end)), model(&rounds[..=end as usize]));
+            for time in end..rounds.len() as u64 {
+                prop_assert_eq!(collection_at(&updates, Some(time)), model(&rounds[..=time as usize]));
+            }
         }
     }
 

@@ -282,8 +282,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let words = reference.words();
     let mut known: Vec<&str> = journal_words.iter().flatten().copied().collect();
     known.extend(publication.author_words());
-    let reference_title_words =
-        words.content.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
+    let reference_title_words = words.content.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
     let share = |title: &[&str]| (containment(title, &words.distinct) * 1e6).round() as u32;
     let (volume, issue, page, last) = (publication.volume(), publication.issue(), publication.first_page(), publication.last_page());
     let has = |found: &[String], value: &str| found.iter().any(|f| f == value);
@@ -315,9 +314,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         .open
         .iter()
         .filter(|w| {
-            !known.contains(w)
-                && !near_authors.contains(*w)
-                && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
+            !known.contains(w) && !near_authors.contains(*w) && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
         })
         .count();
     Features {
