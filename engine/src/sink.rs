@@ -14,7 +14,10 @@
 //! bounds the replay's, as it does when live). The first batch at or after the committed
 //! offsets is a [`CommitMode::Reconcile`] batch: its changes complete the shadows, and the
 //! committer makes every view equal to its shadow, writing only the rows that differ, together
-//! with the positions of every partition. Later batches are [`CommitMode::Delta`].
+//! with the positions of every partition. Later batches are [`CommitMode::Delta`]. Upstream,
+//! the job's upserts keep the replay's intermediate versions to themselves and show only its
+//! outcome (`citeflow_operators::upsert::upsert_replaying`), so what the shadows are staged
+//! from is the live records, not every version the topics hold.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
