@@ -14,12 +14,14 @@
 //! `CITEFLOW_SOAK_WARMUP` (180: touching each of the 5,000 document ids at least once takes
 //! about 150 s of churn, and until then the live set still grows), `CITEFLOW_SOAK_RATE`
 //! (messages/s, 400: what the job sustains on a 2-core machine that also runs the broker),
-//! `CITEFLOW_SOAK_INTERVAL` (seconds between samples, 10), `CITEFLOW_SOAK_IDLE` (60).
+//! `CITEFLOW_SOAK_INTERVAL` (seconds between samples, 10), `CITEFLOW_SOAK_IDLE` (seconds the
+//! job idles after the churn, sampled every interval, 60), `CITEFLOW_SOAK_SETTLE` (seconds both
+//! sides of the restart comparison idle before their RSS is taken, 60).
 //!
 //! Targets: RSS at the end of the churn within 10% of RSS at its start (after warm-up); the
 //! read rate over the last minute of the churn at least 0.9 × the rate over its first minute
 //! (a third of the churn when it is shorter); a restart over the churned topics, once ready and
-//! idle for `CITEFLOW_SOAK_IDLE` seconds, within 10% of the RSS of the same live records loaded
+//! idle for `CITEFLOW_SOAK_SETTLE` seconds, within 10% of the RSS of the same live records loaded
 //! once into a fresh job and measured the same way. The last line is fixed:
 //! `soak: messages N seconds S rss_start_mb A rss_end_mb B rate_start X rate_end Y`.
 
@@ -57,6 +59,7 @@ fn main() {
     let rate = setting("CITEFLOW_SOAK_RATE", 400) as f64;
     let interval = setting("CITEFLOW_SOAK_INTERVAL", 10).max(1);
     let idle = setting("CITEFLOW_SOAK_IDLE", 60);
+    let settle = setting("CITEFLOW_SOAK_SETTLE", 60);
     let topics = TopicsConfig::default();
 
     let setup = Setup::new("soak");
@@ -109,8 +112,16 @@ fn main() {
 
     wait_caught_up(&db, &setup.broker);
     let idle_start = Sample::of(&job, &setup.broker, started);
-    std::thread::sleep(Duration::from_secs(idle));
-    let idle_end = Sample::of(&job, &setup.broker, started);
+    println!("soak: idle for {idle} s");
+    println!("{:>8} {:>10} {:>14} {:>14}", "seconds", "rss_mb", "cpu_pct", "broker_cpu_pct");
+    let mut idle_end = idle_start;
+    while idle_end.at - idle_start.at < idle as f64 - 0.5 {
+        std::thread::sleep(Duration::from_secs(interval.min(idle.max(1))));
+        let sample = Sample::of(&job, &setup.broker, started);
+        let cpu = 100.0 * (sample.cpu - idle_end.cpu) / (sample.at - idle_end.at).max(1e-3);
+        println!("{:>8.0} {:>10.0} {:>14.2} {:>14.2}", sample.at - idle_start.at, sample.rss_mb, cpu, sample.broker_cpu_since(&idle_end));
+        idle_end = sample;
+    }
     let idle_cpu = 100.0 * (idle_end.cpu - idle_start.cpu) / (idle_end.at - idle_start.at).max(1e-3);
     println!(
         "soak: idle {idle} s: RSS {:.0} -> {:.0} MB, CPU {idle_cpu:.2}% of one core (the broker {:.2}%)",
@@ -125,9 +136,9 @@ fn main() {
     let job = Job::start(&setup);
     wait_caught_up(&db, &setup.broker);
     let ready_in = restarted.elapsed().as_secs_f64();
-    let (ready_rss, restart_rss) = (settled_rss(&job), idle_rss(&job, idle));
+    let (ready_rss, restart_rss) = (settled_rss(&job), idle_rss(&job, settle));
     println!(
-        "soak: restart over the churned topics: ready in {ready_in:.1} s, RSS {ready_rss:.0} MB, after {idle} s idle {restart_rss:.0} MB"
+        "soak: restart over the churned topics: ready in {ready_in:.1} s, RSS {ready_rss:.0} MB, after {settle} s idle {restart_rss:.0} MB"
     );
     println!("soak: restart: {}", job.arrangements());
     println!("soak: restart: {}", job.memory());
@@ -153,11 +164,11 @@ fn main() {
     producer.flush().expect("flushing");
     let job = Job::start(&fresh);
     wait_caught_up(&Db::connect(&fresh.url), &fresh.broker);
-    let (fresh_ready_rss, fresh_rss) = (settled_rss(&job), idle_rss(&job, idle));
+    let (fresh_ready_rss, fresh_rss) = (settled_rss(&job), idle_rss(&job, settle));
     println!("soak: loaded once: {}", job.arrangements());
     println!("soak: loaded once: {}", job.memory());
     drop(job);
-    println!("soak: the same {live} live records loaded once: RSS {fresh_ready_rss:.0} MB, after {idle} s idle {fresh_rss:.0} MB");
+    println!("soak: the same {live} live records loaded once: RSS {fresh_ready_rss:.0} MB, after {settle} s idle {fresh_rss:.0} MB");
 
     let mut missed = Vec::new();
     if (rss_end - rss_start).abs() > 0.1 * rss_start {

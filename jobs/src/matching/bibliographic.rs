@@ -5,8 +5,9 @@
 //! A reference does not say where its journal name starts, so it contributes every
 //! plausible journal candidate (the last one to ten words before the volume, stopping at
 //! the end of a sentence); a publication contributes the forms of its ISO abbreviation and
-//! its full title. Only equal keys meet in the join, so surplus candidates cost a little
-//! memory and never a false match.
+//! its full title, an abbreviation the table expands to that title only once, through the
+//! title ([`JournalTable::indexed_forms`]). Only equal keys meet in the join, so surplus
+//! candidates cost a little memory and never a false match.
 
 use std::sync::OnceLock;
 
@@ -336,10 +337,7 @@ fn title_variants(title: &str) -> Vec<&str> {
 pub fn publication_keys(locators: PublicationLocators<'_>, journals: &JournalTable) -> Vec<String> {
     let Some(page) = locators.pages.and_then(first_page) else { return Vec::new() };
     let volume = locators.volume.and_then(leading_number);
-    let mut forms: Vec<String> =
-        locators.journals.iter().flatten().flat_map(|name| title_variants(name)).flat_map(|name| journals.forms(name)).collect();
-    forms.sort();
-    forms.dedup();
+    let forms = journals.indexed_forms(locators.journals.iter().flatten().flat_map(|name| title_variants(name)));
     let mut keys = Vec::new();
     if let (Some(volume), Some(year)) = (&volume, locators.year) {
         keys.push(locator_key(volume, &page, year));

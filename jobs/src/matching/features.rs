@@ -191,7 +191,7 @@ pub struct ParsedReference {
     /// The reference reads as a notice about a publication (see [`is_notice`]).
     pub notice: bool,
     /// The part of a series it names, if any (see [`part_number`]).
-    pub part: Option<u32>,
+    pub part: Option<u8>,
 }
 
 /// The words of a [`ParsedReference`], unpacked.

@@ -1,14 +1,17 @@
 //! A publication as candidate scoring holds it: what [`features`](super::features::features)
 //! reads of the record, normalised once when the publication is indexed, not once per
-//! candidate pair, and packed into one shared allocation.
+//! candidate pair, and packed into two allocations, one of them shared.
 //!
 //! The fields are the words and locators the features compare (content words of the title
 //! and of each journal name, each author's normalised surname, the volume, issue and first and
-//! last page as numbers), the year, two flags of the title and the id. Normalised text holds
+//! last page as numbers), the year, two traits of the title and the id. Normalised text holds
 //! ASCII letters, digits and spaces only, so the fields are joined by separators that none of
-//! them contains; the id, which may hold anything, comes last. An arrangement of these records
-//! holds one pointer and three small values per publication, and a merge clones pointers.
+//! them contains; the id, which may hold anything, comes last. The journal names are packed
+//! apart and held once per distinct journal ([`JournalNames`]): a journal has thousands of
+//! publications. An arrangement of these records holds two pointers and a word of small values
+//! per publication, and a merge clones pointers.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -27,8 +30,6 @@ const AUTHOR: char = ',';
 #[derive(Clone, Copy)]
 enum Packed {
     Title,
-    Abbreviation,
-    JournalTitle,
     Authors,
     Volume,
     Issue,
@@ -44,19 +45,32 @@ const FIELDS: usize = Packed::Id as usize + 1;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct IndexedPublication {
     fields: Arc<str>,
-    year: Option<i32>,
-    part: Option<u32>,
+    /// The content words of the abbreviated and of the full journal name, `FIELD` between.
+    journals: Arc<str>,
+    /// The year, when `dated`.
+    year: i32,
+    dated: bool,
+    part: Option<u8>,
     notice: bool,
 }
 
 impl IndexedPublication {
-    /// The indexed form of `publication`, written into one buffer field by field.
+    /// The indexed form of `publication`, holding its own copy of the journal names.
     pub fn of(publication: &Publication) -> Self {
-        let mut packed = String::with_capacity(256);
-        for text in [&publication.title, &publication.journal_abbreviation, &publication.journal_title] {
-            push_content_words(&mut packed, text.as_deref().unwrap_or(""));
-            packed.push(FIELD);
-        }
+        Self::sharing(publication, &mut JournalNames::default())
+    }
+
+    /// The indexed form of `publication`, written into one buffer field by field; the journal
+    /// names come from (or join) `journals`.
+    pub fn sharing(publication: &Publication, journals: &mut JournalNames) -> Self {
+        let mut packed = String::with_capacity(128);
+        push_content_words(&mut packed, publication.journal_abbreviation.as_deref().unwrap_or(""));
+        packed.push(FIELD);
+        push_content_words(&mut packed, publication.journal_title.as_deref().unwrap_or(""));
+        let journal_names = journals.get(&packed);
+        packed.clear();
+        push_content_words(&mut packed, publication.title.as_deref().unwrap_or(""));
+        packed.push(FIELD);
         for (n, author) in publication.authors.iter().enumerate() {
             if n > 0 {
                 packed.push(AUTHOR);
@@ -77,7 +91,20 @@ impl IndexedPublication {
         }
         packed.push_str(&publication.id);
         let title = publication.title.as_deref().unwrap_or("");
-        IndexedPublication { fields: packed.into(), year: publication.year, part: part_number(title), notice: is_notice(title) }
+        IndexedPublication {
+            fields: packed.into(),
+            journals: journal_names,
+            year: publication.year.unwrap_or_default(),
+            dated: publication.year.is_some(),
+            part: part_number(title),
+            notice: is_notice(title),
+        }
+    }
+
+    /// The bytes this record holds on its own: the record, its fields' allocation and that
+    /// allocation's reference counts (the journal names are shared).
+    pub fn own_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + 2 * std::mem::size_of::<usize>() + self.fields.len()
     }
 
     fn field(&self, field: Packed) -> &str {
@@ -100,7 +127,8 @@ impl IndexedPublication {
 
     /// The content words of the abbreviated and of the full journal name.
     pub fn journal_words(&self) -> [Vec<&str>; 2] {
-        [split_words(self.field(Packed::Abbreviation)), split_words(self.field(Packed::JournalTitle))]
+        let (abbreviation, title) = self.journals.split_once(FIELD).unwrap_or_default();
+        [split_words(abbreviation), split_words(title)]
     }
 
     /// Each author's surname, normalised (see [`words`]), in order.
@@ -140,11 +168,11 @@ impl IndexedPublication {
 
     /// The publication year.
     pub fn year(&self) -> Option<i32> {
-        self.year
+        self.dated.then_some(self.year)
     }
 
     /// The part of a series the title names (see [`part_number`]).
-    pub fn part(&self) -> Option<u32> {
+    pub fn part(&self) -> Option<u8> {
         self.part
     }
 
@@ -167,6 +195,45 @@ fn push_content_words(packed: &mut String, text: &str) {
 
 fn split_words(field: &str) -> Vec<&str> {
     field.split(' ').filter(|w| !w.is_empty()).collect()
+}
+
+/// The journal names of the publications indexed on one worker, each held once.
+///
+/// Names no record holds any more are dropped whenever the set has doubled since it was last
+/// swept, so it stays within twice the distinct journals of the live records.
+#[derive(Debug, Default)]
+pub struct JournalNames {
+    names: HashSet<Arc<str>>,
+    swept_at: usize,
+}
+
+/// Below this many names the set is not swept.
+const SWEEP_FROM: usize = 1024;
+
+impl JournalNames {
+    /// The shared copy of `names`.
+    pub fn get(&mut self, names: &str) -> Arc<str> {
+        if let Some(held) = self.names.get(names) {
+            return held.clone();
+        }
+        if self.names.len() >= SWEEP_FROM.max(2 * self.swept_at) {
+            self.names.retain(|held| Arc::strong_count(held) > 1);
+            self.swept_at = self.names.len();
+        }
+        let held: Arc<str> = names.into();
+        self.names.insert(held.clone());
+        held
+    }
+
+    /// How many names are held.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no name is held.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +267,26 @@ mod tests {
         assert_eq!((indexed.volume(), indexed.issue()), (Some("12"), Some("3")));
         assert_eq!((indexed.first_page(), indexed.last_page()), (Some("g265"), Some("g277")));
         assert_eq!((indexed.year(), indexed.part(), indexed.notice()), (Some(2001), Some(2), false));
+    }
+
+    #[test]
+    fn journal_names_are_shared_and_dropped_once_unheld() {
+        let mut journals = JournalNames::default();
+        let first = IndexedPublication::sharing(&publication("1", &["Smith"]), &mut journals);
+        let second = IndexedPublication::sharing(&publication("2", &["Jones"]), &mut journals);
+        assert!(Arc::ptr_eq(&first.journals, &second.journals), "one copy of a journal's names");
+        assert_eq!(first.journal_words(), IndexedPublication::of(&publication("1", &["Smith"])).journal_words());
+        drop((first, second));
+        let names = |n: usize| Publication { journal_title: Some(format!("Journal n{n}")), ..publication("x", &[]) };
+        let held: Vec<IndexedPublication> = (0..SWEEP_FROM).map(|n| IndexedPublication::sharing(&names(n), &mut journals)).collect();
+        assert_eq!(journals.len(), SWEEP_FROM, "the first sweep dropped the unheld name");
+        drop(held);
+        let _kept = IndexedPublication::sharing(&names(SWEEP_FROM), &mut journals);
+        assert_eq!(journals.len(), SWEEP_FROM + 1, "swept at the doubled size only");
+        for n in 0..SWEEP_FROM {
+            let _ = IndexedPublication::sharing(&names(SWEEP_FROM + 1 + n), &mut journals);
+        }
+        assert!(journals.len() <= SWEEP_FROM + 2, "{} names held: the unheld ones went", journals.len());
     }
 
     #[test]

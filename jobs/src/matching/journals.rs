@@ -46,6 +46,23 @@ impl JournalTable {
         }
         forms
     }
+
+    /// The forms a publication known by `names` is indexed under: every form of every name
+    /// (see [`JournalTable::forms`]), sorted, less each known abbreviation whose full title is
+    /// among them. That loses no match: a reference naming the journal by that abbreviation
+    /// has the full title among its forms too.
+    pub fn indexed_forms<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut forms: Vec<String> = names.into_iter().flat_map(|name| self.forms(name)).collect();
+        forms.sort();
+        forms.dedup();
+        let implied: Vec<bool> = forms
+            .iter()
+            .map(|form| self.abbreviation_to_title.get(form).is_some_and(|title| title != form && forms.binary_search(title).is_ok()))
+            .collect();
+        let mut implied = implied.into_iter();
+        forms.retain(|_| !implied.next().unwrap_or(false));
+        forms
+    }
 }
 
 #[cfg(test)]
@@ -60,6 +77,19 @@ mod tests {
         assert!(abbreviated.contains(&"newenglandjournalofmedicine".to_string()));
         assert!(!full.contains(&"newenglandjournalofmedicine".to_string()), "'The' is part of this title");
         assert!(table.forms("New England journal of medicine").iter().any(|f| abbreviated.contains(f)));
+    }
+
+    #[test]
+    fn an_abbreviation_is_indexed_through_its_full_title() {
+        let table = JournalTable::parse("nengljmed\tnew england journal of medicine\nlancet\tlancet\n");
+        let indexed = table.indexed_forms(["N Engl J Med", "New England journal of medicine"]);
+        assert_eq!(indexed, ["newenglandjournalofmedicine"]);
+        for cited in ["N Engl J Med", "N. Engl. J. Med.", "New England Journal of Medicine"] {
+            assert!(table.forms(cited).iter().any(|f| indexed.contains(f)), "{cited} meets {indexed:?}");
+        }
+        let unknown = table.indexed_forms(["Acta Endocrinol (Copenh)", "Acta endocrinologica"]);
+        assert_eq!(unknown.len(), 2, "names the table does not link stay: {unknown:?}");
+        assert_eq!(table.indexed_forms(["Lancet", "The Lancet"]), ["lancet", "thelancet"]);
     }
 
     #[test]

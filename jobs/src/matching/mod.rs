@@ -35,7 +35,7 @@ use bibliographic::{publication_keys, reference_locators, PublicationLocators};
 use blocking::{BlockingKey, PublicationKey};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
-use indexed::IndexedPublication;
+use indexed::{IndexedPublication, JournalNames};
 use journals::JournalTable;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
@@ -151,7 +151,9 @@ where
         .join_core(index, |key, reference, publication| Some(((reference.clone(), *publication), key.family())))
         .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
     let parsed = parsed.map(|(reference, (_, parsed))| (reference, parsed));
-    let records = publications.map(|(id, publication)| (PublicationKey::of(&id), IndexedPublication::of(&publication)));
+    let mut journal_names = JournalNames::default();
+    let records =
+        publications.map(move |(id, publication)| (PublicationKey::of(&id), IndexedPublication::sharing(&publication, &mut journal_names)));
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .join_map(parsed, |reference, (publication, families), parsed| {

@@ -15,10 +15,10 @@ pub fn is_notice(text: &str) -> bool {
 }
 
 /// A part number: a Roman numeral or a number of one or two digits.
-fn numeral(word: &str) -> Option<u32> {
+fn numeral(word: &str) -> Option<u8> {
     let word = word.to_ascii_lowercase();
     match ROMAN.iter().position(|roman| *roman == word) {
-        Some(index) => Some(index as u32 + 1),
+        Some(index) => Some(index as u8 + 1),
         None if (1..=2).contains(&word.len()) => word.parse().ok(),
         None => None,
     }
@@ -26,7 +26,7 @@ fn numeral(word: &str) -> Option<u32> {
 
 /// The part of a series `text` names: "Part II", "part 3" or a Roman numeral in parentheses
 /// ("(II)"; numbers in parentheses are issues, not parts).
-pub fn part_number(text: &str) -> Option<u32> {
+pub fn part_number(text: &str) -> Option<u8> {
     let normalised = words(text);
     let tokens: Vec<&str> = normalised.split(' ').collect();
     let after_part = tokens.windows(2).find(|pair| pair[0] == "part").and_then(|pair| numeral(pair[1]));
