@@ -116,13 +116,13 @@ fn main() {
     println!("{:>8} {:>10} {:>14} {:>14}", "seconds", "rss_mb", "cpu_pct", "broker_cpu_pct");
     let mut idle_end = idle_start;
     while idle_end.at - idle_start.at < idle as f64 - 0.5 {
-        std::thread::sleep(Duration::from_secs(interval.min(idle.max(1))));
+        std::thread::sleep(Duration::from_secs(interval.min(idle)));
         let sample = Sample::of(&job, &setup.broker, started);
-        let cpu = 100.0 * (sample.cpu - idle_end.cpu) / (sample.at - idle_end.at).max(1e-3);
-        println!("{:>8.0} {:>10.0} {:>14.2} {:>14.2}", sample.at - idle_start.at, sample.rss_mb, cpu, sample.broker_cpu_since(&idle_end));
+        let (cpu, broker_cpu) = (sample.cpu_since(&idle_end), sample.broker_cpu_since(&idle_end));
+        println!("{:>8.0} {:>10.0} {:>14.2} {:>14.2}", sample.at - idle_start.at, sample.rss_mb, cpu, broker_cpu);
         idle_end = sample;
     }
-    let idle_cpu = 100.0 * (idle_end.cpu - idle_start.cpu) / (idle_end.at - idle_start.at).max(1e-3);
+    let idle_cpu = idle_end.cpu_since(&idle_start);
     println!(
         "soak: idle {idle} s: RSS {:.0} -> {:.0} MB, CPU {idle_cpu:.2}% of one core (the broker {:.2}%)",
         idle_start.rss_mb,

@@ -167,6 +167,11 @@ impl Sample {
         }
     }
 
+    /// The job's CPU use since `earlier`, in % of one core.
+    pub fn cpu_since(&self, earlier: &Sample) -> f64 {
+        100.0 * (self.cpu - earlier.cpu) / (self.at - earlier.at).max(1e-3)
+    }
+
     /// The broker's CPU use since `earlier`, in % of one core.
     pub fn broker_cpu_since(&self, earlier: &Sample) -> f64 {
         100.0 * (self.broker_cpu - earlier.broker_cpu) / (self.at - earlier.at).max(1e-3)

@@ -224,16 +224,6 @@ impl JournalNames {
         self.names.insert(held.clone());
         held
     }
-
-    /// How many names are held.
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    /// Whether no name is held.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -279,14 +269,14 @@ mod tests {
         drop((first, second));
         let names = |n: usize| Publication { journal_title: Some(format!("Journal n{n}")), ..publication("x", &[]) };
         let held: Vec<IndexedPublication> = (0..SWEEP_FROM).map(|n| IndexedPublication::sharing(&names(n), &mut journals)).collect();
-        assert_eq!(journals.len(), SWEEP_FROM, "the first sweep dropped the unheld name");
+        assert_eq!(journals.names.len(), SWEEP_FROM, "the first sweep dropped the unheld name");
         drop(held);
         let _kept = IndexedPublication::sharing(&names(SWEEP_FROM), &mut journals);
-        assert_eq!(journals.len(), SWEEP_FROM + 1, "swept at the doubled size only");
+        assert_eq!(journals.names.len(), SWEEP_FROM + 1, "swept at the doubled size only");
         for n in 0..SWEEP_FROM {
             let _ = IndexedPublication::sharing(&names(SWEEP_FROM + 1 + n), &mut journals);
         }
-        assert!(journals.len() <= SWEEP_FROM + 2, "{} names held: the unheld ones went", journals.len());
+        assert!(journals.names.len() <= SWEEP_FROM + 2, "{} names held: the unheld ones went", journals.names.len());
     }
 
     #[test]

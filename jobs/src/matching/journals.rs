@@ -55,13 +55,9 @@ impl JournalTable {
         let mut forms: Vec<String> = names.into_iter().flat_map(|name| self.forms(name)).collect();
         forms.sort();
         forms.dedup();
-        let implied: Vec<bool> = forms
-            .iter()
-            .map(|form| self.abbreviation_to_title.get(form).is_some_and(|title| title != form && forms.binary_search(title).is_ok()))
-            .collect();
-        let mut implied = implied.into_iter();
-        forms.retain(|_| !implied.next().unwrap_or(false));
-        forms
+        let implied =
+            |form: &String| self.abbreviation_to_title.get(form).is_some_and(|title| title != form && forms.binary_search(title).is_ok());
+        forms.iter().filter(|form| !implied(form)).cloned().collect()
     }
 }
 
