@@ -184,6 +184,9 @@ impl Hydration {
 
 const HYDRATION_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Room for this many updates the sink keeps however few are waiting.
+const PENDING_KEPT: usize = 1024;
+
 /// Where the sink reports progress for flow control (see [`crate::flow`]).
 pub struct SinkProgress<'a> {
     /// Follows the sink's input frontier on this worker.
@@ -265,6 +268,10 @@ pub fn commit_views<'scope, C: Committer>(
                 true
             }
         });
+        // The epoch a replay ends in brings every view's rows at once: keep no room for it.
+        if pending.capacity() > 4 * pending.len().max(PENDING_KEPT) {
+            pending.shrink_to(2 * pending.len().max(PENDING_KEPT));
+        }
         consolidate(&mut ready);
 
         let batch = match hydration.as_mut() {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use citeflow_engine::metrics::metrics;
+use citeflow_operators::arrange::ArrangeCompact;
 use citeflow_operators::best::leaders_by_key;
 use citeflow_operators::count::keys_over_limit;
 use differential_dataflow::VecCollection;
@@ -131,7 +132,7 @@ where
         let publication_key = PublicationKey::of(&id);
         blocking::publication_keys(&publication, &key_journals).into_iter().map(move |key| (key, publication_key))
     });
-    let index = publication_keys.arrange_by_key_named("Arrange: publication keys");
+    let index = publication_keys.arrange_compact_named("Arrange: publication keys");
     let common = keys_over_limit(index.clone(), |key: &BlockingKey| key.limit());
 
     // A reference is parsed once, for its keys and its features. A parsed reference and a
@@ -147,7 +148,7 @@ where
         .clone()
         .flat_map(|(reference, (keys, _))| keys.into_iter().map(move |key| (key, reference.clone())))
         .antijoin(common)
-        .arrange_by_key_named("Arrange: reference keys")
+        .arrange_compact_named("Arrange: reference keys")
         .join_core(index, |key, reference, publication| Some(((reference.clone(), *publication), key.family())))
         .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
     let parsed = parsed.map(|(reference, (_, parsed))| (reference, parsed));
