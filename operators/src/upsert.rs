@@ -104,8 +104,12 @@ where
                         let next_is_later = stash.first_key_value().is_none_or(|(time, _)| at.time().less_than(time));
                         replaying && next_is_later && !frontier.less_equal(at.time())
                     }) {
-                        let state = state.iter().map(|(key, value)| ((key.clone(), value.clone()), at.time().clone(), 1isize));
-                        output.session(&at).give_iterator(state);
+                        // The replayed values travel on and the operator keeps copies, as it
+                        // does live: copies are sized to their contents, and the table to the
+                        // live keys, not to every key the replay saw.
+                        let replayed = std::mem::take(&mut state);
+                        state = replayed.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+                        output.session(&at).give_iterator(replayed.into_iter().map(|data| (data, at.time().clone(), 1isize)));
                         replaying = false;
                     }
                     let Some(entry) = stash.first_entry() else { break };
