@@ -21,7 +21,7 @@ use differential_dataflow::hashable::Hashable;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::ord_neu::OrdValBatch;
-use differential_dataflow::trace::implementations::{ContainerChunker, ValBuilder, ValSpine, Vector};
+use differential_dataflow::trace::implementations::{ContainerChunker, Update, ValBuilder, ValSpine, Vector};
 use differential_dataflow::{ExchangeData, VecCollection};
 use timely::progress::Timestamp;
 
@@ -29,16 +29,12 @@ use timely::progress::Timestamp;
 /// what they hold.
 pub struct Compacting<S>(PhantomData<S>);
 
-impl<C, S, K, V, T, R> Sealer<C> for Compacting<S>
+impl<C, S, U> Sealer<C> for Compacting<S>
 where
-    S: Sealer<C, Output = OrdValBatch<Vector<((K, V), T, R)>>>,
-    ((K, V), T, R): differential_dataflow::trace::implementations::Update<Key = K, Val = V, Time = T, Diff = R>,
-    K: Ord + Clone + 'static,
-    V: Ord + Clone + 'static,
-    T: Lattice + Timestamp,
-    R: differential_dataflow::difference::Semigroup + Ord + 'static,
+    S: Sealer<C, Output = OrdValBatch<Vector<U>>>,
+    U: Update<Diff: Ord>,
 {
-    type Output = OrdValBatch<Vector<((K, V), T, R)>>;
+    type Output = OrdValBatch<Vector<U>>;
 
     fn seal(chain: &mut Vec<C>) -> Option<Self::Output> {
         let mut batch = S::seal(chain)?;
