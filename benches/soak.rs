@@ -18,11 +18,12 @@
 //! job idles after the churn, sampled every interval, 60), `CITEFLOW_SOAK_SETTLE` (seconds both
 //! sides of the restart comparison idle before their RSS is taken, 60).
 //!
-//! Targets: RSS at the end of the churn within 10% of RSS at its start (after warm-up); the
+//! Targets: RSS at the end of the churn within 10% of RSS at its start (after warm-up), and the
 //! read rate over the last minute of the churn at least 0.9 × the rate over its first minute
-//! (a third of the churn when it is shorter); a restart over the churned topics, once ready and
-//! idle for `CITEFLOW_SOAK_SETTLE` seconds, within 10% of the RSS of the same live records loaded
-//! once into a fresh job and measured the same way. The last line is fixed:
+//! (a third of the churn when it is shorter; each RSS is the mean of the samples over the same
+//! window as its rate); a restart over the churned topics, once ready and idle for
+//! `CITEFLOW_SOAK_SETTLE` seconds, within 10% of the RSS of the same live records loaded once
+//! into a fresh job and measured the same way. The last line is fixed:
 //! `soak: messages N seconds S rss_start_mb A rss_end_mb B rate_start X rate_end Y`.
 
 #[path = "live/mod.rs"]
@@ -99,8 +100,9 @@ fn main() {
             samples.last().map_or(0, |s| s.read - samples[0].read)
         }
     };
-    // Rates over a window (a minute, or a third of the churn when shorter) at each end of the
-    // churn after warm-up: single intervals are as noisy as the producer's pacing.
+    // Rates and RSS over a window (a minute, or a third of the churn when shorter) at each end
+    // of the churn after warm-up: single intervals are as noisy as the producer's pacing, and a
+    // single RSS sample lands anywhere on the rise and fall of an epoch's allocations.
     let after_warmup: Vec<&Sample> = samples.iter().filter(|s| s.at >= warmup as f64 - 0.5).collect();
     let window = (seconds as f64 / 3.0).clamp(interval as f64, 60.0);
     let (first, last) = (after_warmup[0], after_warmup[after_warmup.len() - 1]);
@@ -108,7 +110,9 @@ fn main() {
     let end_window_start = after_warmup.iter().rev().find(|s| s.at <= last.at - window + 0.5).copied().unwrap_or(first);
     let (rate_start, cpu_start) = start_window_end.since(first);
     let (rate_end, cpu_end) = last.since(end_window_start);
-    let (rss_start, rss_end) = (first.rss_mb, last.rss_mb);
+    let mean_rss = |window: &[&Sample]| window.iter().map(|s| s.rss_mb).sum::<f64>() / window.len().max(1) as f64;
+    let rss_start = mean_rss(&after_warmup.iter().copied().filter(|s| s.at <= start_window_end.at).collect::<Vec<_>>());
+    let rss_end = mean_rss(&after_warmup.iter().copied().filter(|s| s.at >= end_window_start.at).collect::<Vec<_>>());
 
     wait_caught_up(&db, &setup.broker);
     let idle_start = Sample::of(&job, &setup.broker, started);

@@ -3,6 +3,7 @@
 
 use citeflow_connectors::postgres::Migration;
 use citeflow_engine::rows::{encode, CopyLine, Row, ViewId, ViewRow, ViewSchema};
+use citeflow_operators::arrange::ReduceCompact;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::VecCollection;
 use timely::progress::Timestamp;
@@ -324,7 +325,7 @@ where
         .concat(encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS));
     if let [(a, _), (b, _)] = &decisions[..] {
         let matchers = (a.clone(), b.clone());
-        let comparison = tagged.reduce(move |reference, chosen, output| {
+        let comparison = tagged.reduce_compact_named("Matcher comparison", move |reference, chosen, output| {
             let pick = |name: &str| chosen.iter().find(|((m, _), _)| m == name).map(|((_, c), _)| c.publication.clone());
             let publications = (pick(&matchers.0), pick(&matchers.1));
             output.push((ComparisonRow { reference: reference.clone(), matchers: matchers.clone(), publications }, 1));

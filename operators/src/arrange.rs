@@ -11,7 +11,11 @@
 //!
 //! [`ArrangeCompact::arrange_compact_named`] arranges like `arrange_by_key_named` (same
 //! batcher, same spine, same batches) with a sealer that gives that unused capacity back
-//! when each batch is formed. The contents of every batch are unchanged.
+//! when each batch is formed. A reduction builds its output batches by pushing, so their
+//! columns grow by doubling and the one such batch can hold twice its contents;
+//! [`ReduceCompact::reduce_compact_named`] reduces like `reduce_named` over a compact
+//! arrangement, into output batches sized to their contents. The contents of every batch are
+//! unchanged.
 
 use std::marker::PhantomData;
 
@@ -21,12 +25,27 @@ use differential_dataflow::hashable::Hashable;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::ord_neu::OrdValBatch;
-use differential_dataflow::trace::implementations::{ContainerChunker, Update, ValBuilder, ValSpine, Vector};
-use differential_dataflow::{ExchangeData, VecCollection};
+use differential_dataflow::trace::implementations::{ContainerChunker, OffsetList, Update, ValBuilder, ValSpine, Vector};
+use differential_dataflow::trace::Builder;
+use differential_dataflow::{Data, ExchangeData, VecCollection};
 use timely::progress::Timestamp;
 
-/// Seals chains into batches as `S` does, then shrinks the batch's time and diff columns to
-/// what they hold.
+/// Gives back what `batch`'s columns hold beyond their contents.
+fn shrink<U: Update<Diff: Ord>>(batch: &mut OrdValBatch<Vector<U>>) {
+    fn offsets(list: &mut OffsetList) {
+        list.smol.shrink_to_fit();
+        list.chonk.shrink_to_fit();
+    }
+    let storage = &mut batch.storage;
+    storage.keys.shrink_to_fit();
+    offsets(&mut storage.vals.offs);
+    storage.vals.vals.shrink_to_fit();
+    offsets(&mut storage.upds.offs);
+    storage.upds.times.shrink_to_fit();
+    storage.upds.diffs.shrink_to_fit();
+}
+
+/// Seals chains into batches as `S` does, then shrinks the batch's columns to what they hold.
 pub struct Compacting<S>(PhantomData<S>);
 
 impl<C, S, U> Sealer<C> for Compacting<S>
@@ -38,8 +57,31 @@ where
 
     fn seal(chain: &mut Vec<C>) -> Option<Self::Output> {
         let mut batch = S::seal(chain)?;
-        batch.storage.upds.times.shrink_to_fit();
-        batch.storage.upds.diffs.shrink_to_fit();
+        shrink(&mut batch);
+        Some(batch)
+    }
+}
+
+/// Builds batches as `B` does, then shrinks the batch's columns to what they hold.
+#[derive(Default)]
+pub struct CompactBuilder<B>(B);
+
+impl<B, U> Builder for CompactBuilder<B>
+where
+    B: Builder<Output = OrdValBatch<Vector<U>>>,
+    U: Update<Diff: Ord>,
+{
+    type Input = B::Input;
+    type Time = B::Time;
+    type Output = OrdValBatch<Vector<U>>;
+
+    fn push(&mut self, chunk: &mut Self::Input) {
+        self.0.push(chunk);
+    }
+
+    fn done(self) -> Option<Self::Output> {
+        let mut batch = self.0.done()?;
+        shrink(&mut batch);
         Some(batch)
     }
 }
@@ -59,6 +101,21 @@ pub trait ArrangeCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: Exc
     /// });
     /// ```
     fn arrange_compact_named(self, name: &str) -> Arranged<'scope, TraceAgent<ValSpine<K, V, T, isize>>>;
+
+    /// As `antijoin`: the pairs whose key is not among `keys` (which should hold each key at
+    /// most once), with the pairs arranged into compact batches.
+    ///
+    /// ```
+    /// use citeflow_operators::arrange::ArrangeCompact;
+    /// use differential_dataflow::input::Input;
+    ///
+    /// timely::example(|scope| {
+    ///     let pairs = scope.new_collection_from(vec![(1u32, 'a'), (1, 'b'), (2, 'c')]).1;
+    ///     let common = scope.new_collection_from(vec![1u32]).1;
+    ///     pairs.antijoin_compact_named("Rare pairs", common).inspect(|x| println!("{x:?}"));
+    /// });
+    /// ```
+    fn antijoin_compact_named(self, name: &str, keys: VecCollection<'scope, T, K>) -> VecCollection<'scope, T, (K, V)>;
 }
 
 impl<'scope, T, K, V> ArrangeCompact<'scope, T, K, V> for VecCollection<'scope, T, (K, V)>
@@ -72,6 +129,61 @@ where
             MergeBatcher<ContainerChunker<Vec<((K, V), T, isize)>>, VecMerger<(K, V), T, isize>, Compacting<ValBuilder<K, V, T, isize>>>;
         self.arrange_named::<Batcher<K, V, T>, ValSpine<K, V, T, isize>>(name, Batcher::new)
     }
+
+    fn antijoin_compact_named(self, name: &str, keys: VecCollection<'scope, T, K>) -> VecCollection<'scope, T, (K, V)> {
+        let matched = self
+            .clone()
+            .arrange_compact_named(&format!("Arrange: {name}"))
+            .join_core(keys.arrange_by_self(), |key, value, ()| Some((key.clone(), value.clone())));
+        self.concat(matched.negate())
+    }
+}
+
+/// Reducing a collection of `(key, value)` pairs per key, through compact batches (see the
+/// module documentation).
+pub trait ReduceCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: ExchangeData> {
+    /// As `reduce_named`: for each key whose values changed, `logic` turns its values (those
+    /// with a non-zero count, ordered) into its output values; the input is arranged and the
+    /// output built with batches that keep no spare capacity.
+    ///
+    /// ```
+    /// use citeflow_operators::arrange::ReduceCompact;
+    /// use differential_dataflow::input::Input;
+    ///
+    /// timely::example(|scope| {
+    ///     let pairs = scope.new_collection_from(vec![(1u32, 'a'), (1, 'b'), (2, 'c')]).1;
+    ///     let counts = pairs.reduce_compact_named("Count", |_key, values, output| output.push((values.len(), 1)));
+    ///     counts.inspect(|x| println!("{x:?}"));
+    /// });
+    /// ```
+    fn reduce_compact_named<V2, L>(self, name: &str, logic: L) -> VecCollection<'scope, T, (K, V2)>
+    where
+        V2: Data,
+        L: FnMut(&K, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static;
+}
+
+impl<'scope, T, K, V> ReduceCompact<'scope, T, K, V> for VecCollection<'scope, T, (K, V)>
+where
+    T: Timestamp + Lattice + Ord,
+    K: ExchangeData + Hashable,
+    V: ExchangeData,
+{
+    fn reduce_compact_named<V2, L>(self, name: &str, logic: L) -> VecCollection<'scope, T, (K, V2)>
+    where
+        V2: Data,
+        L: FnMut(&K, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static,
+    {
+        self.arrange_compact_named(&format!("Arrange: {name}"))
+            .reduce_abelian::<_, CompactBuilder<ValBuilder<K, V2, T, isize>>, ValSpine<K, V2, T, isize>, _, _>(
+                name,
+                logic,
+                |updates, key, output| {
+                    updates.clear();
+                    updates.extend(output.drain(..).map(|(value, time, diff)| ((key.clone(), value), time, diff)));
+                },
+            )
+            .as_collection(|key, value| (key.clone(), value.clone()))
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +191,7 @@ mod tests {
     use super::*;
     use differential_dataflow::input::Input;
     use differential_dataflow::trace::TraceReader;
+    use std::collections::BTreeSet;
     use std::sync::{Arc, Mutex};
     use timely::dataflow::operators::Probe;
     use timely::progress::Antichain;
@@ -123,5 +236,96 @@ mod tests {
         assert!(compact_capacity <= 1, "{compact_capacity}");
         assert_eq!(default_pairs, compact_pairs);
         assert_eq!(compact_pairs.len(), 10_000);
+    }
+
+    /// Capacity and length of the key column of a reduction's output batch of `keys` keys.
+    fn built<B: Builder<Input = Vec<((u32, u32), u64, isize)>, Output = OrdValBatch<Vector<((u32, u32), u64, isize)>>>>(
+        keys: u32,
+    ) -> (usize, usize) {
+        let mut builder = B::default();
+        let mut chunk: Vec<_> = (0..keys).map(|key| ((key, key + 1), 0u64, 1isize)).collect();
+        builder.push(&mut chunk);
+        let batch = builder.done().expect("a batch");
+        (batch.storage.keys.capacity(), batch.storage.keys.len())
+    }
+
+    #[test]
+    fn a_reduction_output_batch_holds_its_contents_not_its_growth() {
+        type Plain = ValBuilder<u32, u32, u64, isize>;
+        let (plain_capacity, plain_len) = built::<Plain>(10_000);
+        let (compact_capacity, compact_len) = built::<CompactBuilder<Plain>>(10_000);
+        assert!(plain_capacity > plain_len, "pushing grows the columns by doubling ({plain_capacity} for {plain_len})");
+        assert_eq!((compact_capacity, compact_len), (10_000, 10_000));
+    }
+
+    /// Pairs (key, value) built from the pairs and the keys of `updates` by `build`.
+    type Built = for<'s> fn(VecCollection<'s, u64, (u8, u8)>, VecCollection<'s, u64, u8>) -> VecCollection<'s, u64, (u8, isize)>;
+
+    /// The output of `build` over `updates` (key, value, time, diff) and `keys` (each inserted
+    /// once, at time 0), consolidated.
+    fn output(updates: Vec<(u8, u8, u64, isize)>, keys: BTreeSet<u8>, build: Built) -> Vec<((u8, isize), u64, isize)> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out = seen.clone();
+        timely::execute_directly(move |worker| {
+            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, pairs) = scope.new_collection::<(u8, u8), isize>();
+                let keys = scope.new_collection_from(keys).1;
+                let out = out.clone();
+                let (probe, _) = build(pairs, keys).inspect(move |update| out.lock().expect("lock").push(*update)).probe();
+                (input, probe)
+            });
+            let mut updates = updates;
+            updates.sort_by_key(|update| update.2);
+            for (key, value, time, diff) in updates {
+                input.advance_to(time);
+                input.update((key, value), diff);
+            }
+            input.advance_to(u64::MAX);
+            input.flush();
+            worker.step_while(|| probe.less_than(input.time()));
+        });
+        let mut updates = seen.lock().expect("lock").clone();
+        differential_dataflow::consolidation::consolidate_updates(&mut updates);
+        updates
+    }
+
+    fn sum(_key: &u8, values: &[(&u8, isize)], output: &mut Vec<(isize, isize)>) {
+        output.push((values.iter().map(|(value, count)| isize::from(**value) * count).sum(), 1));
+    }
+
+    fn compact_sums<'s>(pairs: VecCollection<'s, u64, (u8, u8)>, _: VecCollection<'s, u64, u8>) -> VecCollection<'s, u64, (u8, isize)> {
+        pairs.reduce_compact_named("Sum", sum)
+    }
+
+    fn sums<'s>(pairs: VecCollection<'s, u64, (u8, u8)>, _: VecCollection<'s, u64, u8>) -> VecCollection<'s, u64, (u8, isize)> {
+        pairs.reduce(sum)
+    }
+
+    fn compact_antijoin<'s>(
+        pairs: VecCollection<'s, u64, (u8, u8)>,
+        keys: VecCollection<'s, u64, u8>,
+    ) -> VecCollection<'s, u64, (u8, isize)> {
+        pairs.antijoin_compact_named("Rare", keys).map(|(key, value)| (key, isize::from(value)))
+    }
+
+    fn antijoin<'s>(pairs: VecCollection<'s, u64, (u8, u8)>, keys: VecCollection<'s, u64, u8>) -> VecCollection<'s, u64, (u8, isize)> {
+        pairs.antijoin(keys).map(|(key, value)| (key, isize::from(value)))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_compact_reduction_outputs_what_reduce_does(
+            updates in proptest::collection::vec((0u8..8, 0u8..8, 0u64..6, -1isize..=2), 0..60)
+        ) {
+            proptest::prop_assert_eq!(output(updates.clone(), BTreeSet::new(), compact_sums), output(updates, BTreeSet::new(), sums));
+        }
+
+        #[test]
+        fn a_compact_antijoin_outputs_what_antijoin_does(
+            updates in proptest::collection::vec((0u8..8, 0u8..8, 0u64..6, -1isize..=2), 0..60),
+            keys in proptest::collection::btree_set(0u8..8, 0..4),
+        ) {
+            proptest::prop_assert_eq!(output(updates.clone(), keys.clone(), compact_antijoin), output(updates, keys, antijoin));
+        }
     }
 }

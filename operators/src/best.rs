@@ -1,9 +1,10 @@
 //! The best value per key and its runner-up, so that a decision can guard against ties.
 
+use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{ExchangeData, VecCollection};
 use timely::progress::Timestamp;
 
-use differential_dataflow::lattice::Lattice;
+use crate::arrange::ReduceCompact;
 
 /// For each key, the greatest value and the next greatest (if any). Values are compared with
 /// `Ord`, so put the quantity that ranks them first in the value type. A change to a key's
@@ -14,7 +15,7 @@ where
     K: ExchangeData + std::hash::Hash,
     V: ExchangeData,
 {
-    collection.reduce(move |_key, input, output| {
+    collection.reduce_compact_named("Leaders", move |_key, input, output| {
         let mut present = input.iter().filter(|(_, count)| *count > 0).map(|(value, _)| *value).rev();
         if let Some(best) = present.next() {
             output.push(((best.clone(), present.next().cloned()), 1));

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
 
 use crate::aggregate::Group;
+use crate::arrange::ReduceCompact;
 
 /// A window of event time: from `start` (included) to `end` (excluded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -95,7 +96,7 @@ where
 {
     records
         .flat_map(move |(key, (time, value))| windows.assign(time).into_iter().map(move |window| ((key.clone(), window), value.clone())))
-        .reduce(move |_window, values, output| output.push((aggregate(values), 1)))
+        .reduce_compact_named("Window aggregate", move |_window, values, output| output.push((aggregate(values), 1)))
 }
 
 /// Splits times (sorted) into sessions: a time at most `gap` after the end of the session so
@@ -130,7 +131,7 @@ where
     F: Fn(&Group<'_, V>) -> A + 'static,
 {
     records
-        .reduce(move |_key, records: &[(&(EventTime, V), isize)], output| {
+        .reduce_compact_named("Session aggregate", move |_key, records: &[(&(EventTime, V), isize)], output| {
             let present: Vec<(&(EventTime, V), isize)> = records.iter().filter(|(_, count)| *count > 0).copied().collect();
             let mut rest = &present[..];
             for (window, taken) in sessions(present.iter().map(|((time, _), _)| *time), gap) {

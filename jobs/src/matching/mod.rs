@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use citeflow_engine::metrics::metrics;
-use citeflow_operators::arrange::ArrangeCompact;
+use citeflow_operators::arrange::{ArrangeCompact, ReduceCompact};
 use citeflow_operators::best::leaders_by_key;
 use citeflow_operators::count::keys_over_limit;
 use differential_dataflow::VecCollection;
@@ -147,10 +147,12 @@ where
     let families = parsed
         .clone()
         .flat_map(|(reference, (keys, _))| keys.into_iter().map(move |key| (key, reference.clone())))
-        .antijoin(common)
+        .antijoin_compact_named("Reference keys, common left out", common)
         .arrange_compact_named("Arrange: reference keys")
         .join_core(index, |key, reference, publication| Some(((reference.clone(), *publication), key.family())))
-        .reduce(|_pair, found, output| output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1)));
+        .reduce_compact_named("Candidate pairs", |_pair, found, output| {
+            output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
+        });
     let parsed = parsed.map(|(reference, (_, parsed))| (reference, parsed));
     let mut journal_names = JournalNames::default();
     let records =
