@@ -111,3 +111,39 @@ fn the_broker_cannot_add_partitions() {
     let grew = matches!(added.as_deref(), Ok([Ok(_)])) && discover_partitions(&config, std::slice::from_ref(&topic)).unwrap().len() == 4;
     assert!(!grew, "the broker now adds partitions: {added:?}");
 }
+
+/// tansu 0.6.0 starts transactions but cannot end them: it has no EndTxn (see
+/// `connectors/docs/tansu-transactions.md`). A transactional producer initialises, begins and
+/// sends; its records are held back from `read_committed` readers while the transaction is
+/// open; the commit fails. This fails loudly once the broker commits transactions, which a
+/// transactional Kafka sink's tests need.
+#[test]
+fn the_broker_opens_transactions_but_cannot_commit_them() {
+    use rdkafka::producer::DefaultProducerContext;
+    use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+    let broker = Broker::start();
+    let config = test_kafka(&broker);
+    let topic = "transactional".to_string();
+    ensure_topics(&config, std::slice::from_ref(&topic), 1).unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = config.producer_config().set("transactional.id", "contract").create().unwrap();
+    let timeout = Duration::from_secs(10);
+    producer.init_transactions(timeout).expect("InitProducerId with a transactional id");
+    producer.begin_transaction().unwrap();
+    producer.send(BaseRecord::to(&topic).key("k").payload("v")).map_err(|(error, _)| error).unwrap();
+    producer.flush(timeout).expect("the transaction's record is written");
+
+    let reader = |isolation: &str| -> BaseConsumer { config.consumer_config().set("isolation.level", isolation).create().unwrap() };
+    let uncommitted = watermarks(&reader("read_uncommitted"), &topic, 0, timeout).unwrap();
+    assert_eq!(uncommitted, (0, 1), "the open transaction's record is in the log");
+    let consumer = reader("read_committed");
+    let committed = watermarks(&consumer, &topic, 0, timeout).unwrap();
+    assert_eq!(committed, (0, 0), "read_committed offsets end at the open transaction (its last stable offset)");
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let seen = (0..5).filter_map(|_| consumer.poll(Duration::from_secs(1))).filter(|result| result.is_ok()).count();
+    assert_eq!(seen, 0, "a read_committed reader does not see an open transaction's record");
+
+    let commit = producer.commit_transaction(timeout);
+    assert!(commit.is_err(), "the broker now commits transactions: {commit:?}");
+}
