@@ -11,8 +11,9 @@
 //!
 //! [`ArrangeCompact::arrange_compact_named`] arranges like `arrange_by_key_named` (same
 //! batcher, same spine, same batches) with a sealer that gives that unused capacity back
-//! when each batch is formed. A reduction builds its output batches by pushing, so their
-//! columns grow by doubling and the one such batch can hold twice its contents;
+//! when each batch is formed; [`ArrangeCompact::antijoin_compact_named`] is `antijoin` over
+//! such an arrangement. A reduction builds its output batches by pushing, so their columns
+//! grow by doubling and a batch formed at one time can hold up to twice its contents;
 //! [`ReduceCompact::reduce_compact_named`] reduces like `reduce_named` over a compact
 //! arrangement, into output batches sized to their contents. The contents of every batch are
 //! unchanged.
