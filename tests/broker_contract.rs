@@ -8,17 +8,24 @@ use std::time::Duration;
 
 use citeflow_connectors::kafka::admin::{discover_partitions, ensure_topics, retention, watermarks, Retention};
 use citeflow_connectors::kafka::producer::{Outgoing, Producer};
+use citeflow_connectors::kafka::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use support::{read_topic, test_kafka, Broker};
 
-#[test]
-fn the_broker_keeps_offsets_keys_tombstones_and_headers() {
+/// A fresh broker, a client configuration for it, and `topic` created with `partitions`.
+fn broker_with_topic(topic: &str, partitions: i32) -> (Broker, KafkaConfig, String) {
     let broker = Broker::start();
     let config = test_kafka(&broker);
-    let topic = "contract".to_string();
-    ensure_topics(&config, std::slice::from_ref(&topic), 1).unwrap();
+    let topic = topic.to_string();
+    ensure_topics(&config, std::slice::from_ref(&topic), partitions).unwrap();
+    (broker, config, topic)
+}
+
+#[test]
+fn the_broker_keeps_offsets_keys_tombstones_and_headers() {
+    let (broker, config, topic) = broker_with_topic("contract", 1);
     ensure_topics(&config, std::slice::from_ref(&topic), 1).expect("creating an existing topic is not an error");
     assert_eq!(discover_partitions(&config, std::slice::from_ref(&topic)).unwrap(), vec![(topic.clone(), 0)]);
     assert!(discover_partitions(&config, &["missing-topic".to_string()]).is_err());
@@ -60,9 +67,7 @@ fn the_broker_keeps_offsets_keys_tombstones_and_headers() {
 /// built with zlib and zstd, and has lz4 and snappy itself).
 #[test]
 fn messages_compressed_with_every_codec_are_read() {
-    let broker = Broker::start();
-    let topic = "compressed".to_string();
-    ensure_topics(&test_kafka(&broker), std::slice::from_ref(&topic), 1).unwrap();
+    let (broker, _, topic) = broker_with_topic("compressed", 1);
     let codecs = ["gzip", "snappy", "lz4", "zstd"];
     for codec in codecs {
         let mut config = test_kafka(&broker);
@@ -100,10 +105,7 @@ fn topics_are_created_compacted_and_their_retention_is_described() {
 fn the_broker_cannot_add_partitions() {
     use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
     use rdkafka::client::DefaultClientContext;
-    let broker = Broker::start();
-    let config = test_kafka(&broker);
-    let topic = "growing".to_string();
-    ensure_topics(&config, std::slice::from_ref(&topic), 2).unwrap();
+    let (_broker, config, topic) = broker_with_topic("growing", 2);
     let admin: AdminClient<DefaultClientContext> = config.admin_config().create().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
@@ -121,10 +123,7 @@ fn the_broker_cannot_add_partitions() {
 fn the_broker_opens_transactions_but_cannot_commit_them() {
     use rdkafka::producer::DefaultProducerContext;
     use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
-    let broker = Broker::start();
-    let config = test_kafka(&broker);
-    let topic = "transactional".to_string();
-    ensure_topics(&config, std::slice::from_ref(&topic), 1).unwrap();
+    let (_broker, config, topic) = broker_with_topic("transactional", 1);
     let producer: ThreadedProducer<DefaultProducerContext> = config.producer_config().set("transactional.id", "contract").create().unwrap();
     let timeout = Duration::from_secs(10);
     producer.init_transactions(timeout).expect("InitProducerId with a transactional id");

@@ -3,7 +3,7 @@
 
 use citeflow_connectors::postgres::Migration;
 use citeflow_engine::rows::{encode, CopyLine, Row, ViewId, ViewRow, ViewSchema};
-use citeflow_operators::arrange::ReduceCompact;
+use citeflow_operators::arrange::ArrangeCompact;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::VecCollection;
 use timely::progress::Timestamp;

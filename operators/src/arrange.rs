@@ -14,7 +14,7 @@
 //! when each batch is formed; [`ArrangeCompact::antijoin_compact_named`] is `antijoin` over
 //! such an arrangement. A reduction builds its output batches by pushing, so their columns
 //! grow by doubling and a batch formed at one time can hold up to twice its contents;
-//! [`ReduceCompact::reduce_compact_named`] reduces like `reduce_named` over a compact
+//! [`ArrangeCompact::reduce_compact_named`] reduces like `reduce_named` over a compact
 //! arrangement, into output batches sized to their contents. The contents of every batch are
 //! unchanged.
 
@@ -87,8 +87,8 @@ where
     }
 }
 
-/// Arranging a collection of `(key, value)` pairs by key into compact batches (see the
-/// module documentation).
+/// Arranging, antijoining and reducing a collection of `(key, value)` pairs by key through
+/// compact batches (see the module documentation).
 pub trait ArrangeCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: ExchangeData> {
     /// As `arrange_by_key_named`, with batches that keep no spare capacity.
     ///
@@ -117,6 +117,25 @@ pub trait ArrangeCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: Exc
     /// });
     /// ```
     fn antijoin_compact_named(self, name: &str, keys: VecCollection<'scope, T, K>) -> VecCollection<'scope, T, (K, V)>;
+
+    /// As `reduce_named`: for each key whose values changed, `logic` turns its values (those
+    /// with a non-zero count, ordered) into its output values; the input is arranged and the
+    /// output built with batches that keep no spare capacity.
+    ///
+    /// ```
+    /// use citeflow_operators::arrange::ArrangeCompact;
+    /// use differential_dataflow::input::Input;
+    ///
+    /// timely::example(|scope| {
+    ///     let pairs = scope.new_collection_from(vec![(1u32, 'a'), (1, 'b'), (2, 'c')]).1;
+    ///     let counts = pairs.reduce_compact_named("Count", |_key, values, output| output.push((values.len(), 1)));
+    ///     counts.inspect(|x| println!("{x:?}"));
+    /// });
+    /// ```
+    fn reduce_compact_named<V2, L>(self, name: &str, logic: L) -> VecCollection<'scope, T, (K, V2)>
+    where
+        V2: Data,
+        L: FnMut(&K, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static;
 }
 
 impl<'scope, T, K, V> ArrangeCompact<'scope, T, K, V> for VecCollection<'scope, T, (K, V)>
@@ -138,37 +157,7 @@ where
             .join_core(keys.arrange_by_self(), |key, value, ()| Some((key.clone(), value.clone())));
         self.concat(matched.negate())
     }
-}
 
-/// Reducing a collection of `(key, value)` pairs per key, through compact batches (see the
-/// module documentation).
-pub trait ReduceCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: ExchangeData> {
-    /// As `reduce_named`: for each key whose values changed, `logic` turns its values (those
-    /// with a non-zero count, ordered) into its output values; the input is arranged and the
-    /// output built with batches that keep no spare capacity.
-    ///
-    /// ```
-    /// use citeflow_operators::arrange::ReduceCompact;
-    /// use differential_dataflow::input::Input;
-    ///
-    /// timely::example(|scope| {
-    ///     let pairs = scope.new_collection_from(vec![(1u32, 'a'), (1, 'b'), (2, 'c')]).1;
-    ///     let counts = pairs.reduce_compact_named("Count", |_key, values, output| output.push((values.len(), 1)));
-    ///     counts.inspect(|x| println!("{x:?}"));
-    /// });
-    /// ```
-    fn reduce_compact_named<V2, L>(self, name: &str, logic: L) -> VecCollection<'scope, T, (K, V2)>
-    where
-        V2: Data,
-        L: FnMut(&K, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static;
-}
-
-impl<'scope, T, K, V> ReduceCompact<'scope, T, K, V> for VecCollection<'scope, T, (K, V)>
-where
-    T: Timestamp + Lattice + Ord,
-    K: ExchangeData + Hashable,
-    V: ExchangeData,
-{
     fn reduce_compact_named<V2, L>(self, name: &str, logic: L) -> VecCollection<'scope, T, (K, V2)>
     where
         V2: Data,

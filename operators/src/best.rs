@@ -4,7 +4,7 @@ use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{ExchangeData, VecCollection};
 use timely::progress::Timestamp;
 
-use crate::arrange::ReduceCompact;
+use crate::arrange::ArrangeCompact;
 
 /// For each key, the greatest value and the next greatest (if any). Values are compared with
 /// `Ord`, so put the quantity that ranks them first in the value type. A change to a key's

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
 
 use crate::aggregate::Group;
-use crate::arrange::ReduceCompact;
+use crate::arrange::ArrangeCompact;
 
 /// A window of event time: from `start` (included) to `end` (excluded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

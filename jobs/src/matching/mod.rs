@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use citeflow_engine::metrics::metrics;
-use citeflow_operators::arrange::{ArrangeCompact, ReduceCompact};
+use citeflow_operators::arrange::ArrangeCompact;
 use citeflow_operators::best::leaders_by_key;
 use citeflow_operators::count::keys_over_limit;
 use differential_dataflow::VecCollection;
