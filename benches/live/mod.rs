@@ -91,9 +91,10 @@ impl Job {
         };
         let rss = self.rss_mb();
         format!(
-            "RSS {rss:.0} MB: jemalloc allocated {:.0}, active {:.0}, resident {:.0}; outside jemalloc {:.0}",
+            "RSS {rss:.0} MB: jemalloc allocated {:.0}, active {:.0} (of which unused in slabs {:.0}), resident {:.0}; outside jemalloc {:.0}",
             kind("allocated"),
             kind("active"),
+            kind("fragmented"),
             kind("resident"),
             rss - kind("resident")
         )
