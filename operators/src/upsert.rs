@@ -8,16 +8,13 @@
 //!
 //! After a restart, [`upsert_replaying`] applies the replayed instructions without emitting
 //! them and emits the resulting state once, when the replay ends ([`crate::replay`]): the
-//! intermediate versions of a replayed history never reach the operators downstream. The
-//! state is rebuilt then, so that the survivors do not stay scattered among the freed
-//! versions the replay passed through.
+//! intermediate versions of a replayed history never reach the operators downstream.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -107,12 +104,12 @@ where
                         let next_is_later = stash.first_key_value().is_none_or(|(time, _)| at.time().less_than(time));
                         replaying && next_is_later && !frontier.less_equal(at.time())
                     }) {
-                        // The survivors travel on and the operator keeps copies, as it does
-                        // live; the table is sized to the live keys, not to every key the
-                        // replay saw.
-                        let survivors = rebuilt(std::mem::take(&mut state));
-                        state = survivors.iter().cloned().collect();
-                        output.session(&at).give_iterator(survivors.into_iter().map(|data| (data, at.time().clone(), 1isize)));
+                        // The replayed values travel on and the operator keeps copies, as it
+                        // does live: copies are sized to their contents, and the table to the
+                        // live keys, not to every key the replay saw.
+                        let replayed = std::mem::take(&mut state);
+                        state = replayed.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+                        output.session(&at).give_iterator(replayed.into_iter().map(|data| (data, at.time().clone(), 1isize)));
                         replaying = false;
                     }
                     let Some(entry) = stash.first_entry() else { break };
@@ -127,25 +124,6 @@ where
             }
         })
         .as_collection()
-}
-
-/// The replay's outcome, rebuilt in fresh memory. Each value the replay decoded was allocated
-/// among the versions that later replaced it; once those are freed, the survivors would sit
-/// scattered over mostly empty pages that the allocator cannot return (a restart held 10% more
-/// memory than the same records loaded once). Written out to one buffer, dropped, and read back,
-/// they fill whole pages again, as if loaded once. A value that cannot be written out (no type
-/// this crate exchanges) is kept where it is.
-fn rebuilt<K, V>(state: HashMap<K, V>) -> Vec<(K, V)>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
-    let survivors: Vec<(K, V)> = state.into_iter().collect();
-    let Ok(written) = bincode::serialize(&survivors) else { return survivors };
-    drop(survivors);
-    // Timely exchanges these types between processes through the same encoding, so what was
-    // just written reads back.
-    bincode::deserialize(&written).expect("bincode reads back what it wrote")
 }
 
 /// Per key, the instruction with the greatest order.
@@ -310,13 +288,6 @@ mod tests {
                 prop_assert_eq!(collection_at(&updates, Some(time)), model(&rounds[..=time as usize]));
             }
         }
-    }
-
-    #[test]
-    fn a_rebuilt_state_holds_the_same_entries() {
-        let state: HashMap<String, Vec<String>> = (0..100).map(|i| (format!("k{i}"), vec![format!("v{i}"); i % 3])).collect();
-        let rebuilt: HashMap<String, Vec<String>> = rebuilt(state.clone()).into_iter().collect();
-        assert_eq!(rebuilt, state);
     }
 
     #[test]
