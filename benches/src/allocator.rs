@@ -1,8 +1,7 @@
 //! What jemalloc holds, for benches that run with it as their global allocator: live values,
 //! the pages they occupy, and where those pages are only partly used (fragmentation).
 
-/// jemalloc's statistics of every arena together (`MALLCTL_ARENAS_ALL`).
-const ALL_ARENAS: usize = 4096;
+use citeflow_jobs::jemalloc::SmallClasses;
 
 /// Memory of this process, in bytes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,12 +20,6 @@ pub struct Memory {
     pub slabs: u64,
 }
 
-fn read<T: Copy + Default>(name: &str) -> T {
-    let name = format!("{name}\0");
-    // SAFETY: every name read here is one of jemalloc's documented statistics of type `T`.
-    unsafe { tikv_jemalloc_ctl::raw::read::<T>(name.as_bytes()) }.unwrap_or_default()
-}
-
 /// A memory figure of this process from `/proc/self/status` (`VmRSS`, `VmHWM`), in bytes.
 pub fn status(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -41,18 +34,14 @@ pub fn status(field: &str) -> u64 {
 /// A fresh snapshot of the statistics.
 pub fn memory() -> Memory {
     let _ = tikv_jemalloc_ctl::epoch::advance();
-    let slabs = (0..read::<u32>("arenas.nbins") as usize)
-        .map(|bin| {
-            read::<usize>(&format!("stats.arenas.{ALL_ARENAS}.bins.{bin}.curslabs")) * read::<usize>(&format!("arenas.bin.{bin}.slab_size"))
-        })
-        .sum::<usize>();
+    let small = SmallClasses::read().unwrap_or_default();
     Memory {
         rss: status("VmRSS"),
         peak: status("VmHWM"),
-        allocated: read::<usize>("stats.allocated") as u64,
-        active: read::<usize>("stats.active") as u64,
-        small: read::<usize>(&format!("stats.arenas.{ALL_ARENAS}.small.allocated")) as u64,
-        slabs: slabs as u64,
+        allocated: tikv_jemalloc_ctl::stats::allocated::read().unwrap_or_default() as u64,
+        active: tikv_jemalloc_ctl::stats::active::read().unwrap_or_default() as u64,
+        small: small.allocated as u64,
+        slabs: small.slabs as u64,
     }
 }
 

@@ -9,6 +9,7 @@
 //! process's RSS holds beyond `resident` belongs to C libraries that use the system allocator
 //! (librdkafka's buffers) and to thread stacks.
 
+use citeflow_jobs::jemalloc::SmallClasses;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGaugeVec, Opts, Registry};
@@ -45,57 +46,12 @@ impl Collector for AllocatorStats {
                     self.bytes.with_label_values(&[kind]).set(i64::try_from(bytes).unwrap_or(i64::MAX));
                 }
             }
-            if let Some(bins) = small_bins() {
-                let fragmented: usize = bins.iter().map(SmallBin::unused).sum();
-                self.bytes.with_label_values(&["fragmented"]).set(i64::try_from(fragmented).unwrap_or(i64::MAX));
+            if let Some(small) = SmallClasses::read() {
+                self.bytes.with_label_values(&["fragmented"]).set(i64::try_from(small.fragmented()).unwrap_or(i64::MAX));
             }
         }
         self.bytes.collect()
     }
-}
-
-/// One of jemalloc's small size classes, over every arena: values of up to a few KiB share
-/// slabs (runs of pages) of their class, and a slab stays resident while any of its regions
-/// holds a live value.
-struct SmallBin {
-    /// The size class, in bytes.
-    size: usize,
-    /// Regions (values) of this class that are live.
-    regions: usize,
-    /// Slabs of this class that hold at least one live region.
-    slabs: usize,
-    /// Bytes per slab.
-    slab_size: usize,
-}
-
-impl SmallBin {
-    /// Bytes of this class's slabs that hold no live value.
-    fn unused(&self) -> usize {
-        (self.slabs * self.slab_size).saturating_sub(self.regions * self.size)
-    }
-}
-
-/// Every small size class's statistics, or `None` when jemalloc does not report them.
-fn small_bins() -> Option<Vec<SmallBin>> {
-    /// jemalloc's `MALLCTL_ARENAS_ALL`: the statistics merged over every arena.
-    const ALL_ARENAS: usize = 4096;
-    fn read(name: String) -> Option<usize> {
-        let name = format!("{name}\0");
-        // SAFETY: each name read here is one of jemalloc's `size_t` statistics.
-        unsafe { tikv_jemalloc_ctl::raw::read::<usize>(name.as_bytes()) }.ok()
-    }
-    // SAFETY: `arenas.nbins` is an `unsigned`.
-    let bins = unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.nbins\0") }.ok()?;
-    (0..bins)
-        .map(|bin| {
-            Some(SmallBin {
-                size: read(format!("arenas.bin.{bin}.size"))?,
-                regions: read(format!("stats.arenas.{ALL_ARENAS}.bins.{bin}.curregs"))?,
-                slabs: read(format!("stats.arenas.{ALL_ARENAS}.bins.{bin}.curslabs"))?,
-                slab_size: read(format!("arenas.bin.{bin}.slab_size"))?,
-            })
-        })
-        .collect()
 }
 
 /// Adds the allocator's statistics to `registry`.

@@ -10,6 +10,7 @@ pub mod dataflow;
 pub mod domain;
 pub mod envelope;
 pub mod eval;
+pub mod jemalloc;
 pub mod job;
 pub mod loader;
 pub mod matching;
