@@ -4,6 +4,8 @@
 //! Jobs describe each view with a [`ViewSchema`] and implement [`ViewRow`] for its row type;
 //! [`encode`] turns a typed collection into the untyped [`Row`]s that the sink consolidates.
 
+use std::fmt::Write;
+
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
@@ -42,16 +44,43 @@ impl ViewSchema {
     }
 }
 
-/// One row of one view, encoded: `key` is the COPY text of the key columns, `line` of all
-/// columns (so `line` starts with `key`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// One row of one view, encoded: `line` is the COPY text of all its columns, and its first
+/// `key_len` bytes are the COPY text of the key columns. One allocation per row, sized exactly:
+/// a replay's last epoch brings every row of every view at once, and they must not leave the
+/// heap in pieces when they are freed.
+///
+/// Rows of one view with the same key are adjacent in the order `Row` derives (same view, same
+/// `key_len`, and lines that share the key as a prefix).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Row {
     /// Which view.
     pub view: ViewId,
+    key_len: u32,
+    line: String,
+}
+
+impl Row {
     /// The encoded primary key.
-    pub key: String,
+    pub fn key(&self) -> &str {
+        &self.line[..self.key_len as usize]
+    }
+
     /// The encoded row.
-    pub line: String,
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// The encoded row, owned.
+    pub fn into_line(self) -> String {
+        self.line
+    }
+
+    /// The encoded primary key, owned (in the row's own allocation).
+    pub fn into_key(self) -> String {
+        let mut line = self.line;
+        line.truncate(self.key_len as usize);
+        line
+    }
 }
 
 /// A typed row of a view.
@@ -69,6 +98,12 @@ pub struct CopyLine {
 }
 
 impl CopyLine {
+    /// Empties the line, keeping its buffer for the next.
+    fn clear(&mut self) {
+        self.text.clear();
+        self.fields = 0;
+    }
+
     fn separate(&mut self) {
         if self.fields > 0 {
             self.text.push('\t');
@@ -108,7 +143,8 @@ impl CopyLine {
     /// Appends an integer field.
     pub fn int(&mut self, value: i64) -> &mut Self {
         self.separate();
-        self.text.push_str(&value.to_string());
+        // Writing to a `String` cannot fail.
+        let _ = write!(self.text, "{value}");
         self
     }
 
@@ -123,20 +159,18 @@ impl CopyLine {
     /// Appends a floating-point field (written so that it reads back exactly).
     pub fn float(&mut self, value: f64) -> &mut Self {
         self.separate();
-        self.text.push_str(&format!("{value:?}"));
+        let _ = write!(self.text, "{value:?}");
         self
     }
 
     /// Appends a binary (bytea) field in hex form, or NULL.
     pub fn opt_bytes(&mut self, value: Option<&[u8]>) -> &mut Self {
         let Some(value) = value else { return self.null() };
-        let mut hex = String::with_capacity(2 + 2 * value.len());
-        hex.push_str("\\\\x");
-        for byte in value {
-            hex.push_str(&format!("{byte:02x}"));
-        }
         self.separate();
-        self.text.push_str(&hex);
+        self.text.push_str("\\\\x");
+        for byte in value {
+            let _ = write!(self.text, "{byte:02x}");
+        }
         self
     }
 
@@ -155,12 +189,14 @@ impl CopyLine {
     }
 }
 
-/// Encodes one typed row for `view`, whose schema says how many key columns lead the row.
-pub fn encode_row<R: ViewRow>(view: ViewId, schema: &ViewSchema, row: &R) -> Row {
-    let mut line = CopyLine::default();
-    row.write(&mut line);
-    assert_eq!(line.fields, schema.columns.len(), "row of {} has the wrong number of columns", schema.table);
-    Row { view, key: schema.key_of(&line.text).to_string(), line: line.text }
+/// Encodes one typed row for `view`, whose schema says how many key columns lead the row,
+/// building it in `scratch` (whose buffer is kept for the next row).
+pub fn encode_row<R: ViewRow>(view: ViewId, schema: &ViewSchema, row: &R, scratch: &mut CopyLine) -> Row {
+    scratch.clear();
+    row.write(scratch);
+    assert_eq!(scratch.fields, schema.columns.len(), "row of {} has the wrong number of columns", schema.table);
+    let key_len = u32::try_from(schema.key_of(&scratch.text).len()).expect("a row comes from messages, which Kafka bounds to under 2 GiB");
+    Row { view, key_len, line: scratch.text.as_str().to_owned() }
 }
 
 /// Turns a collection of typed rows into encoded rows of `view`.
@@ -170,7 +206,8 @@ where
     R: ViewRow + Clone + 'static,
 {
     let schema = schema.clone();
-    rows.map(move |row| encode_row(view, &schema, &row))
+    let mut scratch = CopyLine::default();
+    rows.map(move |row| encode_row(view, &schema, &row, &mut scratch))
 }
 
 #[cfg(test)]
@@ -189,10 +226,14 @@ mod tests {
 
     #[test]
     fn key_is_the_leading_columns() {
-        let row = encode_row(3, &SCHEMA, &Example("x\ty", 7, None));
-        assert_eq!(row.key, "x\\ty\t7");
-        assert_eq!(row.line, "x\\ty\t7\t\\N");
+        let mut scratch = CopyLine::default();
+        let row = encode_row(3, &SCHEMA, &Example("x\ty", 7, None), &mut scratch);
+        assert_eq!(row.key(), "x\\ty\t7");
+        assert_eq!(row.line(), "x\\ty\t7\t\\N");
         assert_eq!(row.view, 3);
+        let next = encode_row(3, &SCHEMA, &Example("z", -1, Some("v")), &mut scratch);
+        assert_eq!((next.key(), next.line()), ("z\t-1", "z\t-1\tv"));
+        assert_eq!(row.clone().into_key(), "x\\ty\t7");
     }
 
     #[test]
@@ -204,7 +245,7 @@ mod tests {
 
     #[test]
     fn special_characters_are_escaped() {
-        let row = encode_row(0, &SCHEMA, &Example("a\\b\nc", 1, Some("\r")));
-        assert_eq!(row.line, "a\\\\b\\nc\t1\t\\r");
+        let row = encode_row(0, &SCHEMA, &Example("a\\b\nc", 1, Some("\r")), &mut CopyLine::default());
+        assert_eq!(row.line(), "a\\\\b\\nc\t1\t\\r");
     }
 }

@@ -19,7 +19,7 @@
 //! outcome (`citeflow_operators::upsert::upsert_replaying`), so what the shadows are staged
 //! from is the live records, not every version the topics hold.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::consolidation::consolidate;
@@ -259,15 +259,8 @@ pub fn commit_views<'scope, C: Committer>(
             metrics().frontier.set(upper as i64);
         }
         let complete = |time: &Epoch| upper.is_none_or(|upper| *time < upper);
-        let mut ready: Vec<(SinkRecord, isize)> = Vec::new();
-        pending.retain(|(record, time, diff)| {
-            if complete(time) {
-                ready.push((record.clone(), *diff));
-                false
-            } else {
-                true
-            }
-        });
+        let mut ready: Vec<(SinkRecord, isize)> =
+            pending.extract_if(.., |(_, time, _)| complete(time)).map(|(record, _, diff)| (record, diff)).collect();
         // The epoch a replay ends in brings every view's rows at once: keep no room for it.
         if pending.capacity() > 4 * pending.len().max(PENDING_KEPT) {
             pending.shrink_to(2 * pending.len().max(PENDING_KEPT));
@@ -322,31 +315,36 @@ pub fn commit_views<'scope, C: Committer>(
     });
 }
 
+/// The batch of `updates` (consolidated: no record twice). A view's row whose key also lost a
+/// row is an upsert, not a delete.
 fn build_batch(mode: CommitMode, frontier: Option<Epoch>, updates: Vec<(SinkRecord, isize)>) -> CommitBatch {
     let mut views: BTreeMap<ViewId, ViewChanges> = BTreeMap::new();
-    let mut upserted: BTreeMap<ViewId, BTreeSet<String>> = BTreeMap::new();
+    let mut rows = Vec::new();
     let mut positions = Vec::new();
     let mut dead_letters = Vec::new();
     for (record, diff) in updates {
         match record {
-            SinkRecord::View(row) if diff > 0 => {
-                if diff > 1 || !upserted.entry(row.view).or_default().insert(row.key.clone()) {
-                    tracing::error!(view = row.view, key = %row.key, "a view holds two rows with one key; keeping one");
-                    continue;
-                }
-                views.entry(row.view).or_default().upserts.push(row.line);
-            }
-            SinkRecord::View(row) => views.entry(row.view).or_default().deletes.push(row.key),
+            SinkRecord::View(row) => rows.push((row, diff)),
             SinkRecord::Position(position) if diff > 0 => positions.push(position),
             SinkRecord::DeadLetter(letter) if diff > 0 => dead_letters.push(letter),
             SinkRecord::Position(_) | SinkRecord::DeadLetter(_) => {}
         }
     }
-    for (view, changes) in views.iter_mut() {
-        if let Some(keys) = upserted.get(view) {
-            changes.deletes.retain(|key| !keys.contains(key));
+    // Rows with one key are adjacent in `Row`'s order; a sorted input sorts in linear time.
+    rows.sort();
+    for group in rows.chunk_by_mut(|(a, _), (b, _)| a.view == b.view && a.key() == b.key()) {
+        let view = group[0].0.view;
+        let changes = views.entry(view).or_default();
+        let mut added = group.iter_mut().filter(|(_, diff)| *diff > 0);
+        match added.next() {
+            Some((row, diff)) => {
+                if *diff > 1 || added.next().is_some() {
+                    tracing::error!(view, key = %row.key(), "a view holds two rows with one key; keeping one");
+                }
+                changes.upserts.push(std::mem::take(row).into_line());
+            }
+            None => changes.deletes.push(std::mem::take(&mut group[0].0).into_key()),
         }
-        changes.deletes.dedup();
     }
     CommitBatch { mode, frontier, views, positions, dead_letters }
 }
@@ -354,9 +352,20 @@ fn build_batch(mode: CommitMode, frontier: Option<Epoch>, updates: Vec<(SinkReco
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::{encode_row, CopyLine, ViewRow, ViewSchema};
+
+    struct KeyValue<'a>(&'a str, &'a str);
+
+    impl ViewRow for KeyValue<'_> {
+        fn write(&self, line: &mut CopyLine) {
+            line.text(self.0).text(self.1);
+        }
+    }
+
+    const SCHEMA: ViewSchema = ViewSchema { table: "t", columns: &["k", "v"], key_columns: 1 };
 
     fn row(view: ViewId, key: &str, value: &str) -> SinkRecord {
-        SinkRecord::View(Row { view, key: key.to_string(), line: format!("{key}\t{value}") })
+        SinkRecord::View(encode_row(view, &SCHEMA, &KeyValue(key, value), &mut CopyLine::default()))
     }
 
     #[test]
@@ -366,6 +375,30 @@ mod tests {
         let changes = &batch.views[&0];
         assert_eq!(changes.upserts, vec!["a\tnew".to_string()]);
         assert_eq!(changes.deletes, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn changes_are_grouped_by_view_and_key_whatever_their_order() {
+        let updates = vec![
+            (row(1, "a", "x"), -1),
+            (row(0, "ab", "y"), 1),
+            (row(0, "a", "old"), -1),
+            (row(1, "a", "y"), 1),
+            (row(0, "ab", "z"), -1),
+            (row(0, "a", "new"), 1),
+            (row(0, "c", "gone"), -1),
+        ];
+        let batch = build_batch(CommitMode::Delta, Some(3), updates);
+        assert_eq!(batch.views[&0].upserts, vec!["a\tnew".to_string(), "ab\ty".to_string()]);
+        assert_eq!(batch.views[&0].deletes, vec!["c".to_string()]);
+        assert_eq!(batch.views[&1], ViewChanges { deletes: vec![], upserts: vec!["a\ty".to_string()] });
+    }
+
+    #[test]
+    fn two_rows_with_one_key_keep_one_and_delete_none() {
+        let batch = build_batch(CommitMode::Delta, Some(3), vec![(row(0, "a", "x"), 1), (row(0, "a", "y"), 1)]);
+        assert_eq!(batch.views[&0].upserts.len(), 1);
+        assert!(batch.views[&0].deletes.is_empty());
     }
 
     #[test]
