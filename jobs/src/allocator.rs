@@ -54,6 +54,28 @@ impl Collector for AllocatorStats {
     }
 }
 
+/// Returns the system allocator's free memory to the system every few seconds, from a thread
+/// of its own, as jemalloc's background thread does for jemalloc's. librdkafka allocates its
+/// fetch buffers with the system allocator (glibc's), which keeps freed memory in its arenas:
+/// a restart that replays the topics at the broker's full rate would otherwise hold the
+/// buffers of that burst for good. A no-op where the system allocator is not glibc's.
+pub(crate) fn trim_system_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// How often: as often as jemalloc's decay returns its own.
+        const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+        let spawned = std::thread::Builder::new().name("heap-trim".into()).spawn(|| loop {
+            std::thread::sleep(TRIM_INTERVAL);
+            // SAFETY: `malloc_trim` only returns free memory of glibc's heap to the system; it
+            // is safe to call from any thread at any time.
+            unsafe { libc::malloc_trim(0) };
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "the system allocator's free memory will not be returned");
+        }
+    }
+}
+
 /// Adds the allocator's statistics to `registry`.
 pub(crate) fn register(registry: &Registry) -> prometheus::Result<()> {
     let opts = Opts::new(

@@ -138,6 +138,7 @@ fn main() {
     if let Err(error) = allocator::register(&citeflow_engine::metrics::metrics().registry) {
         tracing::warn!(%error, "allocator statistics are not exported");
     }
+    allocator::trim_system_heap();
     if let Err(error) = execute(cli) {
         eprintln!("citeflow: {error:#}");
         std::process::exit(1);
