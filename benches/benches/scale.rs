@@ -19,6 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use citeflow_benches::allocator::{memory, status};
 use citeflow_benches::sample_dir;
 use citeflow_engine::config::EngineConfig;
 use citeflow_engine::metrics::metrics;
@@ -44,15 +45,8 @@ fn setting(name: &str, default: usize) -> usize {
 /// Bytes jemalloc reports as held by live values (`stats.allocated`) and by the pages they
 /// occupy (`stats.active`, with the rounding to size classes).
 fn allocator() -> (u64, u64) {
-    let _ = tikv_jemalloc_ctl::epoch::advance();
-    let read = |stat: tikv_jemalloc_ctl::Result<usize>| stat.unwrap_or(0) as u64;
-    (read(tikv_jemalloc_ctl::stats::allocated::read()), read(tikv_jemalloc_ctl::stats::active::read()))
-}
-
-/// A memory figure of this process from `/proc/self/status` (`VmHWM`: peak, `VmRSS`: now), in bytes.
-fn memory(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024
+    let now = memory();
+    (now.allocated, now.active)
 }
 
 /// `count` distinct publications made from `seeds`: titles recombined from the seeds' words,
@@ -107,12 +101,12 @@ fn main() {
     let workers = setting("CITEFLOW_BENCH_WORKERS", 1);
     let batch = setting("CITEFLOW_BENCH_BATCH", 100_000).max(1);
     let settle = Duration::from_secs(setting("CITEFLOW_BENCH_SETTLE", 12) as u64);
-    let (memory_before, allocator_before) = (memory("VmRSS:"), allocator());
+    let (memory_before, allocator_before) = (status("VmRSS"), allocator());
     println!(
         "{} indexed publications, {} references, {workers} worker(s), epochs of {batch}; generated with peak memory {:.2} GiB",
         indexed.len(),
         texts.len(),
-        memory("VmHWM:") as f64 / GIB
+        status("VmHWM") as f64 / GIB
     );
 
     let matcher = CiteflowConfig::default().matching.logic().expect("the default matcher (run scripts/services.sh install)").remove(0);
@@ -167,7 +161,7 @@ fn main() {
         while idle.elapsed() < settle {
             worker.step();
         }
-        let indexed_memory = (memory("VmRSS:"), allocator());
+        let indexed_memory = (status("VmRSS"), allocator());
         if index == 0 {
             for (updates, labels) in series("citeflow_arrangement_records").into_iter().filter(|(updates, _)| *updates > 0.0) {
                 println!("indexed: holds {updates:>11.0} updates {labels}");
@@ -194,9 +188,9 @@ fn main() {
     println!("candidates per reference: {:.2}; citations: {decisions}", pairs as f64 / references as f64);
     println!(
         "peak memory: {:.2} GiB; resident after indexing {:.2} GiB, after matching {:.2} GiB; {state:.0} bytes per indexed publication (dataflow state)",
-        memory("VmHWM:") as f64 / GIB,
+        status("VmHWM") as f64 / GIB,
         indexed_memory as f64 / GIB,
-        memory("VmRSS:") as f64 / GIB
+        status("VmRSS") as f64 / GIB
     );
     println!(
         "per indexed publication: resident {state:.0} bytes, of which live values {:.0} (jemalloc allocated), their pages {:.0} (active)",
