@@ -228,14 +228,15 @@ impl ParsedReference {
         let open: Vec<u32> = distinct.iter().copied().filter(|&at| is_open_word(all[at as usize], &link_words)).collect();
         let open_from = position(distinct.len());
         distinct.extend(open);
+        let (notice, part) = (is_notice(&words), part_number(reference, &words));
         ParsedReference {
             locators: ReferenceLocators { keys: Vec::new(), ..locators },
             content: content.into(),
             positions: distinct.into(),
             open_from,
             words: words.into(),
-            notice: is_notice(reference),
-            part: part_number(reference),
+            notice,
+            part,
         }
     }
 

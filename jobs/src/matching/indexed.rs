@@ -65,12 +65,14 @@ impl IndexedPublication {
     /// names come from (or join) `journals`.
     pub fn sharing(publication: &Publication, journals: &mut JournalNames) -> Self {
         let mut packed = String::with_capacity(128);
-        push_content_words(&mut packed, publication.journal_abbreviation.as_deref().unwrap_or(""));
+        push_content_words(&mut packed, &words(publication.journal_abbreviation.as_deref().unwrap_or("")));
         packed.push(FIELD);
-        push_content_words(&mut packed, publication.journal_title.as_deref().unwrap_or(""));
+        push_content_words(&mut packed, &words(publication.journal_title.as_deref().unwrap_or("")));
         let journal_names = journals.get(&packed);
         packed.clear();
-        push_content_words(&mut packed, publication.title.as_deref().unwrap_or(""));
+        let title = publication.title.as_deref().unwrap_or("");
+        let title_words = words(title);
+        push_content_words(&mut packed, &title_words);
         packed.push(FIELD);
         for (n, author) in publication.authors.iter().enumerate() {
             if n > 0 {
@@ -91,14 +93,13 @@ impl IndexedPublication {
             packed.push(FIELD);
         }
         packed.push_str(&publication.id);
-        let title = publication.title.as_deref().unwrap_or("");
         IndexedPublication {
             fields: ArcStr::from(packed),
             journals: journal_names,
             year: publication.year.unwrap_or_default(),
             dated: publication.year.is_some(),
-            part: part_number(title),
-            notice: is_notice(title),
+            part: part_number(title, &title_words),
+            notice: is_notice(&title_words),
         }
     }
 
@@ -183,10 +184,10 @@ impl IndexedPublication {
     }
 }
 
-/// Appends the content words of `text` (see [`content_words`](super::title::content_words)),
-/// separated by spaces.
-fn push_content_words(packed: &mut String, text: &str) {
-    for (n, word) in words(text).split(' ').filter(|w| is_content_word(w)).enumerate() {
+/// Appends the content words (see [`content_words`](super::title::content_words)) among the
+/// normalised `words` ([`words`]), separated by spaces.
+fn push_content_words(packed: &mut String, words: &str) {
+    for (n, word) in words.split(' ').filter(|w| is_content_word(w)).enumerate() {
         if n > 0 {
             packed.push(' ');
         }

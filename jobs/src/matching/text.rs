@@ -4,6 +4,9 @@
 /// Folds Latin letters with diacritics (Western, Central and Eastern European, Turkish, Nordic)
 /// to ASCII and lowercases; other characters stay as they are (and separate words).
 fn fold(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
     match c {
         'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' | 'Ā' | 'Ă' | 'Ą' => 'a',
         'ç' | 'ć' | 'č' | 'Ç' | 'Ć' | 'Č' => 'c',

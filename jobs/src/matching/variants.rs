@@ -2,6 +2,7 @@
 //! retraction repeats its title and authors) and the other parts of a series ("Part I" and
 //! "Part II" share all but a numeral).
 
+#[cfg(doc)]
 use super::text::words;
 
 /// Words that mark a notice about another publication.
@@ -9,9 +10,10 @@ const NOTICE_WORDS: &[&str] = &["correction", "corrigendum", "erratum", "errata"
 
 const ROMAN: &[&str] = &["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xii"];
 
-/// Whether `text` reads as a notice about another publication.
-pub fn is_notice(text: &str) -> bool {
-    words(text).split(' ').any(|word| NOTICE_WORDS.contains(&word))
+/// Whether a text whose normalised words ([`words`]) are `words` reads as a notice about
+/// another publication.
+pub fn is_notice(words: &str) -> bool {
+    words.split(' ').any(|word| NOTICE_WORDS.contains(&word))
 }
 
 /// A part number: a Roman numeral or a number of one or two digits.
@@ -25,11 +27,11 @@ fn numeral(word: &str) -> Option<u8> {
 }
 
 /// The part of a series `text` names: "Part II", "part 3" or a Roman numeral in parentheses
-/// ("(II)"; numbers in parentheses are issues, not parts).
-pub fn part_number(text: &str) -> Option<u8> {
-    let normalised = words(text);
-    let tokens: Vec<&str> = normalised.split(' ').collect();
-    let after_part = tokens.windows(2).find(|pair| pair[0] == "part").and_then(|pair| numeral(pair[1]));
+/// ("(II)"; numbers in parentheses are issues, not parts). `words` are its normalised words
+/// ([`words`]).
+pub fn part_number(text: &str, words: &str) -> Option<u8> {
+    let mut tokens = words.split(' ');
+    let after_part = tokens.by_ref().find(|word| *word == "part").and_then(|_| tokens.next()).and_then(numeral);
     after_part.or_else(|| {
         text.split('(').skip(1).filter_map(|rest| rest.split_once(')')).find_map(|(inside, _)| {
             let inside = inside.trim();
@@ -41,21 +43,30 @@ pub fn part_number(text: &str) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matching::text::words;
+
+    fn notice(text: &str) -> bool {
+        is_notice(&words(text))
+    }
+
+    fn part(text: &str) -> Option<u8> {
+        part_number(text, &words(text))
+    }
 
     #[test]
     fn notices_are_recognised() {
-        assert!(is_notice("Correction to: Lenvatinib as a salvage therapy for advanced medullary thyroid cancer."));
-        assert!(is_notice("Eftekhar R. Corrigendum to \"Comparison of conventional IVF versus ICSI\". Int J Reprod Biomed."));
-        assert!(!is_notice("Lenvatinib as a salvage therapy for advanced medullary thyroid cancer."));
-        assert!(!is_notice("Corrective surgery of the spine."));
+        assert!(notice("Correction to: Lenvatinib as a salvage therapy for advanced medullary thyroid cancer."));
+        assert!(notice("Eftekhar R. Corrigendum to \"Comparison of conventional IVF versus ICSI\". Int J Reprod Biomed."));
+        assert!(!notice("Lenvatinib as a salvage therapy for advanced medullary thyroid cancer."));
+        assert!(!notice("Corrective surgery of the spine."));
     }
 
     #[test]
     fn parts_are_read_from_part_words_and_parenthesised_numerals() {
-        assert_eq!(part_number("A history of hospital dental practice. Part I: the early days."), Some(1));
-        assert_eq!(part_number("A history of hospital dental practice. Part II."), Some(2));
-        assert_eq!(part_number("Salvage and repair of fixed partial dentures (II)."), Some(2));
-        assert_eq!(part_number("Zambito O (1979) Hospital dental practice, part 3. New Dent. 10(2):5-9"), Some(3));
-        assert_eq!(part_number("Type II diabetes in adults. Lancet. 1979;2(8):100-5."), None, "an issue or a type is not a part");
+        assert_eq!(part("A history of hospital dental practice. Part I: the early days."), Some(1));
+        assert_eq!(part("A history of hospital dental practice. Part II."), Some(2));
+        assert_eq!(part("Salvage and repair of fixed partial dentures (II)."), Some(2));
+        assert_eq!(part("Zambito O (1979) Hospital dental practice, part 3. New Dent. 10(2):5-9"), Some(3));
+        assert_eq!(part("Type II diabetes in adults. Lancet. 1979;2(8):100-5."), None, "an issue or a type is not a part");
     }
 }
