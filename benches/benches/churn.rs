@@ -78,7 +78,7 @@ fn main() {
                 input.advance_to(epoch);
                 worker.step_while(|| probe.less_than(&epoch.saturating_sub(IN_FLIGHT)));
                 let done = n + 1;
-                if index == 0 && done >= warmup && (done - warmup) % (measured / 10).max(1) == 0 {
+                if index == 0 && done >= warmup && (done - warmup).is_multiple_of((measured / 10).max(1)) {
                     worker.step_while(|| probe.less_than(&epoch));
                     report.lock().expect("checkpoints").push((done - warmup, started.elapsed().as_secs_f64(), rss_mb()));
                 }

@@ -63,7 +63,9 @@ fn input(messages: usize, last_only: bool) -> Box<dyn Iterator<Item = (usize, Ka
     if !last_only {
         return Box::new(all);
     }
-    let mut last: HashMap<(String, Option<Vec<u8>>), (usize, KafkaMessage)> = HashMap::new();
+    /// A message's topic and key.
+    type Key = (String, Option<Vec<u8>>);
+    let mut last: HashMap<Key, (usize, KafkaMessage)> = HashMap::new();
     for (n, message) in all {
         last.insert((message.topic.clone(), message.key.clone()), (n, message));
     }

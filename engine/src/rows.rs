@@ -65,11 +65,6 @@ impl Row {
         &self.line[..self.key_len as usize]
     }
 
-    /// The encoded row.
-    pub fn line(&self) -> &str {
-        &self.line
-    }
-
     /// The encoded row, owned.
     pub fn into_line(self) -> String {
         self.line
@@ -229,10 +224,10 @@ mod tests {
         let mut scratch = CopyLine::default();
         let row = encode_row(3, &SCHEMA, &Example("x\ty", 7, None), &mut scratch);
         assert_eq!(row.key(), "x\\ty\t7");
-        assert_eq!(row.line(), "x\\ty\t7\t\\N");
+        assert_eq!(row.clone().into_line(), "x\\ty\t7\t\\N");
         assert_eq!(row.view, 3);
         let next = encode_row(3, &SCHEMA, &Example("z", -1, Some("v")), &mut scratch);
-        assert_eq!((next.key(), next.line()), ("z\t-1", "z\t-1\tv"));
+        assert_eq!((next.key(), next.clone().into_line().as_str()), ("z\t-1", "z\t-1\tv"));
         assert_eq!(row.clone().into_key(), "x\\ty\t7");
     }
 
@@ -246,6 +241,6 @@ mod tests {
     #[test]
     fn special_characters_are_escaped() {
         let row = encode_row(0, &SCHEMA, &Example("a\\b\nc", 1, Some("\r")), &mut CopyLine::default());
-        assert_eq!(row.line(), "a\\\\b\\nc\t1\t\\r");
+        assert_eq!(row.into_line(), "a\\\\b\\nc\t1\t\\r");
     }
 }

@@ -200,7 +200,9 @@ pub struct SinkProgress<'a> {
 /// epoch, or a position moved several times, sends one update, or none). What it holds is the
 /// updates of the epochs not yet complete.
 fn consolidated_epochs<'scope>(records: VecCollection<'scope, Epoch, SinkRecord>) -> VecCollection<'scope, Epoch, SinkRecord> {
-    let mut waiting: BTreeMap<Epoch, (Capability<Epoch>, Vec<(SinkRecord, Epoch, isize)>)> = BTreeMap::new();
+    /// The updates of one incomplete epoch, with the capability to send them.
+    type Waiting = (Capability<Epoch>, Vec<(SinkRecord, Epoch, isize)>);
+    let mut waiting: BTreeMap<Epoch, Waiting> = BTreeMap::new();
     records
         .inner
         .unary_frontier(Pipeline, "ConsolidateEpochs", move |_, _| {

@@ -35,7 +35,9 @@ impl Collector for AllocatorStats {
     fn collect(&self) -> Vec<MetricFamily> {
         // jemalloc's statistics are a snapshot taken when the epoch advances.
         if tikv_jemalloc_ctl::epoch::advance().is_ok() {
-            let kinds: [(&str, fn() -> tikv_jemalloc_ctl::Result<usize>); 4] = [
+            /// Reads one of jemalloc's statistics.
+            type Read = fn() -> tikv_jemalloc_ctl::Result<usize>;
+            let kinds: [(&str, Read); 4] = [
                 ("allocated", tikv_jemalloc_ctl::stats::allocated::read),
                 ("active", tikv_jemalloc_ctl::stats::active::read),
                 ("resident", tikv_jemalloc_ctl::stats::resident::read),

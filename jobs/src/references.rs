@@ -1,5 +1,5 @@
 //! Splitting a raw reference section into reference strings: numbered sections ("1.",
-//! "[1]", "(1)", "1 ") are split at consecutive numbers; others at blank lines, else lines.
+//! "\[1\]", "(1)", "1 ") are split at consecutive numbers; others at blank lines, else lines.
 
 use std::sync::OnceLock;
 

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 /// Connects with the job's settings.
 pub async fn connect(config: &PostgresConfig) -> anyhow::Result<Client> {
-    Ok(config.connection()?.connect().await.context("connecting to postgres")?)
+    config.connection()?.connect().await.context("connecting to postgres")
 }
 
 /// A readable report: job generation and frontier, progress, row counts, dead letters and

@@ -3,7 +3,7 @@
 //! generation (fencing), then writes every view, the source positions, the dead letters and
 //! the frontier. A failed transaction is retried whole with backoff; nothing half-applied is
 //! ever visible. Dead letters are recorded in the table (exactly once); the outbox
-//! ([`super::outbox`]) publishes them to the dead-letter topic after the commit, off the
+//! (`outbox`) publishes them to the dead-letter topic after the commit, off the
 //! commit path.
 
 use std::sync::mpsc::{self, Receiver, Sender};

@@ -89,7 +89,8 @@ async fn find_refused(
     part: Part,
 ) -> Result<Vec<(usize, String)>, PgError> {
     let mut refused = Vec::new();
-    let mut pending: Vec<Range<usize>> = vec![0..lines.len()];
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..lines.len());
     while let Some(range) = pending.pop() {
         if range.is_empty() {
             continue;

@@ -52,8 +52,7 @@ pub struct AuthorAgreement {
 /// How `authors` (surnames, in order, normalised as [`words`] gives them) appear in a
 /// reference whose normalised words are `reference_words` (in order).
 pub fn author_agreement(authors: &[&str], reference_words: &[&str]) -> AuthorAgreement {
-    let appears =
-        |surname: &&str, within: &[&str]| !surname.is_empty() && surname.split(' ').all(|part| within.iter().any(|word| *word == part));
+    let appears = |surname: &&str, within: &[&str]| !surname.is_empty() && surname.split(' ').all(|part| within.contains(&part));
     let checked = &authors[..authors.len().min(AUTHORS_CHECKED)];
     let leading = &reference_words[..reference_words.len().min(LEADING_WORDS)];
     AuthorAgreement {

@@ -38,7 +38,7 @@ pub struct ReferenceLocators {
     pub last_pages: Vec<String>,
     /// Every number written in the reference, wherever it stands and whatever the style:
     /// digit runs with at most a two-letter prefix ("e1234", "S12", "g265"), without leading
-    /// zeros, in order of appearance; years and a leading list label ("[12]", "12.") left out.
+    /// zeros, in order of appearance; years and a leading list label ("\[12\]", "12.") left out.
     pub numbers: Vec<String>,
     /// The last page of every page range in the reference ("630–47" → "647"), written out.
     pub range_ends: Vec<String>,
