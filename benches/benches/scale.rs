@@ -42,13 +42,6 @@ fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Bytes jemalloc reports as held by live values (`stats.allocated`) and by the pages they
-/// occupy (`stats.active`, with the rounding to size classes).
-fn allocator() -> (u64, u64) {
-    let now = memory();
-    (now.allocated, now.active)
-}
-
 /// `count` distinct publications made from `seeds`: titles recombined from the seeds' words,
 /// volumes and pages renumbered, new ids.
 fn synthetic_publications(seeds: &[Publication], count: usize, rng: &mut Rng) -> Vec<Publication> {
@@ -101,12 +94,12 @@ fn main() {
     let workers = setting("CITEFLOW_BENCH_WORKERS", 1);
     let batch = setting("CITEFLOW_BENCH_BATCH", 100_000).max(1);
     let settle = Duration::from_secs(setting("CITEFLOW_BENCH_SETTLE", 12) as u64);
-    let (memory_before, allocator_before) = (status("VmRSS"), allocator());
+    let before = memory();
     println!(
         "{} indexed publications, {} references, {workers} worker(s), epochs of {batch}; generated with peak memory {:.2} GiB",
         indexed.len(),
         texts.len(),
-        status("VmHWM") as f64 / GIB
+        before.peak as f64 / GIB
     );
 
     let matcher = CiteflowConfig::default().matching.logic().expect("the default matcher (run scripts/services.sh install)").remove(0);
@@ -161,7 +154,7 @@ fn main() {
         while idle.elapsed() < settle {
             worker.step();
         }
-        let indexed_memory = (status("VmRSS"), allocator());
+        let indexed_memory = memory();
         if index == 0 {
             for (updates, labels) in series("citeflow_arrangement_records").into_iter().filter(|(updates, _)| *updates > 0.0) {
                 println!("indexed: holds {updates:>11.0} updates {labels}");
@@ -179,9 +172,8 @@ fn main() {
     .expect("timely");
     let (indexing, matching, indexed_memory) = timings.lock().unwrap()[0];
     let (pairs, decisions) = *counts.lock().unwrap();
-    let (indexed_memory, indexed_allocator) = indexed_memory;
     let per_publication = |after: u64, before: u64| after.saturating_sub(before) as f64 / publications as f64;
-    let state = per_publication(indexed_memory, memory_before);
+    let state = per_publication(indexed_memory.rss, before.rss);
     let (index_rate, match_rate) = (publications as f64 / indexing.as_secs_f64(), references as f64 / matching.as_secs_f64());
     println!("indexing: {:.1}s ({index_rate:.0} publications/s)", indexing.as_secs_f64());
     println!("matching: {:.1}s ({match_rate:.0} references/s)", matching.as_secs_f64());
@@ -189,13 +181,13 @@ fn main() {
     println!(
         "peak memory: {:.2} GiB; resident after indexing {:.2} GiB, after matching {:.2} GiB; {state:.0} bytes per indexed publication (dataflow state)",
         status("VmHWM") as f64 / GIB,
-        indexed_memory as f64 / GIB,
+        indexed_memory.rss as f64 / GIB,
         status("VmRSS") as f64 / GIB
     );
     println!(
         "per indexed publication: resident {state:.0} bytes, of which live values {:.0} (jemalloc allocated), their pages {:.0} (active)",
-        per_publication(indexed_allocator.0, allocator_before.0),
-        per_publication(indexed_allocator.1, allocator_before.1)
+        per_publication(indexed_memory.allocated, before.allocated),
+        per_publication(indexed_memory.active, before.active)
     );
     for (seconds, labels) in series("citeflow_operator_busy_seconds_total").into_iter().take(12) {
         println!("busy {seconds:>7.2} s {labels}");

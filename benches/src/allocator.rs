@@ -1,7 +1,7 @@
 //! What jemalloc holds, for benches that run with it as their global allocator: live values,
 //! the pages they occupy, and where those pages are only partly used (fragmentation).
 
-use citeflow_jobs::jemalloc::SmallClasses;
+use citeflow_engine::jemalloc::SmallClasses;
 
 /// Memory of this process, in bytes.
 #[derive(Clone, Copy, Debug, Default)]

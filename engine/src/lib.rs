@@ -8,6 +8,7 @@ pub mod config;
 pub mod flow;
 pub mod http;
 pub mod introspection;
+pub mod jemalloc;
 pub mod metrics;
 pub mod rows;
 pub mod sink;

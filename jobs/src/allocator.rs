@@ -9,7 +9,7 @@
 //! process's RSS holds beyond `resident` belongs to C libraries that use the system allocator
 //! (librdkafka's buffers) and to thread stacks.
 
-use citeflow_jobs::jemalloc::SmallClasses;
+use citeflow_engine::jemalloc::SmallClasses;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGaugeVec, Opts, Registry};

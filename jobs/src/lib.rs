@@ -10,7 +10,6 @@ pub mod dataflow;
 pub mod domain;
 pub mod envelope;
 pub mod eval;
-pub mod jemalloc;
 pub mod job;
 pub mod loader;
 pub mod matching;
