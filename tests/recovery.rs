@@ -325,6 +325,43 @@ fn restarts_write_only_what_changed() {
     assert_eq!(db.count(&format!("SELECT count(*) FROM citations WHERE score < {threshold}")), 0);
 }
 
+#[test]
+fn an_archive_of_the_topics_stands_in_for_the_broker() {
+    let Setup { postgres, broker, url, config } = Setup::new("archived");
+    let work = workload(5, 300, 200);
+    produce(&broker, &work.messages, None);
+    assert!(rows_written(&citeflow_ok(&config, &["run", "--until-caught-up"])) > 100);
+    let db = Db::connect(&url);
+    let live = dump_views(&db);
+
+    let archive = TempDir::new("archive");
+    let report = citeflow_ok(&config, &["archive", "--out", archive.0.to_str().unwrap()]);
+    assert!(report.starts_with(&format!("archived {} messages", work.messages.len())), "every message is archived: {report}");
+    let extra = format!("[source]\nkind = \"archive\"\ndir = \"{}\"\n", archive.0.display());
+
+    // A restart that reads the archive instead of the broker replays to the offsets the broker
+    // run committed, reconciles, and finds nothing to write.
+    let restart = JobConfig::with_extra(&broker, &url, 2, 4, &extra);
+    let output = citeflow_ok(&restart, &["run", "--until-caught-up"]);
+    assert_eq!(rows_written(&output), 0, "the archive holds the topics' messages at their offsets: {output}");
+    assert_eq!(dump_views(&db), live);
+
+    // From scratch, the archive alone builds the same views.
+    let scratch = postgres.database("from_archive");
+    citeflow_ok(&JobConfig::with_extra(&broker, &scratch, 1, 4, &extra), &["run", "--until-caught-up"]);
+    assert_eq!(dump_views(&Db::connect(&scratch)), live);
+
+    // A damaged frame stops a restart at start, naming the file.
+    let file = archive.0.join(TopicsConfig::default().publications).join("0.log");
+    let mut bytes = std::fs::read(&file).unwrap();
+    // The first frame's CRC: after the file's 8-byte header and the frame's length.
+    bytes[12] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    let output = citeflow(&restart, &["run", "--until-caught-up"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("0.log") && stderr.contains("corrupt"), "{stderr}");
+}
+
 fn metric(port: u16, name: &str) -> f64 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

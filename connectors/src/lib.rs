@@ -1,6 +1,8 @@
 //! Connectors: the Kafka source and producers (rdkafka), the PostgreSQL committer
 //! (tokio-postgres) that applies the engine's commit batches, and file readers for samples.
 
+pub mod archive;
 pub mod files;
 pub mod kafka;
+mod log_source;
 pub mod postgres;

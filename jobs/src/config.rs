@@ -262,6 +262,22 @@ impl EventTimeConfig {
     }
 }
 
+/// Where the job reads its input topics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The topics on `kafka.brokers`.
+    #[default]
+    Kafka,
+    /// A topic archive (`citeflow archive` writes one; see `citeflow_connectors::archive`):
+    /// the same messages at the same offsets, read from files. Without Kafka, dead letters are
+    /// recorded in the database only (a later run on Kafka publishes them).
+    Archive {
+        /// The archive's directory.
+        dir: PathBuf,
+    },
+}
+
 /// The job itself.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -281,6 +297,8 @@ pub struct CiteflowConfig {
     pub job: JobSection,
     /// Runtime settings.
     pub engine: EngineConfig,
+    /// Where the input topics are read.
+    pub source: SourceConfig,
     /// Kafka clients.
     pub kafka: KafkaConfig,
     /// PostgreSQL.
@@ -352,6 +370,11 @@ impl CiteflowConfig {
             }
         }
         self.engine.validate()?;
+        if let SourceConfig::Archive { dir } = &self.source {
+            if !dir.is_dir() {
+                return Err(ConfigError::invalid("source.dir", format!("`{}` is not a directory", dir.display())));
+            }
+        }
         self.kafka.validate()?;
         self.postgres.validate()?;
         let topics = [
@@ -421,6 +444,16 @@ mod tests {
         config.event_time.late_policy = "dead_letter".into();
         config.event_time.period = "0 months".into();
         assert!(config.validate().unwrap_err().to_string().contains("event_time.period"));
+    }
+
+    #[test]
+    fn an_archive_source_names_its_directory() {
+        let config = CiteflowConfig::parse("[source]\nkind = \"archive\"\ndir = \".\"\n", "text").unwrap();
+        assert_eq!(config.source, SourceConfig::Archive { dir: ".".into() });
+        let missing = CiteflowConfig::parse("[source]\nkind = \"archive\"\ndir = \"no/such/dir\"\n", "text").unwrap_err();
+        assert!(missing.to_string().contains("source.dir"), "{missing}");
+        assert!(CiteflowConfig::parse("[source]\nkind = \"archive\"\n", "text").is_err(), "an archive needs its directory");
+        assert_eq!(CiteflowConfig::parse("", "text").unwrap().source, SourceConfig::Kafka);
     }
 
     #[test]

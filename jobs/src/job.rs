@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use citeflow_connectors::archive::{self, archive_source, ArchiveSettings};
 use citeflow_connectors::kafka::admin::{check_connection, discover_partitions, ensure_topics, offset_ranges, retention, Retention};
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::discovery::{assigned, PartitionWatch};
@@ -20,7 +21,7 @@ use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_engine::worker::timely_config;
 use timely::dataflow::ProbeHandle;
 
-use crate::config::CiteflowConfig;
+use crate::config::{CiteflowConfig, SourceConfig};
 use crate::dataflow::{citation_job, JobLogic};
 use crate::envelope::TopicRoles;
 use crate::matching::journals::JournalTable;
@@ -57,11 +58,22 @@ fn check_retention(config: &CiteflowConfig, topics: &[String]) -> anyhow::Result
     Ok(Reconciliation::Exact)
 }
 
-/// Stops at start, naming the partition, when the broker holds fewer messages than the last run
+/// The low and high offsets of each of `partitions` where the job reads them: the broker's
+/// watermarks, or the archive's first and next offsets (reading the archive checks its frames).
+fn offset_ranges_of(config: &CiteflowConfig, partitions: &[(String, i32)]) -> anyhow::Result<Vec<(i64, i64)>> {
+    match &config.source {
+        SourceConfig::Kafka => Ok(offset_ranges(&config.kafka, partitions)?),
+        SourceConfig::Archive { dir } => {
+            Ok(partitions.iter().map(|(topic, partition)| archive::offset_range(dir, topic, *partition)).collect::<Result<_, _>>()?)
+        }
+    }
+}
+
+/// Stops at start, naming the partition, when the input holds fewer messages than the last run
 /// committed (the topic was recreated or truncated) or has deleted messages the replay needs.
 fn check_committed_offsets(config: &CiteflowConfig, target: &HydrationTarget, reconciliation: Reconciliation) -> anyhow::Result<()> {
     let partitions: Vec<(String, i32)> = target.keys().cloned().collect();
-    for (((topic, partition), committed), (low, high)) in target.iter().zip(offset_ranges(&config.kafka, &partitions)?) {
+    for (((topic, partition), committed), (low, high)) in target.iter().zip(offset_ranges_of(config, &partitions)?) {
         if *committed > high {
             return Err(anyhow!(
                 "{topic}/{partition} ends at offset {high}, but the last run committed offset {committed}: the topic was \
@@ -79,6 +91,27 @@ fn check_committed_offsets(config: &CiteflowConfig, target: &HydrationTarget, re
     Ok(())
 }
 
+/// The input partitions, how a restart reconciles, and the dead-letter publisher: from Kafka
+/// (checking the brokers and the topics' retention), or from an archive (no publisher).
+fn inputs(config: &CiteflowConfig, topics: &[String]) -> anyhow::Result<(Vec<(String, i32)>, Reconciliation, Option<DeadLetterPublisher>)> {
+    match &config.source {
+        SourceConfig::Kafka => {
+            check_connection(&config.kafka)?;
+            let partitions = discover_partitions(&config.kafka, topics)?;
+            ensure_topics(&config.kafka, std::slice::from_ref(&config.topics.dead_letter), 1)?;
+            let publisher = DeadLetterPublisher::new(&config.kafka, &config.topics.dead_letter)?;
+            Ok((partitions, check_retention(config, topics)?, Some(publisher)))
+        }
+        SourceConfig::Archive { dir } => {
+            let partitions = archive::partitions(dir, topics)?;
+            if partitions.is_empty() {
+                return Err(anyhow!("the archive {} holds no partition of {topics:?} (source.dir)", dir.display()));
+            }
+            Ok((partitions, Reconciliation::Exact, None))
+        }
+    }
+}
+
 /// Runs the job. With `until_caught_up` it stops once every partition has been read up to
 /// the high watermark it had at start and everything is committed; otherwise it runs until
 /// killed or fenced.
@@ -90,15 +123,11 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
             .with_context(|| format!("binding engine.metrics_addr {}", config.engine.metrics_addr))?;
         tracing::info!(%address, "serving /metrics, /health and /ready");
     }
-    check_connection(&config.kafka)?;
     let topics = vec![config.topics.publications.clone(), config.topics.documents.clone()];
-    let partitions = discover_partitions(&config.kafka, &topics)?;
-    ensure_topics(&config.kafka, std::slice::from_ref(&config.topics.dead_letter), 1)?;
-    let publisher = DeadLetterPublisher::new(&config.kafka, &config.topics.dead_letter)?;
-    let reconciliation = check_retention(config, &topics)?;
+    let (partitions, reconciliation, publisher) = inputs(config, &topics)?;
     let completed = Completed::new();
     let (start, queue, committer) =
-        start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, Some(publisher), readiness, completed.clone())?;
+        start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, publisher, readiness, completed.clone())?;
     let target: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
     check_committed_offsets(config, &target, reconciliation)?;
     tracing::info!(
@@ -141,13 +170,14 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         periods,
         replay_to: target.clone(),
     };
-    let watch = match (until_caught_up, config.kafka.partition_discovery_ms) {
-        (true, _) | (_, 0) => None,
-        (false, ms) => Some(
+    let watch = match (until_caught_up, config.kafka.partition_discovery_ms, &config.source) {
+        (true, _, _) | (_, 0, _) | (_, _, SourceConfig::Archive { .. }) => None,
+        (false, ms, SourceConfig::Kafka) => Some(
             PartitionWatch::start(&config.kafka, topics.clone(), partitions.clone(), Duration::from_millis(ms))
                 .context("starting partition discovery")?,
         ),
     };
+    let source = config.source.clone();
     let (max_in_flight, sink_process) = (config.engine.max_in_flight_records, config.engine.process == 0);
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
         let mine = assigned(&topics, &partitions, worker.index(), worker.peers());
@@ -159,11 +189,23 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let flow = FlowControl::new(probe.clone(), completed.clone(), max_in_flight);
         let ticker = ticker.clone();
         let settings = settings.clone();
+        let source = source.clone();
         let logic = logic.clone();
         let target = target.clone();
         introspection::install(worker, metrics());
         worker.dataflow::<Epoch, _, _>(move |scope| {
-            let events = kafka_source(scope, settings, mine, flow, ticker, discovery).map_err(|e| e.to_string())?;
+            let events = match source {
+                SourceConfig::Kafka => kafka_source(scope, settings, mine, flow, ticker, discovery).map_err(|e| e.to_string())?,
+                SourceConfig::Archive { dir } => {
+                    let settings = ArchiveSettings {
+                        dir,
+                        epoch_ms: settings.epoch_ms,
+                        max_records_per_epoch: settings.max_records_per_epoch,
+                        stop_at_end: settings.stop_at_end,
+                    };
+                    archive_source(scope, settings, mine, flow, ticker).map_err(|e| e.to_string())?
+                }
+            };
             let outputs = citation_job(events, logic).map_err(|e| e.to_string())?;
             let progress = SinkProgress { probe: &probe, completed };
             commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer, progress);

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use citeflow_connectors::archive::archive_topics;
 use citeflow_connectors::kafka::admin::{check_connection, ensure_topics};
 use citeflow_jobs::churn::{churn, ChurnSettings};
 use citeflow_jobs::config::CiteflowConfig;
@@ -70,6 +71,13 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Copy the input topics, as they are now, into a topic archive: the same messages at the
+    /// same offsets, which a job reads with `[source] kind = "archive"` instead of the broker.
+    Archive {
+        /// The archive's directory (the topics' files in it are replaced).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Show what the views hold.
     Status,
@@ -156,6 +164,18 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 report.commits.transactions,
                 report.commits.rows_written,
                 report.commits.reconciled_rows
+            );
+        }
+        Command::Archive { out } => {
+            check_connection(&config.kafka)?;
+            let started = std::time::Instant::now();
+            let topics = [config.topics.publications.clone(), config.topics.documents.clone()];
+            let written = archive_topics(&config.kafka, &topics, &out)?;
+            println!(
+                "archived {written} messages of {} in {:.1}s into {}",
+                topics.join(", "),
+                started.elapsed().as_secs_f64(),
+                out.display()
             );
         }
         Command::Topics => {

@@ -1,12 +1,8 @@
 //! The Kafka source: each timely worker reads the partitions assigned to it (no consumer
 //! group rebalancing), from the earliest offset, and mints processing-time epochs.
 //!
-//! Every message read in an epoch carries that epoch's time. An epoch that messages were read
-//! into closes when the wall clock moves past it or when `max_records_per_epoch` messages have
-//! been read into it; a source that read nothing holds its epoch until another source moves on
-//! or its heartbeat comes ([`EpochTicker`]). At each close the source emits the new position of
-//! every partition that moved, at the epoch being closed, so that positions travel with the data
-//! they cover.
+//! Epochs and positions follow the protocol of every partitioned-log source
+//! ([`crate::log_source`]); the consumer wakes the source when a message arrives.
 //!
 //! Partitions added to the topics while the job runs are picked up (see [`super::discovery`]).
 //!
@@ -25,13 +21,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
+use timely::scheduling::SyncActivator;
 
 use super::admin::{watermarks, METADATA_TIMEOUT};
 use super::discovery::{assigned, PartitionWatch};
 use super::{KafkaConfig, KafkaError};
+use crate::log_source::{log_source, EpochSettings, PartitionPosition, PartitionedLog};
 
 /// One message as read from Kafka.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -74,14 +70,11 @@ pub struct SourceSettings {
     pub stop_at_end: bool,
 }
 
+/// What the source knows of a partition beyond its position.
 struct PartitionState {
-    topic: String,
     /// The topic as librdkafka's C API takes it.
     c_topic: CString,
-    partition: i32,
-    next_offset: i64,
     high_watermark: i64,
-    moved: bool,
     /// The lag last reported in the metrics.
     reported_lag: Option<i64>,
 }
@@ -120,56 +113,122 @@ impl SourceDiscovery {
     }
 }
 
-/// Starts reading `new` partitions from their earliest offsets.
-fn add_partitions(
-    consumer: &BaseConsumer,
-    new: &[(String, i32)],
-    states: &mut Vec<PartitionState>,
-    index: &mut BTreeMap<(String, i32), usize>,
-) {
-    let mut assignment = TopicPartitionList::new();
-    for (topic, partition) in new {
-        let Ok(c_topic) = CString::new(topic.as_str()) else { continue };
-        if assignment.add_partition_offset(topic, *partition, Offset::Beginning).is_err() {
-            continue;
+/// This worker's partitions of the input topics as its consumer reads them.
+struct KafkaLog {
+    consumer: BaseConsumer,
+    positions: Vec<PartitionPosition>,
+    states: Vec<PartitionState>,
+    index: BTreeMap<(String, i32), usize>,
+    discovery: Option<SourceDiscovery>,
+    discovered: u64,
+}
+
+impl KafkaLog {
+    /// Creates the consumer for `partitions` and reads their initial watermarks.
+    fn connect(settings: &SourceSettings, partitions: &[(String, i32)], discovery: Option<SourceDiscovery>) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer = settings.kafka.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;
+        let mut log = KafkaLog { consumer, positions: Vec::new(), states: Vec::new(), index: BTreeMap::new(), discovery, discovered: 0 };
+        let mut assignment = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            let (low, high) = watermarks(&log.consumer, topic, *partition, METADATA_TIMEOUT)?;
+            assignment.add_partition_offset(topic, *partition, Offset::Offset(low)).map_err(KafkaError::client("building assignment"))?;
+            let c_topic = CString::new(topic.as_str()).map_err(|_| KafkaError::MissingTopic(topic.clone()))?;
+            log.add(topic, *partition, c_topic, low, high);
         }
-        index.insert((topic.clone(), *partition), states.len());
-        states.push(PartitionState {
-            topic: topic.clone(),
-            c_topic,
-            partition: *partition,
-            next_offset: 0,
-            high_watermark: 0,
-            moved: true,
-            reported_lag: None,
-        });
+        log.consumer.assign(&assignment).map_err(KafkaError::client("assigning partitions"))?;
+        Ok(log)
     }
-    match consumer.incremental_assign(&assignment) {
-        Ok(()) => tracing::info!(partitions = ?new, "reading new partitions"),
-        Err(error) => tracing::error!(%error, partitions = ?new, "cannot read new partitions"),
+
+    fn add(&mut self, topic: &str, partition: i32, c_topic: CString, next_offset: i64, high_watermark: i64) {
+        self.index.insert((topic.to_string(), partition), self.positions.len());
+        self.positions.push(PartitionPosition::new(topic.to_string(), partition, next_offset));
+        self.states.push(PartitionState { c_topic, high_watermark, reported_lag: None });
+    }
+
+    /// Starts reading partitions discovery found since the last look, from their earliest offsets.
+    fn add_discovered(&mut self) {
+        let Some(discovery) = &self.discovery else { return };
+        let new = discovery.new_partitions(&mut self.discovered, &self.index);
+        if new.is_empty() {
+            return;
+        }
+        let mut assignment = TopicPartitionList::new();
+        for (topic, partition) in &new {
+            let Ok(c_topic) = CString::new(topic.as_str()) else { continue };
+            if assignment.add_partition_offset(topic, *partition, Offset::Beginning).is_err() {
+                continue;
+            }
+            self.add(topic, *partition, c_topic, 0, 0);
+        }
+        match self.consumer.incremental_assign(&assignment) {
+            Ok(()) => tracing::info!(partitions = ?new, "reading new partitions"),
+            Err(error) => tracing::error!(%error, partitions = ?new, "cannot read new partitions"),
+        }
     }
 }
 
-/// Creates the consumer for `partitions` and reads their initial watermarks.
-fn connect(settings: &SourceSettings, partitions: &[(String, i32)]) -> Result<(BaseConsumer, Vec<PartitionState>), KafkaError> {
-    let consumer: BaseConsumer = settings.kafka.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;
-    let mut assignment = TopicPartitionList::new();
-    let mut states = Vec::new();
-    for (topic, partition) in partitions {
-        let (low, high) = watermarks(&consumer, topic, *partition, METADATA_TIMEOUT)?;
-        assignment.add_partition_offset(topic, *partition, Offset::Offset(low)).map_err(KafkaError::client("building assignment"))?;
-        states.push(PartitionState {
-            topic: topic.clone(),
-            c_topic: CString::new(topic.as_str()).map_err(|_| KafkaError::MissingTopic(topic.clone()))?,
-            partition: *partition,
-            next_offset: low,
-            high_watermark: high,
-            moved: true,
-            reported_lag: None,
+impl PartitionedLog for KafkaLog {
+    fn read(&mut self, limit: usize, give: &mut dyn FnMut(KafkaMessage)) -> bool {
+        self.add_discovered();
+        let mut read = 0;
+        while read < limit {
+            match self.consumer.poll(Duration::ZERO) {
+                None => return true,
+                Some(Err(error)) => {
+                    metrics().source_errors.with_label_values(&["read"]).inc();
+                    tracing::warn!(%error, "kafka source: read failed; retrying");
+                    return false;
+                }
+                Some(Ok(message)) => {
+                    let key = (message.topic().to_string(), message.partition());
+                    let Some(&slot) = self.index.get(&key) else { continue };
+                    if !self.positions[slot].advance(message.offset()) {
+                        continue;
+                    }
+                    give(KafkaMessage {
+                        topic: key.0,
+                        partition: key.1,
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec),
+                        timestamp: message.timestamp().to_millis(),
+                    });
+                    read += 1;
+                }
+            }
+        }
+        false
+    }
+
+    fn positions(&mut self) -> &mut [PartitionPosition] {
+        &mut self.positions
+    }
+
+    fn at_end(&self) -> bool {
+        self.positions.iter().zip(&self.states).all(|(position, state)| position.next_offset >= state.high_watermark)
+    }
+
+    /// Refreshes the high watermarks from the consumer's cache and reports the lag of every
+    /// partition whose lag changed, read or not: a source paused by flow control reads nothing
+    /// while its backlog grows.
+    fn observe(&mut self) {
+        for (position, state) in self.positions.iter().zip(self.states.iter_mut()) {
+            if let Some(high) = cached_high_watermark(&self.consumer, &state.c_topic, position.partition) {
+                state.high_watermark = state.high_watermark.max(high);
+            }
+            let lag = (state.high_watermark - position.next_offset).max(0);
+            if state.reported_lag != Some(lag) {
+                state.reported_lag = Some(lag);
+                metrics().consumer_lag.with_label_values(&[position.topic.as_str(), &position.partition.to_string()]).set(lag);
+            }
+        }
+    }
+
+    fn wake_on_arrival(&mut self, waker: SyncActivator) {
+        self.consumer.set_nonempty_callback(move || {
+            let _ = waker.activate();
         });
     }
-    consumer.assign(&assignment).map_err(KafkaError::client("assigning partitions"))?;
-    Ok((consumer, states))
 }
 
 /// Reads `partitions` (this worker's share) into the dataflow, at most as far ahead of what
@@ -179,121 +238,15 @@ pub fn kafka_source<'scope>(
     scope: Scope<'scope, Epoch>,
     settings: SourceSettings,
     partitions: Vec<(String, i32)>,
-    mut flow: FlowControl,
+    flow: FlowControl,
     ticker: EpochTicker,
     discovery: Option<SourceDiscovery>,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
-    let (mut consumer, mut states) = connect(&settings, &partitions)?;
-    let mut index: BTreeMap<(String, i32), usize> = states.iter().enumerate().map(|(i, s)| ((s.topic.clone(), s.partition), i)).collect();
-    let mut discovered = 0;
-    let idle_wait = Duration::from_millis(settings.epoch_ms.clamp(1, 50));
-
-    let stream = source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, "KafkaSource", move |capability, info| {
-        let activator = scope.activator_for(info.address.clone());
-        let arrival = scope.worker().sync_activator_for(info.address.to_vec());
-        consumer.set_nonempty_callback(move || {
-            let _ = arrival.activate();
-        });
-        let mut epochs = ticker.source(scope.worker().sync_activator_for(info.address.to_vec()));
-        let mut capability = Some(capability);
-        move |output| {
-            let Some(cap) = capability.as_mut() else { return };
-            if let Some(discovery) = &discovery {
-                let new = discovery.new_partitions(&mut discovered, &index);
-                if !new.is_empty() {
-                    add_partitions(&consumer, &new, &mut states, &mut index);
-                }
-            }
-            let mut read = 0;
-            let mut drained = false;
-            let allowed = settings.max_records_per_epoch.min(flow.room());
-            {
-                let mut session = output.session(&*cap);
-                while read < allowed {
-                    match consumer.poll(Duration::ZERO) {
-                        None => {
-                            drained = true;
-                            break;
-                        }
-                        Some(Err(error)) => {
-                            metrics().source_errors.with_label_values(&["read"]).inc();
-                            tracing::warn!(%error, "kafka source: read failed; retrying");
-                            break;
-                        }
-                        Some(Ok(message)) => {
-                            let key = (message.topic().to_string(), message.partition());
-                            let Some(&slot) = index.get(&key) else { continue };
-                            let state = &mut states[slot];
-                            if message.offset() < state.next_offset {
-                                continue;
-                            }
-                            state.next_offset = message.offset() + 1;
-                            state.moved = true;
-                            metrics().records_read.with_label_values(&[message.topic()]).inc();
-                            session.give(SourceEvent::Message(KafkaMessage {
-                                topic: key.0,
-                                partition: key.1,
-                                offset: message.offset(),
-                                key: message.key().map(<[u8]>::to_vec),
-                                payload: message.payload().map(<[u8]>::to_vec),
-                                timestamp: message.timestamp().to_millis(),
-                            }));
-                            read += 1;
-                        }
-                    }
-                }
-            }
-            flow.read(*cap.time(), read);
-            for state in states.iter_mut() {
-                if let Some(high) = cached_high_watermark(&consumer, &state.c_topic, state.partition) {
-                    state.high_watermark = state.high_watermark.max(high);
-                }
-            }
-            // A full epoch closes at once, and so does one cut short by flow control: nothing
-            // more can be read into it, and closing it lets the job finish it.
-            let full = read >= settings.max_records_per_epoch || (read > 0 && read == allowed);
-            let at_end = states.iter().all(|s| s.next_offset >= s.high_watermark);
-            let finishing = settings.stop_at_end && at_end;
-            let next = epochs.next(*cap.time(), read > 0, full);
-            if next.is_some() || finishing {
-                let mut session = output.session(&*cap);
-                for state in states.iter_mut().filter(|s| s.moved) {
-                    state.moved = false;
-                    session.give(SourceEvent::Position(SourcePosition {
-                        topic: state.topic.clone(),
-                        partition: state.partition,
-                        next_offset: state.next_offset,
-                    }));
-                    metrics()
-                        .source_position
-                        .with_label_values(&[state.topic.as_str(), &state.partition.to_string()])
-                        .set(state.next_offset);
-                }
-            }
-            // Lag is reported for every partition whose lag changed, read or not: a source paused
-            // by flow control reads nothing while its backlog grows.
-            for state in states.iter_mut() {
-                let lag = (state.high_watermark - state.next_offset).max(0);
-                if state.reported_lag != Some(lag) {
-                    state.reported_lag = Some(lag);
-                    metrics().consumer_lag.with_label_values(&[state.topic.as_str(), &state.partition.to_string()]).set(lag);
-                }
-            }
-            if finishing {
-                capability = None;
-                return;
-            }
-            if let Some(next) = next {
-                cap.downgrade(&next);
-            }
-            // Drained and quiet, the source sleeps: librdkafka wakes it when a message arrives,
-            // the ticker when another source closes an epoch, and its heartbeat at the latest.
-            match (full, drained.then(|| epochs.quiet_for()).flatten()) {
-                (true, _) => activator.activate(),
-                (false, Some(quiet)) => activator.activate_after(quiet),
-                (false, None) => activator.activate_after(idle_wait),
-            }
-        }
-    });
-    Ok(stream)
+    let log = KafkaLog::connect(&settings, &partitions, discovery)?;
+    let epochs = EpochSettings {
+        max_records_per_epoch: settings.max_records_per_epoch,
+        stop_at_end: settings.stop_at_end,
+        idle_wait: Duration::from_millis(settings.epoch_ms.clamp(1, 50)),
+    };
+    Ok(log_source(scope, "KafkaSource", log, epochs, flow, ticker))
 }
