@@ -32,7 +32,7 @@ use citeflow_jobs::matching::blocking::publication_keys;
 use citeflow_jobs::matching::indexed::IndexedPublication;
 use citeflow_jobs::matching::journals::JournalTable;
 use citeflow_jobs::matching::{candidate_features, decide, score_pairs};
-use citeflow_jobs::synthetic::{citable, render, Noise, Rng, STYLES};
+use citeflow_jobs::synthetic::{citable, recombined, render, Noise, Rng, STYLES};
 use differential_dataflow::input::Input;
 
 #[global_allocator]
@@ -42,39 +42,13 @@ fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// `count` distinct publications made from `seeds`: titles recombined from the seeds' words,
-/// volumes and pages renumbered, new ids.
-fn synthetic_publications(seeds: &[Publication], count: usize, rng: &mut Rng) -> Vec<Publication> {
-    let words: Vec<String> =
-        seeds.iter().filter_map(|p| p.title.clone()).flat_map(|t| t.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
-    (0..count)
-        .map(|i| {
-            let seed = &seeds[i % seeds.len()];
-            let length = 6 + rng.below(8) as usize;
-            let title: Vec<&str> = (0..length).map(|_| words[rng.below(words.len() as u64) as usize].as_str()).collect();
-            let first = 1 + rng.below(3000);
-            Publication {
-                id: format!("s{i}"),
-                pmid: Some(format!("{}", 90_000_000 + i)),
-                pmcid: None,
-                doi: None,
-                title: Some(title.join(" ")),
-                volume: Some(format!("{}", 1 + rng.below(300))),
-                pages: Some(format!("{first}-{}", first + rng.below(20))),
-                year: Some(1950 + rng.below(72) as i32),
-                ..seed.clone()
-            }
-        })
-        .collect()
-}
-
 fn main() {
     let publications = setting("CITEFLOW_BENCH_PUBLICATIONS", 1_000_000);
     let references = setting("CITEFLOW_BENCH_REFERENCES", 100_000);
     let mut rng = Rng::new(7);
     let files: Vec<_> = EPMC_FILES.iter().map(|f| sample_dir().join(f)).collect();
     let seeds: Vec<Publication> = read_publications(&files).expect("sample").into_iter().filter(citable).collect();
-    let mut indexed = synthetic_publications(&seeds, publications + references / 2, &mut rng);
+    let mut indexed = recombined(&seeds, publications + references / 2, &mut rng);
     let outside = indexed.split_off(publications);
     let texts: Vec<String> = (0..references)
         .map(|n| {

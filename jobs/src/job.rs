@@ -91,23 +91,32 @@ fn check_committed_offsets(config: &CiteflowConfig, target: &HydrationTarget, re
     Ok(())
 }
 
-/// The input partitions, how a restart reconciles, and the dead-letter publisher: from Kafka
-/// (checking the brokers and the topics' retention), or from an archive (no publisher).
-fn inputs(config: &CiteflowConfig, topics: &[String]) -> anyhow::Result<(Vec<(String, i32)>, Reconciliation, Option<DeadLetterPublisher>)> {
+/// What the job learns of its inputs at start.
+struct Inputs {
+    /// Every partition of the input topics.
+    partitions: Vec<(String, i32)>,
+    /// How a restart reconciles.
+    reconciliation: Reconciliation,
+    /// Where dead letters are published (none when reading an archive).
+    publisher: Option<DeadLetterPublisher>,
+}
+
+/// The inputs from Kafka (checking the brokers and the topics' retention), or from an archive.
+fn inputs(config: &CiteflowConfig, topics: &[String]) -> anyhow::Result<Inputs> {
     match &config.source {
         SourceConfig::Kafka => {
             check_connection(&config.kafka)?;
             let partitions = discover_partitions(&config.kafka, topics)?;
             ensure_topics(&config.kafka, std::slice::from_ref(&config.topics.dead_letter), 1)?;
             let publisher = DeadLetterPublisher::new(&config.kafka, &config.topics.dead_letter)?;
-            Ok((partitions, check_retention(config, topics)?, Some(publisher)))
+            Ok(Inputs { partitions, reconciliation: check_retention(config, topics)?, publisher: Some(publisher) })
         }
         SourceConfig::Archive { dir } => {
             let partitions = archive::partitions(dir, topics)?;
             if partitions.is_empty() {
                 return Err(anyhow!("the archive {} holds no partition of {topics:?} (source.dir)", dir.display()));
             }
-            Ok((partitions, Reconciliation::Exact, None))
+            Ok(Inputs { partitions, reconciliation: Reconciliation::Exact, publisher: None })
         }
     }
 }
@@ -124,7 +133,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         tracing::info!(%address, "serving /metrics, /health and /ready");
     }
     let topics = vec![config.topics.publications.clone(), config.topics.documents.clone()];
-    let (partitions, reconciliation, publisher) = inputs(config, &topics)?;
+    let Inputs { partitions, reconciliation, publisher } = inputs(config, &topics)?;
     let completed = Completed::new();
     let (start, queue, committer) =
         start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, publisher, readiness, completed.clone())?;

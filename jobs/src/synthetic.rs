@@ -9,6 +9,8 @@
 
 use std::collections::HashSet;
 
+use serde_json::Value;
+
 use crate::domain::Publication;
 use crate::eval::LabelledReference;
 use crate::matching::text::{first_page, squash};
@@ -253,6 +255,49 @@ pub fn render(publication: &Publication, style: Style, noise: Noise, rng: &mut R
         reference = typo(&reference, rng);
     }
     reference
+}
+
+/// The first PMID [`recombined`] gives.
+const FIRST_SYNTHETIC_PMID: usize = 90_000_000;
+
+/// `count` distinct publications made from `seeds`, for benchmarks at scale: titles recombined
+/// from the seeds' words, volumes, pages and years drawn anew, new PMIDs (from 90,000,000, the
+/// id too), the rest (authors, journal) that of seed `i % seeds.len()` for the `i`-th.
+pub fn recombined(seeds: &[Publication], count: usize, rng: &mut Rng) -> Vec<Publication> {
+    let words: Vec<&str> = seeds.iter().filter_map(|p| p.title.as_deref()).flat_map(str::split_whitespace).collect();
+    (0..count)
+        .map(|i| {
+            let length = 6 + rng.below(8) as usize;
+            let title: Vec<&str> = (0..length).map(|_| words[rng.below(words.len() as u64) as usize]).collect();
+            let first = 1 + rng.below(3000);
+            let pmid = (FIRST_SYNTHETIC_PMID + i).to_string();
+            Publication {
+                id: pmid.clone(),
+                pmid: Some(pmid),
+                pmcid: None,
+                doi: None,
+                title: Some(title.join(" ")),
+                volume: Some((1 + rng.below(300)).to_string()),
+                pages: Some(format!("{first}-{}", first + rng.below(20))),
+                year: Some(1950 + rng.below(72) as i32),
+                ..seeds[i % seeds.len()].clone()
+            }
+        })
+        .collect()
+}
+
+/// The EPMC record of a [`recombined`] publication: its seed's `record` with the fields the
+/// recombination drew anew replaced, as the job would read it from the publications topic.
+pub fn recombined_record(publication: &Publication, record: &Value) -> Value {
+    let mut record = record.clone();
+    record["pmid"] = Value::from(publication.pmid.as_deref());
+    record["pmcid"] = Value::Null;
+    record["doi"] = Value::Null;
+    record["title"] = Value::from(publication.title.as_deref());
+    record["journalVolume"] = Value::from(publication.volume.as_deref());
+    record["pageInfo"] = Value::from(publication.pages.as_deref());
+    record["pubYear"] = Value::from(publication.year);
+    record
 }
 
 /// Whether a publication has what a citation needs (a title, authors, a journal and a year).
