@@ -11,7 +11,8 @@
 //! (`CITEFLOW_RESTART_WORKERS` workers, 2; the default learned matcher and engine settings)
 //! over the archive until caught up — the first load — and then again: a restart, which replays
 //! the archive to the committed offsets into shadow tables, reconciles them with the views and
-//! writes nothing. Each run is the `citeflow` program, timed from its own report (its start-up:
+//! writes nothing. `CITEFLOW_RESTART_ENGINE` adds lines to the job's `[engine]` section (say
+//! `max_in_flight_records = 20000`). Each run is the `citeflow` program, timed from its own report (its start-up:
 //! the model, the database) and from outside.
 //!
 //!     cargo bench --bench restart
@@ -186,8 +187,9 @@ fn main() {
     let url = postgres.database("restart");
     let config_dir = TempDir::new("restart-config");
     let config = config_dir.0.join("citeflow.toml");
+    let engine = std::env::var("CITEFLOW_RESTART_ENGINE").unwrap_or_default();
     let text = format!(
-        "[engine]\nworkers = {workers}\n\n[postgres]\nurl = \"{url}\"\n\n[source]\nkind = \"archive\"\ndir = \"{}\"\n",
+        "[engine]\nworkers = {workers}\n{engine}\n\n[postgres]\nurl = \"{url}\"\n\n[source]\nkind = \"archive\"\ndir = \"{}\"\n",
         archive.0.display()
     );
     std::fs::write(&config, text).expect("config");

@@ -523,6 +523,23 @@ mod tests {
     }
 
     #[test]
+    fn the_layout_is_the_documented_one() {
+        let dir = Dir::new("layout");
+        let mut body = Vec::new();
+        body.extend_from_slice(&7_i64.to_le_bytes());
+        body.extend_from_slice(&i64::MIN.to_le_bytes());
+        body.extend_from_slice(&1_i32.to_le_bytes());
+        body.push(b'k');
+        body.extend_from_slice(&(-1_i32).to_le_bytes());
+        let mut bytes = b"CFARCH01".to_vec();
+        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        write(&dir.0, &[message(7, Some("k"), None, None)]);
+        assert_eq!(std::fs::read(partition_path(&dir.0, "t", 3)).expect("read"), bytes);
+    }
+
+    #[test]
     fn a_frame_cut_short_is_waited_for_and_read_once_complete() {
         let dir = Dir::new("partial");
         write(&dir.0, &[message(0, Some("a"), Some("one"), None), message(1, Some("b"), Some("two"), None)]);

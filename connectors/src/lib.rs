@@ -1,5 +1,6 @@
-//! Connectors: the Kafka source and producers (rdkafka), the PostgreSQL committer
-//! (tokio-postgres) that applies the engine's commit batches, and file readers for samples.
+//! Connectors: the Kafka source and producers (rdkafka), topic archives and their source, the
+//! PostgreSQL committer (tokio-postgres) that applies the engine's commit batches, and file
+//! readers for samples.
 
 pub mod archive;
 pub mod files;

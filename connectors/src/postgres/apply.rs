@@ -106,21 +106,38 @@ pub async fn prepare_shadows(client: &Client, schemas: &[ViewSchema]) -> Result<
 }
 
 /// `INSERT … ON CONFLICT` from `source` into `table` (the view `schema` or its shadow),
-/// writing only rows whose values differ.
-fn upsert_from(schema: &ViewSchema, table: &str, source: &str) -> String {
+/// writing only rows whose values differ. With `compare_first`, the rows of `source` equal to
+/// rows of `table` are left out by a join before the insert: an upsert locks every row it
+/// conflicts with, even one it leaves as it was, so a source that mostly repeats the table (a
+/// reconciliation's shadow) would otherwise write to every page of it.
+fn upsert_from(schema: &ViewSchema, table: &str, source: &str, compare_first: bool) -> String {
+    let columns = quoted(schema.columns);
+    let listed = |alias: &str, names: &[&str]| names.iter().map(|c| format!("{alias}.\"{c}\"")).collect::<Vec<_>>().join(", ");
     let conflict = if schema.values().is_empty() {
         "DO NOTHING".to_string()
     } else {
         let set = schema.values().iter().map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
-        let current = schema.values().iter().map(|c| format!("t.\"{c}\"")).collect::<Vec<_>>().join(", ");
-        let incoming = schema.values().iter().map(|c| format!("EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
-        format!("DO UPDATE SET {set} WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})")
+        format!(
+            "DO UPDATE SET {set} WHERE ROW({}) IS DISTINCT FROM ROW({})",
+            listed("t", schema.values()),
+            listed("EXCLUDED", schema.values())
+        )
     };
-    format!(
-        "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM {source} ON CONFLICT ({key}) {conflict}",
-        columns = quoted(schema.columns),
-        key = quoted(schema.key()),
-    )
+    let selected = if compare_first {
+        let differs = match schema.values() {
+            [] => "FALSE".to_string(),
+            values => format!("ROW({}) IS DISTINCT FROM ROW({})", listed("v", values), listed("s", values)),
+        };
+        format!(
+            "SELECT {} FROM {source} s LEFT JOIN {table} v ON {} WHERE v.\"{}\" IS NULL OR {differs}",
+            listed("s", schema.columns),
+            key_match(schema, "v", "s"),
+            schema.key()[0],
+        )
+    } else {
+        format!("SELECT {columns} FROM {source}")
+    };
+    format!("INSERT INTO {table} AS t ({columns}) {selected} ON CONFLICT ({key}) {conflict}", key = quoted(schema.key()))
 }
 
 /// Makes the view equal to its shadow (with `delete_missing`; otherwise rows missing from the
@@ -129,12 +146,15 @@ fn upsert_from(schema: &ViewSchema, table: &str, source: &str) -> String {
 pub async fn reconcile_from_shadow(transaction: &Transaction<'_>, schema: &ViewSchema, delete_missing: bool) -> Result<u64, PgError> {
     let (table, shadow) = (schema.table, shadow_table(schema));
     let context = format!("reconciling {table}");
+    // The shadow was filled since it was created: without statistics the planner takes it
+    // for a small table and compares row by row through the view's index.
+    transaction.batch_execute(&format!("ANALYZE {shadow}")).await.map_err(PgError::db(context.clone()))?;
     let mut touched = 0;
     if delete_missing {
         let delete = format!("DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {})", key_match(schema, "t", "s"));
         touched += transaction.execute(&delete, &[]).await.map_err(PgError::db(context.clone()))?;
     }
-    touched += transaction.execute(&upsert_from(schema, table, &shadow), &[]).await.map_err(PgError::db(context.clone()))?;
+    touched += transaction.execute(&upsert_from(schema, table, &shadow, true), &[]).await.map_err(PgError::db(context.clone()))?;
     transaction.batch_execute(&format!("TRUNCATE {shadow}")).await.map_err(PgError::db(context))?;
     Ok(touched)
 }
@@ -215,7 +235,7 @@ pub async fn apply_view(
     if mode != CommitMode::Reconcile {
         copy_lines(transaction, &stage, schema.columns, changes.upserts.iter().map(String::as_str)).await?;
     }
-    touched += transaction.execute(&upsert_from(schema, table, &stage), &[]).await.map_err(PgError::db(context))?;
+    touched += transaction.execute(&upsert_from(schema, table, &stage, false), &[]).await.map_err(PgError::db(context))?;
     Ok(touched)
 }
 
