@@ -9,7 +9,7 @@
 //! the positions it would commit reading the topics, and either can continue from the other's.
 //!
 //! [`archive_source`] reads a worker's share of the partitions from their first message, in
-//! epochs as the Kafka source does ([`crate::log_source`]): what the job sees, and commits, is
+//! epochs as the Kafka source does (`log_source.rs`): what the job sees, and commits, is
 //! the same whichever it reads. With `stop_at_end` it finishes once every file has been read to
 //! the length it had when the source started; otherwise it follows the files as they grow, looking
 //! for new frames at every heartbeat. A frame cut short at the end of a file is one still being

@@ -1,8 +1,13 @@
 //! The Kafka source: each timely worker reads the partitions assigned to it (no consumer
 //! group rebalancing), from the earliest offset, and mints processing-time epochs.
 //!
-//! Epochs and positions follow the protocol of every partitioned-log source
-//! ([`crate::log_source`]); the consumer wakes the source when a message arrives.
+//! Epochs and positions follow the protocol of every partitioned-log source (`log_source.rs`,
+//! shared with the archive source): every message read in an epoch carries that epoch's time;
+//! an epoch closes when the clock moves past it or `max_records_per_epoch` messages (or as many
+//! as flow control allows) were read into it; a source that read nothing holds its epoch until
+//! another moves on or its heartbeat comes; at each close the source emits the new position of
+//! every partition that moved, so that positions travel with the data they cover. The consumer
+//! wakes the source when a message arrives.
 //!
 //! Partitions added to the topics while the job runs are picked up (see [`super::discovery`]).
 //!
