@@ -33,7 +33,8 @@ use timely::dataflow::{Scope, Stream};
 use crate::kafka::admin::{discover_partitions, watermarks, METADATA_TIMEOUT};
 use crate::kafka::source::{KafkaMessage, SourceEvent};
 use crate::kafka::{KafkaConfig, KafkaError};
-use crate::log_source::{log_source, EpochSettings, PartitionPosition, PartitionedLog};
+use crate::log_source::{log_source, PartitionPosition, PartitionedLog};
+use crate::EpochSettings;
 
 /// The first bytes of every archive file.
 const MAGIC: &[u8; 8] = b"CFARCH01";
@@ -428,35 +429,18 @@ pub fn archive_topics(kafka: &KafkaConfig, topics: &[String], dir: &Path) -> Res
     Ok(written)
 }
 
-/// How an archive source reads.
-#[derive(Clone, Debug)]
-pub struct ArchiveSettings {
-    /// The archive's directory.
-    pub dir: PathBuf,
-    /// Epoch length in milliseconds.
-    pub epoch_ms: u64,
-    /// Most messages read into one epoch.
-    pub max_records_per_epoch: usize,
-    /// Finish once every file has been read to the length it had when the source started.
-    pub stop_at_end: bool,
-}
-
-/// Reads `partitions` (this worker's share) of the archive into the dataflow, at most as far
-/// ahead of what the job has finished as `flow` allows, closing epochs as `ticker` says; see the
-/// module documentation.
+/// Reads `partitions` (this worker's share) of the archive `dir` into the dataflow, at most as
+/// far ahead of what the job has finished as `flow` allows, closing epochs as `epochs` and
+/// `ticker` say; see the module documentation.
 pub fn archive_source<'scope>(
     scope: Scope<'scope, Epoch>,
-    settings: ArchiveSettings,
+    dir: &Path,
+    epochs: EpochSettings,
     partitions: Vec<(String, i32)>,
     flow: FlowControl,
     ticker: EpochTicker,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, ArchiveError> {
-    let log = ArchiveLog::open(&settings.dir, &partitions)?;
-    let epochs = EpochSettings {
-        max_records_per_epoch: settings.max_records_per_epoch,
-        stop_at_end: settings.stop_at_end,
-        idle_wait: Duration::from_millis(settings.epoch_ms.clamp(1, 50)),
-    };
+    let log = ArchiveLog::open(dir, &partitions)?;
     Ok(log_source(scope, "ArchiveSource", log, epochs, flow, ticker))
 }
 

@@ -7,3 +7,5 @@ pub mod files;
 pub mod kafka;
 mod log_source;
 pub mod postgres;
+
+pub use log_source::EpochSettings;

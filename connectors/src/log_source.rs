@@ -69,13 +69,16 @@ pub(crate) trait PartitionedLog: 'static {
 
 /// How a partitioned-log source closes epochs.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct EpochSettings {
+pub struct EpochSettings {
+    /// Epoch length in milliseconds (a drained source with an unfinished epoch looks again
+    /// after at most this long, and at most 50 ms).
+    pub epoch_ms: u64,
     /// Most messages read into one epoch.
-    pub(crate) max_records_per_epoch: usize,
-    /// Finish once the log is at its end.
-    pub(crate) stop_at_end: bool,
-    /// How long a drained source with an unfinished epoch waits before it looks again.
-    pub(crate) idle_wait: Duration,
+    pub max_records_per_epoch: usize,
+    /// Finish once the log is at its end: for Kafka, every assigned partition at the high
+    /// watermark it had when the source started; for an archive, every file read as far as it
+    /// was long then.
+    pub stop_at_end: bool,
 }
 
 /// Reads `log` into the dataflow, at most as far ahead of what the job has finished as `flow`
@@ -88,6 +91,7 @@ pub(crate) fn log_source<'scope, L: PartitionedLog>(
     mut flow: FlowControl,
     ticker: EpochTicker,
 ) -> Stream<'scope, Epoch, Vec<SourceEvent>> {
+    let idle_wait = Duration::from_millis(settings.epoch_ms.clamp(1, 50));
     source::<_, CapacityContainerBuilder<Vec<SourceEvent>>, _, _>(scope, name, move |capability, info| {
         let activator = scope.activator_for(info.address.clone());
         log.wake_on_arrival(scope.worker().sync_activator_for(info.address.to_vec()));
@@ -138,7 +142,7 @@ pub(crate) fn log_source<'scope, L: PartitionedLog>(
             match (full, drained.then(|| epochs.quiet_for()).flatten()) {
                 (true, _) => activator.activate(),
                 (false, Some(quiet)) => activator.activate_after(quiet),
-                (false, None) => activator.activate_after(settings.idle_wait),
+                (false, None) => activator.activate_after(idle_wait),
             }
         }
     })

@@ -5,13 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use citeflow_connectors::archive::{self, archive_source, ArchiveSettings};
+use citeflow_connectors::archive::{self, archive_source};
 use citeflow_connectors::kafka::admin::{check_connection, discover_partitions, ensure_topics, offset_ranges, retention, Retention};
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::discovery::{assigned, PartitionWatch};
 use citeflow_connectors::kafka::source::{kafka_source, SourceDiscovery, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
 use citeflow_connectors::postgres::{start_committer, Reconciliation};
+use citeflow_connectors::EpochSettings;
 use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::http::{serve, Readiness};
 use citeflow_engine::introspection;
@@ -148,12 +149,12 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
 
     let queue = Arc::new(Mutex::new(Some(queue)));
     let failure = committer.watch();
-    let settings = SourceSettings {
-        kafka: config.kafka.clone(),
+    let epochs = EpochSettings {
         epoch_ms: config.engine.epoch_ms,
         max_records_per_epoch: config.engine.max_records_per_epoch,
         stop_at_end: until_caught_up,
     };
+    let kafka = config.kafka.clone();
     let mut periods = config.event_time.logic(&config.topics.documents)?;
     periods.partitions =
         partitions.iter().filter(|(topic, _)| *topic == config.topics.documents).map(|(_, partition)| *partition).collect();
@@ -197,23 +198,17 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let probe = ProbeHandle::new();
         let flow = FlowControl::new(probe.clone(), completed.clone(), max_in_flight);
         let ticker = ticker.clone();
-        let settings = settings.clone();
+        let kafka = kafka.clone();
         let source = source.clone();
         let logic = logic.clone();
         let target = target.clone();
         introspection::install(worker, metrics());
         worker.dataflow::<Epoch, _, _>(move |scope| {
             let events = match source {
-                SourceConfig::Kafka => kafka_source(scope, settings, mine, flow, ticker, discovery).map_err(|e| e.to_string())?,
-                SourceConfig::Archive { dir } => {
-                    let settings = ArchiveSettings {
-                        dir,
-                        epoch_ms: settings.epoch_ms,
-                        max_records_per_epoch: settings.max_records_per_epoch,
-                        stop_at_end: settings.stop_at_end,
-                    };
-                    archive_source(scope, settings, mine, flow, ticker).map_err(|e| e.to_string())?
+                SourceConfig::Kafka => {
+                    kafka_source(scope, SourceSettings { kafka, epochs }, mine, flow, ticker, discovery).map_err(|e| e.to_string())?
                 }
+                SourceConfig::Archive { dir } => archive_source(scope, &dir, epochs, mine, flow, ticker).map_err(|e| e.to_string())?,
             };
             let outputs = citation_job(events, logic).map_err(|e| e.to_string())?;
             let progress = SinkProgress { probe: &probe, completed };

@@ -32,7 +32,8 @@ use timely::scheduling::SyncActivator;
 use super::admin::{watermarks, METADATA_TIMEOUT};
 use super::discovery::{assigned, PartitionWatch};
 use super::{KafkaConfig, KafkaError};
-use crate::log_source::{log_source, EpochSettings, PartitionPosition, PartitionedLog};
+use crate::log_source::{log_source, PartitionPosition, PartitionedLog};
+use crate::EpochSettings;
 
 /// One message as read from Kafka.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,13 +67,8 @@ pub enum SourceEvent {
 pub struct SourceSettings {
     /// Client settings.
     pub kafka: KafkaConfig,
-    /// Epoch length in milliseconds.
-    pub epoch_ms: u64,
-    /// Most messages read into one epoch.
-    pub max_records_per_epoch: usize,
-    /// Stop (release the capability) once every assigned partition has reached the high
-    /// watermark it had when the source started: run to "caught up" and finish.
-    pub stop_at_end: bool,
+    /// How it closes epochs.
+    pub epochs: EpochSettings,
 }
 
 /// What the source knows of a partition beyond its position.
@@ -248,10 +244,5 @@ pub fn kafka_source<'scope>(
     discovery: Option<SourceDiscovery>,
 ) -> Result<Stream<'scope, Epoch, Vec<SourceEvent>>, KafkaError> {
     let log = KafkaLog::connect(&settings, &partitions, discovery)?;
-    let epochs = EpochSettings {
-        max_records_per_epoch: settings.max_records_per_epoch,
-        stop_at_end: settings.stop_at_end,
-        idle_wait: Duration::from_millis(settings.epoch_ms.clamp(1, 50)),
-    };
-    Ok(log_source(scope, "KafkaSource", log, epochs, flow, ticker))
+    Ok(log_source(scope, "KafkaSource", log, settings.epochs, flow, ticker))
 }
