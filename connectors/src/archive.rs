@@ -302,11 +302,15 @@ struct ArchiveLog {
     broken: Vec<bool>,
     /// The partition read first in the next read (they take turns).
     turn: usize,
+    /// Which partitions the current read found without a complete frame (kept between reads
+    /// so that a read allocates nothing).
+    drained: Vec<bool>,
 }
 
 impl ArchiveLog {
     fn open(dir: &Path, partitions: &[(String, i32)]) -> Result<Self, ArchiveError> {
-        let mut log = ArchiveLog { readers: Vec::new(), positions: Vec::new(), ends: Vec::new(), broken: Vec::new(), turn: 0 };
+        let mut log =
+            ArchiveLog { readers: Vec::new(), positions: Vec::new(), ends: Vec::new(), broken: Vec::new(), turn: 0, drained: Vec::new() };
         for (topic, partition) in partitions {
             let reader = PartitionReader::open(dir, topic, *partition)?;
             let length = reader.file.get_ref().metadata().map_err(io_error(&reader.path))?.len();
@@ -314,6 +318,7 @@ impl ArchiveLog {
             log.positions.push(PartitionPosition::new(topic.clone(), *partition, 0));
             log.ends.push(length);
             log.broken.push(false);
+            log.drained.push(false);
         }
         Ok(log)
     }
@@ -323,7 +328,8 @@ impl PartitionedLog for ArchiveLog {
     fn read(&mut self, limit: usize, give: &mut dyn FnMut(KafkaMessage)) -> bool {
         let count = self.readers.len();
         let mut read = 0;
-        let mut drained = vec![false; count];
+        let mut drained = std::mem::take(&mut self.drained);
+        drained.fill(false);
         while read < limit && drained.iter().any(|d| !d) {
             for slot in (0..count).map(|i| (self.turn + i) % count) {
                 let mut turn = 0;
@@ -351,7 +357,9 @@ impl PartitionedLog for ArchiveLog {
             }
             self.turn = (self.turn + 1) % count.max(1);
         }
-        drained.iter().all(|d| *d)
+        let all = drained.iter().all(|d| *d);
+        self.drained = drained;
+        all
     }
 
     fn positions(&mut self) -> &mut [PartitionPosition] {
