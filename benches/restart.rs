@@ -10,10 +10,11 @@
 //! over four partitions a topic. It starts a throwaway PostgreSQL, runs the job
 //! (`CITEFLOW_RESTART_WORKERS` workers, 2; the default learned matcher and engine settings)
 //! over the archive until caught up — the first load — and then again: a restart, which replays
-//! the archive to the committed offsets into shadow tables, reconciles them with the views and
+//! the archive to the committed offsets, compares the views' digests with the tables' and
 //! writes nothing. `CITEFLOW_RESTART_ENGINE` adds lines to the job's `[engine]` section (say
 //! `max_in_flight_records = 20000`). Each run is the `citeflow` program, timed from its own report (its start-up:
-//! the model, the database) and from outside.
+//! the model, the database) and from outside; `CITEFLOW_RESTART_BIN` names another build of it
+//! (say, one copied from an earlier commit), to compare two builds on the same archive.
 //!
 //!     cargo bench --bench restart
 //!
@@ -141,7 +142,8 @@ struct Run {
 /// Runs the job until caught up; its log goes to the bench's stderr when `RUST_LOG` is set.
 fn run_job(config: &Path) -> Run {
     let started = Instant::now();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_citeflow"));
+    let program = std::env::var_os("CITEFLOW_RESTART_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_citeflow").into());
+    let mut command = Command::new(program);
     command.arg("--config").arg(config).args(["run", "--until-caught-up"]).current_dir(repository());
     if std::env::var_os("RUST_LOG").is_some() {
         command.stderr(std::process::Stdio::inherit());

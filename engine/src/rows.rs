@@ -1,17 +1,49 @@
 //! View rows as the sink sees them: one text line per row in PostgreSQL's COPY text format,
-//! its primary key being the leading columns.
+//! its primary key being the leading columns and its last column its digest.
 //!
 //! Jobs describe each view with a [`ViewSchema`] and implement [`ViewRow`] for its row type;
 //! [`encode`] turns a typed collection into the untyped [`Row`]s that the sink consolidates.
+//!
+//! Every row carries a digest ([`Row::digest`]): SipHash-1-3 (zero key) of its encoded columns,
+//! whose low 16 bits are replaced by the *bucket* of its key, SipHash-1-3 of the encoded key
+//! modulo [`BUCKETS`]. The digest is written as the table's last column, [`ROW_DIGEST`], so a
+//! destination can say what it holds of a view as one sum of digests per bucket, and a restart
+//! compares those sums with the rebuilt view's instead of the rows themselves
+//! ([`crate::sink`]). SipHash-1-3 is fixed by its specification: the digests of rows written
+//! by one build are those any other build computes.
 
 use std::fmt::Write;
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
+use siphasher::sip::SipHasher13;
 use timely::progress::Timestamp;
 
 /// Index of a view in the [`ViewSchema`] list handed to the sink.
 pub type ViewId = u16;
+
+/// A bucket of a view's keys: the low 16 bits of a row's digest.
+pub type Bucket = u16;
+
+/// How many buckets a view's keys fall into.
+pub const BUCKETS: u32 = 1 << Bucket::BITS;
+
+/// The column every table written through a [`ViewSchema`] ends with, after its
+/// [`ViewSchema::columns`]: the row's digest (`bigint`).
+pub const ROW_DIGEST: &str = "row_digest";
+
+/// The digest of a row whose encoded key is `key` and encoded columns `line` (see the module
+/// documentation).
+pub fn digest(key: &str, line: &str) -> i64 {
+    let hasher = SipHasher13::new();
+    let bucket = hasher.hash(key.as_bytes()) & u64::from(Bucket::MAX);
+    ((hasher.hash(line.as_bytes()) & !u64::from(Bucket::MAX)) | bucket) as i64
+}
+
+/// The bucket of a digest.
+pub fn bucket_of(digest: i64) -> Bucket {
+    (digest as u64 & u64::from(Bucket::MAX)) as Bucket
+}
 
 /// The shape of one view table, enough to stage, delete and upsert its rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +67,11 @@ impl ViewSchema {
         &self.columns[self.key_columns..]
     }
 
+    /// Every column written, in COPY order: [`ViewSchema::columns`], then [`ROW_DIGEST`].
+    pub fn written(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.columns.iter().copied().chain([ROW_DIGEST])
+    }
+
     /// The encoded primary key of an encoded row: its leading key columns.
     pub fn key_of<'a>(&self, line: &'a str) -> &'a str {
         match self.key_columns {
@@ -44,19 +81,48 @@ impl ViewSchema {
     }
 }
 
-/// One row of one view, encoded: `line` is the COPY text of all its columns, and its first
-/// `key_len` bytes are the COPY text of the key columns. One allocation per row, sized exactly:
-/// a replay's last epoch brings every row of every view at once, and they must not leave the
-/// heap in pieces when they are freed.
+/// One row of one view, encoded: `line` is the COPY text of all its columns and its digest,
+/// and its first `key_len` bytes are the COPY text of the key columns. One allocation per row,
+/// sized exactly: a replay's last epoch brings every row of every view at once, and they must
+/// not leave the heap in pieces when they are freed.
 ///
-/// Rows of one view with the same key are adjacent in the order `Row` derives (same view, same
-/// `key_len`, and lines that share the key as a prefix).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Two rows are equal when their view, key and digest are, and they order by view, key and
+/// digest: rows of one view with the same key are adjacent. A row [`Row::stripped`] of its
+/// values equals the row it came from, so an operator that must retract a row later (an upsert
+/// replacing it) keeps only its key and digest, and the retraction still cancels the row.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Row {
     /// Which view.
     pub view: ViewId,
     key_len: u32,
     line: String,
+    digest: i64,
+}
+
+impl PartialEq for Row {
+    fn eq(&self, other: &Self) -> bool {
+        self.view == other.view && self.digest == other.digest && self.key() == other.key()
+    }
+}
+
+impl Eq for Row {}
+
+impl PartialOrd for Row {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Row {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.view, self.key(), self.digest).cmp(&(other.view, other.key(), other.digest))
+    }
+}
+
+impl std::hash::Hash for Row {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.view, self.key(), self.digest).hash(state);
+    }
 }
 
 impl Row {
@@ -65,9 +131,29 @@ impl Row {
         &self.line[..self.key_len as usize]
     }
 
-    /// The encoded row, owned.
+    /// The row's digest (see the module documentation).
+    pub fn digest(&self) -> i64 {
+        self.digest
+    }
+
+    /// The bucket of the row's key.
+    pub fn bucket(&self) -> Bucket {
+        bucket_of(self.digest)
+    }
+
+    /// The encoded row with its digest, owned.
     pub fn into_line(self) -> String {
         self.line
+    }
+
+    /// The length of the row's text: less for a row [`Row::stripped`] than for the row.
+    pub fn text_len(&self) -> usize {
+        self.line.len()
+    }
+
+    /// The row with its key and digest only: equal to this row, and all a retraction of it needs.
+    pub fn stripped(&self) -> Row {
+        Row { view: self.view, key_len: self.key_len, line: self.key().to_owned(), digest: self.digest }
     }
 
     /// The encoded primary key, owned (in the row's own allocation).
@@ -190,8 +276,41 @@ pub fn encode_row<R: ViewRow>(view: ViewId, schema: &ViewSchema, row: &R, scratc
     scratch.clear();
     row.write(scratch);
     assert_eq!(scratch.fields, schema.columns.len(), "row of {} has the wrong number of columns", schema.table);
-    let key_len = u32::try_from(schema.key_of(&scratch.text).len()).expect("a row comes from messages, which Kafka bounds to under 2 GiB");
-    Row { view, key_len, line: scratch.text.as_str().to_owned() }
+    let key_len = schema.key_of(&scratch.text).len();
+    let digest = digest(&scratch.text[..key_len], &scratch.text);
+    scratch.int(digest);
+    let key_len = u32::try_from(key_len).expect("a row comes from messages, which Kafka bounds to under 2 GiB");
+    Row { view, key_len, line: scratch.text.as_str().to_owned(), digest }
+}
+
+/// The line of one typed row of `schema`, with its digest (for tables a destination writes
+/// without a [`Row`], such as its own progress).
+pub fn encode_line<R: ViewRow>(schema: &ViewSchema, row: &R) -> String {
+    encode_row(0, schema, row, &mut CopyLine::default()).into_line()
+}
+
+/// Consolidates `updates` as differential's `consolidate` does, keeping of each run of equal
+/// records the one with the most text (`text`): a row stripped for a retraction equals its row,
+/// and a row inserted, retracted and inserted again among the updates must keep its values.
+pub fn consolidate_rows<D: Ord>(updates: &mut Vec<(D, isize)>, text: impl Fn(&D) -> usize) {
+    updates.sort_by(|(a, _), (b, _)| a.cmp(b).then_with(|| text(b).cmp(&text(a))));
+    let mut write = 0;
+    for read in 0..updates.len() {
+        if write > 0 && updates[write - 1].0 == updates[read].0 {
+            let diff = updates[read].1;
+            updates[write - 1].1 += diff;
+        } else {
+            if write > 0 && updates[write - 1].1 == 0 {
+                write -= 1;
+            }
+            updates.swap(write, read);
+            write += 1;
+        }
+    }
+    if write > 0 && updates[write - 1].1 == 0 {
+        write -= 1;
+    }
+    updates.truncate(write);
 }
 
 /// Turns a collection of typed rows into encoded rows of `view`.
@@ -224,10 +343,10 @@ mod tests {
         let mut scratch = CopyLine::default();
         let row = encode_row(3, &SCHEMA, &Example("x\ty", 7, None), &mut scratch);
         assert_eq!(row.key(), "x\\ty\t7");
-        assert_eq!(row.clone().into_line(), "x\\ty\t7\t\\N");
+        assert_eq!(row.clone().into_line(), format!("x\\ty\t7\t\\N\t{}", row.digest()));
         assert_eq!(row.view, 3);
         let next = encode_row(3, &SCHEMA, &Example("z", -1, Some("v")), &mut scratch);
-        assert_eq!((next.key(), next.clone().into_line().as_str()), ("z\t-1", "z\t-1\tv"));
+        assert_eq!((next.key(), next.clone().into_line()), ("z\t-1", format!("z\t-1\tv\t{}", next.digest())));
         assert_eq!(row.clone().into_key(), "x\\ty\t7");
     }
 
@@ -240,7 +359,50 @@ mod tests {
 
     #[test]
     fn special_characters_are_escaped() {
-        let row = encode_row(0, &SCHEMA, &Example("a\\b\nc", 1, Some("\r")), &mut CopyLine::default());
-        assert_eq!(row.into_line(), "a\\\\b\\nc\t1\t\\r");
+        let line = encode_line(&SCHEMA, &Example("a\\b\nc", 1, Some("\r")));
+        assert!(line.starts_with("a\\\\b\\nc\t1\t\\r\t"), "{line}");
+    }
+
+    #[test]
+    fn digests_are_fixed_and_bucketed_by_key() {
+        // SipHash-1-3 with a zero key: these values must never change, or every table's
+        // digests would be stale after an upgrade.
+        assert_eq!(digest("k", "k\tone"), -9_091_777_171_123_323_731);
+        let (one, other) = (digest("k", "k\tone"), digest("k", "k\tother"));
+        assert_ne!(one, other);
+        assert_eq!(bucket_of(one), bucket_of(other), "one key, one bucket");
+        let row = encode_row(0, &SCHEMA, &Example("k", 1, None), &mut CopyLine::default());
+        assert_eq!(row.digest(), digest("k\t1", "k\t1\t\\N"));
+        assert_eq!(row.bucket(), bucket_of(row.digest()));
+    }
+
+    #[test]
+    fn a_stripped_row_equals_its_row_and_orders_beside_it() {
+        let mut scratch = CopyLine::default();
+        let row = encode_row(1, &SCHEMA, &Example("k", 1, Some("a long value")), &mut scratch);
+        let stripped = row.stripped();
+        assert_eq!(stripped, row);
+        assert_eq!(stripped.clone().into_line(), "k\t1");
+        let other = encode_row(1, &SCHEMA, &Example("k", 1, Some("another value")), &mut scratch);
+        assert_ne!(stripped, other);
+        let mut updates = vec![(row.clone(), 1), (other.clone(), 1), (stripped, -1)];
+        differential_dataflow::consolidation::consolidate(&mut updates);
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].0.clone().into_line(), other.into_line(), "the retraction cancelled the row, values and all");
+    }
+
+    #[test]
+    fn consolidating_keeps_the_row_with_its_values() {
+        let row = encode_row(0, &SCHEMA, &Example("k", 1, Some("value")), &mut CopyLine::default());
+        for order in [[0, 1, 2], [1, 0, 2], [1, 2, 0], [2, 1, 0]] {
+            let all = [(row.clone(), 1), (row.stripped(), -1), (row.clone(), 1)];
+            let mut updates: Vec<(Row, isize)> = order.iter().map(|i| all[*i].clone()).collect();
+            consolidate_rows(&mut updates, Row::text_len);
+            assert_eq!(updates.len(), 1);
+            assert_eq!((updates[0].0.text_len(), updates[0].1), (row.text_len(), 1), "{order:?}");
+        }
+        let mut updates = vec![(3, 1), (1, 2), (3, -1), (2, 0), (1, -2), (4, 5)];
+        consolidate_rows(&mut updates, |_| 0);
+        assert_eq!(updates, vec![(4, 5)]);
     }
 }

@@ -4,36 +4,51 @@
 //! letters on one worker, and each time the frontier advances hands the consolidated changes
 //! of all epochs now complete to a [`Committer`] as ONE [`CommitBatch`]. A committer applies
 //! a batch atomically, so readers always see every view consistent with one prefix of every
-//! input partition.
+//! input partition. Changes are consolidated on the worker that produced them before they
+//! travel: a row revised within an epoch sends one update, or none.
 //!
-//! Hydration: after a restart the sources replay their inputs from the start. Until every
-//! partition has reached the offset committed by the previous run, the views that readers
-//! see must not move, yet the sink holds nothing: it hands each frontier's changes on as a
-//! [`CommitMode::Stage`] batch, which the committer applies to a shadow of every view (so
-//! a restart's memory does not grow with the size of the views, and the committer's pace
-//! bounds the replay's, as it does when live). The first batch at or after the committed
-//! offsets is a [`CommitMode::Reconcile`] batch: its changes complete the shadows, and the
-//! committer makes every view equal to its shadow, writing only the rows that differ, together
-//! with the positions of every partition. Later batches are [`CommitMode::Delta`]. Upstream,
-//! the job's upserts keep the replay's intermediate versions to themselves and show only its
-//! outcome (`citeflow_operators::upsert::upsert_replaying`), so what the shadows are staged
-//! from is the live records, not every version the topics hold.
+//! Hydration: after a restart the sources replay their inputs from the start, and until every
+//! partition has reached the offset committed by the previous run ([`ReplayEnd`], at time `E`)
+//! the views readers see must not move. Upstream, the job's upserts keep the replay's
+//! intermediate versions to themselves and show only its outcome
+//! (`citeflow_operators::upsert::upsert_replaying`), so the rows that reach the sink up to `E`
+//! are the views as the replay rebuilt them.
+//!
+//! Reconciliation compares digests, not rows. Every row carries the digest of its text, whose
+//! low bits are the bucket of its key ([`crate::rows`]), and the destination says what it
+//! holds of each view as the sum of its rows' digests per bucket ([`HeldDigests`], read when
+//! the job starts). Buckets are spread over the workers (bucket modulo workers); each worker
+//! keeps the rows of its buckets up to `E` and, once all of them are in, sums their digests per
+//! bucket. Only the buckets whose sums differ from the destination's travel on: every row of
+//! each, with a marker saying that they replace the bucket. The first batch that includes `E`
+//! is a [`CommitMode::Reconcile`] batch: the committer replaces the marked buckets (rows it
+//! holds there that the batch lacks are deleted), applies the batch's other changes as deltas,
+//! and records the positions of every partition. A restart that changes nothing therefore
+//! sends no row to the committer and no worker ever holds a whole view; one that changes a few
+//! rows (a new matcher's decisions) sends the buckets they fall in. A destination that holds
+//! rows without digests (written before digests existed) has the whole view replaced.
+//!
+//! Batches before `E` are [`CommitMode::Stage`] batches: they carry only the dead letters the
+//! replay met (recorded as they come, so they do not pile up on one worker), no positions and
+//! no frontier. Later batches are [`CommitMode::Delta`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use differential_dataflow::consolidation::consolidate;
-use differential_dataflow::{AsCollection, VecCollection};
+use differential_dataflow::consolidation::{consolidate, consolidate_updates};
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::Probe;
-use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Capability, Concat, Probe};
+use timely::dataflow::{ProbeHandle, Stream};
 
 use crate::flow::Completed;
 use crate::metrics::metrics;
-use crate::rows::{Row, ViewId};
+use crate::replay::ReplayEnd;
+use crate::rows::{consolidate_rows, Bucket, Row, ViewId};
 use crate::time::Epoch;
 
 /// Where a source partition stands: the next offset to read.
@@ -69,16 +84,27 @@ pub struct DeadLetter {
 /// How a committer must apply a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitMode {
-    /// Hydrating: the batch holds changes to the views as the replay rebuilds them; apply them
-    /// to the views' shadows (which start empty), not to the views, and record no positions
-    /// and no frontier.
+    /// Hydrating: the batch holds only dead letters; record them, and no positions and no
+    /// frontier.
     Stage,
-    /// Hydration is complete: apply the batch's changes to the shadows, then make every view
-    /// equal to its shadow, writing only rows that differ. The positions are those of every
-    /// partition.
+    /// Hydration is complete: replace the buckets each view's changes name
+    /// ([`ViewChanges::replaced`]), writing only rows that differ, apply the other changes as
+    /// in a delta, and record the positions, which are those of every partition.
     Reconcile,
     /// The batch holds changes: delete the listed keys, upsert the listed rows.
     Delta,
+}
+
+/// Which of a view's rows a reconciling batch replaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Replaced {
+    /// None: the changes are a delta.
+    #[default]
+    Nothing,
+    /// These buckets (ascending): the batch's upserts in them are all the view holds there.
+    Buckets(Vec<Bucket>),
+    /// The whole view: the batch's upserts are all it holds.
+    Everything,
 }
 
 /// The changes to one view within a batch.
@@ -86,9 +112,24 @@ pub enum CommitMode {
 pub struct ViewChanges {
     /// Encoded primary keys of rows to delete.
     pub deletes: Vec<String>,
-    /// Encoded rows to insert or update.
+    /// Encoded rows (with their digests) to insert or update.
     pub upserts: Vec<String>,
+    /// What the upserts replace: rows there that they lack are deleted.
+    pub replaced: Replaced,
 }
+
+/// What a destination holds of one view (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeldView {
+    /// The sum of the digests of its rows, per bucket that holds any.
+    Buckets(HashMap<Bucket, i128>),
+    /// Rows whose digests it does not know: the view is reconciled whole.
+    Unknown,
+}
+
+/// What a destination holds of each view, read when the job starts; a view that is not
+/// listed holds nothing.
+pub type HeldDigests = BTreeMap<ViewId, HeldView>;
 
 /// Everything one transaction must write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,9 +161,23 @@ enum SinkRecord {
     Position(SourcePosition),
     DeadLetter(DeadLetter),
     View(Row),
+    /// The view's rows in the same batch are all it holds in this bucket (`None`: anywhere).
+    Replaced(ViewId, Option<Bucket>),
+    /// The replay ended at this record's time: the batch that holds it reconciles.
+    ReplayEnded,
 }
 
-/// Tracks replay progress against the committed offsets.
+impl SinkRecord {
+    /// A row's text length (see [`consolidate_rows`]), 0 for other records.
+    fn text_len(&self) -> usize {
+        match self {
+            SinkRecord::View(row) => row.text_len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Tracks replay progress against the committed offsets, for the logs and metrics.
 struct Hydration {
     target: HydrationTarget,
     reached: BTreeMap<(String, i32), i64>,
@@ -141,10 +196,6 @@ impl Hydration {
         let key = (position.topic.clone(), position.partition);
         let entry = self.reached.entry(key).or_insert(0);
         *entry = (*entry).max(position.next_offset);
-    }
-
-    fn complete(&self) -> bool {
-        self.target.iter().all(|(key, offset)| self.reached.get(key).is_some_and(|reached| reached >= offset))
     }
 
     /// Offsets replayed so far and in all, over the partitions of the target.
@@ -199,10 +250,10 @@ pub struct SinkProgress<'a> {
 /// complete: only net changes travel to the worker that commits (a row revised within an
 /// epoch, or a position moved several times, sends one update, or none). What it holds is the
 /// updates of the epochs not yet complete.
-fn consolidated_epochs<'scope>(records: VecCollection<'scope, Epoch, SinkRecord>) -> VecCollection<'scope, Epoch, SinkRecord> {
+fn consolidated_epochs<'scope, D: ExchangeData + Ord>(records: VecCollection<'scope, Epoch, D>) -> VecCollection<'scope, Epoch, D> {
     /// The updates of one incomplete epoch, with the capability to send them.
-    type Waiting = (Capability<Epoch>, Vec<(SinkRecord, Epoch, isize)>);
-    let mut waiting: BTreeMap<Epoch, Waiting> = BTreeMap::new();
+    type Waiting<D> = (Capability<Epoch>, Vec<(D, Epoch, isize)>);
+    let mut waiting: BTreeMap<Epoch, Waiting<D>> = BTreeMap::new();
     records
         .inner
         .unary_frontier(Pipeline, "ConsolidateEpochs", move |_, _| {
@@ -217,7 +268,7 @@ fn consolidated_epochs<'scope>(records: VecCollection<'scope, Epoch, SinkRecord>
                         break;
                     }
                     let (capability, mut updates) = entry.remove();
-                    differential_dataflow::consolidation::consolidate_updates(&mut updates);
+                    consolidate_updates(&mut updates);
                     output.session(&capability).give_container(&mut updates);
                 }
             }
@@ -225,22 +276,133 @@ fn consolidated_epochs<'scope>(records: VecCollection<'scope, Epoch, SinkRecord>
         .as_collection()
 }
 
+/// Rows of one view's bucket, as a worker holds them until the replay ends.
+type BucketRows = BTreeMap<(ViewId, Bucket), Vec<(Row, isize)>>;
+
+/// The buckets whose rows up to the end of the replay differ from what the destination
+/// holds (`held`), with every row of each, at the end's time; see the module documentation.
+/// `rows` are routed by bucket; rows after the end pass through.
+fn reconcile_buckets<'scope>(
+    rows: Stream<'scope, Epoch, Vec<(Row, Epoch, isize)>>,
+    end: Stream<'scope, Epoch, Vec<()>>,
+    held: Arc<HeldDigests>,
+) -> Stream<'scope, Epoch, Vec<(SinkRecord, Epoch, isize)>> {
+    let (index, peers) = (rows.scope().index(), rows.scope().peers());
+    let route = Exchange::new(|(row, _, _): &(Row, Epoch, isize)| u64::from(row.bucket()));
+    let mut stash: Vec<(Row, Epoch, isize)> = Vec::new();
+    let mut consolidate_at = PENDING_KEPT;
+    let mut ended: Option<Capability<Epoch>> = None;
+    let mut done = false;
+    rows.binary_frontier(end, route, Pipeline, "ReconcileBuckets", move |_, _| {
+        move |(rows, frontier), (ends, _), output| {
+            ends.for_each(|capability, _| {
+                if !done && ended.is_none() {
+                    ended = capability.retain_least(0);
+                }
+            });
+            rows.for_each(|capability, data| {
+                if done {
+                    output.session(&capability).give_iterator(data.drain(..).map(|(row, time, diff)| (SinkRecord::View(row), time, diff)));
+                } else {
+                    stash.append(data);
+                    if stash.len() >= consolidate_at {
+                        consolidate_updates(&mut stash);
+                        consolidate_at = (2 * stash.len()).max(PENDING_KEPT);
+                    }
+                }
+            });
+            let Some(end) = ended.take_if(|end| !frontier.less_equal(end.time())) else { return };
+            done = true;
+            let at = *end.time();
+            let mut replayed: BucketRows = BTreeMap::new();
+            for (row, time, diff) in std::mem::take(&mut stash) {
+                if time <= at {
+                    replayed.entry((row.view, row.bucket())).or_default().push((row, diff));
+                } else {
+                    output.session(&end.delayed(&time)).give((SinkRecord::View(row), time, diff));
+                }
+            }
+            let mut session = output.session(&end);
+            session.give((SinkRecord::ReplayEnded, at, 1));
+            for (view, bucket) in differing(replayed.iter_mut(), &held, index, peers) {
+                session.give((SinkRecord::Replaced(view, bucket), at, 1));
+                let rows = match bucket {
+                    Some(bucket) => replayed.remove(&(view, bucket)).unwrap_or_default(),
+                    None => {
+                        let keys: Vec<_> = replayed.range((view, 0)..=(view, Bucket::MAX)).map(|(key, _)| *key).collect();
+                        keys.into_iter().flat_map(|key| replayed.remove(&key).unwrap_or_default()).collect()
+                    }
+                };
+                session.give_iterator(rows.into_iter().map(|(row, diff)| (SinkRecord::View(row), at, diff)));
+            }
+        }
+    })
+}
+
+/// The views and buckets (`None`: the whole view) whose `replayed` rows (consolidated here)
+/// differ from what the destination holds, among those worker `index` of `peers` owns.
+fn differing<'a>(
+    replayed: impl Iterator<Item = (&'a (ViewId, Bucket), &'a mut Vec<(Row, isize)>)>,
+    held: &HeldDigests,
+    index: usize,
+    peers: usize,
+) -> Vec<(ViewId, Option<Bucket>)> {
+    let mine = |bucket: Bucket| usize::from(bucket) % peers == index;
+    let mut sums: BTreeMap<ViewId, HashMap<Bucket, i128>> = BTreeMap::new();
+    for (&(view, bucket), rows) in replayed {
+        consolidate_rows(rows, Row::text_len);
+        let sum = rows.iter().map(|(row, diff)| i128::from(row.digest()) * *diff as i128).sum::<i128>();
+        if !rows.is_empty() {
+            sums.entry(view).or_default().insert(bucket, sum);
+        }
+    }
+    let views: std::collections::BTreeSet<ViewId> = sums.keys().chain(held.keys()).copied().collect();
+    let mut differing = Vec::new();
+    for view in views {
+        let ours = sums.remove(&view).unwrap_or_default();
+        match held.get(&view) {
+            Some(HeldView::Unknown) => differing.push((view, None)),
+            theirs => {
+                let empty = HashMap::new();
+                let theirs = match theirs {
+                    Some(HeldView::Buckets(buckets)) => buckets,
+                    _ => &empty,
+                };
+                let mut buckets: Vec<Bucket> = ours
+                    .iter()
+                    .filter(|(bucket, sum)| theirs.get(bucket) != Some(sum))
+                    .map(|(bucket, _)| *bucket)
+                    .chain(theirs.keys().filter(|bucket| mine(**bucket) && !ours.contains_key(bucket)).copied())
+                    .collect();
+                buckets.sort_unstable();
+                differing.extend(buckets.into_iter().map(|bucket| (view, Some(bucket))));
+            }
+        }
+    }
+    differing
+}
+
 /// Writes the views, source positions and dead letters through `committer` (which only
-/// worker 0 needs to hold), withholding output until `target` is reached.
+/// worker 0 needs to hold), withholding output until the replay to `target` has ended and
+/// reconciling the views with what the destination holds (`held`) then.
 pub fn commit_views<'scope, C: Committer>(
     views: VecCollection<'scope, Epoch, Row>,
     positions: VecCollection<'scope, Epoch, SourcePosition>,
     dead_letters: VecCollection<'scope, Epoch, DeadLetter>,
     target: HydrationTarget,
+    held: Arc<HeldDigests>,
     committer: Option<C>,
     progress: SinkProgress<'_>,
 ) {
-    let records = views.map(SinkRecord::View).concat(positions.map(SinkRecord::Position)).concat(dead_letters.map(SinkRecord::DeadLetter));
-    let records = consolidated_epochs(records).inner.probe_with(progress.probe).as_collection();
+    let reached = positions.inner.clone().flat_map(|(position, _, diff)| (diff > 0).then(|| ((position.topic, position.partition), position.next_offset)));
+    let end = ReplayEnd::new(reached, target.clone()).stream();
+    let rows = reconcile_buckets(consolidated_epochs(views).inner, end, held);
+    let others = consolidated_epochs(positions.map(SinkRecord::Position).concat(dead_letters.map(SinkRecord::DeadLetter)));
+    let records = rows.concat(others.inner).probe_with(progress.probe);
     let completed = progress.completed;
 
     let Some(committer) = committer else {
-        records.inner.sink(Exchange::new(|_| 0), "CommitViews", |(input, _frontier)| input.for_each(|_, _| {}));
+        records.sink(Exchange::new(|_| 0), "CommitViews", |(input, _frontier)| input.for_each(|_, _| {}));
         return;
     };
     let mut committer = Some(committer);
@@ -250,7 +412,7 @@ pub fn commit_views<'scope, C: Committer>(
     let mut last_upper: Option<Epoch> = Some(0);
     metrics().hydrating.set(1);
 
-    records.inner.sink(Exchange::new(|_| 0), "CommitViews", move |(input, frontier)| {
+    records.sink(Exchange::new(|_| 0), "CommitViews", move |(input, frontier)| {
         input.for_each(|_time, data| pending.append(data));
         let upper = frontier.frontier().first().copied();
         if upper == last_upper {
@@ -263,11 +425,11 @@ pub fn commit_views<'scope, C: Committer>(
         let complete = |time: &Epoch| upper.is_none_or(|upper| *time < upper);
         let mut ready: Vec<(SinkRecord, isize)> =
             pending.extract_if(.., |(_, time, _)| complete(time)).map(|(record, _, diff)| (record, diff)).collect();
-        // The epoch a replay ends in brings every view's rows at once: keep no room for it.
+        // The epoch a replay ends in may bring many rows at once: keep no room for it.
         if pending.capacity() > 4 * pending.len().max(PENDING_KEPT) {
             pending.shrink_to(2 * pending.len().max(PENDING_KEPT));
         }
-        consolidate(&mut ready);
+        consolidate_rows(&mut ready, SinkRecord::text_len);
 
         let batch = match hydration.as_mut() {
             Some(state) => {
@@ -281,10 +443,10 @@ pub fn commit_views<'scope, C: Committer>(
                 replayed_positions.append(&mut positions);
                 consolidate(&mut replayed_positions);
                 metrics().hydration_progress.set(state.progress());
-                if !state.complete() && upper.is_some() {
+                if upper.is_some() && !changes.iter().any(|(record, _)| *record == SinkRecord::ReplayEnded) {
                     state.report();
                     let batch = build_batch(CommitMode::Stage, upper, changes);
-                    if batch.views.is_empty() && batch.dead_letters.is_empty() {
+                    if batch.dead_letters.is_empty() {
                         completed.finish(upper);
                         return;
                     }
@@ -296,6 +458,7 @@ pub fn commit_views<'scope, C: Committer>(
                     );
                     hydration = None;
                     metrics().hydrating.set(0);
+                    metrics().hydration_progress.set(1.0);
                     let mut updates = changes;
                     updates.append(&mut replayed_positions);
                     build_batch(CommitMode::Reconcile, upper, updates)
@@ -329,7 +492,16 @@ fn build_batch(mode: CommitMode, frontier: Option<Epoch>, updates: Vec<(SinkReco
             SinkRecord::View(row) => rows.push((row, diff)),
             SinkRecord::Position(position) if diff > 0 => positions.push(position),
             SinkRecord::DeadLetter(letter) if diff > 0 => dead_letters.push(letter),
-            SinkRecord::Position(_) | SinkRecord::DeadLetter(_) => {}
+            SinkRecord::Replaced(view, bucket) => {
+                let replaced = &mut views.entry(view).or_default().replaced;
+                match (bucket, replaced) {
+                    (Some(bucket), Replaced::Buckets(buckets)) => buckets.push(bucket),
+                    (Some(bucket), replaced @ Replaced::Nothing) => *replaced = Replaced::Buckets(vec![bucket]),
+                    (None, replaced) => *replaced = Replaced::Everything,
+                    (Some(_), Replaced::Everything) => {}
+                }
+            }
+            SinkRecord::Position(_) | SinkRecord::DeadLetter(_) | SinkRecord::ReplayEnded => {}
         }
     }
     // Rows with one key are adjacent in `Row`'s order; a sorted input sorts in linear time.
@@ -366,8 +538,16 @@ mod tests {
 
     const SCHEMA: ViewSchema = ViewSchema { table: "t", columns: &["k", "v"], key_columns: 1 };
 
+    fn encoded(view: ViewId, key: &str, value: &str) -> Row {
+        encode_row(view, &SCHEMA, &KeyValue(key, value), &mut CopyLine::default())
+    }
+
     fn row(view: ViewId, key: &str, value: &str) -> SinkRecord {
-        SinkRecord::View(encode_row(view, &SCHEMA, &KeyValue(key, value), &mut CopyLine::default()))
+        SinkRecord::View(encoded(view, key, value))
+    }
+
+    fn line(key: &str, value: &str) -> String {
+        encoded(0, key, value).into_line()
     }
 
     #[test]
@@ -375,8 +555,9 @@ mod tests {
         let batch =
             build_batch(CommitMode::Delta, Some(10), vec![(row(0, "a", "old"), -1), (row(0, "a", "new"), 1), (row(0, "b", "gone"), -1)]);
         let changes = &batch.views[&0];
-        assert_eq!(changes.upserts, vec!["a\tnew".to_string()]);
+        assert_eq!(changes.upserts, vec![line("a", "new")]);
         assert_eq!(changes.deletes, vec!["b".to_string()]);
+        assert_eq!(changes.replaced, Replaced::Nothing);
     }
 
     #[test]
@@ -391,9 +572,9 @@ mod tests {
             (row(0, "c", "gone"), -1),
         ];
         let batch = build_batch(CommitMode::Delta, Some(3), updates);
-        assert_eq!(batch.views[&0].upserts, vec!["a\tnew".to_string(), "ab\ty".to_string()]);
+        assert_eq!(batch.views[&0].upserts, vec![line("a", "new"), line("ab", "y")]);
         assert_eq!(batch.views[&0].deletes, vec!["c".to_string()]);
-        assert_eq!(batch.views[&1], ViewChanges { deletes: vec![], upserts: vec!["a\ty".to_string()] });
+        assert_eq!(batch.views[&1], ViewChanges { deletes: vec![], upserts: vec![line("a", "y")], replaced: Replaced::Nothing });
     }
 
     #[test]
@@ -404,13 +585,83 @@ mod tests {
     }
 
     #[test]
-    fn hydration_completes_when_every_partition_reaches_its_offset() {
+    fn replaced_buckets_gather_per_view() {
+        let updates = vec![
+            (SinkRecord::Replaced(0, Some(7)), 2),
+            (SinkRecord::Replaced(0, Some(9)), 2),
+            (SinkRecord::Replaced(1, None), 2),
+            (SinkRecord::Replaced(2, Some(1)), 1),
+            (SinkRecord::ReplayEnded, 2),
+            (row(0, "a", "x"), 1),
+        ];
+        let batch = build_batch(CommitMode::Reconcile, Some(3), updates);
+        assert_eq!(batch.views[&0].replaced, Replaced::Buckets(vec![7, 9]));
+        assert_eq!(batch.views[&0].upserts, vec![line("a", "x")]);
+        assert_eq!(batch.views[&1].replaced, Replaced::Everything);
+        assert_eq!(batch.views[&2], ViewChanges { replaced: Replaced::Buckets(vec![1]), ..ViewChanges::default() });
+    }
+
+    /// `differing` over `rows` (one worker of one), as (view, bucket) pairs.
+    fn differ(rows: Vec<(Row, isize)>, held: &HeldDigests, index: usize, peers: usize) -> Vec<(ViewId, Option<Bucket>)> {
+        let mut replayed: BucketRows = BTreeMap::new();
+        for (row, diff) in rows {
+            replayed.entry((row.view, row.bucket())).or_default().push((row, diff));
+        }
+        differing(replayed.iter_mut(), held, index, peers)
+    }
+
+    fn held_of(rows: &[Row]) -> HeldDigests {
+        let mut held: HeldDigests = BTreeMap::new();
+        for row in rows {
+            let HeldView::Buckets(buckets) = held.entry(row.view).or_insert_with(|| HeldView::Buckets(HashMap::new())) else {
+                unreachable!()
+            };
+            *buckets.entry(row.bucket()).or_default() += i128::from(row.digest());
+        }
+        held
+    }
+
+    #[test]
+    fn equal_views_differ_nowhere_and_a_changed_row_only_in_its_bucket() {
+        let rows: Vec<Row> = (0..200).map(|i| encoded(0, &format!("k{i}"), "v")).collect();
+        let held = held_of(&rows);
+        let replay = |rows: &[Row]| rows.iter().map(|row| (row.clone(), 1)).collect::<Vec<_>>();
+        assert!(differ(replay(&rows), &held, 0, 1).is_empty());
+
+        let mut changed = rows.clone();
+        changed[17] = encoded(0, "k17", "other");
+        assert_eq!(differ(replay(&changed), &held, 0, 1), vec![(0, Some(rows[17].bucket()))]);
+
+        let shorter = &rows[1..];
+        assert_eq!(differ(replay(shorter), &held, 0, 1), vec![(0, Some(rows[0].bucket()))], "a row the destination holds alone");
+        let mut revised = replay(&rows);
+        revised.push((rows[3].clone(), -1));
+        revised.push((encoded(0, "k3", "w"), 1));
+        assert_eq!(differ(revised, &held, 0, 1), vec![(0, Some(rows[3].bucket()))], "revisions consolidate first");
+    }
+
+    #[test]
+    fn a_worker_answers_for_the_held_buckets_it_owns_and_unknown_views_whole() {
+        let rows: Vec<Row> = (0..50).map(|i| encoded(0, &format!("k{i}"), "v")).collect();
+        let mut held = held_of(&rows);
+        held.insert(3, HeldView::Unknown);
+        let mut found: Vec<_> = (0..3).flat_map(|index| differ(Vec::new(), &held, index, 3)).collect();
+        found.sort();
+        found.dedup();
+        let mut expected: Vec<_> = rows.iter().map(|row| (0, Some(row.bucket()))).collect();
+        expected.push((3, None));
+        expected.sort();
+        expected.dedup();
+        assert_eq!(found, expected, "every held bucket once, by its owner; the unknown view by everyone");
+    }
+
+    #[test]
+    fn hydration_reports_its_progress() {
         let target: HydrationTarget = [(("t".to_string(), 0), 5), (("t".to_string(), 1), 3)].into();
         let mut hydration = Hydration::new(target);
         hydration.observe(&SourcePosition { topic: "t".into(), partition: 0, next_offset: 5 });
-        assert!(!hydration.complete());
         assert!((hydration.progress() - 5.0 / 8.0).abs() < 1e-9);
         hydration.observe(&SourcePosition { topic: "t".into(), partition: 1, next_offset: 4 });
-        assert!(hydration.complete());
+        assert!((hydration.progress() - 1.0).abs() < 1e-9);
     }
 }

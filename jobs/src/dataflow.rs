@@ -9,8 +9,8 @@ use citeflow_engine::metrics::metrics;
 use citeflow_engine::rows::Row;
 use citeflow_engine::sink::{DeadLetter, HydrationTarget, SourcePosition};
 use citeflow_engine::time::{Epoch, EpochTicker};
-use citeflow_operators::replay::ReplayEnd;
-use citeflow_operators::upsert::{upsert, upsert_replaying, Upsert};
+use citeflow_engine::replay::ReplayEnd;
+use citeflow_operators::upsert::{upsert, upsert_keeping, upsert_replaying, Upsert};
 use citeflow_operators::validate::validate;
 use citeflow_operators::watermark::Observation;
 use differential_dataflow::VecCollection;
@@ -24,6 +24,7 @@ use crate::envelope::{decode, Event, TopicRoles};
 use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, ModelSource, Scorer};
 use crate::periods::{citations_per_period, Dated, DocumentArrival, PeriodLogic};
+use crate::publications::{EntryMaker, PublicationEntry};
 use crate::views::{view_rows, PERIOD_VIEW_IDS};
 use citeflow_connectors::files::watch_file;
 use citeflow_operators::inference::InferenceError;
@@ -151,7 +152,9 @@ pub fn citation_job<'scope>(
                 Event::Document(key, value) => Err((Upsert { key, order, value }, message)),
             }
         });
-    let publications = upsert_replaying(publications, replay.as_ref());
+    let mut maker = EntryMaker::new(logic.journals.clone());
+    let publications = publications.map(move |Upsert { key, order, value }| Upsert { key, order, value: value.map(|p| maker.entry(&p)) });
+    let publications = upsert_keeping(publications, replay.as_ref(), PublicationEntry::kept);
     let arrivals =
         documents.clone().map(|(upsert, message)| DocumentArrival { dated: upsert.value.as_ref().map(Dated::of), id: upsert.key, message });
     let documents = upsert_replaying(documents.map(|(upsert, _)| upsert), replay.as_ref());

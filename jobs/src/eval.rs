@@ -25,6 +25,7 @@ use crate::loader::{envelope, publication_key};
 use crate::matching::features::{Features, FEATURE_NAMES};
 use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, candidates, decide, Candidate, DecisionRule, Scorer};
+use crate::publications::entries;
 
 /// One labelled reference.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -256,7 +257,9 @@ pub fn match_references(
 /// Every candidate pair the job's dataflow considers, with its features, per reference position.
 pub fn candidate_pairs(publications: Vec<Publication>, references: &[LabelledReference]) -> Vec<(usize, (String, Features))> {
     let journals = Arc::new(JournalTable::bundled());
-    run_dataflow(publications, references, move |publications, references| candidate_features(publications, references, journals.clone()))
+    run_dataflow(publications, references, move |publications, references| {
+        candidate_features(entries(publications, journals.clone()), references, journals.clone())
+    })
 }
 
 /// Writes the features of every candidate pair as CSV with a `label` column (1 when the

@@ -147,6 +147,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         "starting; replaying inputs up to the committed offsets before writing"
     );
 
+    let held = Arc::new(start.held);
     let queue = Arc::new(Mutex::new(Some(queue)));
     let failure = committer.watch();
     let epochs = EpochSettings {
@@ -202,6 +203,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let source = source.clone();
         let logic = logic.clone();
         let target = target.clone();
+        let held = held.clone();
         introspection::install(worker, metrics());
         worker.dataflow::<Epoch, _, _>(move |scope| {
             let events = match source {
@@ -212,7 +214,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
             };
             let outputs = citation_job(events, logic).map_err(|e| e.to_string())?;
             let progress = SinkProgress { probe: &probe, completed };
-            commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, committer, progress);
+            commit_views(outputs.views, outputs.positions, outputs.dead_letters, target, held, committer, progress);
             Ok::<_, String>(())
         })?;
         while worker.has_dataflows() {

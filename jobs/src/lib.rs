@@ -14,6 +14,7 @@ pub mod job;
 pub mod loader;
 pub mod matching;
 pub mod periods;
+pub mod publications;
 pub mod references;
 pub mod status;
 pub mod synthetic;

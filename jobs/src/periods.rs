@@ -20,7 +20,7 @@ use citeflow_engine::time::Epoch;
 use citeflow_engine::timestamps::{format_rfc3339, parse_rfc3339, EventTime};
 use citeflow_operators::aggregate::{distinct_count_by, Group};
 use citeflow_operators::lateness::{close_windows, judge_lateness, Arrival, Judgement, LatePolicy};
-use citeflow_operators::replay::ReplayEnd;
+use citeflow_engine::replay::ReplayEnd;
 use citeflow_operators::stamp::insertions;
 use citeflow_operators::upsert::{upsert_replaying, Upsert};
 use citeflow_operators::watermark::{

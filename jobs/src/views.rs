@@ -2,7 +2,7 @@
 //! that derives them from publications, documents and citations.
 
 use citeflow_connectors::postgres::Migration;
-use citeflow_engine::rows::{encode, CopyLine, Row, ViewId, ViewRow, ViewSchema};
+use citeflow_engine::rows::{encode, encode_row, CopyLine, Row, ViewId, ViewRow, ViewSchema};
 use citeflow_operators::arrange::ArrangeCompact;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::VecCollection;
@@ -12,6 +12,7 @@ use citeflow_connectors::postgres::{WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
 
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::matching::Candidate;
+use crate::publications::PublicationEntry;
 use crate::periods::{PeriodViewIds, CITATIONS_PER_PERIOD};
 
 /// `publications`: one row per publication, with a full-text search column.
@@ -174,15 +175,32 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     "#,
     },
+    Migration {
+        component: "citations",
+        version: 4,
+        description: "row digests, for reconciliation by bucket",
+        sql: r#"
+        ALTER TABLE publications ADD COLUMN row_digest bigint;
+        ALTER TABLE policy_documents ADD COLUMN row_digest bigint;
+        ALTER TABLE citations ADD COLUMN row_digest bigint;
+        ALTER TABLE publication_citation_counts ADD COLUMN row_digest bigint;
+        ALTER TABLE matcher_comparison ADD COLUMN row_digest bigint;
+        ALTER TABLE citations_per_period ADD COLUMN row_digest bigint;
+    "#,
+    },
 ];
 
-/// A row of `publications`.
-#[derive(Clone, Debug)]
-struct PublicationRow(Publication);
+/// The row of `publications` of `publication`, built in `scratch`.
+pub(crate) fn publication_row(publication: &Publication, scratch: &mut CopyLine) -> Row {
+    encode_row(PUBLICATIONS_ID, &PUBLICATIONS, &PublicationRow(publication), scratch)
+}
 
-impl ViewRow for PublicationRow {
+/// A row of `publications`.
+struct PublicationRow<'a>(&'a Publication);
+
+impl ViewRow for PublicationRow<'_> {
     fn write(&self, line: &mut CopyLine) {
-        let p = &self.0;
+        let p = self.0;
         let authors = (!p.authors.is_empty()).then(|| p.authors.join("; "));
         line.text(&p.id)
             .opt_text(p.pmid.as_deref())
@@ -288,7 +306,7 @@ pub type MatcherDecisions<'scope, T> = (String, VecCollection<'scope, T, (Refere
 /// The rows of every view, derived from the job's collections and the decisions of each
 /// matcher (the first is primary: its citations are the ones counted per publication).
 pub fn view_rows<'scope, T>(
-    publications: VecCollection<'scope, T, (String, Publication)>,
+    publications: VecCollection<'scope, T, (String, PublicationEntry)>,
     documents: VecCollection<'scope, T, (String, PolicyDocument)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     decisions: Vec<MatcherDecisions<'scope, T>>,
@@ -319,7 +337,8 @@ where
         citations: *citations,
         citing_documents: *citing_documents,
     });
-    let mut rows = encode(publications.map(|(_, p)| PublicationRow(p)), PUBLICATIONS_ID, &PUBLICATIONS)
+    let mut rows = publications
+        .map(|(_, entry)| entry.row)
         .concat(encode(documents.map(|(_, d)| DocumentRow(d)), POLICY_DOCUMENTS_ID, &POLICY_DOCUMENTS))
         .concat(encode(citations, CITATIONS_ID, &CITATIONS))
         .concat(encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS));

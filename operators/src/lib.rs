@@ -11,7 +11,6 @@ pub mod best;
 pub mod count;
 pub mod inference;
 pub mod lateness;
-pub mod replay;
 pub mod stamp;
 pub mod stash;
 pub mod upsert;

@@ -7,7 +7,7 @@
 //! one. Keys whose value does not change produce nothing.
 //!
 //! After a restart, [`upsert_replaying`] applies the replayed instructions without emitting
-//! them and emits the resulting state once, when the replay ends ([`crate::replay`]): the
+//! them and emits the resulting state once, when the replay ends ([`citeflow_engine::replay`]): the
 //! intermediate versions of a replayed history never reach the operators downstream.
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +24,7 @@ use timely::dataflow::Stream;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use crate::replay::ReplayEnd;
+use citeflow_engine::replay::ReplayEnd;
 
 /// One upsert instruction: set `key` to `value`, or delete it when `value` is `None`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -81,6 +81,25 @@ where
     V: ExchangeData,
     O: ExchangeData,
 {
+    upsert_keeping(stream, replay, V::clone)
+}
+
+/// [`upsert_replaying`], holding each value as `keep` makes it: a smaller form that must equal
+/// the value (`keep(v) == v`), because the operator retracts a value by its kept form. A value
+/// whose parts downstream operators need only at insertion (a view's row, once written) is
+/// then held without them. A replay's values are held whole until they are emitted at its end.
+pub fn upsert_keeping<'scope, T, K, V, O, F>(
+    stream: Stream<'scope, T, Vec<Upsert<K, V, O>>>,
+    replay: Option<&ReplayEnd<'scope, T>>,
+    mut keep: F,
+) -> VecCollection<'scope, T, (K, V)>
+where
+    T: Timestamp + TotalOrder,
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    O: ExchangeData,
+    F: FnMut(&V) -> V + 'static,
+{
     let mut replaying = replay.is_some();
     let end = match replay {
         Some(replay) => replay.stream(),
@@ -108,7 +127,7 @@ where
                         // does live: copies are sized to their contents, and the table to the
                         // live keys, not to every key the replay saw.
                         let replayed = std::mem::take(&mut state);
-                        state = replayed.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+                        state = replayed.iter().map(|(key, value)| (key.clone(), keep(value))).collect();
                         output.session(&at).give_iterator(replayed.into_iter().map(|data| (data, at.time().clone(), 1isize)));
                         replaying = false;
                     }
@@ -118,7 +137,7 @@ where
                         break;
                     }
                     let (time, (capability, instructions)) = entry.remove_entry();
-                    let changes = apply(&mut state, latest(instructions), !replaying);
+                    let changes = apply(&mut state, latest(instructions), !replaying, &mut keep);
                     output.session(&capability).give_iterator(changes.into_iter().map(|(data, diff)| (data, time.clone(), diff)));
                 }
             }
@@ -142,11 +161,12 @@ fn latest<K: Hash + Eq, V, O: Ord>(instructions: Vec<Upsert<K, V, O>>) -> HashMa
 
 /// Applies one time's winning instructions to `state` and, if `emit`, returns the changes they
 /// make: the previous value's retraction and the new value's insertion, for keys whose value
-/// changed.
-fn apply<K: Hash + Eq + Clone, V: PartialEq + Clone, O>(
+/// changed. Emitted values are held as `keep` makes them; others whole.
+fn apply<K: Hash + Eq + Clone, V: PartialEq, O>(
     state: &mut HashMap<K, V>,
     latest: HashMap<K, (O, Option<V>)>,
     emit: bool,
+    keep: &mut impl FnMut(&V) -> V,
 ) -> Vec<((K, V), isize)> {
     let mut changes = Vec::new();
     for (key, (_, value)) in latest {
@@ -158,7 +178,7 @@ fn apply<K: Hash + Eq + Clone, V: PartialEq + Clone, O>(
             continue;
         }
         let previous = match &value {
-            Some(value) => state.insert(key.clone(), value.clone()),
+            Some(value) => state.insert(key.clone(), keep(value)),
             None => state.remove(&key),
         };
         if previous == value {
@@ -294,5 +314,28 @@ mod tests {
     fn the_greatest_order_wins_within_an_epoch() {
         let rounds = vec![vec![Upsert { key: 1, order: 5, value: Some(9) }, Upsert { key: 1, order: 2, value: Some(3) }]];
         assert_eq!(run(rounds, 1), vec![(1, 9)]);
+    }
+
+    /// A value equal to another when their first fields are: its second is what a kept form drops.
+    #[derive(Clone, Debug)]
+    struct Tagged(u8, &'static str);
+
+    impl PartialEq for Tagged {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+
+    #[test]
+    fn kept_values_are_held_and_retracted_in_their_kept_form() {
+        let mut state = HashMap::new();
+        let mut keep = |value: &Tagged| Tagged(value.0, "");
+        let insert = apply(&mut state, [(1u8, (0u32, Some(Tagged(7, "payload"))))].into(), true, &mut keep);
+        assert_eq!(insert.iter().map(|((_, v), d)| (v.1, *d)).collect::<Vec<_>>(), vec![("payload", 1)]);
+        assert_eq!(state[&1].1, "", "held without its payload");
+        let replace = apply(&mut state, [(1u8, (1u32, Some(Tagged(8, "new"))))].into(), true, &mut keep);
+        assert_eq!(replace.iter().map(|((_, v), d)| (v.0, v.1, *d)).collect::<Vec<_>>(), vec![(7, "", -1), (8, "new", 1)]);
+        let same = apply(&mut state, [(1u8, (2u32, Some(Tagged(8, "again"))))].into(), true, &mut keep);
+        assert!(same.is_empty(), "a value equal to the kept one changes nothing");
     }
 }

@@ -1,9 +1,12 @@
 //! Applying one view's changes inside a transaction: COPY into a staging table, then delete
-//! and upsert by primary key in bulk, writing only rows whose values differ.
+//! and upsert by primary key in bulk, writing only rows whose digests differ; and reading what
+//! a view holds as sums of digests per bucket, for a restart's reconciliation.
+
+use std::collections::HashMap;
 
 use bytes::{BufMut, BytesMut};
-use citeflow_engine::rows::{CopyLine, ViewRow, ViewSchema};
-use citeflow_engine::sink::{CommitMode, DeadLetter, SourcePosition, ViewChanges};
+use citeflow_engine::rows::{encode_line, Bucket, CopyLine, ViewRow, ViewSchema, ROW_DIGEST};
+use citeflow_engine::sink::{CommitMode, DeadLetter, HeldDigests, HeldView, Replaced, SourcePosition, ViewChanges};
 use citeflow_engine::timestamps::format_rfc3339;
 use futures_util::SinkExt;
 use tokio_postgres::{Client, Transaction};
@@ -66,8 +69,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 const COPY_CHUNK: usize = 1 << 20;
 
-fn quoted(columns: &[&str]) -> String {
-    columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
+fn quoted<'a>(columns: impl IntoIterator<Item = &'a str>) -> String {
+    columns.into_iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
 }
 
 fn key_match(schema: &ViewSchema, left: &str, right: &str) -> String {
@@ -82,81 +85,60 @@ fn stage_keys_table(schema: &ViewSchema) -> String {
     format!("citeflow_stage_keys_{}", schema.table)
 }
 
-/// The shadow of a view: the view as a hydrating job rebuilds it (see [`prepare_shadows`]).
-pub fn shadow_table(schema: &ViewSchema) -> String {
-    format!("citeflow_shadow_{}", schema.table)
-}
-
-/// (Re)creates an empty shadow table for each of `schemas`: unlogged (it is rebuilt by every
-/// start that hydrates), with the view's columns, NOT NULL and CHECK constraints and primary
-/// key, so that rows the view would refuse are refused while staging, with the rows at hand.
-pub async fn prepare_shadows(client: &Client, schemas: &[ViewSchema]) -> Result<(), PgError> {
-    for schema in schemas {
-        let sql = format!(
-            "DROP TABLE IF EXISTS {shadow};
-             CREATE UNLOGGED TABLE {shadow} (LIKE {table} INCLUDING CONSTRAINTS);
-             ALTER TABLE {shadow} ADD PRIMARY KEY ({key});",
-            shadow = shadow_table(schema),
-            table = schema.table,
-            key = quoted(schema.key()),
-        );
-        client.batch_execute(&sql).await.map_err(PgError::db(format!("shadow table for {}", schema.table)))?;
-    }
-    Ok(())
-}
-
-/// `INSERT … ON CONFLICT` from `source` into `table` (the view `schema` or its shadow),
-/// writing only rows whose values differ. With `compare_first`, the rows of `source` equal to
-/// rows of `table` are left out by a join before the insert: an upsert locks every row it
-/// conflicts with, even one it leaves as it was, so a source that mostly repeats the table (a
-/// reconciliation's shadow) would otherwise write to every page of it.
-fn upsert_from(schema: &ViewSchema, table: &str, source: &str, compare_first: bool) -> String {
-    let columns = quoted(schema.columns);
-    let listed = |alias: &str, names: &[&str]| names.iter().map(|c| format!("{alias}.\"{c}\"")).collect::<Vec<_>>().join(", ");
-    let conflict = if schema.values().is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        let set = schema.values().iter().map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
-        format!(
-            "DO UPDATE SET {set} WHERE ROW({}) IS DISTINCT FROM ROW({})",
-            listed("t", schema.values()),
-            listed("EXCLUDED", schema.values())
-        )
-    };
+/// `INSERT … ON CONFLICT` from `source` into the view `schema`, writing only rows whose digests
+/// differ. With `compare_first`, the rows of `source` whose digests equal those of the view's
+/// rows are left out by a join before the insert: an upsert locks every row it conflicts with,
+/// even one it leaves as it was, so a source that mostly repeats the view (the buckets a
+/// reconciliation replaces) would otherwise write to every page it touches.
+fn upsert_from(schema: &ViewSchema, source: &str, compare_first: bool) -> String {
+    let table = schema.table;
+    let columns = quoted(schema.written());
+    let set = schema.values().iter().chain([&ROW_DIGEST]).map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
     let selected = if compare_first {
-        let differs = match schema.values() {
-            [] => "FALSE".to_string(),
-            values => format!("ROW({}) IS DISTINCT FROM ROW({})", listed("v", values), listed("s", values)),
-        };
+        let listed = schema.written().map(|c| format!("s.\"{c}\"")).collect::<Vec<_>>().join(", ");
         format!(
-            "SELECT {} FROM {source} s LEFT JOIN {table} v ON {} WHERE v.\"{}\" IS NULL OR {differs}",
-            listed("s", schema.columns),
+            "SELECT {listed} FROM {source} s LEFT JOIN {table} v ON {} WHERE v.\"{ROW_DIGEST}\" IS DISTINCT FROM s.\"{ROW_DIGEST}\"",
             key_match(schema, "v", "s"),
-            schema.key()[0],
         )
     } else {
         format!("SELECT {columns} FROM {source}")
     };
-    format!("INSERT INTO {table} AS t ({columns}) {selected} ON CONFLICT ({key}) {conflict}", key = quoted(schema.key()))
+    format!(
+        "INSERT INTO {table} AS t ({columns}) {selected} ON CONFLICT ({key}) DO UPDATE SET {set} \
+         WHERE t.\"{ROW_DIGEST}\" IS DISTINCT FROM EXCLUDED.\"{ROW_DIGEST}\"",
+        key = quoted(schema.key().iter().copied())
+    )
 }
 
-/// Makes the view equal to its shadow (with `delete_missing`; otherwise rows missing from the
-/// shadow stay), writing only the rows that differ, and empties the shadow; returns the rows
-/// deleted, inserted or updated.
-pub async fn reconcile_from_shadow(transaction: &Transaction<'_>, schema: &ViewSchema, delete_missing: bool) -> Result<u64, PgError> {
-    let (table, shadow) = (schema.table, shadow_table(schema));
-    let context = format!("reconciling {table}");
-    // The shadow was filled since it was created: without statistics the planner takes it
-    // for a small table and compares row by row through the view's index.
-    transaction.batch_execute(&format!("ANALYZE {shadow}")).await.map_err(PgError::db(context.clone()))?;
-    let mut touched = 0;
-    if delete_missing {
-        let delete = format!("DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {})", key_match(schema, "t", "s"));
-        touched += transaction.execute(&delete, &[]).await.map_err(PgError::db(context.clone()))?;
+/// What each of `views` holds, as the sum of its rows' digests per bucket (a view whose rows
+/// lack digests is [`HeldView::Unknown`]); views without rows are left out.
+pub async fn held_digests(client: &Client, views: &[ViewSchema]) -> Result<HeldDigests, PgError> {
+    let mut held = HeldDigests::new();
+    for (id, schema) in views.iter().enumerate() {
+        let sql = format!(
+            "SELECT (\"{ROW_DIGEST}\" & {mask})::int4, sum(\"{ROW_DIGEST}\")::text FROM {table} GROUP BY 1",
+            mask = Bucket::MAX,
+            table = schema.table
+        );
+        let rows = client.query(&sql, &[]).await.map_err(PgError::db(format!("reading the digests of {}", schema.table)))?;
+        if rows.is_empty() {
+            continue;
+        }
+        let mut buckets = HashMap::with_capacity(rows.len());
+        let mut unknown = false;
+        for row in rows {
+            match (row.get::<_, Option<i32>>(0), row.get::<_, Option<String>>(1)) {
+                (Some(bucket), Some(sum)) => {
+                    let sum = sum.parse().map_err(|_| PgError::Config(format!("{}: a digest sum {sum:?} is not an integer", schema.table)))?;
+                    buckets.insert(bucket as Bucket, sum);
+                }
+                _ => unknown = true,
+            }
+        }
+        let id = u16::try_from(id).expect("fewer than 65,536 views");
+        held.insert(id, if unknown { HeldView::Unknown } else { HeldView::Buckets(buckets) });
     }
-    touched += transaction.execute(&upsert_from(schema, table, &shadow, true), &[]).await.map_err(PgError::db(context.clone()))?;
-    transaction.batch_execute(&format!("TRUNCATE {shadow}")).await.map_err(PgError::db(context))?;
-    Ok(touched)
+    Ok(held)
 }
 
 /// Creates this session's staging tables for `schemas` (temporary, emptied at each commit).
@@ -167,8 +149,8 @@ pub async fn prepare_staging(client: &Client, schemas: &[ViewSchema]) -> Result<
              CREATE TEMP TABLE IF NOT EXISTS {keys} ON COMMIT DELETE ROWS AS SELECT {key} FROM {table} WITH NO DATA;",
             stage = stage_table(schema),
             keys = stage_keys_table(schema),
-            columns = quoted(schema.columns),
-            key = quoted(schema.key()),
+            columns = quoted(schema.written()),
+            key = quoted(schema.key().iter().copied()),
             table = schema.table,
         );
         client.batch_execute(&sql).await.map_err(PgError::db(format!("staging tables for {}", schema.table)))?;
@@ -179,12 +161,12 @@ pub async fn prepare_staging(client: &Client, schemas: &[ViewSchema]) -> Result<
 async fn copy_lines<'a>(
     transaction: &Transaction<'_>,
     table: &str,
-    columns: &[&str],
+    columns: String,
     lines: impl Iterator<Item = &'a str>,
 ) -> Result<(), PgError> {
     let context = format!("copying into {table}");
     transaction.batch_execute(&format!("TRUNCATE {table}")).await.map_err(PgError::db(context.clone()))?;
-    let statement = format!("COPY {table} ({}) FROM STDIN", quoted(columns));
+    let statement = format!("COPY {table} ({columns}) FROM STDIN");
     let sink = transaction.copy_in(&statement).await.map_err(PgError::db(context.clone()))?;
     let mut sink = std::pin::pin!(sink);
     let mut buffer = BytesMut::with_capacity(COPY_CHUNK);
@@ -202,53 +184,72 @@ async fn copy_lines<'a>(
     Ok(())
 }
 
-/// Applies `changes` to `table` (the view `schema`, or its shadow); returns the number of rows
-/// deleted, inserted or updated. In [`CommitMode::Reconcile`] the upserts are the table's
-/// complete contents and every other row is deleted; otherwise they are changes.
-pub async fn apply_view(
-    transaction: &Transaction<'_>,
-    schema: &ViewSchema,
-    table: &str,
-    changes: &ViewChanges,
-    mode: CommitMode,
-) -> Result<u64, PgError> {
-    let stage = stage_table(schema);
+/// Applies `changes` to the view `schema`; returns the number of rows deleted, inserted or
+/// updated. The upserts of [`CommitMode::Reconcile`] are compared with the view first, and
+/// rows of the buckets they replace ([`ViewChanges::replaced`]) that they lack are deleted.
+pub async fn apply_view(transaction: &Transaction<'_>, schema: &ViewSchema, changes: &ViewChanges, mode: CommitMode) -> Result<u64, PgError> {
+    let (table, stage) = (schema.table, stage_table(schema));
     let context = format!("writing {table}");
     let mut touched = 0;
-    match mode {
-        CommitMode::Reconcile => {
-            copy_lines(transaction, &stage, schema.columns, changes.upserts.iter().map(String::as_str)).await?;
-            let sql = format!("DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})", key_match(schema, "t", "s"));
-            touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
+    let staged = !changes.upserts.is_empty() || changes.replaced != Replaced::Nothing;
+    if staged {
+        copy_lines(transaction, &stage, quoted(schema.written()), changes.upserts.iter().map(String::as_str)).await?;
+    }
+    let missing = format!("NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})", key_match(schema, "t", "s"));
+    touched += match &changes.replaced {
+        Replaced::Nothing => Ok(0),
+        Replaced::Everything => transaction.execute(&format!("DELETE FROM {table} t WHERE {missing}"), &[]).await,
+        Replaced::Buckets(buckets) => {
+            let buckets: Vec<i64> = buckets.iter().map(|bucket| i64::from(*bucket)).collect();
+            let sql = format!("DELETE FROM {table} t WHERE (t.\"{ROW_DIGEST}\" & {}) = ANY($1) AND {missing}", Bucket::MAX);
+            transaction.execute(&sql, &[&buckets]).await
         }
-        CommitMode::Delta | CommitMode::Stage if !changes.deletes.is_empty() => {
-            let keys = stage_keys_table(schema);
-            copy_lines(transaction, &keys, schema.key(), changes.deletes.iter().map(String::as_str)).await?;
-            let sql = format!("DELETE FROM {table} t USING {keys} d WHERE {}", key_match(schema, "t", "d"));
-            touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
-        }
-        CommitMode::Delta | CommitMode::Stage => {}
     }
-    if changes.upserts.is_empty() {
-        return Ok(touched);
+    .map_err(PgError::db(context.clone()))?;
+    if !changes.deletes.is_empty() {
+        let keys = stage_keys_table(schema);
+        copy_lines(transaction, &keys, quoted(schema.key().iter().copied()), changes.deletes.iter().map(String::as_str)).await?;
+        let sql = format!("DELETE FROM {table} t USING {keys} d WHERE {}", key_match(schema, "t", "d"));
+        touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
     }
-    if mode != CommitMode::Reconcile {
-        copy_lines(transaction, &stage, schema.columns, changes.upserts.iter().map(String::as_str)).await?;
+    if !changes.upserts.is_empty() {
+        let sql = upsert_from(schema, &stage, mode == CommitMode::Reconcile);
+        touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context))?;
     }
-    touched += transaction.execute(&upsert_from(schema, table, &stage, false), &[]).await.map_err(PgError::db(context))?;
     Ok(touched)
+}
+
+/// A source position as a row of [`PROGRESS_VIEW`].
+struct PositionRow<'a>(&'a SourcePosition);
+
+impl ViewRow for PositionRow<'_> {
+    fn write(&self, line: &mut CopyLine) {
+        line.text(&self.0.topic).int(self.0.partition.into()).int(self.0.next_offset);
+    }
+}
+
+/// A dead letter as a row of [`DEAD_LETTER_VIEW`].
+struct DeadLetterRow<'a>(&'a DeadLetter);
+
+impl ViewRow for DeadLetterRow<'_> {
+    fn write(&self, line: &mut CopyLine) {
+        let letter = self.0;
+        let payload = letter.payload.as_deref();
+        line.text(&letter.topic)
+            .int(letter.partition.into())
+            .int(letter.offset)
+            .text(&letter.reason)
+            .text(&letter.detail)
+            .opt_bytes(letter.key.as_deref())
+            .opt_bytes(payload.map(|p| &p[..p.len().min(TABLE_PAYLOAD_CAP)]))
+            .opt_int(payload.map(|p| p.len() as i64))
+            .opt_text(payload.map(sha256_hex).as_deref());
+    }
 }
 
 /// Encodes source positions as rows of [`PROGRESS_VIEW`].
 pub fn position_lines(positions: &[SourcePosition]) -> Vec<String> {
-    positions
-        .iter()
-        .map(|p| {
-            let mut line = CopyLine::default();
-            line.text(&p.topic).int(p.partition.into()).int(p.next_offset);
-            line.into_text()
-        })
-        .collect()
+    positions.iter().map(|position| encode_line(&PROGRESS_VIEW, &PositionRow(position))).collect()
 }
 
 /// Inserts dead letters not recorded yet, for the outbox to publish; returns how many were new.
@@ -257,29 +258,13 @@ pub async fn insert_dead_letters(transaction: &Transaction<'_>, letters: &[DeadL
         return Ok(0);
     }
     let schema = &DEAD_LETTER_VIEW;
-    let lines: Vec<String> = letters
-        .iter()
-        .map(|l| {
-            let payload = l.payload.as_deref();
-            let mut line = CopyLine::default();
-            line.text(&l.topic)
-                .int(l.partition.into())
-                .int(l.offset)
-                .text(&l.reason)
-                .text(&l.detail)
-                .opt_bytes(l.key.as_deref())
-                .opt_bytes(payload.map(|p| &p[..p.len().min(TABLE_PAYLOAD_CAP)]))
-                .opt_int(payload.map(|p| p.len() as i64))
-                .opt_text(payload.map(sha256_hex).as_deref());
-            line.into_text()
-        })
-        .collect();
+    let lines: Vec<String> = letters.iter().map(|letter| encode_line(schema, &DeadLetterRow(letter))).collect();
     let stage = stage_table(schema);
-    copy_lines(transaction, &stage, schema.columns, lines.iter().map(String::as_str)).await?;
+    copy_lines(transaction, &stage, quoted(schema.written()), lines.iter().map(String::as_str)).await?;
     let sql = format!(
         "INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT DO NOTHING",
         table = schema.table,
-        columns = quoted(schema.columns),
+        columns = quoted(schema.written()),
     );
     transaction.execute(&sql, &[]).await.map_err(PgError::db("recording dead letters"))
 }

@@ -15,14 +15,13 @@ use citeflow_engine::flow::Completed;
 use citeflow_engine::http::Readiness;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::rows::ViewSchema;
-use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HydrationTarget, ViewChanges};
+use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HeldDigests, HydrationTarget, Replaced, ViewChanges};
 use citeflow_engine::time::Epoch;
 use tokio::runtime::Runtime;
 use tokio_postgres::Client;
 
 use super::apply::{
-    apply_view, insert_dead_letters, position_lines, prepare_shadows, prepare_staging, reconcile_from_shadow, shadow_table,
-    WatermarkLogRow, DEAD_LETTER_VIEW, PROGRESS_VIEW,
+    apply_view, held_digests, insert_dead_letters, position_lines, prepare_staging, WatermarkLogRow, DEAD_LETTER_VIEW, PROGRESS_VIEW,
 };
 use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
 use super::outbox::{start_outbox, Outbox, Wake};
@@ -41,6 +40,8 @@ pub struct SinkStart {
     pub committed: HydrationTarget,
     /// The event-time watermark advances previous runs committed, in order.
     pub watermark_log: Vec<WatermarkLogRow>,
+    /// What the views hold, for the reconciliation after the replay.
+    pub held: HeldDigests,
 }
 
 /// What a restart's reconciliation does with rows of a view that the replay did not rebuild.
@@ -173,8 +174,8 @@ pub fn start_committer(
             .map(|row| WatermarkLogRow { watermark: row.get(0), topic: row.get(1), partition: row.get(2), next_offset: row.get(3) })
             .collect();
         prepare_staging(&client, &staged_schemas(&views)).await?;
-        prepare_shadows(&client, &views).await?;
-        Ok::<_, PgError>((client, SinkStart { generation, committed, watermark_log }))
+        let held = held_digests(&client, &views).await?;
+        Ok::<_, PgError>((client, SinkStart { generation, committed, watermark_log, held }))
     })?;
     tracing::info!(generation = start.generation, partitions = start.committed.len(), "sink ready");
     let (sender, receiver) = mpsc::channel();
@@ -308,35 +309,31 @@ async fn apply_batches(session: &mut Session, batches: &[CommitBatch], isolate: 
     for batch in batches {
         let mut letters = batch.dead_letters.clone();
         for (id, schema) in session.views.iter().enumerate() {
-            if let Some(changes) = batch.views.get(&(id as u16)) {
-                let out = (changes.upserts.len() + changes.deletes.len()) as u64;
-                metrics().records_out.with_label_values(&[schema.table]).inc_by(out);
-                let (table, mode) = match batch.mode {
-                    CommitMode::Delta => (schema.table.to_string(), CommitMode::Delta),
-                    CommitMode::Stage | CommitMode::Reconcile => (shadow_table(schema), CommitMode::Stage),
-                };
-                let rows = if isolate {
-                    let (rows, refused) = apply_view_isolating(&mut transaction, schema, &table, changes, mode).await?;
-                    applied.refused += refused.len();
-                    letters.extend(refused);
-                    rows
-                } else {
-                    apply_view(&transaction, schema, &table, changes, mode).await?
-                };
-                if batch.mode == CommitMode::Delta {
-                    metrics().rows_written.with_label_values(&[schema.table]).inc_by(rows);
-                    applied.rows += rows;
+            let Some(changes) = batch.views.get(&(id as u16)) else { continue };
+            let out = (changes.upserts.len() + changes.deletes.len()) as u64;
+            metrics().records_out.with_label_values(&[schema.table]).inc_by(out);
+            let kept;
+            let changes = match (&changes.replaced, session.reconciliation) {
+                (Replaced::Nothing, _) | (_, Reconciliation::Exact) => changes,
+                (_, Reconciliation::KeepUnreplayed) => {
+                    kept = ViewChanges { replaced: Replaced::Nothing, ..changes.clone() };
+                    &kept
                 }
-            }
-            if batch.mode == CommitMode::Reconcile {
-                let rows = reconcile_from_shadow(&transaction, schema, session.reconciliation == Reconciliation::Exact).await?;
-                metrics().rows_written.with_label_values(&[schema.table]).inc_by(rows);
-                applied.rows += rows;
-            }
+            };
+            let rows = if isolate {
+                let (rows, refused) = apply_view_isolating(&mut transaction, schema, changes, batch.mode).await?;
+                applied.refused += refused.len();
+                letters.extend(refused);
+                rows
+            } else {
+                apply_view(&transaction, schema, changes, batch.mode).await?
+            };
+            metrics().rows_written.with_label_values(&[schema.table]).inc_by(rows);
+            applied.rows += rows;
         }
         if batch.mode != CommitMode::Stage {
-            let positions = ViewChanges { deletes: Vec::new(), upserts: position_lines(&batch.positions) };
-            apply_view(&transaction, &PROGRESS_VIEW, PROGRESS_VIEW.table, &positions, batch.mode).await?;
+            let positions = ViewChanges { upserts: position_lines(&batch.positions), ..ViewChanges::default() };
+            apply_view(&transaction, &PROGRESS_VIEW, &positions, CommitMode::Delta).await?;
         }
         applied.new_letters += insert_dead_letters(&transaction, &letters).await?;
     }

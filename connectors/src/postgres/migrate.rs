@@ -87,6 +87,24 @@ pub const ENGINE_MIGRATIONS: &[Migration] = &[
         CREATE INDEX citeflow_dead_letters_unpublished ON citeflow_dead_letters (recorded_at) WHERE published_at IS NULL;
     "#,
     },
+    Migration {
+        component: "engine",
+        version: 4,
+        description: "row digests (every table written through a view schema ends with one); no more shadow tables",
+        sql: r#"
+        ALTER TABLE citeflow_progress ADD COLUMN row_digest bigint;
+        ALTER TABLE citeflow_dead_letters ADD COLUMN row_digest bigint;
+        ALTER TABLE citeflow_watermark_log ADD COLUMN row_digest bigint;
+        ALTER TABLE citeflow_watermarks ADD COLUMN row_digest bigint;
+        DO $$
+        DECLARE shadow text;
+        BEGIN
+            FOR shadow IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE 'citeflow\_shadow\_%' LOOP
+                EXECUTE format('DROP TABLE %I', shadow);
+            END LOOP;
+        END $$;
+    "#,
+    },
 ];
 
 const LOCK_ID: i64 = 0x6369_7465_666c_6f77;

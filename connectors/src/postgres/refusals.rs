@@ -41,12 +41,11 @@ enum Part {
 async fn apply_in_savepoint(
     transaction: &mut Transaction<'_>,
     schema: &ViewSchema,
-    table: &str,
     changes: &ViewChanges,
     mode: CommitMode,
 ) -> Result<u64, PgError> {
     let savepoint = transaction.savepoint("citeflow_view").await.map_err(PgError::db("opening a savepoint"))?;
-    match apply_view(&savepoint, schema, table, changes, mode).await {
+    match apply_view(&savepoint, schema, changes, mode).await {
         Ok(rows) => {
             savepoint.commit().await.map_err(PgError::db("releasing a savepoint"))?;
             Ok(rows)
@@ -60,19 +59,13 @@ async fn apply_in_savepoint(
 
 /// Whether the database refuses `lines` as `part` of a delta to `schema`, and why. Never keeps
 /// what it wrote.
-async fn probe(
-    transaction: &mut Transaction<'_>,
-    schema: &ViewSchema,
-    table: &str,
-    lines: &[String],
-    part: Part,
-) -> Result<Option<String>, PgError> {
+async fn probe(transaction: &mut Transaction<'_>, schema: &ViewSchema, lines: &[String], part: Part) -> Result<Option<String>, PgError> {
     let changes = match part {
-        Part::Upserts => ViewChanges { deletes: Vec::new(), upserts: lines.to_vec() },
-        Part::Deletes => ViewChanges { deletes: lines.to_vec(), upserts: Vec::new() },
+        Part::Upserts => ViewChanges { upserts: lines.to_vec(), ..ViewChanges::default() },
+        Part::Deletes => ViewChanges { deletes: lines.to_vec(), ..ViewChanges::default() },
     };
     let savepoint = transaction.savepoint("citeflow_probe").await.map_err(PgError::db("opening a savepoint"))?;
-    let outcome = apply_view(&savepoint, schema, table, &changes, CommitMode::Delta).await;
+    let outcome = apply_view(&savepoint, schema, &changes, CommitMode::Delta).await;
     savepoint.rollback().await.map_err(PgError::db("rolling back a probe"))?;
     match outcome {
         Ok(_) => Ok(None),
@@ -81,13 +74,7 @@ async fn probe(
 }
 
 /// The lines of `lines` the database refuses on their own, with why, found by bisection.
-async fn find_refused(
-    transaction: &mut Transaction<'_>,
-    schema: &ViewSchema,
-    table: &str,
-    lines: &[String],
-    part: Part,
-) -> Result<Vec<(usize, String)>, PgError> {
+async fn find_refused(transaction: &mut Transaction<'_>, schema: &ViewSchema, lines: &[String], part: Part) -> Result<Vec<(usize, String)>, PgError> {
     let mut refused = Vec::new();
     let mut pending: Vec<Range<usize>> = Vec::new();
     pending.push(0..lines.len());
@@ -95,7 +82,7 @@ async fn find_refused(
         if range.is_empty() {
             continue;
         }
-        let Some(why) = probe(transaction, schema, table, &lines[range.clone()], part).await? else { continue };
+        let Some(why) = probe(transaction, schema, &lines[range.clone()], part).await? else { continue };
         if range.len() == 1 {
             refused.push((range.start, why));
             continue;
@@ -132,38 +119,41 @@ fn without(lines: &[String], refused: &[(usize, String)]) -> Vec<String> {
     lines.iter().enumerate().filter(|(index, _)| skip.next_if_eq(index).is_none()).map(|(_, line)| line.clone()).collect()
 }
 
-/// Applies `changes` to `table` (the view `schema` or its shadow) like [`apply_view`], but
-/// leaves out the rows the database refuses; returns the rows written and a dead letter for
-/// each refused row. Fails only on errors that are not refusals of single rows.
+/// Applies `changes` to the view `schema` like [`apply_view`], but leaves out the rows the
+/// database refuses; returns the rows written and a dead letter for each refused row. Fails
+/// only on errors that are not refusals of single rows.
 pub async fn apply_view_isolating(
     transaction: &mut Transaction<'_>,
     schema: &ViewSchema,
-    table: &str,
     changes: &ViewChanges,
     mode: CommitMode,
 ) -> Result<(u64, Vec<DeadLetter>), PgError> {
-    match apply_in_savepoint(transaction, schema, table, changes, mode).await {
+    match apply_in_savepoint(transaction, schema, changes, mode).await {
         Ok(rows) => return Ok((rows, Vec::new())),
         Err(error) if error.refusal().is_some() => {}
         Err(error) => return Err(error),
     }
-    let refused_upserts = find_refused(transaction, schema, table, &changes.upserts, Part::Upserts).await?;
+    let refused_upserts = find_refused(transaction, schema, &changes.upserts, Part::Upserts).await?;
     let mut deletes = changes.deletes.clone();
     let own_deletes = deletes.len();
     if mode != CommitMode::Reconcile {
         deletes.extend(refused_upserts.iter().map(|(index, _)| schema.key_of(&changes.upserts[*index]).to_string()));
     }
-    let refused_deletes = find_refused(transaction, schema, table, &deletes, Part::Deletes).await?;
+    let refused_deletes = find_refused(transaction, schema, &deletes, Part::Deletes).await?;
     let mut letters: Vec<DeadLetter> =
         refused_upserts.iter().map(|(index, why)| dead_letter(schema, &changes.upserts[*index], why)).collect();
     letters.extend(
         refused_deletes.iter().filter(|(index, _)| *index < own_deletes).map(|(index, why)| dead_letter(schema, &deletes[*index], why)),
     );
-    let kept = ViewChanges { deletes: without(&deletes, &refused_deletes), upserts: without(&changes.upserts, &refused_upserts) };
+    let kept = ViewChanges {
+        deletes: without(&deletes, &refused_deletes),
+        upserts: without(&changes.upserts, &refused_upserts),
+        replaced: changes.replaced.clone(),
+    };
     if let Some(first) = letters.first() {
         tracing::warn!(view = schema.table, rows = letters.len(), first = %first.detail, "rows refused by the database dead-lettered");
     }
-    let rows = apply_in_savepoint(transaction, schema, table, &kept, mode).await?;
+    let rows = apply_in_savepoint(transaction, schema, &kept, mode).await?;
     Ok((rows, letters))
 }
 

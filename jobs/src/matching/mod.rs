@@ -32,11 +32,11 @@ use timely::progress::Timestamp;
 use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
+use crate::publications::{entries, PublicationEntry};
 use bibliographic::{publication_keys, reference_locators, PublicationLocators};
 use blocking::{BlockingKey, PublicationKey};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
-use indexed::{IndexedPublication, JournalNames};
 use journals::JournalTable;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
@@ -120,17 +120,16 @@ pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTa
 /// references' side, so a common key costs its count, not its pairs; the counts are read from
 /// the shared arrangement, not from a copy of the keys.
 pub fn candidate_features<'scope, T>(
-    publications: VecCollection<'scope, T, (String, Publication)>,
+    publications: VecCollection<'scope, T, (String, PublicationEntry)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     journals: Arc<JournalTable>,
 ) -> VecCollection<'scope, T, (ReferenceKey, (String, Features))>
 where
     T: Timestamp + Lattice + TotalOrder + Ord,
 {
-    let key_journals = journals.clone();
-    let publication_keys = publications.clone().flat_map(move |(id, publication)| {
+    let publication_keys = publications.clone().flat_map(|(id, entry)| {
         let publication_key = PublicationKey::of(&id);
-        blocking::publication_keys(&publication, &key_journals).into_iter().map(move |key| (key, publication_key))
+        entry.keys.into_vec().into_iter().map(move |key| (key, publication_key))
     });
     let index = publication_keys.arrange_compact_named("Arrange: publication keys");
     let common = keys_over_limit(index.clone(), |key: &BlockingKey| key.limit());
@@ -154,9 +153,7 @@ where
             output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
         });
     let parsed = parsed.map(|(reference, (_, parsed))| (reference, parsed));
-    let mut journal_names = JournalNames::default();
-    let records =
-        publications.map(move |(id, publication)| (PublicationKey::of(&id), IndexedPublication::sharing(&publication, &mut journal_names)));
+    let records = publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record));
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .join_map(parsed, |reference, (publication, families), parsed| {
@@ -240,7 +237,7 @@ pub fn candidates<'scope, T>(
 where
     T: Timestamp + Lattice + Ord + TotalOrder,
 {
-    score_pairs(candidate_features(publications, references, journals), scorer, replacements)
+    score_pairs(candidate_features(entries(publications, journals.clone()), references, journals), scorer, replacements)
 }
 
 /// Scores candidate pairs with `scorer` (see [`candidates`]); several matchers can score the

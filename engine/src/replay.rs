@@ -8,8 +8,8 @@
 //! inputs were exhausted short of the target), it emits at the last time it held. It always
 //! emits exactly once, so an operator waiting for it never waits forever.
 //!
-//! [`crate::upsert::upsert_replaying`] uses it to apply a replay's versions silently and show
-//! only their outcome.
+//! `citeflow_operators::upsert::upsert_replaying` uses it to apply a replay's versions silently and
+//! show only their outcome; [`crate::sink::commit_views`] to reconcile the views once it ends.
 
 use std::collections::BTreeMap;
 
