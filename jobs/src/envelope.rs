@@ -5,6 +5,7 @@
 use citeflow_connectors::kafka::source::KafkaMessage;
 use citeflow_engine::sink::DeadLetter;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::domain::{PolicyDocument, Publication};
@@ -91,11 +92,14 @@ impl FutureEventTime {
     }
 }
 
+/// The envelope; its payload is left as text (a borrowed slice of the message) and decoded
+/// straight into its typed record, without a tree of values between.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     event_type: Option<String>,
     schema_version: Option<Value>,
-    payload: Option<Value>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -212,8 +216,8 @@ fn year_of(value: Option<Value>) -> Result<Option<i32>, Rejection> {
     }
 }
 
-fn publication_v1(payload: Value) -> Result<Publication, Rejection> {
-    let record: EpmcRecordV1 = serde_json::from_value(payload).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))?;
+fn publication_v1(payload: &RawValue) -> Result<Publication, Rejection> {
+    let record: EpmcRecordV1 = serde_json::from_str(payload.get()).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))?;
     let pmid =
         non_empty(record.pmid).map(|p| normalise_pmid(&p).ok_or_else(|| reject("invalid_field", "pmid is not a number"))).transpose()?;
     let pmcid =
@@ -252,8 +256,8 @@ fn publication_v1(payload: Value) -> Result<Publication, Rejection> {
     })
 }
 
-fn document_v1(payload: Value) -> Result<PolicyDocument, Rejection> {
-    let raw: PolicyDocumentV1 = serde_json::from_value(payload).map_err(|e| {
+fn document_v1(payload: &RawValue) -> Result<PolicyDocument, Rejection> {
+    let raw: PolicyDocumentV1 = serde_json::from_str(payload.get()).map_err(|e| {
         let message = e.to_string();
         let reason = if message.starts_with("missing field") { "missing_field" } else { "invalid_field" };
         reject(reason, format!("policy document payload: {message}"))
@@ -302,10 +306,7 @@ fn decode_event(message: &KafkaMessage, roles: &TopicRoles) -> Result<Event, Rej
         Some(other) => return Err(reject("unsupported_schema_version", format!("schema_version {other}"))),
         None => return Err(reject("missing_field", "schema_version is missing")),
     };
-    let payload = match envelope.payload {
-        Some(Value::Null) | None => return Err(reject("missing_field", "payload is missing")),
-        Some(payload) => payload,
-    };
+    let payload = envelope.payload.ok_or_else(|| reject("missing_field", "payload is missing"))?;
     let expected = if is_publications { PUBLICATION_EVENT } else { DOCUMENT_EVENT };
     if event_type != PUBLICATION_EVENT && event_type != DOCUMENT_EVENT {
         return Err(reject("unknown_event_type", format!("event_type `{event_type}`")));

@@ -46,15 +46,17 @@ pub fn stable_hash(text: &str) -> u64 {
 /// Lowercase words of letters and digits separated by single spaces.
 pub fn words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    let mut separated = false;
     for c in text.chars().map(fold) {
         if c.is_ascii_alphanumeric() {
+            if separated && !out.is_empty() {
+                out.push(' ');
+            }
+            separated = false;
             out.push(c);
-        } else if !out.is_empty() && !out.ends_with(' ') {
-            out.push(' ');
+        } else {
+            separated = true;
         }
-    }
-    if out.ends_with(' ') {
-        out.pop();
     }
     out
 }

@@ -14,11 +14,6 @@ const KEYS_PER_TITLE: usize = 4;
 /// Most shingles a reference contributes.
 const MAX_REFERENCE_KEYS: usize = 120;
 
-const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "into", "is", "its", "of", "on", "or", "the", "their", "to", "with",
-    "during", "after", "between", "among", "vs", "via", "et", "al",
-];
-
 /// The content words of a text: normalised, without stop words and one-letter words.
 pub fn content_words(text: &str) -> Vec<String> {
     words(text).split(' ').filter(|w| is_content_word(w)).map(str::to_string).collect()
@@ -27,7 +22,13 @@ pub fn content_words(text: &str) -> Vec<String> {
 /// Whether a normalised word (see [`words`]) is a content word: two letters or more, not a
 /// stop word.
 pub(crate) fn is_content_word(word: &str) -> bool {
-    word.len() > 1 && !STOP_WORDS.contains(&word)
+    // A match on strings compiles to a switch on the length, then a few comparisons.
+    let stop = matches!(
+        word,
+        "an" | "and" | "are" | "as" | "at" | "by" | "for" | "from" | "in" | "into" | "is" | "its" | "of" | "on" | "or" | "the" | "their"
+            | "to" | "with" | "during" | "after" | "between" | "among" | "vs" | "via" | "et" | "al"
+    );
+    word.len() > 1 && !stop
 }
 
 fn shingles<W: AsRef<str>>(words: &[W]) -> impl Iterator<Item = String> + '_ {
@@ -45,12 +46,12 @@ fn shingles<W: AsRef<str>>(words: &[W]) -> impl Iterator<Item = String> + '_ {
 
 /// The title keys of a publication: its `KEYS_PER_TITLE` shingles with the smallest hashes.
 pub fn publication_title_keys(title: &str) -> Vec<String> {
-    let words = content_words(title);
-    let mut keys: Vec<String> = shingles(&words).collect();
-    keys.sort_by_cached_key(|k| stable_hash(k));
+    let normalised = words(title);
+    let content: Vec<&str> = normalised.split(' ').filter(|w| is_content_word(w)).collect();
+    let mut keys: Vec<(u64, String)> = shingles(&content).map(|k| (stable_hash(&k), k)).collect();
+    keys.sort_unstable();
     keys.dedup();
-    keys.truncate(KEYS_PER_TITLE);
-    keys
+    keys.into_iter().take(KEYS_PER_TITLE).map(|(_, key)| key).collect()
 }
 
 /// The title keys of a reference: every shingle of its text, whose content words (see
