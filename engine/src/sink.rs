@@ -394,7 +394,10 @@ pub fn commit_views<'scope, C: Committer>(
     committer: Option<C>,
     progress: SinkProgress<'_>,
 ) {
-    let reached = positions.inner.clone().flat_map(|(position, _, diff)| (diff > 0).then(|| ((position.topic, position.partition), position.next_offset)));
+    let reached = positions
+        .inner
+        .clone()
+        .flat_map(|(position, _, diff)| (diff > 0).then(|| ((position.topic, position.partition), position.next_offset)));
     let end = ReplayEnd::new(reached, target.clone()).stream();
     let rows = reconcile_buckets(consolidated_epochs(views).inner, end, held);
     let others = consolidated_epochs(positions.map(SinkRecord::Position).concat(dead_letters.map(SinkRecord::DeadLetter)));

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
 use citeflow_engine::metrics::metrics;
+use citeflow_engine::replay::ReplayEnd;
 use citeflow_engine::rows::Row;
 use citeflow_engine::sink::{DeadLetter, HydrationTarget, SourcePosition};
 use citeflow_engine::time::{Epoch, EpochTicker};
-use citeflow_engine::replay::ReplayEnd;
 use citeflow_operators::upsert::{upsert, upsert_keeping, upsert_replaying, Upsert};
 use citeflow_operators::validate::validate;
 use citeflow_operators::watermark::Observation;

@@ -217,7 +217,8 @@ fn year_of(value: Option<Value>) -> Result<Option<i32>, Rejection> {
 }
 
 fn publication_v1(payload: &RawValue) -> Result<Publication, Rejection> {
-    let record: EpmcRecordV1 = serde_json::from_str(payload.get()).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))?;
+    let record: EpmcRecordV1 =
+        serde_json::from_str(payload.get()).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))?;
     let pmid =
         non_empty(record.pmid).map(|p| normalise_pmid(&p).ok_or_else(|| reject("invalid_field", "pmid is not a number"))).transpose()?;
     let pmcid =

@@ -14,13 +14,13 @@ use std::collections::BTreeMap;
 
 use citeflow_connectors::kafka::source::KafkaMessage;
 use citeflow_connectors::postgres::{WatermarkLogRow, WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
+use citeflow_engine::replay::ReplayEnd;
 use citeflow_engine::rows::{encode, CopyLine, Row, ViewId, ViewRow, ViewSchema};
 use citeflow_engine::sink::DeadLetter;
 use citeflow_engine::time::Epoch;
 use citeflow_engine::timestamps::{format_rfc3339, parse_rfc3339, EventTime};
 use citeflow_operators::aggregate::{distinct_count_by, Group};
 use citeflow_operators::lateness::{close_windows, judge_lateness, Arrival, Judgement, LatePolicy};
-use citeflow_engine::replay::ReplayEnd;
 use citeflow_operators::stamp::insertions;
 use citeflow_operators::upsert::{upsert_replaying, Upsert};
 use citeflow_operators::watermark::{

@@ -12,8 +12,8 @@ use citeflow_connectors::postgres::{WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
 
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::matching::Candidate;
-use crate::publications::PublicationEntry;
 use crate::periods::{PeriodViewIds, CITATIONS_PER_PERIOD};
+use crate::publications::PublicationEntry;
 
 /// `publications`: one row per publication, with a full-text search column.
 pub const PUBLICATIONS: ViewSchema = ViewSchema {

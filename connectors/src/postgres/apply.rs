@@ -129,7 +129,8 @@ pub async fn held_digests(client: &Client, views: &[ViewSchema]) -> Result<HeldD
         for row in rows {
             match (row.get::<_, Option<i32>>(0), row.get::<_, Option<String>>(1)) {
                 (Some(bucket), Some(sum)) => {
-                    let sum = sum.parse().map_err(|_| PgError::Config(format!("{}: a digest sum {sum:?} is not an integer", schema.table)))?;
+                    let sum =
+                        sum.parse().map_err(|_| PgError::Config(format!("{}: a digest sum {sum:?} is not an integer", schema.table)))?;
                     buckets.insert(bucket as Bucket, sum);
                 }
                 _ => unknown = true,
@@ -187,7 +188,12 @@ async fn copy_lines<'a>(
 /// Applies `changes` to the view `schema`; returns the number of rows deleted, inserted or
 /// updated. The upserts of [`CommitMode::Reconcile`] are compared with the view first, and
 /// rows of the buckets they replace ([`ViewChanges::replaced`]) that they lack are deleted.
-pub async fn apply_view(transaction: &Transaction<'_>, schema: &ViewSchema, changes: &ViewChanges, mode: CommitMode) -> Result<u64, PgError> {
+pub async fn apply_view(
+    transaction: &Transaction<'_>,
+    schema: &ViewSchema,
+    changes: &ViewChanges,
+    mode: CommitMode,
+) -> Result<u64, PgError> {
     let (table, stage) = (schema.table, stage_table(schema));
     let context = format!("writing {table}");
     let mut touched = 0;

@@ -74,7 +74,12 @@ async fn probe(transaction: &mut Transaction<'_>, schema: &ViewSchema, lines: &[
 }
 
 /// The lines of `lines` the database refuses on their own, with why, found by bisection.
-async fn find_refused(transaction: &mut Transaction<'_>, schema: &ViewSchema, lines: &[String], part: Part) -> Result<Vec<(usize, String)>, PgError> {
+async fn find_refused(
+    transaction: &mut Transaction<'_>,
+    schema: &ViewSchema,
+    lines: &[String],
+    part: Part,
+) -> Result<Vec<(usize, String)>, PgError> {
     let mut refused = Vec::new();
     let mut pending: Vec<Range<usize>> = Vec::new();
     pending.push(0..lines.len());
