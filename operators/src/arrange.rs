@@ -17,6 +17,11 @@
 //! [`ArrangeCompact::reduce_compact_named`] reduces like `reduce_named` over a compact
 //! arrangement, into output batches sized to their contents. The contents of every batch are
 //! unchanged.
+//!
+//! Those batches also lay their columns out as [`Compact`]: vectors like differential's
+//! `Vector` layout, and [`Offsets`] for the offsets, which hold the common patterns of a large
+//! batch (a value per key, an update repeated per value) as three numbers instead of four
+//! bytes per entry.
 
 use std::marker::PhantomData;
 
@@ -25,17 +30,45 @@ use differential_dataflow::batcher::merge::{MergeBatcher, Sealer};
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
-use differential_dataflow::trace::implementations::ord_neu::OrdValBatch;
-use differential_dataflow::trace::implementations::{ContainerChunker, OffsetList, Update, ValBuilder, ValSpine, Vector};
+use differential_dataflow::trace::implementations::ord_neu::{OrdValBatch, OrdValBuilder};
+use differential_dataflow::trace::implementations::spine_fueled::Spine;
+use differential_dataflow::trace::implementations::{ContainerChunker, Layout, Update};
 use differential_dataflow::trace::Builder;
 use differential_dataflow::{Data, ExchangeData, VecCollection};
 use timely::progress::Timestamp;
 
+mod offsets;
+
+pub use offsets::Offsets;
+
+/// The layout of compact batches: a vector per column, and [`Offsets`] for the offsets.
+pub struct Compact<U> {
+    phantom: PhantomData<U>,
+}
+
+impl<U: Update<Diff: Ord>> Layout for Compact<U> {
+    type KeyContainer = Vec<U::Key>;
+    type ValContainer = Vec<U::Val>;
+    type TimeContainer = Vec<U::Time>;
+    type DiffContainer = Vec<U::Diff>;
+    type OffsetContainer = Offsets;
+}
+
+/// A batch of `(key, value)` updates laid out as [`Compact`].
+type CompactBatch<K, V, T, R> = OrdValBatch<Compact<((K, V), T, R)>>;
+
+/// A trace of [`Compact`] batches, as [`ArrangeCompact`]'s arrangements hold.
+pub type CompactSpine<K, V, T, R> = Spine<std::rc::Rc<CompactBatch<K, V, T, R>>>;
+
+/// Builds [`Compact`] batches from sorted updates (without shrinking them).
+type CompactValBuilder<K, V, T, R> = OrdValBuilder<Compact<((K, V), T, R)>, Vec<((K, V), T, R)>>;
+
 /// Gives back what `batch`'s columns hold beyond their contents.
-fn shrink<U: Update<Diff: Ord>>(batch: &mut OrdValBatch<Vector<U>>) {
-    fn offsets(list: &mut OffsetList) {
-        list.smol.shrink_to_fit();
-        list.chonk.shrink_to_fit();
+fn shrink<U: Update<Diff: Ord>>(batch: &mut OrdValBatch<Compact<U>>) {
+    fn offsets(list: &mut Offsets) {
+        let rest = list.rest_mut();
+        rest.smol.shrink_to_fit();
+        rest.chonk.shrink_to_fit();
     }
     let storage = &mut batch.storage;
     storage.keys.shrink_to_fit();
@@ -51,10 +84,10 @@ pub struct Compacting<S>(PhantomData<S>);
 
 impl<C, S, U> Sealer<C> for Compacting<S>
 where
-    S: Sealer<C, Output = OrdValBatch<Vector<U>>>,
+    S: Sealer<C, Output = OrdValBatch<Compact<U>>>,
     U: Update<Diff: Ord>,
 {
-    type Output = OrdValBatch<Vector<U>>;
+    type Output = OrdValBatch<Compact<U>>;
 
     fn seal(chain: &mut Vec<C>) -> Option<Self::Output> {
         let mut batch = S::seal(chain)?;
@@ -69,12 +102,12 @@ pub struct CompactBuilder<B>(B);
 
 impl<B, U> Builder for CompactBuilder<B>
 where
-    B: Builder<Output = OrdValBatch<Vector<U>>>,
+    B: Builder<Output = OrdValBatch<Compact<U>>>,
     U: Update<Diff: Ord>,
 {
     type Input = B::Input;
     type Time = B::Time;
-    type Output = OrdValBatch<Vector<U>>;
+    type Output = OrdValBatch<Compact<U>>;
 
     fn push(&mut self, chunk: &mut Self::Input) {
         self.0.push(chunk);
@@ -101,7 +134,7 @@ pub trait ArrangeCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: Exc
     ///     pairs.arrange_compact_named("Pairs").as_collection(|key, value| (*key, *value)).inspect(|x| println!("{x:?}"));
     /// });
     /// ```
-    fn arrange_compact_named(self, name: &str) -> Arranged<'scope, TraceAgent<ValSpine<K, V, T, isize>>>;
+    fn arrange_compact_named(self, name: &str) -> Arranged<'scope, TraceAgent<CompactSpine<K, V, T, isize>>>;
 
     /// As `antijoin`: the pairs whose key is not among `keys` (which should hold each key at
     /// most once), with the pairs arranged into compact batches.
@@ -144,10 +177,10 @@ where
     K: ExchangeData + Hashable,
     V: ExchangeData,
 {
-    fn arrange_compact_named(self, name: &str) -> Arranged<'scope, TraceAgent<ValSpine<K, V, T, isize>>> {
+    fn arrange_compact_named(self, name: &str) -> Arranged<'scope, TraceAgent<CompactSpine<K, V, T, isize>>> {
         type Batcher<K, V, T> =
-            MergeBatcher<ContainerChunker<Vec<((K, V), T, isize)>>, VecMerger<(K, V), T, isize>, Compacting<ValBuilder<K, V, T, isize>>>;
-        self.arrange_named::<Batcher<K, V, T>, ValSpine<K, V, T, isize>>(name, Batcher::new)
+            MergeBatcher<ContainerChunker<Vec<((K, V), T, isize)>>, VecMerger<(K, V), T, isize>, Compacting<CompactValBuilder<K, V, T, isize>>>;
+        self.arrange_named::<Batcher<K, V, T>, CompactSpine<K, V, T, isize>>(name, Batcher::new)
     }
 
     fn antijoin_compact_named(self, name: &str, keys: VecCollection<'scope, T, K>) -> VecCollection<'scope, T, (K, V)> {
@@ -164,7 +197,7 @@ where
         L: FnMut(&K, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static,
     {
         self.arrange_compact_named(&format!("Arrange: {name}"))
-            .reduce_abelian::<_, CompactBuilder<ValBuilder<K, V2, T, isize>>, ValSpine<K, V2, T, isize>, _, _>(
+            .reduce_abelian::<_, CompactBuilder<CompactValBuilder<K, V2, T, isize>>, CompactSpine<K, V2, T, isize>, _, _>(
                 name,
                 logic,
                 |updates, key, output| {
@@ -180,24 +213,31 @@ where
 mod tests {
     use super::*;
     use differential_dataflow::input::Input;
-    use differential_dataflow::trace::TraceReader;
+    use differential_dataflow::trace::implementations::Vector;
+    use differential_dataflow::trace::{Trace, TraceReader};
     use std::collections::BTreeSet;
+    use std::rc::Rc;
     use std::sync::{Arc, Mutex};
     use timely::dataflow::operators::Probe;
     use timely::progress::Antichain;
 
-    /// Capacity of the time column and the contents, over the batches of a trace built from
-    /// `records` inserted at one time, arranged compactly or not.
-    fn arranged(records: u32, compact: bool) -> (usize, Vec<(u32, u32)>) {
-        let seen = Arc::new(Mutex::new((0, Vec::new())));
+    /// An arrangement of `(u32, u32)` pairs laid out as `L`.
+    type Arrange<L> = for<'s> fn(VecCollection<'s, u64, (u32, u32)>) -> Arranged<'s, TraceAgent<Spine<Rc<OrdValBatch<L>>>>>;
+
+    /// What the batches of a trace hold, built by `arrange` from `records` pairs (one value
+    /// per key) inserted at one time: the capacity of their time columns, the offsets they
+    /// hold in lists (counted by `listed`), and their pairs.
+    fn arranged<L>(records: u32, arrange: Arrange<L>, listed: fn(&L::OffsetContainer) -> usize) -> (usize, usize, Vec<(u32, u32)>)
+    where
+        L: Layout<KeyContainer = Vec<u32>, ValContainer = Vec<u32>, TimeContainer = Vec<u64>, DiffContainer = Vec<isize>> + 'static,
+        Spine<Rc<OrdValBatch<L>>>: Trace<Time = u64, Batch = Rc<OrdValBatch<L>>>,
+    {
+        let seen = Arc::new(Mutex::new((0, 0, Vec::new())));
         let out = seen.clone();
         timely::execute_directly(move |worker| {
             let (mut input, probe, mut trace) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, pairs) = scope.new_collection::<(u32, u32), isize>();
-                let arranged = match compact {
-                    true => pairs.arrange_compact_named("Compact"),
-                    false => pairs.arrange_by_key_named("Default"),
-                };
+                let arranged = arrange(pairs);
                 let (probe, _) = arranged.stream.probe();
                 (input, probe, arranged.trace)
             });
@@ -209,27 +249,32 @@ mod tests {
             worker.step_while(|| probe.less_than(input.time()));
             let batches = trace.batches_through(Antichain::from_elem(1).borrow()).expect("batches up to 1");
             let capacity = batches.iter().map(|batch| batch.storage.upds.times.capacity()).sum();
+            let offsets = batches.iter().map(|batch| listed(&batch.storage.vals.offs) + listed(&batch.storage.upds.offs)).sum();
             // One value per key here, so keys and values pair up in order.
             let pairs =
                 batches.iter().flat_map(|batch| batch.storage.keys.iter().copied().zip(batch.storage.vals.vals.iter().copied())).collect();
-            *out.lock().expect("lock") = (capacity, pairs);
+            *out.lock().expect("lock") = (capacity, offsets, pairs);
         });
         let result = seen.lock().expect("lock").clone();
         result
     }
 
     #[test]
-    fn a_batch_at_one_time_keeps_one_time_not_one_per_update() {
-        let (default_capacity, default_pairs) = arranged(10_000, false);
-        let (compact_capacity, compact_pairs) = arranged(10_000, true);
+    fn a_batch_at_one_time_keeps_one_time_and_no_offsets_not_one_per_update() {
+        let (default_capacity, default_offsets, default_pairs) =
+            arranged::<Vector<_>>(10_000, |pairs| pairs.arrange_by_key_named("Default"), |offsets| offsets.len());
+        let (compact_capacity, compact_offsets, compact_pairs) =
+            arranged::<Compact<_>>(10_000, |pairs| pairs.arrange_compact_named("Compact"), Offsets::listed);
         assert!(default_capacity >= 10_000, "differential's builder reserves a time per update ({default_capacity})");
+        assert!(default_offsets >= 20_000, "differential holds an offset per key and per value ({default_offsets})");
         assert!(compact_capacity <= 1, "{compact_capacity}");
+        assert_eq!(compact_offsets, 0, "one value per key and one update repeated: both offset columns are patterns");
         assert_eq!(default_pairs, compact_pairs);
         assert_eq!(compact_pairs.len(), 10_000);
     }
 
     /// Capacity and length of the key column of a reduction's output batch of `keys` keys.
-    fn built<B: Builder<Input = Vec<((u32, u32), u64, isize)>, Output = OrdValBatch<Vector<((u32, u32), u64, isize)>>>>(
+    fn built<B: Builder<Input = Vec<((u32, u32), u64, isize)>, Output = CompactBatch<u32, u32, u64, isize>>>(
         keys: u32,
     ) -> (usize, usize) {
         let mut builder = B::default();
@@ -241,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_reduction_output_batch_holds_its_contents_not_its_growth() {
-        type Plain = ValBuilder<u32, u32, u64, isize>;
+        type Plain = CompactValBuilder<u32, u32, u64, isize>;
         let (plain_capacity, plain_len) = built::<Plain>(10_000);
         let (compact_capacity, compact_len) = built::<CompactBuilder<Plain>>(10_000);
         assert!(plain_capacity > plain_len, "pushing grows the columns by doubling ({plain_capacity} for {plain_len})");

@@ -153,14 +153,15 @@ where
             output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
         });
     let parsed = parsed.map(|(reference, (_, parsed))| (reference, parsed));
-    let records = publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record));
+    let records = publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record)).arrange_compact_named("Arrange: publication records");
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .join_map(parsed, |reference, (publication, families), parsed| {
             (*publication, (reference.clone(), parsed.clone(), families.clone()))
         })
-        .join_map(records, |_, (reference, parsed, families), publication| {
-            (reference.clone(), (publication.id().to_string(), features(parsed, publication, families)))
+        .arrange_by_key_named("Arrange: candidate pairs by publication")
+        .join_core(records, |_, (reference, parsed, families), publication| {
+            Some((reference.clone(), (publication.id().to_string(), features(parsed, publication, families))))
         })
 }
 
