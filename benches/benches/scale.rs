@@ -28,6 +28,7 @@ use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::domain::Publication;
 use citeflow_jobs::eval::read_publications;
 use citeflow_jobs::loader::EPMC_FILES;
+use citeflow_jobs::matching::bibliographic::JournalForms;
 use citeflow_jobs::matching::blocking::publication_keys;
 use citeflow_jobs::matching::indexed::IndexedPublication;
 use citeflow_jobs::matching::journals::JournalTable;
@@ -59,7 +60,8 @@ fn main() {
         .collect();
     let sampled = &indexed[..indexed.len().min(10_000)];
     let journals = JournalTable::bundled();
-    let keys: usize = sampled.iter().map(|p| publication_keys(p, &journals).len()).sum();
+    let mut forms = JournalForms::new(Arc::new(JournalTable::bundled()));
+    let keys: usize = sampled.iter().map(|p| publication_keys(p, &IndexedPublication::of(p), &mut forms).len()).sum();
     let packed: usize = sampled.iter().map(|p| IndexedPublication::of(p).own_bytes()).sum();
     println!(
         "per publication: {:.1} blocking keys, {:.0} bytes of indexed record (without the shared journal names)",

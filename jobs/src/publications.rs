@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
 
 use crate::domain::Publication;
+use crate::matching::bibliographic::JournalForms;
 use crate::matching::blocking::{publication_keys, BlockingKey};
 use crate::matching::indexed::{IndexedPublication, JournalNames};
 use crate::matching::journals::JournalTable;
@@ -44,7 +45,7 @@ impl PublicationEntry {
 
 /// Makes entries, sharing journal names among the records it makes.
 pub struct EntryMaker {
-    journals: Arc<JournalTable>,
+    forms: JournalForms,
     names: JournalNames,
     scratch: CopyLine,
 }
@@ -52,15 +53,16 @@ pub struct EntryMaker {
 impl EntryMaker {
     /// A maker that reads journal names from `journals`.
     pub fn new(journals: Arc<JournalTable>) -> Self {
-        EntryMaker { journals, names: JournalNames::default(), scratch: CopyLine::default() }
+        EntryMaker { forms: JournalForms::new(journals), names: JournalNames::default(), scratch: CopyLine::default() }
     }
 
     /// The entry of `publication`.
     pub fn entry(&mut self, publication: &Publication) -> PublicationEntry {
+        let record = IndexedPublication::sharing(publication, &mut self.names);
         PublicationEntry {
             row: publication_row(publication, &mut self.scratch),
-            record: IndexedPublication::sharing(publication, &mut self.names),
-            keys: publication_keys(publication, &self.journals).into_boxed_slice(),
+            keys: publication_keys(publication, &record, &mut self.forms).into_boxed_slice(),
+            record,
         }
     }
 }

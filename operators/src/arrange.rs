@@ -178,8 +178,11 @@ where
     V: ExchangeData,
 {
     fn arrange_compact_named(self, name: &str) -> Arranged<'scope, TraceAgent<CompactSpine<K, V, T, isize>>> {
-        type Batcher<K, V, T> =
-            MergeBatcher<ContainerChunker<Vec<((K, V), T, isize)>>, VecMerger<(K, V), T, isize>, Compacting<CompactValBuilder<K, V, T, isize>>>;
+        type Batcher<K, V, T> = MergeBatcher<
+            ContainerChunker<Vec<((K, V), T, isize)>>,
+            VecMerger<(K, V), T, isize>,
+            Compacting<CompactValBuilder<K, V, T, isize>>,
+        >;
         self.arrange_named::<Batcher<K, V, T>, CompactSpine<K, V, T, isize>>(name, Batcher::new)
     }
 
@@ -274,9 +277,7 @@ mod tests {
     }
 
     /// Capacity and length of the key column of a reduction's output batch of `keys` keys.
-    fn built<B: Builder<Input = Vec<((u32, u32), u64, isize)>, Output = CompactBatch<u32, u32, u64, isize>>>(
-        keys: u32,
-    ) -> (usize, usize) {
+    fn built<B: Builder<Input = Vec<((u32, u32), u64, isize)>, Output = CompactBatch<u32, u32, u64, isize>>>(keys: u32) -> (usize, usize) {
         let mut builder = B::default();
         let mut chunk: Vec<_> = (0..keys).map(|key| ((key, key + 1), 0u64, 1isize)).collect();
         builder.push(&mut chunk);

@@ -9,7 +9,9 @@
 //! title ([`JournalTable::indexed_forms`]). Only equal keys meet in the join, so surplus
 //! candidates cost a little memory and never a false match.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 
@@ -333,16 +335,67 @@ fn title_variants(title: &str) -> Vec<&str> {
     variants
 }
 
-/// The blocking keys of a publication.
-pub fn publication_keys(locators: PublicationLocators<'_>, journals: &JournalTable) -> Vec<String> {
+/// The forms a publication with these journal names (ISO abbreviation, full title) is indexed
+/// under: [`JournalTable::indexed_forms`] of every name's variants.
+fn journal_forms(names: [Option<&str>; 2], journals: &JournalTable) -> Vec<String> {
+    journals.indexed_forms(names.iter().flatten().flat_map(|name| title_variants(name)))
+}
+
+/// The indexed forms of the journals of the publications one maker indexes, each pair of names
+/// worked out once: a journal has thousands of publications, and its forms cost a dozen
+/// normalised strings and table lookups.
+///
+/// The pairs held are forgotten all at once when there are [`JournalForms::HELD`] of them, so
+/// memory stays bounded whatever the names.
+pub struct JournalForms {
+    journals: Arc<JournalTable>,
+    held: HashMap<String, Arc<[String]>>,
+    /// The names being looked up, each written after its length (so no two pairs read alike).
+    scratch: String,
+}
+
+impl JournalForms {
+    /// Most pairs of names held (Europe PMC has about 30,000 journals).
+    pub const HELD: usize = 100_000;
+
+    /// Forms from `journals`.
+    pub fn new(journals: Arc<JournalTable>) -> Self {
+        JournalForms { journals, held: HashMap::new(), scratch: String::new() }
+    }
+
+    /// The forms of a publication with these journal `names` (ISO abbreviation, full title).
+    pub fn of(&mut self, names: [Option<&str>; 2]) -> Arc<[String]> {
+        self.scratch.clear();
+        for name in names {
+            match name {
+                Some(name) => {
+                    let _ = write!(self.scratch, "{}:{name}", name.len());
+                }
+                None => self.scratch.push('-'),
+            }
+        }
+        if let Some(forms) = self.held.get(self.scratch.as_str()) {
+            return forms.clone();
+        }
+        if self.held.len() >= Self::HELD {
+            self.held.clear();
+        }
+        let forms: Arc<[String]> = journal_forms(names, &self.journals).into();
+        self.held.insert(self.scratch.clone(), forms.clone());
+        forms
+    }
+}
+
+/// The blocking keys of a publication whose journal names have the indexed `forms` (see
+/// [`JournalForms`]).
+pub fn publication_keys(locators: PublicationLocators<'_>, forms: &[String]) -> Vec<String> {
     let Some(page) = locators.pages.and_then(first_page) else { return Vec::new() };
     let volume = locators.volume.and_then(leading_number);
-    let forms = journals.indexed_forms(locators.journals.iter().flatten().flat_map(|name| title_variants(name)));
     let mut keys = Vec::new();
     if let (Some(volume), Some(year)) = (&volume, locators.year) {
         keys.push(locator_key(volume, &page, year));
     }
-    for form in &forms {
+    for form in forms {
         if let Some(volume) = &volume {
             keys.push(volume_key(form, volume, &page));
         }
@@ -365,11 +418,26 @@ mod tests {
     fn shared_keys(reference: &str, publication: PublicationLocators<'_>) -> Vec<String> {
         let table = table();
         let reference = reference_locators(reference, &table);
-        publication_keys(publication, &table).into_iter().filter(|k| reference.keys.contains(k)).collect()
+        publication_keys(publication, &journal_forms(publication.journals, &table))
+            .into_iter()
+            .filter(|k| reference.keys.contains(k))
+            .collect()
     }
 
     fn shares_key(reference: &str, publication: PublicationLocators<'_>) -> bool {
         !shared_keys(reference, publication).is_empty()
+    }
+
+    #[test]
+    fn journal_forms_are_worked_out_once_per_pair_of_names() {
+        let mut forms = JournalForms::new(Arc::new(table()));
+        let names = [Some("J Biol Chem"), Some("The Journal of biological chemistry")];
+        let first = forms.of(names);
+        assert_eq!(*first, journal_forms(names, &table()));
+        assert!(Arc::ptr_eq(&first, &forms.of(names)), "the second lookup is the first's forms");
+        let apart = forms.of([Some("Lancet"), Some("Nature")]);
+        let joined = forms.of([Some("LancetNature"), None]);
+        assert_eq!((apart.len(), joined.len()), (2, 1), "pairs whose names join alike are told apart");
     }
 
     #[test]

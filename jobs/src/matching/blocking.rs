@@ -11,10 +11,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::authors::{publication_author_keys, reference_author_keys};
+use super::bibliographic::JournalForms;
 use super::features::Family;
 use super::features::ParsedReference;
 use super::identifiers::{find_identifiers, Identifier};
-use super::journals::JournalTable;
+use super::indexed::IndexedPublication;
 use super::text::stable_hash;
 use super::title::{publication_title_keys, reference_title_keys};
 use super::{publication_blocking_keys, Method, MAX_PUBLICATIONS_PER_AUTHOR_KEY, MAX_PUBLICATIONS_PER_TITLE_KEY};
@@ -88,13 +89,15 @@ fn identifier_key(identifier: &Identifier) -> BlockingKey {
     BlockingKey::new(Family::Identifier(method), text)
 }
 
-/// Every blocking key of a publication: its identifiers, bibliographic, title and author keys.
-pub fn publication_keys(publication: &Publication, journals: &JournalTable) -> Vec<BlockingKey> {
+/// Every blocking key of a publication: its identifiers, bibliographic, title and author keys;
+/// the title and author keys from its `record`, where its title and authors are normalised,
+/// its journal's forms from `forms`.
+pub fn publication_keys(publication: &Publication, record: &IndexedPublication, forms: &mut JournalForms) -> Vec<BlockingKey> {
     let mut keys: Vec<BlockingKey> = publication.identifiers().iter().map(identifier_key).collect();
-    keys.extend(publication_blocking_keys(publication, journals).iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
-    let titles = publication.title.as_deref().map(publication_title_keys).unwrap_or_default();
-    keys.extend(titles.iter().map(|k| BlockingKey::new(Family::Title, k)));
-    keys.extend(publication_author_keys(&publication.authors, publication.year).iter().map(|k| BlockingKey::new(Family::Author, k)));
+    keys.extend(publication_blocking_keys(publication, forms).iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
+    keys.extend(publication_title_keys(&record.title_words()).iter().map(|k| BlockingKey::new(Family::Title, k)));
+    let authors = publication_author_keys(record.authors().first().copied(), record.year());
+    keys.extend(authors.iter().map(|k| BlockingKey::new(Family::Author, k)));
     keys.sort();
     keys.dedup();
     keys
@@ -115,6 +118,7 @@ pub fn reference_keys(text: &str, bibliographic: &[String], parsed: &ParsedRefer
 
 #[cfg(test)]
 mod tests {
+    use super::super::journals::JournalTable;
     use super::*;
     use proptest::prelude::*;
 
@@ -157,11 +161,12 @@ mod tests {
             ..Publication::default()
         };
         let journals = JournalTable::default();
+        let mut forms = JournalForms::new(std::sync::Arc::new(JournalTable::default()));
         let text = "Bennett T. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30. PMID: 123";
         let locators = super::super::bibliographic::reference_locators(text, &journals);
         let shared: Vec<Family> = reference_keys(text, &locators.keys, &ParsedReference::located(text, locators.clone()))
             .into_iter()
-            .filter(|k| publication_keys(&publication, &journals).contains(k))
+            .filter(|k| publication_keys(&publication, &IndexedPublication::of(&publication), &mut forms).contains(k))
             .map(BlockingKey::family)
             .collect();
         for family in [Family::Identifier(Method::Pmid), Family::Bibliographic, Family::Title, Family::Author] {

@@ -33,7 +33,7 @@ use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
 use crate::publications::{entries, PublicationEntry};
-use bibliographic::{publication_keys, reference_locators, PublicationLocators};
+use bibliographic::{publication_keys, reference_locators, JournalForms, PublicationLocators};
 use blocking::{BlockingKey, PublicationKey};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
@@ -99,15 +99,15 @@ pub const MAX_PUBLICATIONS_PER_TITLE_KEY: isize = 200;
 /// block on.
 pub const MAX_PUBLICATIONS_PER_AUTHOR_KEY: isize = 50;
 
-/// The bibliographic keys of a publication.
-pub fn publication_blocking_keys(publication: &Publication, journals: &JournalTable) -> Vec<String> {
+/// The bibliographic keys of a publication, its journal's forms from `forms`.
+pub fn publication_blocking_keys(publication: &Publication, forms: &mut JournalForms) -> Vec<String> {
     let locators = PublicationLocators {
         journals: [publication.journal_abbreviation.as_deref(), publication.journal_title.as_deref()],
         volume: publication.volume.as_deref(),
         year: publication.year,
         pages: publication.pages.as_deref(),
     };
-    publication_keys(locators, journals)
+    publication_keys(locators, &forms.of(locators.journals))
 }
 
 /// Candidate pairs for every reference with their features: pairs that share a blocking key
@@ -153,7 +153,8 @@ where
             output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
         });
     let parsed = parsed.map(|(reference, (_, parsed))| (reference, parsed));
-    let records = publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record)).arrange_compact_named("Arrange: publication records");
+    let records =
+        publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record)).arrange_compact_named("Arrange: publication records");
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .join_map(parsed, |reference, (publication, families), parsed| {
