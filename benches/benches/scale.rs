@@ -59,7 +59,6 @@ fn main() {
         })
         .collect();
     let sampled = &indexed[..indexed.len().min(10_000)];
-    let journals = JournalTable::bundled();
     let mut forms = JournalForms::new(Arc::new(JournalTable::bundled()));
     let keys: usize = sampled.iter().map(|p| publication_keys(p, &IndexedPublication::of(p), &mut forms).len()).sum();
     let packed: usize = sampled.iter().map(|p| IndexedPublication::of(p).own_bytes()).sum();
