@@ -41,6 +41,11 @@ const FAMILY_BITS: u32 = 3;
 impl BlockingKey {
     /// The key of `text` in `family`.
     pub fn new(family: Family, text: &str) -> Self {
+        Self::hashed(family, stable_hash(text))
+    }
+
+    /// The key in `family` of a text whose [`stable_hash`] is `hash`.
+    pub fn hashed(family: Family, hash: u64) -> Self {
         let code = match family {
             Family::Bibliographic => 0,
             Family::Title => 1,
@@ -51,7 +56,7 @@ impl BlockingKey {
             Family::Identifier(Method::Title) => 6,
             Family::Identifier(Method::Bibliographic) => 7,
         };
-        BlockingKey(stable_hash(text) << FAMILY_BITS | code)
+        BlockingKey(hash << FAMILY_BITS | code)
     }
 
     /// The family of the key.
@@ -95,7 +100,7 @@ fn identifier_key(identifier: &Identifier) -> BlockingKey {
 pub fn publication_keys(publication: &Publication, record: &IndexedPublication, forms: &mut JournalForms) -> Vec<BlockingKey> {
     let mut keys: Vec<BlockingKey> = publication.identifiers().iter().map(identifier_key).collect();
     keys.extend(publication_blocking_keys(publication, forms).iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
-    keys.extend(publication_title_keys(&record.title_words()).iter().map(|k| BlockingKey::new(Family::Title, k)));
+    keys.extend(publication_title_keys(&record.title_words()).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
     let authors = publication_author_keys(record.authors().first().copied(), record.year());
     keys.extend(authors.iter().map(|k| BlockingKey::new(Family::Author, k)));
     keys.sort();
@@ -109,7 +114,7 @@ pub fn reference_keys(text: &str, bibliographic: &[String], parsed: &ParsedRefer
     let mut keys: Vec<BlockingKey> = find_identifiers(text).iter().map(identifier_key).collect();
     keys.extend(bibliographic.iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
     let words = parsed.words();
-    keys.extend(reference_title_keys(&words.content).iter().map(|k| BlockingKey::new(Family::Title, k)));
+    keys.extend(reference_title_keys(&words.content).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
     keys.extend(reference_author_keys(&words.all, &parsed.locators.years).iter().map(|k| BlockingKey::new(Family::Author, k)));
     keys.sort();
     keys.dedup();

@@ -5,7 +5,9 @@
 //! contributes every shingle of its text, so a title contained in a longer reference string
 //! is found. Shingles are over content words (stop words removed).
 
-use super::text::{stable_hash, words};
+use std::hash::Hasher;
+
+use super::text::words;
 
 /// Words per shingle.
 const SHINGLE: usize = 3;
@@ -55,33 +57,40 @@ pub(crate) fn is_content_word(word: &str) -> bool {
     ) && word.len() > 1
 }
 
-fn shingles<W: AsRef<str>>(words: &[W]) -> impl Iterator<Item = String> + '_ {
+/// The hash of each shingle of `words`: [`stable_hash`](super::text::stable_hash) of its text (`t|` and its words
+/// joined by spaces), fed to the hasher part by part instead of written out first. A `str`
+/// hashes as its bytes and then `0xff`, and SipHash reads its input as one stream, so both
+/// give one value (a test pins it).
+fn shingle_hashes<W: AsRef<str>>(words: &[W]) -> impl Iterator<Item = u64> + '_ {
     words.windows(SHINGLE).map(|window| {
-        let mut shingle = String::from("t|");
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        hasher.write(b"t|");
         for (at, word) in window.iter().enumerate() {
             if at > 0 {
-                shingle.push(' ');
+                hasher.write(b" ");
             }
-            shingle.push_str(word.as_ref());
+            hasher.write(word.as_ref().as_bytes());
         }
-        shingle
+        hasher.write_u8(0xff);
+        hasher.finish()
     })
 }
 
 /// The title keys of a publication whose title's content words (see [`content_words`]) are
-/// `content`: its `KEYS_PER_TITLE` shingles with the smallest hashes.
-pub fn publication_title_keys(content: &[&str]) -> Vec<String> {
-    let mut keys: Vec<(u64, String)> = shingles(content).map(|k| (stable_hash(&k), k)).collect();
+/// `content`, as hashes: its `KEYS_PER_TITLE` shingles with the smallest hashes.
+pub fn publication_title_keys(content: &[&str]) -> Vec<u64> {
+    let mut keys: Vec<u64> = shingle_hashes(content).collect();
     keys.sort_unstable();
     keys.dedup();
-    keys.into_iter().take(KEYS_PER_TITLE).map(|(_, key)| key).collect()
+    keys.truncate(KEYS_PER_TITLE);
+    keys
 }
 
-/// The title keys of a reference: every shingle of its text, whose content words (see
-/// [`content_words`]) are `words`.
-pub fn reference_title_keys<W: AsRef<str>>(words: &[W]) -> Vec<String> {
-    let mut keys: Vec<String> = shingles(words).take(MAX_REFERENCE_KEYS).collect();
-    keys.sort();
+/// The title keys of a reference, as hashes: every shingle of its text, whose content words
+/// (see [`content_words`]) are `words`.
+pub fn reference_title_keys<W: AsRef<str>>(words: &[W]) -> Vec<u64> {
+    let mut keys: Vec<u64> = shingle_hashes(words).take(MAX_REFERENCE_KEYS).collect();
+    keys.sort_unstable();
     keys.dedup();
     keys
 }
@@ -145,6 +154,13 @@ mod tests {
         let from_title = publication_title_keys(&content_words(TITLE).iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(from_title.len(), KEYS_PER_TITLE);
         assert!(from_title.iter().all(|k| from_reference.contains(k)));
+    }
+
+    #[test]
+    fn a_shingle_hashes_as_its_text() {
+        let hashes: Vec<u64> = shingle_hashes(&["dopamine", "modulates", "acute", "responses"]).collect();
+        let texts = ["t|dopamine modulates acute", "t|modulates acute responses"];
+        assert_eq!(hashes, texts.map(super::super::text::stable_hash));
     }
 
     #[test]
