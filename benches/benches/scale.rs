@@ -60,8 +60,9 @@ fn main() {
         .collect();
     let sampled = &indexed[..indexed.len().min(10_000)];
     let mut forms = JournalForms::new(Arc::new(JournalTable::bundled()));
-    let keys: usize = sampled.iter().map(|p| publication_keys(p, &IndexedPublication::of(p), &mut forms).len()).sum();
-    let packed: usize = sampled.iter().map(|p| IndexedPublication::of(p).own_bytes()).sum();
+    let records: Vec<IndexedPublication> = sampled.iter().map(IndexedPublication::of).collect();
+    let keys: usize = sampled.iter().zip(&records).map(|(p, record)| publication_keys(p, record, &mut forms).len()).sum();
+    let packed: usize = records.iter().map(IndexedPublication::own_bytes).sum();
     println!(
         "per publication: {:.1} blocking keys, {:.0} bytes of indexed record (without the shared journal names)",
         keys as f64 / sampled.len() as f64,

@@ -5,9 +5,7 @@
 //! contributes every shingle of its text, so a title contained in a longer reference string
 //! is found. Shingles are over content words (stop words removed).
 
-use std::hash::Hasher;
-
-use super::text::words;
+use super::text::{words, StableHasher};
 
 /// Words per shingle.
 const SHINGLE: usize = 3;
@@ -57,21 +55,18 @@ pub(crate) fn is_content_word(word: &str) -> bool {
     ) && word.len() > 1
 }
 
-/// The hash of each shingle of `words`: [`stable_hash`](super::text::stable_hash) of its text (`t|` and its words
-/// joined by spaces), fed to the hasher part by part instead of written out first. A `str`
-/// hashes as its bytes and then `0xff`, and SipHash reads its input as one stream, so both
-/// give one value (a test pins it).
+/// The hash of each shingle of `words`: [`stable_hash`](super::text::stable_hash) of its text
+/// (`t|` and its words joined by spaces), hashed part by part instead of written out first.
 fn shingle_hashes<W: AsRef<str>>(words: &[W]) -> impl Iterator<Item = u64> + '_ {
     words.windows(SHINGLE).map(|window| {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        hasher.write(b"t|");
+        let mut hasher = StableHasher::default();
+        hasher.part("t|");
         for (at, word) in window.iter().enumerate() {
             if at > 0 {
-                hasher.write(b" ");
+                hasher.part(" ");
             }
-            hasher.write(word.as_ref().as_bytes());
+            hasher.part(word.as_ref());
         }
-        hasher.write_u8(0xff);
         hasher.finish()
     })
 }
