@@ -45,31 +45,99 @@ pub fn bucket_of(digest: i64) -> Bucket {
     (digest as u64 & u64::from(Bucket::MAX)) as Bucket
 }
 
-/// The shape of one view table, enough to stage, delete and upsert its rows.
+/// What a column holds. A destination types its values by it; every kind is written as text
+/// by [`CopyLine`] and read back by [`decode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Text, including dates and times (ISO 8601).
+    Text,
+    /// A 64-bit integer.
+    Integer,
+    /// A 64-bit float.
+    Float,
+    /// A boolean.
+    Boolean,
+    /// Bytes.
+    Bytes,
+}
+
+/// One column of a view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Its name.
+    pub name: &'static str,
+    /// What it holds.
+    pub kind: ColumnKind,
+}
+
+impl Column {
+    /// A text column.
+    pub const fn text(name: &'static str) -> Column {
+        Column { name, kind: ColumnKind::Text }
+    }
+
+    /// An integer column.
+    pub const fn integer(name: &'static str) -> Column {
+        Column { name, kind: ColumnKind::Integer }
+    }
+
+    /// A floating-point column.
+    pub const fn float(name: &'static str) -> Column {
+        Column { name, kind: ColumnKind::Float }
+    }
+
+    /// A boolean column.
+    pub const fn boolean(name: &'static str) -> Column {
+        Column { name, kind: ColumnKind::Boolean }
+    }
+
+    /// A bytes column.
+    pub const fn bytes(name: &'static str) -> Column {
+        Column { name, kind: ColumnKind::Bytes }
+    }
+}
+
+/// The shape of one view, enough for a destination to stage, delete and upsert its rows and
+/// to type their values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViewSchema {
     /// Table name.
     pub table: &'static str,
-    /// Columns written by the sink, in COPY order; the first `key_columns` form the primary key.
-    pub columns: &'static [&'static str],
+    /// Columns written by the sink, in row order; the first `key_columns` form the primary key.
+    pub columns: &'static [Column],
     /// How many leading columns form the primary key.
     pub key_columns: usize,
 }
 
 impl ViewSchema {
-    /// The primary-key columns.
-    pub fn key(&self) -> &'static [&'static str] {
-        &self.columns[..self.key_columns]
+    /// The primary-key columns' names.
+    pub fn key(&self) -> impl Iterator<Item = &'static str> {
+        self.columns[..self.key_columns].iter().map(|column| column.name)
     }
 
-    /// The columns that are not part of the primary key.
-    pub fn values(&self) -> &'static [&'static str] {
-        &self.columns[self.key_columns..]
+    /// The names of the columns that are not part of the primary key.
+    pub fn values(&self) -> impl Iterator<Item = &'static str> {
+        self.columns[self.key_columns..].iter().map(|column| column.name)
     }
 
-    /// Every column written, in COPY order: [`ViewSchema::columns`], then [`ROW_DIGEST`].
-    pub fn written(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.columns.iter().copied().chain([ROW_DIGEST])
+    /// Every column written, in row order: [`ViewSchema::columns`], then [`ROW_DIGEST`].
+    pub fn written(&self) -> impl Iterator<Item = &'static str> {
+        self.columns.iter().map(|column| column.name).chain([ROW_DIGEST])
+    }
+
+    /// The typed values of an encoded row or key (its leading columns), paired with their
+    /// columns; a row's trailing digest is not among them.
+    pub fn decode<'a>(&self, line: &'a str) -> Result<Vec<(Column, Value<'a>)>, DecodeError> {
+        let mut fields = line.split('\t');
+        let mut values = Vec::with_capacity(self.columns.len());
+        for column in self.columns {
+            let Some(field) = fields.next() else { break };
+            values.push((*column, Value::parse(column, field)?));
+        }
+        if values.len() < self.key_columns {
+            return Err(DecodeError::Short { table: self.table, fields: values.len() });
+        }
+        Ok(values)
     }
 
     /// The encoded primary key of an encoded row: its leading key columns.
@@ -168,6 +236,93 @@ impl Row {
 pub trait ViewRow {
     /// Writes the row's columns, key columns first, in the order of the view's schema.
     fn write(&self, line: &mut CopyLine);
+}
+
+/// One value of a decoded row ([`ViewSchema::decode`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    /// NULL.
+    Null,
+    /// Text, unescaped (borrowed when it held no escape).
+    Text(std::borrow::Cow<'a, str>),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// Bytes.
+    Bytes(Vec<u8>),
+}
+
+/// An encoded row did not read back as its schema says.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer fields than the key columns.
+    #[error("a row of {table} has {fields} fields, fewer than its key")]
+    Short {
+        /// The view's table.
+        table: &'static str,
+        /// The fields found.
+        fields: usize,
+    },
+    /// A field is not of its column's kind.
+    #[error("column {column} holds {text:?}, which is not {kind:?}")]
+    Kind {
+        /// The column.
+        column: &'static str,
+        /// Its kind.
+        kind: ColumnKind,
+        /// The field as written.
+        text: String,
+    },
+}
+
+impl<'a> Value<'a> {
+    fn parse(column: &Column, field: &'a str) -> Result<Value<'a>, DecodeError> {
+        if field == "\\N" {
+            return Ok(Value::Null);
+        }
+        let wrong = || DecodeError::Kind { column: column.name, kind: column.kind, text: field.to_owned() };
+        Ok(match column.kind {
+            ColumnKind::Text => Value::Text(unescape(field)),
+            ColumnKind::Integer => Value::Integer(field.parse().map_err(|_| wrong())?),
+            ColumnKind::Float => Value::Float(field.parse().map_err(|_| wrong())?),
+            ColumnKind::Boolean => match field {
+                "t" => Value::Boolean(true),
+                "f" => Value::Boolean(false),
+                _ => return Err(wrong()),
+            },
+            ColumnKind::Bytes => {
+                let hex = field.strip_prefix("\\\\x").ok_or_else(wrong)?;
+                let digits = |pair: &[u8]| std::str::from_utf8(pair).ok().and_then(|pair| u8::from_str_radix(pair, 16).ok());
+                Value::Bytes(hex.as_bytes().chunks(2).map(digits).collect::<Option<_>>().ok_or_else(wrong)?)
+            }
+        })
+    }
+}
+
+/// A COPY text field without its backslash escapes.
+fn unescape(field: &str) -> std::borrow::Cow<'_, str> {
+    if !field.contains('\\') {
+        return std::borrow::Cow::Borrowed(field);
+    }
+    let mut text = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => text.push('\t'),
+            Some('n') => text.push('\n'),
+            Some('r') => text.push('\r'),
+            Some(other) => text.push(other),
+            None => {}
+        }
+    }
+    std::borrow::Cow::Owned(text)
 }
 
 /// Builds one line of COPY text format: fields separated by tabs, `\N` for NULL, and
@@ -336,7 +491,8 @@ mod tests {
         }
     }
 
-    const SCHEMA: ViewSchema = ViewSchema { table: "example", columns: &["a", "b", "c"], key_columns: 2 };
+    const SCHEMA: ViewSchema =
+        ViewSchema { table: "example", columns: &[Column::text("a"), Column::integer("b"), Column::text("c")], key_columns: 2 };
 
     #[test]
     fn key_is_the_leading_columns() {
@@ -355,6 +511,26 @@ mod tests {
         let mut line = CopyLine::default();
         line.opt_bytes(Some(&[0, 255])).opt_bytes(None);
         assert_eq!(line.text, "\\\\x00ff\t\\N");
+    }
+
+    #[test]
+    fn rows_decode_to_their_typed_values() {
+        let row = encode_row(0, &SCHEMA, &Example("a\\b\tc\nd", -7, None), &mut CopyLine::default());
+        let values: Vec<Value<'_>> = SCHEMA.decode(row.key()).unwrap().into_iter().map(|(_, value)| value).collect();
+        assert_eq!(values, vec![Value::Text("a\\b\tc\nd".into()), Value::Integer(-7)], "a key is its leading columns");
+        let line = row.into_line();
+        let decoded = SCHEMA.decode(&line).unwrap();
+        assert_eq!(decoded.len(), 3, "the digest is not a column");
+        assert_eq!(decoded[2], (Column::text("c"), Value::Null));
+
+        const KINDS: ViewSchema =
+            ViewSchema { table: "kinds", columns: &[Column::float("f"), Column::boolean("b"), Column::bytes("x")], key_columns: 1 };
+        let mut line = CopyLine::default();
+        line.float(0.1).boolean(true).opt_bytes(Some(&[0, 255]));
+        let values: Vec<Value<'_>> = KINDS.decode(&line.text).unwrap().into_iter().map(|(_, value)| value).collect();
+        assert_eq!(values, vec![Value::Float(0.1), Value::Boolean(true), Value::Bytes(vec![0, 255])]);
+        assert!(matches!(KINDS.decode("x\tt"), Err(DecodeError::Kind { column: "f", .. })));
+        assert!(matches!(SCHEMA.decode("only"), Err(DecodeError::Short { fields: 1, .. })));
     }
 
     #[test]

@@ -15,9 +15,10 @@
 //! are the views as the replay rebuilt them.
 //!
 //! Reconciliation compares digests, not rows. Every row carries the digest of its text, whose
-//! low bits are the bucket of its key ([`crate::rows`]), and the destination says what it
-//! holds of each view as the sum of its rows' digests per bucket ([`HeldDigests`], read when
-//! the job starts). Buckets are spread over the workers (bucket modulo workers); each worker
+//! low bits are the bucket of its key ([`crate::rows`]), and each destination says what it
+//! holds of each view it writes as the sum of its rows' digests per bucket ([`HeldDigests`],
+//! read when the job starts). A bucket that differs from what any destination holds travels
+//! on, and each destination writes only the rows of it that differ from its own. Buckets are spread over the workers (bucket modulo workers); each worker
 //! keeps the rows of its buckets up to `E` and, once all of them are in, sums their digests per
 //! bucket. Only the buckets whose sums differ from the destination's travel on: every row of
 //! each, with a marker saying that they replace the bucket. The first batch that includes `E`
@@ -32,7 +33,7 @@
 //! replay met (recorded as they come, so they do not pile up on one worker), no positions and
 //! no frontier. Later batches are [`CommitMode::Delta`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,8 +128,9 @@ pub enum HeldView {
     Unknown,
 }
 
-/// What a destination holds of each view, read when the job starts; a view that is not
-/// listed holds nothing.
+/// What a destination holds of each view it writes, read when the job starts. A view it does
+/// not list is one it does not write: a restart reconciles a view's buckets that differ from
+/// what any destination listing it holds, and each destination writes only its own views.
 pub type HeldDigests = BTreeMap<ViewId, HeldView>;
 
 /// Everything one transaction must write.
@@ -279,13 +281,13 @@ fn consolidated_epochs<'scope, D: ExchangeData + Ord>(records: VecCollection<'sc
 /// Rows of one view's bucket, as a worker holds them until the replay ends.
 type BucketRows = BTreeMap<(ViewId, Bucket), Vec<(Row, isize)>>;
 
-/// The buckets whose rows up to the end of the replay differ from what the destination
-/// holds (`held`), with every row of each, at the end's time; see the module documentation.
+/// The buckets whose rows up to the end of the replay differ from what a destination holds
+/// (`held`), with every row of each, at the end's time; see the module documentation.
 /// `rows` are routed by bucket; rows after the end pass through.
 fn reconcile_buckets<'scope>(
     rows: Stream<'scope, Epoch, Vec<(Row, Epoch, isize)>>,
     end: Stream<'scope, Epoch, Vec<()>>,
-    held: Arc<HeldDigests>,
+    held: Arc<[HeldDigests]>,
 ) -> Stream<'scope, Epoch, Vec<(SinkRecord, Epoch, isize)>> {
     let (index, peers) = (rows.scope().index(), rows.scope().peers());
     let route = Exchange::new(|(row, _, _): &(Row, Epoch, isize)| u64::from(row.bucket()));
@@ -340,10 +342,11 @@ fn reconcile_buckets<'scope>(
 }
 
 /// The views and buckets (`None`: the whole view) whose `replayed` rows (consolidated here)
-/// differ from what the destination holds, among those worker `index` of `peers` owns.
+/// differ from what any destination that writes the view holds (`held`, one per destination),
+/// among those worker `index` of `peers` owns.
 fn differing<'a>(
     replayed: impl Iterator<Item = (&'a (ViewId, Bucket), &'a mut Vec<(Row, isize)>)>,
-    held: &HeldDigests,
+    held: &[HeldDigests],
     index: usize,
     peers: usize,
 ) -> Vec<(ViewId, Option<Bucket>)> {
@@ -356,27 +359,27 @@ fn differing<'a>(
             sums.entry(view).or_default().insert(bucket, sum);
         }
     }
-    let views: std::collections::BTreeSet<ViewId> = sums.keys().chain(held.keys()).copied().collect();
+    let views: BTreeSet<ViewId> = held.iter().flat_map(|destination| destination.keys()).copied().collect();
     let mut differing = Vec::new();
     for view in views {
         let ours = sums.remove(&view).unwrap_or_default();
-        match held.get(&view) {
-            Some(HeldView::Unknown) => differing.push((view, None)),
-            theirs => {
-                let empty = HashMap::new();
-                let theirs = match theirs {
-                    Some(HeldView::Buckets(buckets)) => buckets,
-                    _ => &empty,
-                };
-                let mut buckets: Vec<Bucket> = ours
-                    .iter()
-                    .filter(|(bucket, sum)| theirs.get(bucket) != Some(sum))
-                    .map(|(bucket, _)| *bucket)
-                    .chain(theirs.keys().filter(|bucket| mine(**bucket) && !ours.contains_key(bucket)).copied())
-                    .collect();
-                buckets.sort_unstable();
-                differing.extend(buckets.into_iter().map(|bucket| (view, Some(bucket))));
+        let mut buckets = BTreeSet::new();
+        let mut whole = false;
+        for theirs in held.iter().filter_map(|destination| destination.get(&view)) {
+            match theirs {
+                HeldView::Unknown => whole = true,
+                HeldView::Buckets(theirs) => buckets.extend(
+                    ours.iter()
+                        .filter(|(bucket, sum)| theirs.get(bucket) != Some(sum))
+                        .map(|(bucket, _)| *bucket)
+                        .chain(theirs.keys().filter(|bucket| mine(**bucket) && !ours.contains_key(bucket)).copied()),
+                ),
             }
+        }
+        if whole {
+            differing.push((view, None));
+        } else {
+            differing.extend(buckets.into_iter().map(|bucket| (view, Some(bucket))));
         }
     }
     differing
@@ -384,13 +387,13 @@ fn differing<'a>(
 
 /// Writes the views, source positions and dead letters through `committer` (which only
 /// worker 0 needs to hold), withholding output until the replay to `target` has ended and
-/// reconciling the views with what the destination holds (`held`) then.
+/// reconciling the views with what the destinations hold (`held`, one per destination) then.
 pub fn commit_views<'scope, C: Committer>(
     views: VecCollection<'scope, Epoch, Row>,
     positions: VecCollection<'scope, Epoch, SourcePosition>,
     dead_letters: VecCollection<'scope, Epoch, DeadLetter>,
     target: HydrationTarget,
-    held: Arc<HeldDigests>,
+    held: Arc<[HeldDigests]>,
     committer: Option<C>,
     progress: SinkProgress<'_>,
 ) {
@@ -529,7 +532,7 @@ fn build_batch(mode: CommitMode, frontier: Option<Epoch>, updates: Vec<(SinkReco
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rows::{encode_row, CopyLine, ViewRow, ViewSchema};
+    use crate::rows::{encode_row, Column, CopyLine, ViewRow, ViewSchema};
 
     struct KeyValue<'a>(&'a str, &'a str);
 
@@ -539,7 +542,7 @@ mod tests {
         }
     }
 
-    const SCHEMA: ViewSchema = ViewSchema { table: "t", columns: &["k", "v"], key_columns: 1 };
+    const SCHEMA: ViewSchema = ViewSchema { table: "t", columns: &[Column::text("k"), Column::text("v")], key_columns: 1 };
 
     fn encoded(view: ViewId, key: &str, value: &str) -> Row {
         encode_row(view, &SCHEMA, &KeyValue(key, value), &mut CopyLine::default())
@@ -606,6 +609,11 @@ mod tests {
 
     /// `differing` over `rows` (one worker of one), as (view, bucket) pairs.
     fn differ(rows: Vec<(Row, isize)>, held: &HeldDigests, index: usize, peers: usize) -> Vec<(ViewId, Option<Bucket>)> {
+        differ_from(rows, std::slice::from_ref(held), index, peers)
+    }
+
+    /// `differing` over `rows` against several destinations.
+    fn differ_from(rows: Vec<(Row, isize)>, held: &[HeldDigests], index: usize, peers: usize) -> Vec<(ViewId, Option<Bucket>)> {
         let mut replayed: BucketRows = BTreeMap::new();
         for (row, diff) in rows {
             replayed.entry((row.view, row.bucket())).or_default().push((row, diff));
@@ -641,6 +649,27 @@ mod tests {
         revised.push((rows[3].clone(), -1));
         revised.push((encoded(0, "k3", "w"), 1));
         assert_eq!(differ(revised, &held, 0, 1), vec![(0, Some(rows[3].bucket()))], "revisions consolidate first");
+    }
+
+    #[test]
+    fn each_destination_is_compared_for_the_views_it_writes() {
+        let rows: Vec<Row> = (0..100).map(|i| encoded(0, &format!("k{i}"), "v")).collect();
+        let others: Vec<Row> = (0..10).map(|i| encoded(1, &format!("o{i}"), "v")).collect();
+        let replay: Vec<(Row, isize)> = rows.iter().chain(&others).map(|row| (row.clone(), 1)).collect();
+        let mut first = held_of(&rows);
+        first.append(&mut held_of(&others));
+        let mut behind = rows.clone();
+        behind[40] = encoded(0, "k40", "older");
+        let second = held_of(&behind);
+        assert_eq!(differ_from(replay.clone(), &[first.clone()], 0, 1), vec![], "equal to the only destination");
+        assert_eq!(
+            differ_from(replay.clone(), &[first.clone(), second], 0, 1),
+            vec![(0, Some(rows[40].bucket()))],
+            "a bucket either destination lacks is sent; view 1 is the first's alone, and it holds it"
+        );
+        let empty: HeldDigests = [(0, HeldView::Buckets(HashMap::new()))].into();
+        assert_eq!(differ_from(replay, &[first, empty], 0, 1).len(), rows.iter().map(Row::bucket).collect::<BTreeSet<_>>().len());
+        assert!(differ_from(others.iter().map(|row| (row.clone(), 1)).collect(), &[], 0, 1).is_empty(), "a view no one writes");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::http::{serve, Readiness};
 use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
-use citeflow_engine::sink::{commit_views, HydrationTarget, SinkProgress};
+use citeflow_engine::sink::{commit_views, HeldDigests, HydrationTarget, SinkProgress};
 use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_engine::worker::timely_config;
 use timely::dataflow::ProbeHandle;
@@ -147,7 +147,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         "starting; replaying inputs up to the committed offsets before writing"
     );
 
-    let held = Arc::new(start.held);
+    let held: Arc<[HeldDigests]> = Arc::from(vec![start.held]);
     let queue = Arc::new(Mutex::new(Some(queue)));
     let failure = committer.watch();
     let epochs = EpochSettings {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use citeflow_connectors::kafka::source::KafkaMessage;
 use citeflow_connectors::postgres::{WatermarkLogRow, WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
 use citeflow_engine::replay::ReplayEnd;
-use citeflow_engine::rows::{encode, CopyLine, Row, ViewId, ViewRow, ViewSchema};
+use citeflow_engine::rows::{encode, Column, CopyLine, Row, ViewId, ViewRow, ViewSchema};
 use citeflow_engine::sink::DeadLetter;
 use citeflow_engine::time::Epoch;
 use citeflow_engine::timestamps::{format_rfc3339, parse_rfc3339, EventTime};
@@ -40,15 +40,15 @@ use crate::domain::PolicyDocument;
 pub const CITATIONS_PER_PERIOD: ViewSchema = ViewSchema {
     table: "citations_per_period",
     columns: &[
-        "organisation",
-        "period_start",
-        "period_end",
-        "documents",
-        "citing_documents",
-        "citations",
-        "publications",
-        "closed",
-        "revision",
+        Column::text("organisation"),
+        Column::text("period_start"),
+        Column::text("period_end"),
+        Column::integer("documents"),
+        Column::integer("citing_documents"),
+        Column::integer("citations"),
+        Column::integer("publications"),
+        Column::boolean("closed"),
+        Column::integer("revision"),
     ],
     key_columns: 2,
 };

@@ -2,7 +2,7 @@
 //! that derives them from publications, documents and citations.
 
 use citeflow_connectors::postgres::Migration;
-use citeflow_engine::rows::{encode, encode_row, CopyLine, Row, ViewId, ViewRow, ViewSchema};
+use citeflow_engine::rows::{encode, encode_row, Column, CopyLine, Row, ViewId, ViewRow, ViewSchema};
 use citeflow_operators::arrange::ArrangeCompact;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::VecCollection;
@@ -19,18 +19,18 @@ use crate::publications::PublicationEntry;
 pub const PUBLICATIONS: ViewSchema = ViewSchema {
     table: "publications",
     columns: &[
-        "publication_id",
-        "pmid",
-        "pmcid",
-        "doi",
-        "title",
-        "authors",
-        "journal",
-        "journal_abbreviation",
-        "volume",
-        "issue",
-        "year",
-        "pages",
+        Column::text("publication_id"),
+        Column::text("pmid"),
+        Column::text("pmcid"),
+        Column::text("doi"),
+        Column::text("title"),
+        Column::text("authors"),
+        Column::text("journal"),
+        Column::text("journal_abbreviation"),
+        Column::text("volume"),
+        Column::text("issue"),
+        Column::integer("year"),
+        Column::text("pages"),
     ],
     key_columns: 1,
 };
@@ -38,27 +38,53 @@ pub const PUBLICATIONS: ViewSchema = ViewSchema {
 /// `policy_documents`: one row per document, with a full-text search column.
 pub const POLICY_DOCUMENTS: ViewSchema = ViewSchema {
     table: "policy_documents",
-    columns: &["document_id", "organisation", "title", "url", "published_at", "reference_count"],
+    columns: &[
+        Column::text("document_id"),
+        Column::text("organisation"),
+        Column::text("title"),
+        Column::text("url"),
+        Column::text("published_at"),
+        Column::integer("reference_count"),
+    ],
     key_columns: 1,
 };
 
 /// `citations`: per document, reference and matcher, the cited publication.
 pub const CITATIONS: ViewSchema = ViewSchema {
     table: "citations",
-    columns: &["document_id", "reference_index", "matcher", "publication_id", "method", "score", "reference"],
+    columns: &[
+        Column::text("document_id"),
+        Column::integer("reference_index"),
+        Column::text("matcher"),
+        Column::text("publication_id"),
+        Column::text("method"),
+        Column::float("score"),
+        Column::text("reference"),
+    ],
     key_columns: 3,
 };
 
 /// `publication_citation_counts`: per cited publication, citations and citing documents.
-pub const PUBLICATION_CITATION_COUNTS: ViewSchema =
-    ViewSchema { table: "publication_citation_counts", columns: &["publication_id", "citations", "citing_documents"], key_columns: 1 };
+pub const PUBLICATION_CITATION_COUNTS: ViewSchema = ViewSchema {
+    table: "publication_citation_counts",
+    columns: &[Column::text("publication_id"), Column::integer("citations"), Column::integer("citing_documents")],
+    key_columns: 1,
+};
 
 /// `matcher_comparison`: with two matchers side by side, per reference either cites: the
 /// publication each chose and whether they `agree`, cite `only_a`, `only_b`, or a `different`
 /// publication.
 pub const MATCHER_COMPARISON: ViewSchema = ViewSchema {
     table: "matcher_comparison",
-    columns: &["document_id", "reference_index", "matcher_a", "matcher_b", "publication_a", "publication_b", "outcome"],
+    columns: &[
+        Column::text("document_id"),
+        Column::integer("reference_index"),
+        Column::text("matcher_a"),
+        Column::text("matcher_b"),
+        Column::text("publication_a"),
+        Column::text("publication_b"),
+        Column::text("outcome"),
+    ],
     key_columns: 2,
 };
 

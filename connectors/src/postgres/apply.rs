@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use bytes::{BufMut, BytesMut};
-use citeflow_engine::rows::{encode_line, Bucket, CopyLine, ViewRow, ViewSchema, ROW_DIGEST};
+use citeflow_engine::rows::{encode_line, Bucket, Column, CopyLine, ViewId, ViewRow, ViewSchema, ROW_DIGEST};
 use citeflow_engine::sink::{CommitMode, DeadLetter, HeldDigests, HeldView, Replaced, SourcePosition, ViewChanges};
 use citeflow_engine::timestamps::format_rfc3339;
 use futures_util::SinkExt;
@@ -14,20 +14,32 @@ use tokio_postgres::{Client, Transaction};
 use super::PgError;
 
 /// The engine's progress table as a view: per topic and partition, the next offset.
-pub const PROGRESS_VIEW: ViewSchema =
-    ViewSchema { table: "citeflow_progress", columns: &["topic", "partition", "next_offset"], key_columns: 2 };
+pub const PROGRESS_VIEW: ViewSchema = ViewSchema {
+    table: "citeflow_progress",
+    columns: &[Column::text("topic"), Column::integer("partition"), Column::integer("next_offset")],
+    key_columns: 2,
+};
 
 /// The engine's durable log of event-time watermark advances, written as a view by jobs
 /// that keep event time: per advance and partition, the partition's next offset.
 pub const WATERMARK_LOG_VIEW: ViewSchema = ViewSchema {
     table: "citeflow_watermark_log",
-    columns: &["watermark_ms", "topic", "partition", "next_offset", "watermark"],
+    columns: &[
+        Column::integer("watermark_ms"),
+        Column::text("topic"),
+        Column::integer("partition"),
+        Column::integer("next_offset"),
+        Column::text("watermark"),
+    ],
     key_columns: 3,
 };
 
 /// The engine's current event-time watermarks: `global` and one row per `topic/partition`.
-pub const WATERMARKS_VIEW: ViewSchema =
-    ViewSchema { table: "citeflow_watermarks", columns: &["source", "watermark", "next_offset"], key_columns: 1 };
+pub const WATERMARKS_VIEW: ViewSchema = ViewSchema {
+    table: "citeflow_watermarks",
+    columns: &[Column::text("source"), Column::text("watermark"), Column::integer("next_offset")],
+    key_columns: 1,
+};
 
 /// One row of [`WATERMARK_LOG_VIEW`]: when the watermark became `watermark`, `partition` of
 /// `topic` had been read up to `next_offset`.
@@ -52,7 +64,17 @@ impl ViewRow for WatermarkLogRow {
 /// The engine's dead-letter table.
 pub const DEAD_LETTER_VIEW: ViewSchema = ViewSchema {
     table: "citeflow_dead_letters",
-    columns: &["topic", "partition", "offset", "reason", "detail", "message_key", "payload", "payload_size", "payload_sha256"],
+    columns: &[
+        Column::text("topic"),
+        Column::integer("partition"),
+        Column::integer("offset"),
+        Column::text("reason"),
+        Column::text("detail"),
+        Column::bytes("message_key"),
+        Column::bytes("payload"),
+        Column::integer("payload_size"),
+        Column::text("payload_sha256"),
+    ],
     key_columns: 3,
 };
 
@@ -74,7 +96,7 @@ fn quoted<'a>(columns: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 fn key_match(schema: &ViewSchema, left: &str, right: &str) -> String {
-    schema.key().iter().map(|c| format!("{left}.\"{c}\" = {right}.\"{c}\"")).collect::<Vec<_>>().join(" AND ")
+    schema.key().map(|c| format!("{left}.\"{c}\" = {right}.\"{c}\"")).collect::<Vec<_>>().join(" AND ")
 }
 
 fn stage_table(schema: &ViewSchema) -> String {
@@ -93,7 +115,7 @@ fn stage_keys_table(schema: &ViewSchema) -> String {
 fn upsert_from(schema: &ViewSchema, source: &str, compare_first: bool) -> String {
     let table = schema.table;
     let columns = quoted(schema.written());
-    let set = schema.values().iter().chain([&ROW_DIGEST]).map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
+    let set = schema.values().chain([ROW_DIGEST]).map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\"")).collect::<Vec<_>>().join(", ");
     let selected = if compare_first {
         let listed = schema.written().map(|c| format!("s.\"{c}\"")).collect::<Vec<_>>().join(", ");
         format!(
@@ -106,15 +128,16 @@ fn upsert_from(schema: &ViewSchema, source: &str, compare_first: bool) -> String
     format!(
         "INSERT INTO {table} AS t ({columns}) {selected} ON CONFLICT ({key}) DO UPDATE SET {set} \
          WHERE t.\"{ROW_DIGEST}\" IS DISTINCT FROM EXCLUDED.\"{ROW_DIGEST}\"",
-        key = quoted(schema.key().iter().copied())
+        key = quoted(schema.key())
     )
 }
 
 /// What each of `views` holds, as the sum of its rows' digests per bucket (a view whose rows
-/// lack digests is [`HeldView::Unknown`]); views without rows are left out.
+/// lack digests is [`HeldView::Unknown`]). Every view is listed: the database writes them all.
 pub async fn held_digests(client: &Client, views: &[ViewSchema]) -> Result<HeldDigests, PgError> {
     let mut held = HeldDigests::new();
     for (id, schema) in views.iter().enumerate() {
+        let id = ViewId::try_from(id).expect("fewer than 65,536 views");
         let sql = format!(
             "SELECT (\"{ROW_DIGEST}\" & {mask})::int4, sum(\"{ROW_DIGEST}\")::text FROM {table} GROUP BY 1",
             mask = Bucket::MAX,
@@ -122,6 +145,7 @@ pub async fn held_digests(client: &Client, views: &[ViewSchema]) -> Result<HeldD
         );
         let rows = client.query(&sql, &[]).await.map_err(PgError::db(format!("reading the digests of {}", schema.table)))?;
         if rows.is_empty() {
+            held.insert(id, HeldView::Buckets(HashMap::new()));
             continue;
         }
         let mut buckets = HashMap::with_capacity(rows.len());
@@ -136,7 +160,6 @@ pub async fn held_digests(client: &Client, views: &[ViewSchema]) -> Result<HeldD
                 _ => unknown = true,
             }
         }
-        let id = u16::try_from(id).expect("fewer than 65,536 views");
         held.insert(id, if unknown { HeldView::Unknown } else { HeldView::Buckets(buckets) });
     }
     Ok(held)
@@ -151,7 +174,7 @@ pub async fn prepare_staging(client: &Client, schemas: &[ViewSchema]) -> Result<
             stage = stage_table(schema),
             keys = stage_keys_table(schema),
             columns = quoted(schema.written()),
-            key = quoted(schema.key().iter().copied()),
+            key = quoted(schema.key()),
             table = schema.table,
         );
         client.batch_execute(&sql).await.map_err(PgError::db(format!("staging tables for {}", schema.table)))?;
@@ -214,7 +237,7 @@ pub async fn apply_view(
     .map_err(PgError::db(context.clone()))?;
     if !changes.deletes.is_empty() {
         let keys = stage_keys_table(schema);
-        copy_lines(transaction, &keys, quoted(schema.key().iter().copied()), changes.deletes.iter().map(String::as_str)).await?;
+        copy_lines(transaction, &keys, quoted(schema.key()), changes.deletes.iter().map(String::as_str)).await?;
         let sql = format!("DELETE FROM {table} t USING {keys} d WHERE {}", key_match(schema, "t", "d"));
         touched += transaction.execute(&sql, &[]).await.map_err(PgError::db(context.clone()))?;
     }

@@ -165,10 +165,11 @@ pub async fn apply_view_isolating(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use citeflow_engine::rows::Column;
 
     #[test]
     fn the_same_row_is_the_same_dead_letter() {
-        let schema = ViewSchema { table: "t", columns: &["a", "b", "c"], key_columns: 2 };
+        let schema = ViewSchema { table: "t", columns: &[Column::text("a"), Column::integer("b"), Column::text("c")], key_columns: 2 };
         let first = dead_letter(&schema, "x\t1\ty", "refused");
         assert_eq!(first, dead_letter(&schema, "x\t1\ty", "refused"));
         assert_ne!(first.offset, dead_letter(&schema, "x\t1\tz", "refused").offset);
