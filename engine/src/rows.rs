@@ -35,9 +35,12 @@ pub const ROW_DIGEST: &str = "row_digest";
 /// The digest of a row whose encoded key is `key` and encoded columns `line` (see the module
 /// documentation).
 pub fn digest(key: &str, line: &str) -> i64 {
-    let hasher = SipHasher13::new();
-    let bucket = hasher.hash(key.as_bytes()) & u64::from(Bucket::MAX);
-    ((hasher.hash(line.as_bytes()) & !u64::from(Bucket::MAX)) | bucket) as i64
+    ((SipHasher13::new().hash(line.as_bytes()) & !u64::from(Bucket::MAX)) | u64::from(key_bucket(key))) as i64
+}
+
+/// The bucket of a row whose encoded key is `key`.
+pub fn key_bucket(key: &str) -> Bucket {
+    (SipHasher13::new().hash(key.as_bytes()) & u64::from(Bucket::MAX)) as Bucket
 }
 
 /// The bucket of a digest.

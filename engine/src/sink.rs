@@ -400,7 +400,7 @@ pub fn commit_views<'scope, C: Committer>(
     let reached = positions
         .inner
         .clone()
-        .flat_map(|(position, _, diff)| (diff > 0).then(|| ((position.topic, position.partition), position.next_offset)));
+        .flat_map(|(position, _, diff)| (diff > 0).then_some(((position.topic, position.partition), position.next_offset)));
     let end = ReplayEnd::new(reached, target.clone()).stream();
     let rows = reconcile_buckets(consolidated_epochs(views).inner, end, held);
     let others = consolidated_epochs(positions.map(SinkRecord::Position).concat(dead_letters.map(SinkRecord::DeadLetter)));

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use citeflow_connectors::kafka::sink::KafkaSinkConfig;
 use citeflow_connectors::kafka::KafkaConfig;
 use citeflow_connectors::postgres::PostgresConfig;
 use citeflow_engine::config::{env_override, load_toml, parse_duration, parse_toml, ConfigError, EngineConfig};
@@ -17,6 +18,7 @@ use crate::dataflow::MatcherLogic;
 use crate::envelope::{FutureEventTime, FuturePolicy};
 use crate::matching::{DecisionRule, ModelSource, Scorer, SCORE_SCALE};
 use crate::periods::PeriodLogic;
+use crate::views::VIEWS;
 
 /// Topic names.
 #[derive(Clone, Debug, Deserialize)]
@@ -309,6 +311,8 @@ pub struct CiteflowConfig {
     pub matching: MatchingConfig,
     /// Event time.
     pub event_time: EventTimeConfig,
+    /// The Kafka sink: views written to change topics too (off without the section).
+    pub kafka_sink: Option<KafkaSinkConfig>,
     /// The file the configuration was read from, if any: the running job watches it and
     /// applies new decision rules (`min_score`, `margin`) without a restart.
     #[serde(skip)]
@@ -394,6 +398,9 @@ impl CiteflowConfig {
             return Err(ConfigError::invalid("topics.partitions", "must be between 1 and 1024"));
         }
         self.event_time.logic(&self.topics.documents)?;
+        if let Some(sink) = &self.kafka_sink {
+            sink.check(&VIEWS).map_err(|(setting, reason)| ConfigError::invalid(format!("kafka_sink.{setting}"), reason))?;
+        }
         self.matching.validate()
     }
 }

@@ -9,15 +9,17 @@ use citeflow_connectors::archive::{self, archive_source};
 use citeflow_connectors::kafka::admin::{check_connection, discover_partitions, ensure_topics, offset_ranges, retention, Retention};
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::discovery::{assigned, PartitionWatch};
+use citeflow_connectors::kafka::sink::{kafka_sink_queue, start_kafka_sink, KafkaSinkHandle, KafkaSinkStart};
 use citeflow_connectors::kafka::source::{kafka_source, SourceDiscovery, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
+use citeflow_connectors::postgres::committer::Followers;
 use citeflow_connectors::postgres::{start_committer, Reconciliation};
 use citeflow_connectors::EpochSettings;
 use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::http::{serve, Readiness};
 use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
-use citeflow_engine::sink::{commit_views, HeldDigests, HydrationTarget, SinkProgress};
+use citeflow_engine::sink::{commit_views, Committer, HeldDigests, HydrationTarget, SinkProgress};
 use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_engine::worker::timely_config;
 use timely::dataflow::ProbeHandle;
@@ -37,6 +39,8 @@ const PARK: Duration = Duration::from_millis(100);
 pub struct RunReport {
     /// Totals of the committer.
     pub commits: CommitStats,
+    /// Messages the Kafka sink wrote, when it runs.
+    pub kafka_messages: Option<u64>,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -136,8 +140,21 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let topics = vec![config.topics.publications.clone(), config.topics.documents.clone()];
     let Inputs { partitions, reconciliation, publisher } = inputs(config, &topics)?;
     let completed = Completed::new();
+    let (kafka_queue, kafka_receiver) = config.kafka_sink.as_ref().map(|_| kafka_sink_queue()).unzip();
+    let followers =
+        Followers { dead_letters: publisher, destination: kafka_queue.map(|queue| Box::new(queue) as Box<dyn Committer + Send>) };
     let (start, queue, committer) =
-        start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, publisher, readiness, completed.clone())?;
+        start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, followers, readiness, completed.clone())?;
+    let mut held = vec![start.held];
+    let kafka_sink = match (&config.kafka_sink, kafka_receiver) {
+        (Some(sink), Some(receiver)) => {
+            let start = KafkaSinkStart { kafka: &config.kafka, config: sink, views: &VIEWS, generation: start.generation, reconciliation };
+            let (kafka_held, handle) = start_kafka_sink(start, receiver, committer.watch()).context("starting the kafka sink")?;
+            held.push(kafka_held);
+            Some(handle)
+        }
+        _ => None,
+    };
     let target: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
     check_committed_offsets(config, &target, reconciliation)?;
     tracing::info!(
@@ -147,7 +164,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         "starting; replaying inputs up to the committed offsets before writing"
     );
 
-    let held: Arc<[HeldDigests]> = Arc::from(vec![start.held]);
+    let held: Arc<[HeldDigests]> = Arc::from(held);
     let queue = Arc::new(Mutex::new(Some(queue)));
     let failure = committer.watch();
     let epochs = EpochSettings {
@@ -233,5 +250,6 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         result.map_err(|e| anyhow!("a worker failed: {e}"))?.map_err(|e| anyhow!(e))?;
     }
     let commits = committer.join()?;
-    Ok(RunReport { commits, elapsed: started.elapsed() })
+    let kafka_messages = kafka_sink.map(KafkaSinkHandle::join).transpose()?;
+    Ok(RunReport { commits, kafka_messages, elapsed: started.elapsed() })
 }

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use citeflow_connectors::archive::archive_topics;
 use citeflow_connectors::kafka::admin::{check_connection, ensure_topics};
+use citeflow_connectors::kafka::sink::{describe, read_topic, Reading};
 use citeflow_jobs::churn::{churn, ChurnSettings};
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::loader::{load_sample, SampleLoad};
 use citeflow_jobs::{eval, job, status, synthetic};
 use clap::{Parser, Subcommand};
 use std::io::Write;
+use std::ops::ControlFlow;
 use tracing_subscriber::EnvFilter;
 
 mod allocator;
@@ -81,6 +83,15 @@ enum Command {
     },
     /// Show what the views hold.
     Status,
+    /// Print the changes of a view's Kafka topic (`[kafka_sink]`) as JSON lines, from the
+    /// start: partition, offset, frontier, key, value (`null`: the row was deleted).
+    Tail {
+        /// The view (its table name), e.g. `citations`.
+        view: String,
+        /// Stop at the end the topic had when reading began instead of following it.
+        #[arg(long)]
+        to_end: bool,
+    },
     /// Generate a seeded synthetic evaluation set: an index of publications and references
     /// to it (positives) and to publications held out of it (negatives), in five styles.
     Synth {
@@ -256,6 +267,23 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", eval::report(&evaluation, worst));
             }
+        }
+        Command::Tail { view, to_end } => {
+            let sink = config.kafka_sink.clone().unwrap_or_default();
+            let topic = sink.topic(&view).ok_or_else(|| anyhow::anyhow!("the kafka sink does not write `{view}` (kafka_sink.views)"))?;
+            check_connection(&config.kafka)?;
+            let reading = if to_end { Reading::ToEnd } else { Reading::Follow };
+            let mut out = std::io::stdout().lock();
+            let mut written = Ok(());
+            read_topic(&config.kafka, &topic, reading, |message| {
+                written = writeln!(out, "{}", describe(message)).and_then(|()| out.flush());
+                if written.is_ok() {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            })?;
+            written?;
         }
         Command::Status => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod discovery;
 pub mod producer;
+pub mod sink;
 pub mod source;
 
 pub use config::KafkaConfig;

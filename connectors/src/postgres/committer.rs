@@ -95,6 +95,12 @@ impl CommitterWatch {
     pub fn failure(&self) -> Option<String> {
         self.0.lock().expect("failure lock").clone()
     }
+
+    /// Reports a fatal error of a destination that follows the committer (the first one
+    /// reported is kept).
+    pub(crate) fn report(&self, error: String) {
+        self.0.lock().expect("failure lock").get_or_insert(error);
+    }
 }
 
 impl CommitterHandle {
@@ -131,6 +137,15 @@ fn staged_schemas(views: &[ViewSchema]) -> Vec<ViewSchema> {
     all
 }
 
+/// What follows the committer's commits.
+#[derive(Default)]
+pub struct Followers {
+    /// Publishes the dead letters each commit recorded to the dead-letter topic.
+    pub dead_letters: Option<DeadLetterPublisher>,
+    /// Another destination, handed each batch once it is committed, in commit order.
+    pub destination: Option<Box<dyn Committer + Send>>,
+}
+
 /// Connects, applies the engine's and the job's migrations, takes a new generation, reads
 /// the committed offsets, and starts the committer thread.
 pub fn start_committer(
@@ -138,7 +153,7 @@ pub fn start_committer(
     reconciliation: Reconciliation,
     views: Vec<ViewSchema>,
     migrations: &[Migration],
-    publisher: Option<DeadLetterPublisher>,
+    followers: Followers,
     readiness: Readiness,
     completed: Completed,
 ) -> Result<(SinkStart, CommitQueue, CommitterHandle), PgError> {
@@ -180,7 +195,8 @@ pub fn start_committer(
     tracing::info!(generation = start.generation, partitions = start.committed.len(), "sink ready");
     let (sender, receiver) = mpsc::channel();
     let failure = Arc::new(Mutex::new(None));
-    let outbox = publisher
+    let Followers { dead_letters, destination } = followers;
+    let outbox = dead_letters
         .map(|publisher| start_outbox(connection.clone(), publisher))
         .transpose()
         .map_err(|e| PgError::Config(format!("starting the dead-letter outbox: {e}")))?;
@@ -190,7 +206,7 @@ pub fn start_committer(
     let thread = std::thread::Builder::new()
         .name("citeflow-committer".into())
         .spawn(move || {
-            let result = run(&runtime, session, receiver, wake, readiness, completed);
+            let result = run(&runtime, session, receiver, (wake, destination), readiness, completed);
             if let Err(error) = &result {
                 tracing::error!(%error, "committer stopped");
                 *thread_failure.lock().expect("failure lock") = Some(error.to_string());
@@ -205,7 +221,7 @@ fn run(
     runtime: &Runtime,
     mut session: Session,
     receiver: Receiver<CommitBatch>,
-    outbox: Option<Sender<Wake>>,
+    (outbox, mut destination): (Option<Sender<Wake>>, Option<Box<dyn Committer + Send>>),
     readiness: Readiness,
     completed: Completed,
 ) -> Result<CommitStats, PgError> {
@@ -237,6 +253,9 @@ fn run(
                         metrics().committed_frontier.set(frontier as i64);
                     }
                     completed.finish(batches.last().and_then(|b| b.frontier));
+                    if let Some(destination) = destination.as_mut() {
+                        batches.drain(..).for_each(|batch| destination.submit(batch));
+                    }
                     break;
                 }
                 Err(error) if error.refusal().is_some() && !isolate => {

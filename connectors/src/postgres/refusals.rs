@@ -169,7 +169,9 @@ mod tests {
 
     #[test]
     fn the_same_row_is_the_same_dead_letter() {
-        let schema = ViewSchema { table: "t", columns: &[Column::text("a"), Column::integer("b"), Column::text("c")], key_columns: 2 };
+        const SCHEMA: ViewSchema =
+            ViewSchema { table: "t", columns: &[Column::text("a"), Column::integer("b"), Column::text("c")], key_columns: 2 };
+        let schema = SCHEMA;
         let first = dead_letter(&schema, "x\t1\ty", "refused");
         assert_eq!(first, dead_letter(&schema, "x\t1\ty", "refused"));
         assert_ne!(first.offset, dead_letter(&schema, "x\t1\tz", "refused").offset);
