@@ -1,0 +1,301 @@
+//! The Kafka sink against the local broker: the `citations` change topic ends equal to the
+//! `citations` table, row for row, through SIGKILLs and a zombie instance, and a consumer that
+//! followed the topic the whole time never saw a key take the value it already had; deleted
+//! and re-published documents give tombstones and new values.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use citeflow_connectors::kafka::admin::ensure_topics;
+use citeflow_connectors::kafka::sink::{latest_values, FRONTIER_HEADER};
+use citeflow_jobs::config::TopicsConfig;
+use citeflow_jobs::loader::{envelope, gold_documents, publication_key, EPMC_FILES};
+use citeflow_jobs::synthetic::Rng;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use support::workload::{millis, produce, spawn_logged, workload, Message};
+use support::*;
+
+const TOPIC: &str = "citeflow.citations";
+const SINK: &str = "\n[kafka_sink]\nviews = [\"citations\"]\n";
+
+/// One message a follower saw.
+#[derive(Debug)]
+struct Seen {
+    partition: i32,
+    offset: i64,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    frontier: Option<String>,
+}
+
+/// A `read_committed` consumer following the change topic from its start on its own thread.
+struct Follower {
+    stop: Arc<AtomicBool>,
+    next: Arc<Mutex<BTreeMap<i32, i64>>>,
+    thread: JoinHandle<Vec<Seen>>,
+}
+
+impl Follower {
+    fn start(broker: &Broker) -> Self {
+        let kafka = test_kafka(broker);
+        ensure_topics(&kafka, &[TOPIC.to_string()], 4).expect("creating the change topic");
+        let mut config = kafka.consumer_config();
+        config.set("isolation.level", "read_committed").set("group.id", "citeflow-follower");
+        let consumer: BaseConsumer = config.create().expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..4 {
+            assignment.add_partition_offset(TOPIC, partition, Offset::Beginning).expect("assign");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let stop = Arc::new(AtomicBool::new(false));
+        let next = Arc::new(Mutex::new(BTreeMap::new()));
+        let (stopping, positions) = (stop.clone(), next.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stopping.load(Ordering::Relaxed) {
+                let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
+                let frontier = message
+                    .headers()
+                    .and_then(|headers| headers.iter().find(|header| header.key == FRONTIER_HEADER))
+                    .and_then(|header| header.value.map(|value| String::from_utf8_lossy(value).into_owned()));
+                seen.push(Seen {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().expect("every change has a key").to_vec(),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    frontier,
+                });
+                positions.lock().unwrap().insert(message.partition(), message.offset() + 1);
+            }
+            seen
+        });
+        Follower { stop, next, thread }
+    }
+
+    /// Waits until the follower has read to the topic's current end, and returns what it saw.
+    fn finish(self, broker: &Broker) -> Vec<Seen> {
+        let ends = high_watermarks(broker, &[TOPIC]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let next = self.next.lock().unwrap().clone();
+            if ends.iter().all(|((_, partition), end)| *end == 0 || next.get(partition).is_some_and(|n| n >= end)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the follower reads to the end: at {next:?} of {ends:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("follower")
+    }
+}
+
+/// No message repeats the value its key already had (a tombstone for a key without a value
+/// included), and every message names its frontier.
+fn assert_no_change_seen_twice(seen: &[Seen]) {
+    let mut latest: HashMap<&[u8], Option<&[u8]>> = HashMap::new();
+    for message in seen {
+        assert!(message.frontier.is_some(), "every change names its frontier: {message:?}");
+        let before = latest.get(message.key.as_slice()).copied().flatten();
+        assert!(
+            before != message.value.as_deref(),
+            "partition {} offset {}: key {} took the value it had ({:?})",
+            message.partition,
+            message.offset,
+            String::from_utf8_lossy(&message.key),
+            message.value.as_deref().map(String::from_utf8_lossy)
+        );
+        latest.insert(&message.key, message.value.as_deref());
+    }
+}
+
+/// `value` with every number as a float: the sink writes a double `1.0`, PostgreSQL's JSON `1`.
+fn numbers_as_floats(value: Value) -> Value {
+    match value {
+        Value::Number(number) => json!(number.as_f64().unwrap()),
+        Value::Object(object) => Value::Object(object.into_iter().map(|(name, value)| (name, numbers_as_floats(value))).collect()),
+        other => other,
+    }
+}
+
+/// The `citations` table as the sink writes it: key object to row object.
+fn table_as_json(db: &Db) -> BTreeMap<String, Value> {
+    db.rows(
+        "SELECT row_to_json(c)::text FROM (SELECT document_id, reference_index, matcher, publication_id, method, score, reference \
+         FROM citations) c",
+    )
+    .into_iter()
+    .map(|row| {
+        let value: Value = serde_json::from_str(row[0].as_deref().unwrap()).unwrap();
+        let key = json!({"document_id": value["document_id"], "reference_index": value["reference_index"], "matcher": value["matcher"]});
+        (key.to_string(), numbers_as_floats(value))
+    })
+    .collect()
+}
+
+/// The topic's latest value per key equals the table, row for row.
+fn assert_topic_equals_table(broker: &Broker, db: &Db, context: &str) -> BTreeMap<String, Value> {
+    let topic: BTreeMap<String, Value> = latest_values(&test_kafka(broker), TOPIC)
+        .unwrap()
+        .into_iter()
+        .map(|(key, value)| {
+            let key: Value = serde_json::from_slice(&key).unwrap();
+            (key.to_string(), numbers_as_floats(serde_json::from_slice(&value).unwrap()))
+        })
+        .collect();
+    let table = table_as_json(db);
+    assert!(table.len() > 10, "{context}: the comparison covers real citations");
+    let missing: Vec<_> = table.iter().filter(|(key, row)| topic.get(*key) != Some(row)).take(3).collect();
+    let extra: Vec<_> = topic.keys().filter(|key| !table.contains_key(*key)).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{context}: the topic ({} keys) differs from the table ({} rows): missing or different {missing:?}, extra {extra:?}",
+        topic.len(),
+        table.len()
+    );
+    topic
+}
+
+/// A database, the broker with the input topics, and a job configuration with the Kafka sink.
+fn setup(name: &str) -> (Postgres, Broker, String, JobConfig) {
+    let postgres = Postgres::start();
+    let broker = Broker::start();
+    let url = postgres.database(name);
+    let config = JobConfig::with_extra(&broker, &url, 2, 4, SINK);
+    citeflow_ok(&config, &["topics"]);
+    (postgres, broker, url, config)
+}
+
+#[test]
+fn the_change_topic_equals_the_table_through_kills_and_no_change_is_seen_twice() {
+    let (postgres, broker, url, config) = setup("kafka_killed");
+    let follower = Follower::start(&broker);
+    let work = workload(23, 1_200, 500);
+    let logs = TempDir::new("kafka-kill-logs");
+    let mut rng = Rng::new(0x5EED);
+    std::thread::scope(|scope| {
+        let loader = scope.spawn(|| produce(&broker, &work.messages, Some(150.0)));
+        for kill in 0..10 {
+            let log = logs.0.join(format!("run-{kill}.log"));
+            let mut job = spawn_logged(&config, &log, &[]);
+            std::thread::sleep(millis(&mut rng, 300, 2_500));
+            job.kill().unwrap();
+            job.wait().unwrap();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!text.contains("panicked"), "run {kill} panicked:\n{text}");
+        }
+        loader.join().unwrap();
+    });
+    let output = citeflow_ok(&config, &["run", "--until-caught-up"]);
+    let seen = follower.finish(&broker);
+    let db = Db::connect(&url);
+    let topic = assert_topic_equals_table(&broker, &db, "after 10 kills");
+    assert_no_change_seen_twice(&seen);
+    assert!(seen.len() >= topic.len(), "the follower saw every row arrive");
+    eprintln!("kafka kill test: {} changes seen; last run: {}", seen.len(), output.trim());
+    assert_equals_from_scratch(&postgres, &broker, &db, "kafka_scratch", "kafka kill test");
+}
+
+#[test]
+fn a_zombie_instance_writes_nothing_after_it_is_fenced() {
+    let (_postgres, broker, url, config) = setup("kafka_zombie");
+    let follower = Follower::start(&broker);
+    let work = workload(5, 300, 200);
+    let (first_half, second_half) = work.messages.split_at(work.messages.len() / 2);
+    let logs = TempDir::new("kafka-zombie-logs");
+    let db = Db::connect(&url);
+    let mut first = spawn_logged(&config, &logs.0.join("first.log"), &[]);
+    produce(&broker, first_half, None);
+    wait_caught_up(&db, &broker);
+    let mut second = spawn_logged(&config, &logs.0.join("second.log"), &[]);
+    db.wait_until("the second instance takes generation 2", |db| db.count("SELECT generation FROM citeflow_job") == 2);
+    produce(&broker, second_half, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the first instance is fenced");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_caught_up(&db, &broker);
+    second.kill().unwrap();
+    second.wait().unwrap();
+    citeflow_ok(&config, &["run", "--until-caught-up"]);
+    let seen = follower.finish(&broker);
+    assert_topic_equals_table(&broker, &db, "after a zombie");
+    assert_no_change_seen_twice(&seen);
+}
+
+/// The sample's first documents, with the publications they cite.
+fn documents_and_publications(count: usize) -> (Vec<Message>, Vec<Message>) {
+    let topics = TopicsConfig::default();
+    let gold = gold_documents(&repository().join("data/sample")).unwrap();
+    let gold = &gold[..count];
+    let cited: std::collections::BTreeSet<String> =
+        gold.iter().flat_map(|d| d.references.iter().filter_map(|r| r.expected_pmid.clone())).collect();
+    let mut publications = Vec::new();
+    for line in read_lines(&sample(EPMC_FILES[0])).into_iter().chain(read_lines(&sample(EPMC_FILES[1]))) {
+        let record: Value = serde_json::from_str(&line).unwrap();
+        let key = publication_key(&record).unwrap();
+        if cited.contains(&key) {
+            publications.push(Message { topic: topics.publications.clone(), value: Some(envelope("publication", &key, &record)), key });
+        }
+    }
+    let documents = gold
+        .iter()
+        .map(|document| {
+            let references: Vec<&str> = document.references.iter().map(|r| r.citation.as_str()).collect();
+            let value = json!({"id": document.id, "organisation": "PubMed", "title": format!("References of {}", document.id),
+                               "url": null, "published_at": "2021-06-01", "references": references});
+            Message {
+                topic: topics.documents.clone(),
+                key: document.id.clone(),
+                value: Some(envelope("policy_document", &document.id, &value)),
+            }
+        })
+        .collect();
+    (documents, publications)
+}
+
+#[test]
+fn deleted_documents_leave_tombstones_and_republished_ones_new_values() {
+    let (_postgres, broker, url, config) = setup("kafka_deletions");
+    let follower = Follower::start(&broker);
+    let db = Db::connect(&url);
+    let (documents, publications) = documents_and_publications(300);
+    produce(&broker, &publications, None);
+    produce(&broker, &documents, None);
+    citeflow_ok(&config, &["run", "--until-caught-up"]);
+    let before = assert_topic_equals_table(&broker, &db, "loaded");
+
+    let deleted: Vec<Message> = documents[..100].iter().map(|m| Message { value: None, ..m.clone() }).collect();
+    let ids: Vec<&str> = deleted.iter().map(|m| m.key.as_str()).collect();
+    let of_deleted = |key: &String| ids.iter().any(|id| key.contains(&format!("\"document_id\":\"{id}\"")));
+    let gone: Vec<&String> = before.keys().filter(|key| of_deleted(key)).collect();
+    assert!(gone.len() >= 10, "the deleted documents had citations");
+    produce(&broker, &deleted, None);
+    citeflow_ok(&config, &["run", "--until-caught-up"]);
+    let after = assert_topic_equals_table(&broker, &db, "deleted");
+    assert!(gone.iter().all(|key| !after.contains_key(*key)), "the deleted documents' citations are gone from the topic");
+
+    produce(&broker, &documents[..100], None);
+    citeflow_ok(&config, &["run", "--until-caught-up"]);
+    let again = assert_topic_equals_table(&broker, &db, "re-published");
+    assert_eq!(again, before, "re-publishing brings every citation back, value for value");
+
+    let seen = follower.finish(&broker);
+    assert_no_change_seen_twice(&seen);
+    for key in gone {
+        let changes: Vec<bool> = seen
+            .iter()
+            .filter(|m| serde_json::from_slice::<Value>(&m.key).unwrap().to_string() == *key)
+            .map(|m| m.value.is_some())
+            .collect();
+        assert_eq!(changes, vec![true, false, true], "{key}: a value, a tombstone, a new value");
+    }
+}
