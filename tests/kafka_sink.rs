@@ -299,3 +299,19 @@ fn deleted_documents_leave_tombstones_and_republished_ones_new_values() {
         assert_eq!(changes, vec![true, false, true], "{key}: a value, a tombstone, a new value");
     }
 }
+
+/// The local broker cannot commit a transaction (`tests/broker_contract.rs`): a job asked for
+/// transactional delivery stops at start, naming the setting, before it writes anything.
+#[test]
+fn transactional_delivery_against_a_broker_without_transactions_stops_at_start() {
+    let postgres = Postgres::start();
+    let broker = Broker::start();
+    let url = postgres.database("kafka_transactional");
+    let config = JobConfig::with_extra(&broker, &url, 1, 4, &format!("{SINK}delivery = \"transactional\"\n"));
+    citeflow_ok(&config, &["topics"]);
+    let output = citeflow(&config, &["run", "--until-caught-up"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the job must not run");
+    assert!(stderr.contains("kafka_sink.delivery") && stderr.contains("idempotent"), "the error names the setting:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -11,6 +11,9 @@ use rdkafka::ClientContext;
 
 use super::{KafkaConfig, KafkaError};
 
+/// How long a transaction's initialisation or commit may take.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Counts failed deliveries.
 #[derive(Default)]
 pub struct DeliveryTracker {
@@ -97,6 +100,27 @@ impl Producer {
         self.sent += 1;
         self.inner.poll(Duration::ZERO);
         Ok(())
+    }
+
+    /// Registers the producer's `transactional.id` with the brokers, fencing any earlier
+    /// producer with that id and aborting its open transaction.
+    pub fn init_transactions(&self) -> Result<(), KafkaError> {
+        self.inner.init_transactions(TRANSACTION_TIMEOUT).map_err(KafkaError::client("initialising transactions"))
+    }
+
+    /// Begins a transaction: what is sent until [`Producer::commit_transaction`] becomes
+    /// visible to `read_committed` readers together, or not at all.
+    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
+        self.inner.begin_transaction().map_err(KafkaError::client("beginning a transaction"))
+    }
+
+    /// Delivers what the transaction sent and commits it.
+    pub fn commit_transaction(&mut self) -> Result<(), KafkaError> {
+        self.inner.commit_transaction(TRANSACTION_TIMEOUT).map_err(KafkaError::client("committing a transaction"))?;
+        match self.failed.swap(0, Ordering::Relaxed) {
+            0 => Ok(()),
+            failed => Err(KafkaError::Undelivered(failed)),
+        }
     }
 
     /// Waits until every queued message is delivered; fails if any could not be.

@@ -44,8 +44,9 @@ use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HeldDigests, Hel
 use citeflow_engine::time::Epoch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number};
 
 use super::admin::{discover_partitions, ensure_topics, watermarks, METADATA_TIMEOUT};
@@ -61,6 +62,21 @@ pub const DIGEST_HEADER: &str = "citeflow.digest";
 /// The header holding the job's generation.
 pub const GENERATION_HEADER: &str = "citeflow.generation";
 
+/// How the sink makes each change visible once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// An idempotent producer, and reconciliation against the topics after a restart: works
+    /// with any broker; a crash can leave part of a batch visible (see the module
+    /// documentation).
+    #[default]
+    Idempotent,
+    /// A transactional producer: each group of batches and its progress record commit together,
+    /// and a new instance fences the producers of older ones (`transactional_id`). Needs a
+    /// broker that commits transactions (Apache Kafka; not tansu 0.6.0).
+    Transactional,
+}
+
 /// Where the job's views go on Kafka (`[kafka_sink]`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,6 +89,11 @@ pub struct KafkaSinkConfig {
     pub progress_topic: String,
     /// Partitions of each view's topic, when the sink creates it.
     pub partitions: i32,
+    /// How each change is made visible once.
+    pub delivery: Delivery,
+    /// The producer's `transactional.id` with [`Delivery::Transactional`]: the same for every
+    /// run of one job, different between jobs. Default: `citeflow-sink:<topic_prefix>`.
+    pub transactional_id: Option<String>,
 }
 
 impl Default for KafkaSinkConfig {
@@ -82,6 +103,8 @@ impl Default for KafkaSinkConfig {
             topic_prefix: "citeflow.".into(),
             progress_topic: "citeflow.sink-progress".into(),
             partitions: 4,
+            delivery: Delivery::Idempotent,
+            transactional_id: None,
         }
     }
 }
@@ -113,6 +136,17 @@ pub enum KafkaSinkError {
         /// Partitions to read.
         total: usize,
     },
+}
+
+/// A record of the progress topic: every change of the epochs before `frontier` (all of them
+/// when `None` follows a run that read its inputs to the end) is in the view topics, written by
+/// `generation`. A new generation records its start with the frontier it found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The frontier.
+    pub frontier: Option<Epoch>,
+    /// The job's generation.
+    pub generation: i64,
 }
 
 /// One view the sink writes.
@@ -444,19 +478,32 @@ pub fn start_kafka_sink(
         tracing::info!(topic = view.topic, keys = keys.len(), "kafka sink: read what the topic holds");
         held.insert(view.id, HeldView::Buckets(bucket_sums(&keys)));
     }
-    let mut last = None;
+    let mut last: Option<Progress> = None;
     read_topic(start.kafka, &start.config.progress_topic, Reading::ToEnd, |message| {
         if message.key() == Some(start.config.topic_prefix.as_bytes()) {
-            last = message.payload().map(|payload| String::from_utf8_lossy(payload).into_owned());
+            last = message.payload().and_then(|payload| serde_json::from_slice(payload).ok());
         }
         ControlFlow::Continue(())
     })?;
-    tracing::info!(progress = last.as_deref().unwrap_or("none"), generation = start.generation, "kafka sink ready");
     let mut kafka = start.kafka.clone();
     kafka.producer.insert("enable.idempotence".into(), "true".into());
+    let producer_kafka = match start.config.delivery {
+        Delivery::Idempotent => kafka.clone(),
+        Delivery::Transactional => {
+            let id = start.config.transactional_id.clone().unwrap_or_else(|| format!("citeflow-sink:{}", start.config.topic_prefix));
+            let mut transactional = kafka.clone();
+            transactional.producer.insert("transactional.id".into(), id);
+            transactional
+        }
+    };
+    let producer = Producer::new(&producer_kafka, None)?;
+    if start.config.delivery == Delivery::Transactional {
+        producer.init_transactions()?;
+    }
     let sink = KafkaSink {
-        producer: Producer::new(&kafka, None)?,
+        producer,
         kafka,
+        delivery: start.config.delivery,
         views,
         generation: start.generation,
         reconciliation: start.reconciliation,
@@ -464,6 +511,10 @@ pub fn start_kafka_sink(
         progress_key: start.config.topic_prefix.clone(),
         messages: 0,
     };
+    let mut sink = sink;
+    let frontier = last.as_ref().and_then(|progress| progress.frontier);
+    sink.record_progress(&Progress { frontier, generation: start.generation }, false)?;
+    tracing::info!(?last, generation = start.generation, delivery = ?sink.delivery, "kafka sink ready");
     let thread = std::thread::Builder::new()
         .name("citeflow-kafka-sink".into())
         .spawn(move || {
@@ -481,6 +532,7 @@ pub fn start_kafka_sink(
 struct KafkaSink {
     kafka: KafkaConfig,
     producer: Producer,
+    delivery: Delivery,
     views: Vec<SinkView>,
     generation: i64,
     reconciliation: Reconciliation,
@@ -503,6 +555,10 @@ impl KafkaSink {
     fn write(&mut self, batches: &[CommitBatch]) -> Result<(), KafkaSinkError> {
         let Some(last) = batches.iter().rev().find(|batch| batch.mode != CommitMode::Stage) else { return Ok(()) };
         let generation = self.generation.to_string();
+        let transactional = self.delivery == Delivery::Transactional;
+        if transactional {
+            self.producer.begin_transaction()?;
+        }
         for batch in batches.iter().filter(|batch| batch.mode != CommitMode::Stage) {
             let frontier = frontier_text(batch.frontier);
             for view in &self.views {
@@ -529,17 +585,35 @@ impl KafkaSink {
                 self.messages += changes.len() as u64;
             }
         }
-        self.producer.flush()?;
-        let record = serde_json::json!({ "frontier": last.frontier, "generation": self.generation });
-        let payload = serde_json::to_vec(&record).expect("JSON serializes");
+        let progress = Progress { frontier: last.frontier, generation: self.generation };
+        self.record_progress(&progress, transactional)
+    }
+
+    /// Appends `progress` to the progress topic and waits for it. In the transaction open for
+    /// the messages it covers (`in_transaction`), it commits with them; otherwise it follows
+    /// them once they are acknowledged, in a transaction of its own with
+    /// [`Delivery::Transactional`].
+    fn record_progress(&mut self, progress: &Progress, in_transaction: bool) -> Result<(), KafkaSinkError> {
+        let transactional = self.delivery == Delivery::Transactional;
+        if !in_transaction {
+            self.producer.flush()?;
+            if transactional {
+                self.producer.begin_transaction()?;
+            }
+        }
+        let payload = serde_json::to_vec(progress).expect("JSON serializes");
         self.producer.send(Outgoing {
             topic: &self.progress_topic,
             key: Some(self.progress_key.as_bytes()),
             value: Some(&payload),
-            headers: Some(headers(&frontier_text(last.frontier), &generation, None)),
+            headers: Some(headers(&frontier_text(progress.frontier), &progress.generation.to_string(), None)),
             partition: Some(0),
         })?;
-        self.producer.flush()?;
+        if transactional {
+            self.producer.commit_transaction().map_err(unsupported_transactions)?;
+        } else {
+            self.producer.flush()?;
+        }
         Ok(())
     }
 }
@@ -552,6 +626,20 @@ fn headers(frontier: &str, generation: &str, digest: Option<i64>) -> OwnedHeader
     match digest {
         Some(digest) => headers.insert(Header { key: DIGEST_HEADER, value: Some(digest.to_string().as_str()) }),
         None => headers,
+    }
+}
+
+/// A commit's failure, named as a setting to change when the brokers cannot commit
+/// transactions at all.
+fn unsupported_transactions(error: KafkaError) -> KafkaSinkError {
+    match &error {
+        KafkaError::Client { source, .. } if source.rdkafka_error_code() == Some(RDKafkaErrorCode::UnsupportedFeature) => {
+            KafkaSinkError::Config {
+                setting: "delivery",
+                reason: format!("the brokers cannot commit transactions ({error}); use delivery = \"idempotent\""),
+            }
+        }
+        _ => error.into(),
     }
 }
 
