@@ -20,5 +20,8 @@ finished=$(date +%s.%N)
 echo
 citeflow status
 echo
+echo "the first changes on citeflow.citations (citeflow tail citations):"
+citeflow tail citations --to-end | head -n 3
+echo
 awk -v s="$started" -v l="$loaded" -v f="$finished" \
   'BEGIN { printf "wall time: load %.1fs, job to caught-up %.1fs, total %.1fs\n", l - s, f - l, f - s }'

@@ -283,7 +283,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     ControlFlow::Break(())
                 }
             })?;
-            written?;
+            // A reader that stops early (`| head`) ends the tail; it is not an error.
+            match written {
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => return Err(error.into()),
+                _ => {}
+            }
         }
         Command::Status => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
