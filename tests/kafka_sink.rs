@@ -291,11 +291,7 @@ fn deleted_documents_leave_tombstones_and_republished_ones_new_values() {
     let seen = follower.finish(&broker);
     assert_no_change_seen_twice(&seen);
     for key in gone {
-        let changes: Vec<bool> = seen
-            .iter()
-            .filter(|m| m.key.as_slice() == key.as_bytes())
-            .map(|m| m.value.is_some())
-            .collect();
+        let changes: Vec<bool> = seen.iter().filter(|m| m.key.as_slice() == key.as_bytes()).map(|m| m.value.is_some()).collect();
         assert_eq!(changes, vec![true, false, true], "{key}: a value, a tombstone, a new value");
     }
 }

@@ -461,8 +461,8 @@ pub struct KafkaSinkStart<'a> {
     pub reconciliation: Reconciliation,
 }
 
-/// Checks the settings, creates the topics, reads what they hold and starts the sink's thread
-/// on `receiver`. Returns what the topics hold, for the reconciliation; a failure of the thread
+/// Checks the settings, creates the topics, fences older instances' producers (transactional
+/// delivery), reads what the topics hold and starts the sink's thread on `receiver`. Returns what the topics hold, for the reconciliation; a failure of the thread
 /// is reported through `watch`.
 pub fn start_kafka_sink(
     start: KafkaSinkStart<'_>,
@@ -472,19 +472,6 @@ pub fn start_kafka_sink(
     let views = start.config.resolve(start.views)?;
     ensure_topics(start.kafka, &views.iter().map(|view| view.topic.clone()).collect::<Vec<_>>(), start.config.partitions)?;
     ensure_topics(start.kafka, std::slice::from_ref(&start.config.progress_topic), 1)?;
-    let mut held = HeldDigests::new();
-    for view in &views {
-        let keys = held_keys(start.kafka, &view.topic, |_| true)?;
-        tracing::info!(topic = view.topic, keys = keys.len(), "kafka sink: read what the topic holds");
-        held.insert(view.id, HeldView::Buckets(bucket_sums(&keys)));
-    }
-    let mut last: Option<Progress> = None;
-    read_topic(start.kafka, &start.config.progress_topic, Reading::ToEnd, |message| {
-        if message.key() == Some(start.config.topic_prefix.as_bytes()) {
-            last = message.payload().and_then(|payload| serde_json::from_slice(payload).ok());
-        }
-        ControlFlow::Continue(())
-    })?;
     let mut kafka = start.kafka.clone();
     kafka.producer.insert("enable.idempotence".into(), "true".into());
     let producer_kafka = match start.config.delivery {
@@ -500,7 +487,20 @@ pub fn start_kafka_sink(
     if start.config.delivery == Delivery::Transactional {
         producer.init_transactions()?;
     }
-    let sink = KafkaSink {
+    let mut held = HeldDigests::new();
+    for view in &views {
+        let keys = held_keys(start.kafka, &view.topic, |_| true)?;
+        tracing::info!(topic = view.topic, keys = keys.len(), "kafka sink: read what the topic holds");
+        held.insert(view.id, HeldView::Buckets(bucket_sums(&keys)));
+    }
+    let mut last: Option<Progress> = None;
+    read_topic(start.kafka, &start.config.progress_topic, Reading::ToEnd, |message| {
+        if message.key() == Some(start.config.topic_prefix.as_bytes()) {
+            last = message.payload().and_then(|payload| serde_json::from_slice(payload).ok());
+        }
+        ControlFlow::Continue(())
+    })?;
+    let mut sink = KafkaSink {
         producer,
         kafka,
         delivery: start.config.delivery,
@@ -511,7 +511,6 @@ pub fn start_kafka_sink(
         progress_key: start.config.topic_prefix.clone(),
         messages: 0,
     };
-    let mut sink = sink;
     let frontier = last.as_ref().and_then(|progress| progress.frontier);
     sink.record_progress(&Progress { frontier, generation: start.generation }, false)?;
     tracing::info!(?last, generation = start.generation, delivery = ?sink.delivery, "kafka sink ready");
