@@ -10,6 +10,7 @@ pub mod http;
 pub mod introspection;
 pub mod jemalloc;
 pub mod metrics;
+pub mod progress;
 pub mod replay;
 pub mod rows;
 pub mod sink;

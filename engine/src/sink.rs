@@ -32,6 +32,18 @@
 //! Batches before `E` are [`CommitMode::Stage`] batches: they carry only the dead letters the
 //! replay met (recorded as they come, so they do not pile up on one worker), no positions and
 //! no frontier. Later batches are [`CommitMode::Delta`].
+//!
+//! **What a destination implements**, whatever it is (PostgreSQL tables, Kafka topics):
+//! - rows: each view's [`ViewSchema`](crate::rows::ViewSchema) types its columns, and a row's
+//!   text decodes to typed values ([`ViewSchema::decode`](crate::rows::ViewSchema::decode));
+//!   its key is its leading columns, its digest its last field;
+//! - batches: a [`Committer`] applies each [`CommitBatch`] atomically (or, if it cannot, says
+//!   what a reader sees in between), in the order submitted;
+//! - reconciliation: when the job starts it says what it holds of each view it writes
+//!   ([`HeldDigests`]); a [`CommitMode::Reconcile`] batch then replaces the [`Replaced`]
+//!   buckets, writing only rows that differ from its own;
+//! - progress: one destination also keeps the job's progress and says it when the job starts
+//!   ([`crate::progress`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

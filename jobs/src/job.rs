@@ -13,12 +13,13 @@ use citeflow_connectors::kafka::sink::{kafka_sink_queue, start_kafka_sink, Kafka
 use citeflow_connectors::kafka::source::{kafka_source, SourceDiscovery, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
 use citeflow_connectors::postgres::committer::Followers;
-use citeflow_connectors::postgres::{start_committer, Reconciliation};
+use citeflow_connectors::postgres::start_committer;
 use citeflow_connectors::EpochSettings;
 use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::http::{serve, Readiness};
 use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
+use citeflow_engine::progress::Reconciliation;
 use citeflow_engine::sink::{commit_views, Committer, HeldDigests, HydrationTarget, SinkProgress};
 use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_engine::worker::timely_config;

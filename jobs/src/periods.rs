@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use citeflow_connectors::kafka::source::KafkaMessage;
-use citeflow_connectors::postgres::{WatermarkLogRow, WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
+use citeflow_engine::progress::{WatermarkLogRow, WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
 use citeflow_engine::replay::ReplayEnd;
 use citeflow_engine::rows::{encode, Column, CopyLine, Row, ViewId, ViewRow, ViewSchema};
 use citeflow_engine::sink::DeadLetter;

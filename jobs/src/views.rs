@@ -8,7 +8,7 @@ use differential_dataflow::lattice::Lattice;
 use differential_dataflow::VecCollection;
 use timely::progress::Timestamp;
 
-use citeflow_connectors::postgres::{WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
+use citeflow_engine::progress::{WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
 
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::matching::Candidate;

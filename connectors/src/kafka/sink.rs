@@ -53,7 +53,7 @@ use super::admin::{discover_partitions, ensure_topics, watermarks, METADATA_TIME
 use super::producer::{Outgoing, Producer};
 use super::{KafkaConfig, KafkaError};
 use crate::postgres::committer::CommitterWatch;
-use crate::postgres::Reconciliation;
+use citeflow_engine::progress::Reconciliation;
 
 /// The header naming the frontier of a message's batch.
 pub const FRONTIER_HEADER: &str = "citeflow.frontier";

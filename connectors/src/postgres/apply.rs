@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use bytes::{BufMut, BytesMut};
 use citeflow_engine::rows::{encode_line, Bucket, Column, CopyLine, ViewId, ViewRow, ViewSchema, ROW_DIGEST};
 use citeflow_engine::sink::{CommitMode, DeadLetter, HeldDigests, HeldView, Replaced, SourcePosition, ViewChanges};
-use citeflow_engine::timestamps::format_rfc3339;
 use futures_util::SinkExt;
 use tokio_postgres::{Client, Transaction};
 
@@ -19,47 +18,6 @@ pub const PROGRESS_VIEW: ViewSchema = ViewSchema {
     columns: &[Column::text("topic"), Column::integer("partition"), Column::integer("next_offset")],
     key_columns: 2,
 };
-
-/// The engine's durable log of event-time watermark advances, written as a view by jobs
-/// that keep event time: per advance and partition, the partition's next offset.
-pub const WATERMARK_LOG_VIEW: ViewSchema = ViewSchema {
-    table: "citeflow_watermark_log",
-    columns: &[
-        Column::integer("watermark_ms"),
-        Column::text("topic"),
-        Column::integer("partition"),
-        Column::integer("next_offset"),
-        Column::text("watermark"),
-    ],
-    key_columns: 3,
-};
-
-/// The engine's current event-time watermarks: `global` and one row per `topic/partition`.
-pub const WATERMARKS_VIEW: ViewSchema = ViewSchema {
-    table: "citeflow_watermarks",
-    columns: &[Column::text("source"), Column::text("watermark"), Column::integer("next_offset")],
-    key_columns: 1,
-};
-
-/// One row of [`WATERMARK_LOG_VIEW`]: when the watermark became `watermark`, `partition` of
-/// `topic` had been read up to `next_offset`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WatermarkLogRow {
-    /// The watermark (ms since the Unix epoch).
-    pub watermark: i64,
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// The partition's next offset at that advance.
-    pub next_offset: i64,
-}
-
-impl ViewRow for WatermarkLogRow {
-    fn write(&self, line: &mut CopyLine) {
-        line.int(self.watermark).text(&self.topic).int(self.partition.into()).int(self.next_offset).text(&format_rfc3339(self.watermark));
-    }
-}
 
 /// The engine's dead-letter table.
 pub const DEAD_LETTER_VIEW: ViewSchema = ViewSchema {

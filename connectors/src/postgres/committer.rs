@@ -14,15 +14,14 @@ use std::time::{Duration, Instant};
 use citeflow_engine::flow::Completed;
 use citeflow_engine::http::Readiness;
 use citeflow_engine::metrics::metrics;
+use citeflow_engine::progress::{Reconciliation, SinkStart, WatermarkLogRow};
 use citeflow_engine::rows::ViewSchema;
-use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HeldDigests, HydrationTarget, Replaced, ViewChanges};
+use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, Replaced, ViewChanges};
 use citeflow_engine::time::Epoch;
 use tokio::runtime::Runtime;
 use tokio_postgres::Client;
 
-use super::apply::{
-    apply_view, held_digests, insert_dead_letters, position_lines, prepare_staging, WatermarkLogRow, DEAD_LETTER_VIEW, PROGRESS_VIEW,
-};
+use super::apply::{apply_view, held_digests, insert_dead_letters, position_lines, prepare_staging, DEAD_LETTER_VIEW, PROGRESS_VIEW};
 use super::migrate::{migrate, Migration, ENGINE_MIGRATIONS};
 use super::outbox::{start_outbox, Outbox, Wake};
 use super::refusals::{apply_view_isolating, REFUSED_BY_DATABASE};
@@ -30,30 +29,6 @@ use super::{Connection, PgError, PostgresConfig};
 use crate::kafka::dead_letters::DeadLetterPublisher;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// What the job learns from the database when it starts.
-#[derive(Clone, Debug)]
-pub struct SinkStart {
-    /// This run's generation; commits from older generations are refused.
-    pub generation: i64,
-    /// The offsets the previous run committed.
-    pub committed: HydrationTarget,
-    /// The event-time watermark advances previous runs committed, in order.
-    pub watermark_log: Vec<WatermarkLogRow>,
-    /// What the views hold, for the reconciliation after the replay.
-    pub held: HeldDigests,
-}
-
-/// What a restart's reconciliation does with rows of a view that the replay did not rebuild.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reconciliation {
-    /// Deletes them: the inputs hold every message (compacted topics), so a row the replay did
-    /// not rebuild is a row that no longer exists.
-    Exact,
-    /// Keeps them: the inputs may have lost messages to retention, and a row whose messages
-    /// expired must not disappear for that.
-    KeepUnreplayed,
-}
 
 /// The sink operator's end of the queue to the committer thread.
 pub struct CommitQueue {

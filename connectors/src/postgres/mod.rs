@@ -12,8 +12,7 @@ use citeflow_engine::config::{env_override, ConfigError};
 use serde::Deserialize;
 use tokio_postgres::Client;
 
-pub use apply::{WatermarkLogRow, WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
-pub use committer::{start_committer, CommitQueue, CommitterHandle, Reconciliation, SinkStart};
+pub use committer::{start_committer, CommitQueue, CommitterHandle};
 pub use migrate::Migration;
 
 /// A PostgreSQL operation failed.
