@@ -1,5 +1,8 @@
-//! View rows as the sink sees them: one text line per row in PostgreSQL's COPY text format,
-//! its primary key being the leading columns and its last column its digest.
+//! View rows as the sink sees them: one text line per row, its primary key being the leading
+//! columns and its last column its digest. The text is tab-separated with backslash escapes
+//! and `\N` for NULL (the text format PostgreSQL's COPY reads, so that destination loads it as
+//! it is); every destination can read it back as typed values by the view's schema
+//! ([`ViewSchema::decode`]).
 //!
 //! Jobs describe each view with a [`ViewSchema`] and implement [`ViewRow`] for its row type;
 //! [`encode`] turns a typed collection into the untyped [`Row`]s that the sink consolidates.
@@ -49,7 +52,7 @@ pub fn bucket_of(digest: i64) -> Bucket {
 }
 
 /// What a column holds. A destination types its values by it; every kind is written as text
-/// by [`CopyLine`] and read back by [`decode`].
+/// by [`CopyLine`] and read back by [`ViewSchema::decode`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnKind {
     /// Text, including dates and times (ISO 8601).
