@@ -20,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
-use support::workload::{millis, produce, spawn_logged, workload, Message};
+use support::workload::{millis, produce, replace_instance, spawn_logged, workload, Message};
 use support::*;
 
 const TOPIC: &str = "citeflow.citations";
@@ -208,20 +208,10 @@ fn a_zombie_instance_writes_nothing_after_it_is_fenced() {
     let (_postgres, broker, url, config) = setup("kafka_zombie");
     let follower = Follower::start(&broker);
     let work = workload(5, 300, 200);
-    let (first_half, second_half) = work.messages.split_at(work.messages.len() / 2);
     let logs = TempDir::new("kafka-zombie-logs");
     let db = Db::connect(&url);
-    let mut first = spawn_logged(&config, &logs.0.join("first.log"), &[]);
-    produce(&broker, first_half, None);
-    wait_caught_up(&db, &broker);
-    let mut second = spawn_logged(&config, &logs.0.join("second.log"), &[]);
-    db.wait_until("the second instance takes generation 2", |db| db.count("SELECT generation FROM citeflow_job") == 2);
-    produce(&broker, second_half, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while first.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the first instance is fenced");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut second, status, log) = replace_instance(&config, &broker, &db, &work, &logs);
+    assert!(!status.success() && log.contains("fenced"), "the first instance stops, fenced:\n{log}");
     wait_caught_up(&db, &broker);
     second.kill().unwrap();
     second.wait().unwrap();

@@ -108,29 +108,9 @@ fn views_survive_many_random_kills() {
 fn a_second_instance_fences_the_first() {
     let Setup { postgres, broker, url, config } = Setup::new("zombie");
     let work = workload(7, 300, 200);
-    let (first_half, second_half) = work.messages.split_at(work.messages.len() / 2);
     let logs = TempDir::new("zombie-logs");
     let db = Db::connect(&url);
-
-    let mut first = spawn_logged(&config, &logs.0.join("first.log"), &[]);
-    produce(&broker, first_half, None);
-    wait_caught_up(&db, &broker);
-    let mut second = spawn_logged(&config, &logs.0.join("second.log"), &[]);
-    db.wait_until("the second instance takes generation 2", |db| db.count("SELECT generation FROM citeflow_job") == 2);
-    produce(&broker, second_half, None);
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = first.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(logs.0.join("first.log")).unwrap_or_default();
-            panic!("the first instance was not fenced:\n{}", &log[log.len().saturating_sub(3000)..]);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let log = std::fs::read_to_string(logs.0.join("first.log")).unwrap();
+    let (mut second, status, log) = replace_instance(&config, &broker, &db, &work, &logs);
     assert!(!status.success(), "a fenced instance stops with an error");
     assert!(log.contains("fenced"), "the first instance says it was fenced:\n{log}");
 

@@ -2,8 +2,8 @@
 //! re-published documents and malformed messages, and running the job under it.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use citeflow_connectors::kafka::producer::Outgoing;
 use citeflow_jobs::config::TopicsConfig;
@@ -121,4 +121,30 @@ pub fn spawn_logged(config: &JobConfig, log: &std::path::Path, extra_env: &[(&st
 /// A number from the environment variable `name`, or `default`.
 pub fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Runs the job on the first half of `work`, starts a second instance, produces the rest and
+/// waits for the first instance to stop (fenced by the second): the second instance, still
+/// running, and the first one's exit status and log.
+pub fn replace_instance(config: &JobConfig, broker: &Broker, db: &Db, work: &Workload, logs: &TempDir) -> (Child, ExitStatus, String) {
+    let (first_half, second_half) = work.messages.split_at(work.messages.len() / 2);
+    let first_log = logs.0.join("first.log");
+    let mut first = spawn_logged(config, &first_log, &[]);
+    produce(broker, first_half, None);
+    wait_caught_up(db, broker);
+    let second = spawn_logged(config, &logs.0.join("second.log"), &[]);
+    db.wait_until("the second instance takes generation 2", |db| db.count("SELECT generation FROM citeflow_job") == 2);
+    produce(broker, second_half, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(&first_log).unwrap_or_default();
+            panic!("the first instance was not fenced:\n{}", &log[log.len().saturating_sub(3000)..]);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (second, status, std::fs::read_to_string(&first_log).unwrap())
 }
