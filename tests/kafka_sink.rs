@@ -12,10 +12,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use citeflow_connectors::kafka::admin::ensure_topics;
-use citeflow_connectors::kafka::sink::{latest_values, FRONTIER_HEADER};
+use citeflow_connectors::kafka::sink::{latest_values, FRONTIER_HEADER, GENERATION_HEADER};
 use citeflow_jobs::config::TopicsConfig;
 use citeflow_jobs::loader::{envelope, gold_documents, publication_key, EPMC_FILES};
 use citeflow_jobs::synthetic::Rng;
+use citeflow_jobs::views::VIEWS;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -23,8 +24,16 @@ use serde_json::{json, Value};
 use support::workload::{millis, produce, replace_instance, spawn_logged, workload, Message};
 use support::*;
 
-const TOPIC: &str = "citeflow.citations";
-const SINK: &str = "\n[kafka_sink]\nviews = [\"citations\"]\n";
+/// A view written to Kafka: its table, its topic and its key columns.
+struct Written {
+    table: &'static str,
+    topic: &'static str,
+    key: &'static [&'static str],
+}
+
+const CITATIONS: Written = Written { table: "citations", topic: "citeflow.citations", key: &["document_id", "reference_index", "matcher"] };
+const PUBLICATIONS: Written = Written { table: "publications", topic: "citeflow.publications", key: &["publication_id"] };
+const SINK: &str = "\n[kafka_sink]\nviews = [\"citations\", \"publications\"]\n";
 
 /// One message a follower saw.
 #[derive(Debug)]
@@ -34,25 +43,27 @@ struct Seen {
     key: Vec<u8>,
     value: Option<Vec<u8>>,
     frontier: Option<String>,
+    generation: Option<String>,
 }
 
 /// A `read_committed` consumer following the change topic from its start on its own thread.
 struct Follower {
+    topic: &'static str,
     stop: Arc<AtomicBool>,
     next: Arc<Mutex<BTreeMap<i32, i64>>>,
     thread: JoinHandle<Vec<Seen>>,
 }
 
 impl Follower {
-    fn start(broker: &Broker) -> Self {
+    fn start(broker: &Broker, topic: &'static str) -> Self {
         let kafka = test_kafka(broker);
-        ensure_topics(&kafka, &[TOPIC.to_string()], 4).expect("creating the change topic");
+        ensure_topics(&kafka, &[topic.to_string()], 4).expect("creating the change topic");
         let mut config = kafka.consumer_config();
         config.set("isolation.level", "read_committed").set("group.id", "citeflow-follower");
         let consumer: BaseConsumer = config.create().expect("consumer");
         let mut assignment = TopicPartitionList::new();
         for partition in 0..4 {
-            assignment.add_partition_offset(TOPIC, partition, Offset::Beginning).expect("assign");
+            assignment.add_partition_offset(topic, partition, Offset::Beginning).expect("assign");
         }
         consumer.assign(&assignment).expect("assign");
         let stop = Arc::new(AtomicBool::new(false));
@@ -62,27 +73,30 @@ impl Follower {
             let mut seen = Vec::new();
             while !stopping.load(Ordering::Relaxed) {
                 let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
-                let frontier = message
-                    .headers()
-                    .and_then(|headers| headers.iter().find(|header| header.key == FRONTIER_HEADER))
-                    .and_then(|header| header.value.map(|value| String::from_utf8_lossy(value).into_owned()));
+                let header = |name: &str| {
+                    message
+                        .headers()
+                        .and_then(|headers| headers.iter().find(|header| header.key == name))
+                        .and_then(|header| header.value.map(|value| String::from_utf8_lossy(value).into_owned()))
+                };
                 seen.push(Seen {
                     partition: message.partition(),
                     offset: message.offset(),
                     key: message.key().expect("every change has a key").to_vec(),
                     value: message.payload().map(<[u8]>::to_vec),
-                    frontier,
+                    frontier: header(FRONTIER_HEADER),
+                    generation: header(GENERATION_HEADER),
                 });
                 positions.lock().unwrap().insert(message.partition(), message.offset() + 1);
             }
             seen
         });
-        Follower { stop, next, thread }
+        Follower { topic, stop, next, thread }
     }
 
     /// Waits until the follower has read to the topic's current end, and returns what it saw.
     fn finish(self, broker: &Broker) -> Vec<Seen> {
-        let ends = high_watermarks(broker, &[TOPIC]);
+        let ends = high_watermarks(broker, &[self.topic]);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let next = self.next.lock().unwrap().clone();
@@ -125,24 +139,24 @@ fn numbers_as_floats(value: Value) -> Value {
     }
 }
 
-/// The `citations` table as the sink writes it: key object to row object.
-fn table_as_json(db: &Db) -> BTreeMap<String, Value> {
-    db.rows(
-        "SELECT row_to_json(c)::text FROM (SELECT document_id, reference_index, matcher, publication_id, method, score, reference \
-         FROM citations) c",
-    )
-    .into_iter()
-    .map(|row| {
-        let value: Value = serde_json::from_str(row[0].as_deref().unwrap()).unwrap();
-        let key = json!({"document_id": value["document_id"], "reference_index": value["reference_index"], "matcher": value["matcher"]});
-        (key.to_string(), numbers_as_floats(value))
-    })
-    .collect()
+/// A view's table as the sink writes it: key object to row object (the columns written, so
+/// neither a generated column nor the digest).
+fn table_as_json(db: &Db, view: &Written) -> BTreeMap<String, Value> {
+    let columns: Vec<&str> = VIEWS.iter().find(|schema| schema.table == view.table).unwrap().columns.iter().map(|c| c.name).collect();
+    let sql = format!("SELECT row_to_json(t)::text FROM (SELECT {} FROM {}) t", columns.join(", "), view.table);
+    db.rows(&sql)
+        .into_iter()
+        .map(|row| {
+            let value: Value = serde_json::from_str(row[0].as_deref().unwrap()).unwrap();
+            let key: serde_json::Map<String, Value> = view.key.iter().map(|column| (column.to_string(), value[*column].clone())).collect();
+            (Value::Object(key).to_string(), numbers_as_floats(value))
+        })
+        .collect()
 }
 
-/// The topic's latest value per key equals the table, row for row.
-fn assert_topic_equals_table(broker: &Broker, db: &Db, context: &str) -> BTreeMap<String, Value> {
-    let topic: BTreeMap<String, Value> = latest_values(&test_kafka(broker), TOPIC)
+/// The topic's latest value per key equals the view's table, row for row.
+fn assert_topic_equals_table(broker: &Broker, db: &Db, view: &Written, context: &str) -> BTreeMap<String, Value> {
+    let topic: BTreeMap<String, Value> = latest_values(&test_kafka(broker), view.topic)
         .unwrap()
         .into_iter()
         .map(|(key, value)| {
@@ -150,14 +164,16 @@ fn assert_topic_equals_table(broker: &Broker, db: &Db, context: &str) -> BTreeMa
             (key.to_string(), numbers_as_floats(serde_json::from_slice(&value).unwrap()))
         })
         .collect();
-    let table = table_as_json(db);
-    assert!(table.len() > 10, "{context}: the comparison covers real citations");
+    let table = table_as_json(db, view);
+    assert!(table.len() > 10, "{context}: the comparison covers real rows of {}", view.table);
     let missing: Vec<_> = table.iter().filter(|(key, row)| topic.get(*key) != Some(row)).take(3).collect();
     let extra: Vec<_> = topic.keys().filter(|key| !table.contains_key(*key)).take(3).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "{context}: the topic ({} keys) differs from the table ({} rows): missing or different {missing:?}, extra {extra:?}",
+        "{context}: {} ({} keys) differs from {} ({} rows): missing or different {missing:?}, extra {extra:?}",
+        view.topic,
         topic.len(),
+        view.table,
         table.len()
     );
     topic
@@ -176,16 +192,17 @@ fn setup(name: &str) -> (Postgres, Broker, String, JobConfig) {
 #[test]
 fn the_change_topic_equals_the_table_through_kills_and_no_change_is_seen_twice() {
     let (postgres, broker, url, config) = setup("kafka_killed");
-    let follower = Follower::start(&broker);
+    let followers: Vec<Follower> = [CITATIONS, PUBLICATIONS].iter().map(|view| Follower::start(&broker, view.topic)).collect();
+    const KILLS: usize = 8;
     let work = workload(23, 1_200, 500);
     let logs = TempDir::new("kafka-kill-logs");
     let mut rng = Rng::new(0x5EED);
     std::thread::scope(|scope| {
         let loader = scope.spawn(|| produce(&broker, &work.messages, Some(150.0)));
-        for kill in 0..10 {
+        for kill in 0..KILLS {
             let log = logs.0.join(format!("run-{kill}.log"));
             let mut job = spawn_logged(&config, &log, &[]);
-            std::thread::sleep(millis(&mut rng, 300, 2_500));
+            std::thread::sleep(millis(&mut rng, 1_500, 6_000));
             job.kill().unwrap();
             job.wait().unwrap();
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -194,19 +211,33 @@ fn the_change_topic_equals_the_table_through_kills_and_no_change_is_seen_twice()
         loader.join().unwrap();
     });
     let output = citeflow_ok(&config, &["run", "--until-caught-up"]);
-    let seen = follower.finish(&broker);
     let db = Db::connect(&url);
-    let topic = assert_topic_equals_table(&broker, &db, "after 10 kills");
-    assert_no_change_seen_twice(&seen);
-    assert!(seen.len() >= topic.len(), "the follower saw every row arrive");
-    eprintln!("kafka kill test: {} changes seen; last run: {}", seen.len(), output.trim());
+    let mut writers = std::collections::BTreeSet::new();
+    for (view, follower) in [CITATIONS, PUBLICATIONS].iter().zip(followers) {
+        let seen = follower.finish(&broker);
+        let topic = assert_topic_equals_table(&broker, &db, view, "after the kills");
+        assert_no_change_seen_twice(&seen);
+        assert!(seen.len() >= topic.len(), "the follower saw every row of {} arrive", view.table);
+        let tombstones = seen.iter().filter(|message| message.value.is_none()).count();
+        let generations: std::collections::BTreeSet<&str> = seen.iter().filter_map(|message| message.generation.as_deref()).collect();
+        eprintln!(
+            "kafka kill test: {}: {} rows, {} changes seen ({tombstones} tombstones) from {} generations",
+            view.topic,
+            topic.len(),
+            seen.len(),
+            generations.len()
+        );
+        writers.extend(generations.into_iter().map(str::to_owned));
+    }
+    eprintln!("kafka kill test: last run: {}", output.trim());
+    assert!(writers.len() >= 2, "a run wrote over what a killed run had written: generations {writers:?}");
     assert_equals_from_scratch(&postgres, &broker, &db, "kafka_scratch", "kafka kill test");
 }
 
 #[test]
 fn a_zombie_instance_writes_nothing_after_it_is_fenced() {
     let (_postgres, broker, url, config) = setup("kafka_zombie");
-    let follower = Follower::start(&broker);
+    let follower = Follower::start(&broker, CITATIONS.topic);
     let work = workload(5, 300, 200);
     let logs = TempDir::new("kafka-zombie-logs");
     let db = Db::connect(&url);
@@ -217,7 +248,7 @@ fn a_zombie_instance_writes_nothing_after_it_is_fenced() {
     second.wait().unwrap();
     citeflow_ok(&config, &["run", "--until-caught-up"]);
     let seen = follower.finish(&broker);
-    assert_topic_equals_table(&broker, &db, "after a zombie");
+    assert_topic_equals_table(&broker, &db, &CITATIONS, "after a zombie");
     assert_no_change_seen_twice(&seen);
 }
 
@@ -255,13 +286,13 @@ fn documents_and_publications(count: usize) -> (Vec<Message>, Vec<Message>) {
 #[test]
 fn deleted_documents_leave_tombstones_and_republished_ones_new_values() {
     let (_postgres, broker, url, config) = setup("kafka_deletions");
-    let follower = Follower::start(&broker);
+    let follower = Follower::start(&broker, CITATIONS.topic);
     let db = Db::connect(&url);
     let (documents, publications) = documents_and_publications(300);
     produce(&broker, &publications, None);
     produce(&broker, &documents, None);
     citeflow_ok(&config, &["run", "--until-caught-up"]);
-    let before = assert_topic_equals_table(&broker, &db, "loaded");
+    let before = assert_topic_equals_table(&broker, &db, &CITATIONS, "loaded");
 
     let deleted: Vec<Message> = documents[..100].iter().map(|m| Message { value: None, ..m.clone() }).collect();
     let ids: Vec<&str> = deleted.iter().map(|m| m.key.as_str()).collect();
@@ -270,12 +301,12 @@ fn deleted_documents_leave_tombstones_and_republished_ones_new_values() {
     assert!(gone.len() >= 10, "the deleted documents had citations");
     produce(&broker, &deleted, None);
     citeflow_ok(&config, &["run", "--until-caught-up"]);
-    let after = assert_topic_equals_table(&broker, &db, "deleted");
+    let after = assert_topic_equals_table(&broker, &db, &CITATIONS, "deleted");
     assert!(gone.iter().all(|key| !after.contains_key(*key)), "the deleted documents' citations are gone from the topic");
 
     produce(&broker, &documents[..100], None);
     citeflow_ok(&config, &["run", "--until-caught-up"]);
-    let again = assert_topic_equals_table(&broker, &db, "re-published");
+    let again = assert_topic_equals_table(&broker, &db, &CITATIONS, "re-published");
     assert_eq!(again, before, "re-publishing brings every citation back, value for value");
 
     let seen = follower.finish(&broker);
