@@ -8,12 +8,39 @@ use citeflow_jobs::config::TopicsConfig;
 use citeflow_jobs::loader::{gold_documents, malformed_messages, publication_key, DELETED_PMIDS, EPMC_FILES};
 use support::*;
 
+/// The consumer group `citeflow` holds the positions the job committed with its views, so
+/// lag tools see its true lag (here none: it has caught up).
+fn assert_group_holds_the_committed_positions(broker: &Broker, db: &Db) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let committed: BTreeMap<(String, i32), i64> = db
+        .rows("SELECT topic, partition::text, next_offset::text FROM citeflow_progress")
+        .into_iter()
+        .map(|r| ((r[0].clone().unwrap(), r[1].as_deref().unwrap().parse().unwrap()), r[2].as_deref().unwrap().parse().unwrap()))
+        .collect();
+    assert!(!committed.is_empty());
+    let consumer: BaseConsumer = test_kafka(broker).consumer_config().create().unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for (topic, partition) in committed.keys() {
+        partitions.add_partition(topic, *partition);
+    }
+    let group = consumer.committed_offsets(partitions, std::time::Duration::from_secs(10)).expect("the group's offsets");
+    let group: BTreeMap<(String, i32), i64> = group
+        .elements()
+        .iter()
+        .map(|element| ((element.topic().to_string(), element.partition()), element.offset().to_raw().unwrap_or(-1)))
+        .collect();
+    assert_eq!(group, committed, "the consumer group holds the committed positions");
+    let topics: Vec<&str> = committed.keys().map(|(topic, _)| topic.as_str()).collect();
+    assert_eq!(high_watermarks(broker, &topics), committed, "caught up: no lag left");
+}
+
 #[test]
 fn the_sample_end_to_end() {
     let Setup { postgres: _postgres, broker, url, config } = Setup::new("sample");
     citeflow_ok(&config, &["load", "--data", "data/sample"]);
     citeflow_ok(&config, &["run", "--until-caught-up"]);
     let db = Db::connect(&url);
+    assert_group_holds_the_committed_positions(&broker, &db);
 
     // Known citations from the gold are present with the right publication.
     let citations: BTreeMap<(String, String), String> = db

@@ -9,6 +9,7 @@ use citeflow_connectors::archive::{self, archive_source};
 use citeflow_connectors::kafka::admin::{check_connection, discover_partitions, ensure_topics, offset_ranges, retention, Retention};
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::discovery::{assigned, PartitionWatch};
+use citeflow_connectors::kafka::group::GroupPositions;
 use citeflow_connectors::kafka::sink::{kafka_sink_queue, start_kafka_sink, KafkaSinkHandle, KafkaSinkStart};
 use citeflow_connectors::kafka::source::{kafka_source, SourceDiscovery, SourceSettings};
 use citeflow_connectors::postgres::committer::CommitStats;
@@ -141,9 +142,14 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let topics = vec![config.topics.publications.clone(), config.topics.documents.clone()];
     let Inputs { partitions, reconciliation, publisher } = inputs(config, &topics)?;
     let completed = Completed::new();
+    // Lag tools read the consumer group, which the job tells its positions after each commit.
+    let group = match config.source {
+        SourceConfig::Kafka => Some(GroupPositions::new(&config.kafka)?),
+        SourceConfig::Archive { .. } => None,
+    };
     let (kafka_queue, kafka_receiver) = config.kafka_sink.as_ref().map(|_| kafka_sink_queue()).unzip();
     let followers =
-        Followers { dead_letters: publisher, destination: kafka_queue.map(|queue| Box::new(queue) as Box<dyn Committer + Send>) };
+        Followers { dead_letters: publisher, destination: kafka_queue.map(|queue| Box::new(queue) as Box<dyn Committer + Send>), group };
     let (start, queue, committer) =
         start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, followers, readiness, completed.clone())?;
     let mut held = vec![start.held];

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod dead_letters;
 pub mod discovery;
+pub mod group;
 pub mod producer;
 pub mod sink;
 pub mod source;

@@ -27,6 +27,7 @@ use super::outbox::{start_outbox, Outbox, Wake};
 use super::refusals::{apply_view_isolating, REFUSED_BY_DATABASE};
 use super::{Connection, PgError, PostgresConfig};
 use crate::kafka::dead_letters::DeadLetterPublisher;
+use crate::kafka::group::GroupPositions;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -119,6 +120,8 @@ pub struct Followers {
     pub dead_letters: Option<DeadLetterPublisher>,
     /// Another destination, handed each batch once it is committed, in commit order.
     pub destination: Option<Box<dyn Committer + Send>>,
+    /// The consumer group told each commit's positions, for lag tools.
+    pub group: Option<GroupPositions>,
 }
 
 /// Connects, applies the engine's and the job's migrations, takes a new generation, reads
@@ -170,7 +173,7 @@ pub fn start_committer(
     tracing::info!(generation = start.generation, partitions = start.committed.len(), "sink ready");
     let (sender, receiver) = mpsc::channel();
     let failure = Arc::new(Mutex::new(None));
-    let Followers { dead_letters, destination } = followers;
+    let Followers { dead_letters, destination, group } = followers;
     let outbox = dead_letters
         .map(|publisher| start_outbox(connection.clone(), publisher))
         .transpose()
@@ -181,7 +184,7 @@ pub fn start_committer(
     let thread = std::thread::Builder::new()
         .name("citeflow-committer".into())
         .spawn(move || {
-            let result = run(&runtime, session, receiver, (wake, destination), readiness, completed);
+            let result = run(&runtime, session, receiver, (wake, destination, group), readiness, completed);
             if let Err(error) = &result {
                 tracing::error!(%error, "committer stopped");
                 *thread_failure.lock().expect("failure lock") = Some(error.to_string());
@@ -196,7 +199,7 @@ fn run(
     runtime: &Runtime,
     mut session: Session,
     receiver: Receiver<CommitBatch>,
-    (outbox, mut destination): (Option<Sender<Wake>>, Option<Box<dyn Committer + Send>>),
+    (outbox, mut destination, group): (Option<Sender<Wake>>, Option<Box<dyn Committer + Send>>, Option<GroupPositions>),
     readiness: Readiness,
     completed: Completed,
 ) -> Result<CommitStats, PgError> {
@@ -228,6 +231,10 @@ fn run(
                         metrics().committed_frontier.set(frontier as i64);
                     }
                     completed.finish(batches.last().and_then(|b| b.frontier));
+                    if let Some(group) = &group {
+                        let positions: Vec<_> = batches.iter().flat_map(|batch| batch.positions.iter().cloned()).collect();
+                        group.publish(&positions, batches.last().is_some_and(|batch| batch.frontier.is_none()));
+                    }
                     if let Some(destination) = destination.as_mut() {
                         batches.drain(..).for_each(|batch| destination.submit(batch));
                     }
