@@ -16,7 +16,8 @@ const SECRETS: [(&str, &str); 2] = [("KAFKA_SASL_PASSWORD", "sasl.password"), ("
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port[,host:port…]` (env `KAFKA_BROKERS`).
     pub brokers: String,
-    /// Consumer group used only to publish positions for lag tools.
+    /// The consumer group the job tells its committed positions, for lag tools (it never reads
+    /// them back).
     pub group_id: String,
     /// How often the running job asks the brokers whether its input topics have gained
     /// partitions, in milliseconds; 0: never (only at start).
