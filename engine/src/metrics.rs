@@ -3,7 +3,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    core::Collector, CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The metrics of the runtime and its connectors. Cheap to clone handles; safe to use from
@@ -62,84 +63,97 @@ pub struct Metrics {
     /// Replacement models and decision rules read while running, by outcome (`loaded`,
     /// `refused`: unusable, the current one stays).
     pub reloads: IntCounterVec,
+    families: Vec<String>,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
-    metric
+/// Registers metrics and remembers their families' names.
+struct Registrar {
+    registry: Registry,
+    families: Vec<String>,
 }
 
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
-    metric
+impl Registrar {
+    fn register<C: Collector + Clone + 'static>(&mut self, metric: C) -> C {
+        self.families.extend(metric.desc().iter().map(|desc| format!("{PREFIX}_{}", desc.fq_name)));
+        self.registry.register(Box::new(metric.clone())).expect("unique metric");
+        metric
+    }
+
+    fn counter(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(name, help).expect("valid metric"))
+    }
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
-    metric
-}
+/// What every metric's name starts with (then `_`).
+pub const PREFIX: &str = "citeflow";
 
 impl Metrics {
     fn new() -> Self {
-        let registry = Registry::new_custom(Some("citeflow".to_string()), None).expect("valid prefix");
-        let commit_latency = Histogram::with_opts(
-            HistogramOpts::new("commit_latency_seconds", "Seconds taken by each sink transaction")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-        )
-        .expect("valid metric");
-        registry.register(Box::new(commit_latency.clone())).expect("unique metric");
-        let hydration_progress =
-            Gauge::new("hydration_progress_ratio", "Fraction of the committed input replayed during hydration").expect("valid metric");
-        registry.register(Box::new(hydration_progress.clone())).expect("unique metric");
-        let stage_latency =
+        let registry = Registry::new_custom(Some(PREFIX.to_string()), None).expect("valid prefix");
+        let mut r = Registrar { registry, families: Vec::new() };
+        let commit_latency = r.register(
+            Histogram::with_opts(
+                HistogramOpts::new("commit_latency_seconds", "Seconds taken by each sink transaction")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            )
+            .expect("valid metric"),
+        );
+        let hydration_progress = r.register(
+            Gauge::new("hydration_progress_ratio", "Fraction of the committed input replayed during hydration").expect("valid metric"),
+        );
+        let stage_latency = r.register(
             HistogramVec::new(HistogramOpts::new("stage_latency_seconds", "Seconds taken by batched computations"), &["stage"])
-                .expect("valid metric");
-        registry.register(Box::new(stage_latency.clone())).expect("unique metric");
+                .expect("valid metric"),
+        );
         let watermark_lag =
-            Gauge::new("event_time_watermark_lag_seconds", "Wall clock minus the event-time watermark").expect("valid metric");
-        registry.register(Box::new(watermark_lag.clone())).expect("unique metric");
+            r.register(Gauge::new("event_time_watermark_lag_seconds", "Wall clock minus the event-time watermark").expect("valid metric"));
+        let operator_busy = r.register(
+            CounterVec::new(Opts::new("operator_busy_seconds_total", "Seconds an operator was scheduled"), &["worker", "operator"])
+                .expect("valid metric"),
+        );
         Metrics {
-            records_read: counter(&registry, "records_read_total", "Records read, by topic", &["topic"]),
-            records_out: counter(&registry, "records_out_total", "Row changes that reached a view", &["view"]),
-            dead_letters: counter(&registry, "dead_letters_total", "Messages dead-lettered, by reason", &["reason"]),
-            consumer_lag: gauge_vec(&registry, "consumer_lag", "High watermark minus position", &["topic", "partition"]),
-            source_position: gauge_vec(&registry, "source_position", "Next offset to read", &["topic", "partition"]),
-            frontier: gauge(&registry, "frontier_epoch_ms", "The sink's input frontier"),
-            committed_frontier: gauge(&registry, "committed_frontier_epoch_ms", "The last committed frontier"),
-            rows_written: counter(&registry, "rows_written_total", "Rows written per view", &["view"]),
-            commit_retries: counter(&registry, "commit_retries_total", "Sink transactions retried", &["kind"]),
-            source_errors: counter(&registry, "source_errors_total", "Errors reading inputs, retried", &["kind"]),
-            hydrating: gauge(&registry, "hydrating", "1 while replaying inputs to rebuild state"),
-            partition_watermark: gauge_vec(&registry, "event_time_partition_watermark_ms", "Watermark per partition", &["partition"]),
-            global_watermark: gauge(&registry, "event_time_watermark_ms", "The job's event-time watermark"),
-            idle_partitions: gauge(&registry, "event_time_idle_partitions", "Partitions idle, not holding the watermark"),
-            late_records: counter(&registry, "late_records_total", "Records for closed windows, by policy", &["policy"]),
-            arrangement_records: gauge_vec(&registry, "arrangement_records", "Updates an arrangement holds", &["worker", "operator"]),
-            arrangement_batches: gauge_vec(&registry, "arrangement_batches", "Batches an arrangement holds", &["worker", "operator"]),
-            dead_letter_backlog: gauge(&registry, "dead_letter_backlog", "Dead letters recorded but not yet published"),
-            dead_letter_publish_failures: counter(
-                &registry,
-                "dead_letter_publish_failures_total",
-                "Failed dead-letter publishes, retried",
-                &[],
-            ),
-            reloads: counter(&registry, "reloads_total", "Replacement models and rules, by what and outcome", &["what", "outcome"]),
-            operator_busy: {
-                let metric =
-                    CounterVec::new(Opts::new("operator_busy_seconds_total", "Seconds an operator was scheduled"), &["worker", "operator"])
-                        .expect("valid metric");
-                registry.register(Box::new(metric.clone())).expect("unique metric");
-                metric
-            },
+            records_read: r.counter("records_read_total", "Records read, by topic", &["topic"]),
+            records_out: r.counter("records_out_total", "Row changes that reached a view", &["view"]),
+            dead_letters: r.counter("dead_letters_total", "Messages dead-lettered, by reason", &["reason"]),
+            consumer_lag: r.gauge_vec("consumer_lag", "High watermark minus position", &["topic", "partition"]),
+            source_position: r.gauge_vec("source_position", "Next offset to read", &["topic", "partition"]),
+            frontier: r.gauge("frontier_epoch_ms", "The sink's input frontier"),
+            committed_frontier: r.gauge("committed_frontier_epoch_ms", "The last committed frontier"),
+            rows_written: r.counter("rows_written_total", "Rows written per view", &["view"]),
+            commit_retries: r.counter("commit_retries_total", "Sink transactions retried", &["kind"]),
+            source_errors: r.counter("source_errors_total", "Errors reading inputs, retried", &["kind"]),
+            hydrating: r.gauge("hydrating", "1 while replaying inputs to rebuild state"),
+            partition_watermark: r.gauge_vec("event_time_partition_watermark_ms", "Watermark per partition", &["partition"]),
+            global_watermark: r.gauge("event_time_watermark_ms", "The job's event-time watermark"),
+            idle_partitions: r.gauge("event_time_idle_partitions", "Partitions idle, not holding the watermark"),
+            late_records: r.counter("late_records_total", "Records for closed windows, by policy", &["policy"]),
+            arrangement_records: r.gauge_vec("arrangement_records", "Updates an arrangement holds", &["worker", "operator"]),
+            arrangement_batches: r.gauge_vec("arrangement_batches", "Batches an arrangement holds", &["worker", "operator"]),
+            dead_letter_backlog: r.gauge("dead_letter_backlog", "Dead letters recorded but not yet published"),
+            dead_letter_publish_failures: r.counter("dead_letter_publish_failures_total", "Failed dead-letter publishes, retried", &[]),
+            reloads: r.counter("reloads_total", "Replacement models and rules, by what and outcome", &["what", "outcome"]),
+            operator_busy,
             watermark_lag,
             commit_latency,
             hydration_progress,
             stage_latency,
-            registry,
+            families: r.families,
+            registry: r.registry,
         }
+    }
+
+    /// The names of the metric families registered here (with the prefix), whether or not
+    /// they have values yet.
+    pub fn families(&self) -> &[String] {
+        &self.families
     }
 
     /// Renders every metric in the Prometheus text format.

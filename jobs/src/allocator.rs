@@ -78,10 +78,13 @@ pub(crate) fn trim_system_heap() {
     }
 }
 
+/// The allocator's metric family (after the registry's prefix).
+pub(crate) const FAMILY: &str = "allocator_bytes";
+
 /// Adds the allocator's statistics to `registry`.
 pub(crate) fn register(registry: &Registry) -> prometheus::Result<()> {
     let opts = Opts::new(
-        "allocator_bytes",
+        FAMILY,
         "Memory as jemalloc sees it: allocated (live values), active (with size-class rounding), resident (with freed pages not yet returned), retained (address space kept unmapped), fragmented (bytes of small-value slabs that hold no live value)",
     );
     let bytes = IntGaugeVec::new(opts, &["kind"])?;

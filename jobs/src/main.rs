@@ -302,3 +302,64 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use citeflow_engine::metrics::{metrics, PREFIX};
+
+    use super::allocator;
+
+    /// The PromQL expressions of a Grafana dashboard (every `expr`, however deep).
+    fn expressions(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(object) => {
+                for (key, value) in object {
+                    match (key.as_str(), value) {
+                        ("expr", serde_json::Value::String(expr)) => found.push(expr.clone()),
+                        _ => expressions(value, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(values) => values.iter().for_each(|value| expressions(value, found)),
+            _ => {}
+        }
+    }
+
+    /// Every metric the provisioned Grafana dashboard queries is one this program exports, and
+    /// the dashboard shows what an operator needs.
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!("../../deploy/grafana/dashboards/citeflow.json")).unwrap();
+        let mut found = Vec::new();
+        expressions(&dashboard, &mut found);
+        let queried: BTreeSet<&str> = found
+            .iter()
+            .flat_map(|expr| expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')))
+            .filter(|token| token.starts_with(&format!("{PREFIX}_")))
+            .collect();
+        let mut exported: BTreeSet<String> = metrics().families().iter().cloned().collect();
+        exported.insert(format!("{PREFIX}_{}", allocator::FAMILY));
+        for name in &queried {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix).filter(|base| exported.contains(*base)))
+                .unwrap_or(name);
+            assert!(exported.contains(family), "the dashboard queries {name}, which the job does not export");
+        }
+        let needed = [
+            "consumer_lag",
+            "records_read_total",
+            "commit_latency_seconds_bucket",
+            "rows_written_total",
+            "dead_letters_total",
+            "late_records_total",
+            "event_time_watermark_lag_seconds",
+            "hydration_progress_ratio",
+        ];
+        for metric in needed {
+            assert!(queried.contains(format!("{PREFIX}_{metric}").as_str()), "the dashboard shows {metric}");
+        }
+    }
+}
