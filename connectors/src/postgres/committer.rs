@@ -184,7 +184,8 @@ pub fn start_committer(
     let thread = std::thread::Builder::new()
         .name("citeflow-committer".into())
         .spawn(move || {
-            let result = run(&runtime, session, receiver, (wake, destination, group), readiness, completed);
+            let after = AfterCommit { outbox: wake, destination, group };
+            let result = run(&runtime, session, receiver, after, readiness, completed);
             if let Err(error) = &result {
                 tracing::error!(%error, "committer stopped");
                 *thread_failure.lock().expect("failure lock") = Some(error.to_string());
@@ -195,11 +196,19 @@ pub fn start_committer(
     Ok((start, CommitQueue { sender }, CommitterHandle { thread, failure, outbox }))
 }
 
+/// What the committer thread tells after each commit: the outbox, another destination, the
+/// consumer group.
+struct AfterCommit {
+    outbox: Option<Sender<Wake>>,
+    destination: Option<Box<dyn Committer + Send>>,
+    group: Option<GroupPositions>,
+}
+
 fn run(
     runtime: &Runtime,
     mut session: Session,
     receiver: Receiver<CommitBatch>,
-    (outbox, mut destination, group): (Option<Sender<Wake>>, Option<Box<dyn Committer + Send>>, Option<GroupPositions>),
+    AfterCommit { outbox, mut destination, group }: AfterCommit,
     readiness: Readiness,
     completed: Completed,
 ) -> Result<CommitStats, PgError> {
