@@ -12,6 +12,8 @@
 //! The PostgreSQL committer (`citeflow_connectors::postgres`) is the progress store today; the
 //! Kafka sink follows it.
 
+use serde::{Deserialize, Serialize};
+
 use crate::rows::{Column, CopyLine, ViewRow, ViewSchema};
 use crate::sink::{HeldDigests, HydrationTarget};
 use crate::timestamps::format_rfc3339;
@@ -63,7 +65,7 @@ pub const WATERMARKS_VIEW: ViewSchema = ViewSchema {
 
 /// One row of [`WATERMARK_LOG_VIEW`]: when the watermark became `watermark`, `partition` of
 /// `topic` had been read up to `next_offset`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WatermarkLogRow {
     /// The watermark (ms since the Unix epoch).
     pub watermark: i64,

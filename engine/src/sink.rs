@@ -132,7 +132,7 @@ pub struct ViewChanges {
 }
 
 /// What a destination holds of one view (see the module documentation).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HeldView {
     /// The sum of the digests of its rows, per bucket that holds any.
     Buckets(HashMap<Bucket, i128>),

@@ -12,18 +12,18 @@ use citeflow_connectors::kafka::discovery::{assigned, PartitionWatch};
 use citeflow_connectors::kafka::group::GroupPositions;
 use citeflow_connectors::kafka::sink::{kafka_sink_queue, start_kafka_sink, KafkaSinkHandle, KafkaSinkStart};
 use citeflow_connectors::kafka::source::{kafka_source, SourceDiscovery, SourceSettings};
-use citeflow_connectors::postgres::committer::CommitStats;
-use citeflow_connectors::postgres::committer::Followers;
-use citeflow_connectors::postgres::start_committer;
+use citeflow_connectors::postgres::committer::{CommitStats, CommitterWatch, Followers};
+use citeflow_connectors::postgres::{start_committer, CommitQueue, CommitterHandle};
 use citeflow_connectors::EpochSettings;
 use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::http::{serve, Readiness};
 use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
-use citeflow_engine::progress::Reconciliation;
+use citeflow_engine::progress::{Reconciliation, WatermarkLogRow};
 use citeflow_engine::sink::{commit_views, Committer, HeldDigests, HydrationTarget, SinkProgress};
 use citeflow_engine::time::{Epoch, EpochTicker};
-use citeflow_engine::worker::timely_config;
+use citeflow_engine::worker::{from_first_worker, timely_config};
+use serde::{Deserialize, Serialize};
 use timely::dataflow::ProbeHandle;
 
 use crate::config::{CiteflowConfig, SourceConfig};
@@ -142,38 +142,18 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let topics = vec![config.topics.publications.clone(), config.topics.documents.clone()];
     let Inputs { partitions, reconciliation, publisher } = inputs(config, &topics)?;
     let completed = Completed::new();
-    // Lag tools read the consumer group, which the job tells its positions after each commit.
-    let group = match config.source {
-        SourceConfig::Kafka => Some(GroupPositions::new(&config.kafka)?),
-        SourceConfig::Archive { .. } => None,
-    };
-    let (kafka_queue, kafka_receiver) = config.kafka_sink.as_ref().map(|_| kafka_sink_queue()).unzip();
-    let followers =
-        Followers { dead_letters: publisher, destination: kafka_queue.map(|queue| Box::new(queue) as Box<dyn Committer + Send>), group };
-    let (start, queue, committer) =
-        start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, followers, readiness, completed.clone())?;
-    let mut held = vec![start.held];
-    let kafka_sink = match (&config.kafka_sink, kafka_receiver) {
-        (Some(sink), Some(receiver)) => {
-            let start = KafkaSinkStart { kafka: &config.kafka, config: sink, views: &VIEWS, generation: start.generation, reconciliation };
-            let (kafka_held, handle) = start_kafka_sink(start, receiver, committer.watch()).context("starting the kafka sink")?;
-            held.push(kafka_held);
-            Some(handle)
-        }
+    // Process 0 keeps the job's progress: it alone takes the generation and runs the
+    // committer, and every worker of the cluster learns from it what was committed.
+    let keeper = match config.engine.process {
+        0 => Some(keep_progress(config, &partitions, reconciliation, publisher, readiness, completed.clone())?),
         _ => None,
     };
-    let target: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
-    check_committed_offsets(config, &target, reconciliation)?;
-    tracing::info!(
-        generation = start.generation,
-        partitions = partitions.len(),
-        replay_to = ?target,
-        "starting; replaying inputs up to the committed offsets before writing"
-    );
-
-    let held: Arc<[HeldDigests]> = Arc::from(held);
-    let queue = Arc::new(Mutex::new(Some(queue)));
-    let failure = committer.watch();
+    let (previous, queue, failure) = match &keeper {
+        Some(keeper) => (Some(keeper.previous.clone()), keeper.queue.lock().expect("queue lock").take(), Some(keeper.committer.watch())),
+        None => (None, None, None),
+    };
+    let previous = Arc::new(Mutex::new(previous));
+    let queue = Arc::new(Mutex::new(queue));
     let epochs = EpochSettings {
         epoch_ms: config.engine.epoch_ms,
         max_records_per_epoch: config.engine.max_records_per_epoch,
@@ -183,12 +163,6 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let mut periods = config.event_time.logic(&config.topics.documents)?;
     periods.partitions =
         partitions.iter().filter(|(topic, _)| *topic == config.topics.documents).map(|(_, partition)| *partition).collect();
-    periods.replay_to = target
-        .iter()
-        .filter(|((topic, _), _)| *topic == config.topics.documents)
-        .map(|((_, partition), offset)| (*partition, *offset))
-        .collect();
-    periods.log = PeriodLogic::advances_from(start.watermark_log.into_iter().filter(|row| row.topic == config.topics.documents).collect());
     // Quiet sources in other processes of a cluster cannot be woken: there every epoch closes.
     let heartbeat = if config.engine.hosts.len() > 1 { config.engine.epoch_ms } else { config.engine.heartbeat_ms };
     let ticker = EpochTicker::new(config.engine.epoch_ms, Duration::from_millis(heartbeat));
@@ -203,7 +177,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         watch_files: (!until_caught_up).then(|| ticker.clone()),
         config_file: config.file.clone(),
         periods,
-        replay_to: target.clone(),
+        replay_to: HydrationTarget::new(),
     };
     let watch = match (until_caught_up, config.kafka.partition_discovery_ms, &config.source) {
         (true, _, _) | (_, 0, _) | (_, _, SourceConfig::Archive { .. }) => None,
@@ -214,10 +188,17 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     };
     let source = config.source.clone();
     let (max_in_flight, sink_process) = (config.engine.max_in_flight_records, config.engine.process == 0);
+    let (process, first_worker) = (config.engine.process, config.engine.process * config.engine.workers);
     let guards = timely::execute(timely_config(&config.engine), move |worker| -> Result<(), String> {
         let mine = assigned(&topics, &partitions, worker.index(), worker.peers());
         let discovery =
             watch.clone().map(|watch| SourceDiscovery { watch, topics: topics.clone(), worker: worker.index(), peers: worker.peers() });
+        let shared = if worker.index() == 0 { previous.lock().expect("previous lock").take() } else { None };
+        let Some(previous) = from_first_worker(worker, shared) else { return Err("the cluster stopped before it started".into()) };
+        if worker.index() == first_worker {
+            tracing::info!(generation = previous.generation, process, "this process resumes the job at the cluster's generation");
+        }
+        let logic = logic.resumed(&previous);
         let committer = if worker.index() == 0 { queue.lock().expect("queue lock").take() } else { None };
         let completed = if sink_process { completed.clone() } else { Completed::unbounded() };
         let probe = ProbeHandle::new();
@@ -225,9 +206,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let ticker = ticker.clone();
         let kafka = kafka.clone();
         let source = source.clone();
-        let logic = logic.clone();
-        let target = target.clone();
-        let held = held.clone();
+        let (target, held) = (previous.committed, Arc::<[HeldDigests]>::from(previous.held));
         introspection::install(worker, metrics());
         worker.dataflow::<Epoch, _, _>(move |scope| {
             let events = match source {
@@ -243,7 +222,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         })?;
         while worker.has_dataflows() {
             worker.step_or_park(Some(PARK));
-            if let Some(failure) = failure.failure() {
+            if let Some(failure) = failure.as_ref().and_then(CommitterWatch::failure) {
                 for dataflow in worker.installed_dataflows() {
                     worker.drop_dataflow(dataflow);
                 }
@@ -256,7 +235,91 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     for result in guards.join() {
         result.map_err(|e| anyhow!("a worker failed: {e}"))?.map_err(|e| anyhow!(e))?;
     }
-    let commits = committer.join()?;
-    let kafka_messages = kafka_sink.map(KafkaSinkHandle::join).transpose()?;
+    let (commits, kafka_messages) = match keeper {
+        Some(keeper) => (keeper.committer.join()?, keeper.kafka_sink.map(KafkaSinkHandle::join).transpose()?),
+        None => (CommitStats::default(), None),
+    };
     Ok(RunReport { commits, kafka_messages, elapsed: started.elapsed() })
+}
+
+/// What every worker must know of the previous runs before it builds the dataflow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Previous {
+    /// This run's generation.
+    generation: i64,
+    /// The offsets the previous runs committed, for the partitions read now.
+    committed: HydrationTarget,
+    /// The watermark advances they committed.
+    watermark_log: Vec<WatermarkLogRow>,
+    /// What each destination holds.
+    held: Vec<HeldDigests>,
+}
+
+impl JobLogic {
+    /// The logic of a run that resumes from `previous`: it replays to the committed offsets and
+    /// decides lateness as the runs before it did.
+    fn resumed(&self, previous: &Previous) -> JobLogic {
+        let mut logic = self.clone();
+        let documents = &logic.roles.documents;
+        logic.periods.replay_to = previous
+            .committed
+            .iter()
+            .filter(|((topic, _), _)| topic == documents)
+            .map(|((_, partition), offset)| (*partition, *offset))
+            .collect();
+        logic.periods.log =
+            PeriodLogic::advances_from(previous.watermark_log.iter().filter(|row| &row.topic == documents).cloned().collect());
+        logic.replay_to = previous.committed.clone();
+        logic
+    }
+}
+
+/// The destinations that keep the job's progress, started by process 0.
+struct Keeper {
+    previous: Previous,
+    queue: Mutex<Option<CommitQueue>>,
+    committer: CommitterHandle,
+    kafka_sink: Option<KafkaSinkHandle>,
+}
+
+/// Starts the committer (taking a new generation) and the Kafka sink, and reads what the
+/// previous runs committed.
+fn keep_progress(
+    config: &CiteflowConfig,
+    partitions: &[(String, i32)],
+    reconciliation: Reconciliation,
+    publisher: Option<DeadLetterPublisher>,
+    readiness: Readiness,
+    completed: Completed,
+) -> anyhow::Result<Keeper> {
+    // Lag tools read the consumer group, which the job tells its positions after each commit.
+    let group = match config.source {
+        SourceConfig::Kafka => Some(GroupPositions::new(&config.kafka)?),
+        SourceConfig::Archive { .. } => None,
+    };
+    let (kafka_queue, kafka_receiver) = config.kafka_sink.as_ref().map(|_| kafka_sink_queue()).unzip();
+    let followers =
+        Followers { dead_letters: publisher, destination: kafka_queue.map(|queue| Box::new(queue) as Box<dyn Committer + Send>), group };
+    let (start, queue, committer) =
+        start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, followers, readiness, completed)?;
+    let mut held = vec![start.held];
+    let kafka_sink = match (&config.kafka_sink, kafka_receiver) {
+        (Some(sink), Some(receiver)) => {
+            let start = KafkaSinkStart { kafka: &config.kafka, config: sink, views: &VIEWS, generation: start.generation, reconciliation };
+            let (kafka_held, handle) = start_kafka_sink(start, receiver, committer.watch()).context("starting the kafka sink")?;
+            held.push(kafka_held);
+            Some(handle)
+        }
+        _ => None,
+    };
+    let committed: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
+    check_committed_offsets(config, &committed, reconciliation)?;
+    tracing::info!(
+        generation = start.generation,
+        partitions = partitions.len(),
+        replay_to = ?committed,
+        "starting; replaying inputs up to the committed offsets before writing"
+    );
+    let previous = Previous { generation: start.generation, committed, watermark_log: start.watermark_log, held };
+    Ok(Keeper { previous, queue: Mutex::new(Some(queue)), committer, kafka_sink })
 }

@@ -297,6 +297,12 @@ impl JobConfig {
 
     /// A configuration with `extra` TOML appended (more sections).
     pub fn with_extra(broker: &Broker, database_url: &str, workers: usize, partitions: i32, extra: &str) -> Self {
+        Self::cluster(broker, database_url, workers, partitions, &[], extra)
+    }
+
+    /// A configuration for one process of a cluster of `hosts` (none: one process), with
+    /// `extra` TOML appended; the process is `CITEFLOW_PROCESS`.
+    pub fn cluster(broker: &Broker, database_url: &str, workers: usize, partitions: i32, hosts: &[String], extra: &str) -> Self {
         let dir = TempDir::new("config");
         let path = dir.0.join("citeflow.toml");
         let text = format!(
@@ -305,6 +311,7 @@ impl JobConfig {
 workers = {workers}
 epoch_ms = 100
 metrics_addr = "127.0.0.1:0"
+hosts = {hosts:?}
 
 [kafka]
 brokers = "{}"
