@@ -127,9 +127,13 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// Applies `CITEFLOW_WORKERS`, `CITEFLOW_PROCESS`, `CITEFLOW_EPOCH_MS` and `CITEFLOW_METRICS_ADDR`.
+    /// Applies `CITEFLOW_WORKERS`, `CITEFLOW_HOSTS` (comma-separated), `CITEFLOW_PROCESS`,
+    /// `CITEFLOW_EPOCH_MS` and `CITEFLOW_METRICS_ADDR`.
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         env_override(&mut self.workers, "CITEFLOW_WORKERS")?;
+        if let Ok(hosts) = std::env::var("CITEFLOW_HOSTS") {
+            self.hosts = hosts.split(',').map(str::trim).filter(|host| !host.is_empty()).map(str::to_owned).collect();
+        }
         env_override(&mut self.process, "CITEFLOW_PROCESS")?;
         env_override(&mut self.epoch_ms, "CITEFLOW_EPOCH_MS")?;
         env_override(&mut self.metrics_addr, "CITEFLOW_METRICS_ADDR")

@@ -146,6 +146,31 @@ enum Command {
     },
 }
 
+/// The exit code of a process of a cluster whose peer stopped: the cluster restarts as a whole.
+const PEER_STOPPED: i32 = 3;
+
+/// When a process of a timely cluster stops, its peers' connections to it fail and timely's
+/// network threads panic; this process then stops at once with [`PEER_STOPPED`], so that a
+/// process manager restarts the whole cluster, which recovers through the commit protocol.
+fn stop_with_the_cluster() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("timely communication error") {
+            eprintln!(
+                "citeflow: a process of the cluster stopped ({message}); this one stops too (exit {PEER_STOPPED}): restart the cluster"
+            );
+            std::process::exit(PEER_STOPPED);
+        }
+        default(info);
+    }));
+}
+
 fn main() {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -158,6 +183,7 @@ fn main() {
         tracing::warn!(%error, "allocator statistics are not exported");
     }
     allocator::trim_system_heap();
+    stop_with_the_cluster();
     if let Err(error) = execute(cli) {
         eprintln!("citeflow: {error:#}");
         std::process::exit(1);
