@@ -12,13 +12,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use citeflow_connectors::kafka::admin::ensure_topics;
-use citeflow_connectors::kafka::sink::{latest_values, FRONTIER_HEADER, GENERATION_HEADER};
+use citeflow_connectors::kafka::sink::{header, latest_values, FRONTIER_HEADER, GENERATION_HEADER};
 use citeflow_jobs::config::TopicsConfig;
 use citeflow_jobs::loader::{envelope, gold_documents, publication_key, EPMC_FILES};
 use citeflow_jobs::synthetic::Rng;
 use citeflow_jobs::views::VIEWS;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use support::workload::{millis, produce, replace_instance, spawn_logged, workload, Message};
@@ -73,12 +73,7 @@ impl Follower {
             let mut seen = Vec::new();
             while !stopping.load(Ordering::Relaxed) {
                 let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
-                let header = |name: &str| {
-                    message
-                        .headers()
-                        .and_then(|headers| headers.iter().find(|header| header.key == name))
-                        .and_then(|header| header.value.map(|value| String::from_utf8_lossy(value).into_owned()))
-                };
+                let header = |name: &str| header(&message, name).map(str::to_owned);
                 seen.push(Seen {
                     partition: message.partition(),
                     offset: message.offset(),
@@ -179,19 +174,9 @@ fn assert_topic_equals_table(broker: &Broker, db: &Db, view: &Written, context: 
     topic
 }
 
-/// A database, the broker with the input topics, and a job configuration with the Kafka sink.
-fn setup(name: &str) -> (Postgres, Broker, String, JobConfig) {
-    let postgres = Postgres::start();
-    let broker = Broker::start();
-    let url = postgres.database(name);
-    let config = JobConfig::with_extra(&broker, &url, 2, 4, SINK);
-    citeflow_ok(&config, &["topics"]);
-    (postgres, broker, url, config)
-}
-
 #[test]
 fn the_change_topic_equals_the_table_through_kills_and_no_change_is_seen_twice() {
-    let (postgres, broker, url, config) = setup("kafka_killed");
+    let Setup { postgres, broker, url, config } = Setup::with_extra("kafka_killed", SINK);
     let followers: Vec<Follower> = [CITATIONS, PUBLICATIONS].iter().map(|view| Follower::start(&broker, view.topic)).collect();
     const KILLS: usize = 8;
     let work = workload(23, 1_200, 500);
@@ -236,7 +221,7 @@ fn the_change_topic_equals_the_table_through_kills_and_no_change_is_seen_twice()
 
 #[test]
 fn a_zombie_instance_writes_nothing_after_it_is_fenced() {
-    let (_postgres, broker, url, config) = setup("kafka_zombie");
+    let Setup { postgres: _postgres, broker, url, config } = Setup::with_extra("kafka_zombie", SINK);
     let follower = Follower::start(&broker, CITATIONS.topic);
     let work = workload(5, 300, 200);
     let logs = TempDir::new("kafka-zombie-logs");
@@ -285,7 +270,7 @@ fn documents_and_publications(count: usize) -> (Vec<Message>, Vec<Message>) {
 
 #[test]
 fn deleted_documents_leave_tombstones_and_republished_ones_new_values() {
-    let (_postgres, broker, url, config) = setup("kafka_deletions");
+    let Setup { postgres: _postgres, broker, url, config } = Setup::with_extra("kafka_deletions", SINK);
     let follower = Follower::start(&broker, CITATIONS.topic);
     let db = Db::connect(&url);
     let (documents, publications) = documents_and_publications(300);
@@ -321,11 +306,8 @@ fn deleted_documents_leave_tombstones_and_republished_ones_new_values() {
 /// transactional delivery stops at start, naming the setting, before it writes anything.
 #[test]
 fn transactional_delivery_against_a_broker_without_transactions_stops_at_start() {
-    let postgres = Postgres::start();
-    let broker = Broker::start();
-    let url = postgres.database("kafka_transactional");
-    let config = JobConfig::with_extra(&broker, &url, 1, 4, &format!("{SINK}delivery = \"transactional\"\n"));
-    citeflow_ok(&config, &["topics"]);
+    let Setup { postgres: _postgres, broker: _broker, config, .. } =
+        Setup::with_extra("kafka_transactional", &format!("{SINK}delivery = \"transactional\"\n"));
     let output = citeflow(&config, &["run", "--until-caught-up"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the job must not run");

@@ -19,7 +19,7 @@ use crate::sink::{HeldDigests, HydrationTarget};
 use crate::timestamps::format_rfc3339;
 
 /// What the destination that keeps the job's progress says when the job starts.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SinkStart {
     /// This run's generation, new: the store refuses commits of older generations.
     pub generation: i64,

@@ -46,6 +46,7 @@
 //!   ([`crate::progress`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -164,6 +165,41 @@ pub struct CommitBatch {
 pub trait Committer: 'static {
     /// Queues `batch`; batches are applied in the order submitted.
     fn submit(&mut self, batch: CommitBatch);
+}
+
+/// A committer on another thread: the sink's (or another committer's) end of a queue whose
+/// other end, [`BatchReceiver`], the destination's thread reads.
+pub struct BatchQueue {
+    sender: Sender<CommitBatch>,
+    destination: &'static str,
+}
+
+/// The destination's end of a [`BatchQueue`].
+pub struct BatchReceiver(Receiver<CommitBatch>);
+
+/// A queue of batches to `destination` (named in the log if it stops while batches come).
+pub fn batch_queue(destination: &'static str) -> (BatchQueue, BatchReceiver) {
+    let (sender, receiver) = mpsc::channel();
+    (BatchQueue { sender, destination }, BatchReceiver(receiver))
+}
+
+impl Committer for BatchQueue {
+    fn submit(&mut self, batch: CommitBatch) {
+        if self.sender.send(batch).is_err() {
+            tracing::error!(destination = self.destination, "the destination has stopped; a batch was not written");
+        }
+    }
+}
+
+impl BatchReceiver {
+    /// Waits for the next batch and returns it with every batch queued behind it, in order;
+    /// `None` once every [`BatchQueue`] is dropped and the queue is empty.
+    pub fn next_group(&self) -> Option<Vec<CommitBatch>> {
+        let first = self.0.recv().ok()?;
+        let mut batches = vec![first];
+        batches.extend(self.0.try_iter());
+        Some(batches)
+    }
 }
 
 /// The offsets a restarted job must replay before it may write: per topic and partition,

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use citeflow_connectors::kafka::admin::is_topic_name;
 use citeflow_connectors::kafka::sink::KafkaSinkConfig;
 use citeflow_connectors::kafka::KafkaConfig;
 use citeflow_connectors::postgres::PostgresConfig;
@@ -387,7 +388,7 @@ impl CiteflowConfig {
             ("topics.dead_letter", &self.topics.dead_letter),
         ];
         for (setting, topic) in topics {
-            if topic.is_empty() || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            if !is_topic_name(topic) {
                 return Err(ConfigError::invalid(setting, format!("`{topic}` is not a valid topic name")));
             }
         }

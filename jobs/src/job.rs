@@ -10,17 +10,17 @@ use citeflow_connectors::kafka::admin::{check_connection, discover_partitions, e
 use citeflow_connectors::kafka::dead_letters::DeadLetterPublisher;
 use citeflow_connectors::kafka::discovery::{assigned, PartitionWatch};
 use citeflow_connectors::kafka::group::GroupPositions;
-use citeflow_connectors::kafka::sink::{kafka_sink_queue, start_kafka_sink, KafkaSinkHandle, KafkaSinkStart};
+use citeflow_connectors::kafka::sink::{start_kafka_sink, KafkaSinkHandle, KafkaSinkStart};
 use citeflow_connectors::kafka::source::{kafka_source, SourceDiscovery, SourceSettings};
 use citeflow_connectors::postgres::committer::{CommitStats, CommitterWatch, Followers};
-use citeflow_connectors::postgres::{start_committer, CommitQueue, CommitterHandle};
+use citeflow_connectors::postgres::{start_committer, CommitterHandle};
 use citeflow_connectors::EpochSettings;
 use citeflow_engine::flow::{Completed, FlowControl};
 use citeflow_engine::http::{serve, Readiness};
 use citeflow_engine::introspection;
 use citeflow_engine::metrics::metrics;
-use citeflow_engine::progress::{Reconciliation, WatermarkLogRow};
-use citeflow_engine::sink::{commit_views, Committer, HeldDigests, HydrationTarget, SinkProgress};
+use citeflow_engine::progress::{Reconciliation, SinkStart};
+use citeflow_engine::sink::{batch_queue, commit_views, BatchQueue, Committer, HeldDigests, HydrationTarget, SinkProgress};
 use citeflow_engine::time::{Epoch, EpochTicker};
 use citeflow_engine::worker::{from_first_worker, timely_config};
 use serde::{Deserialize, Serialize};
@@ -144,14 +144,14 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let completed = Completed::new();
     // Process 0 keeps the job's progress: it alone takes the generation and runs the
     // committer, and every worker of the cluster learns from it what was committed.
-    let keeper = match config.engine.process {
-        0 => Some(keep_progress(config, &partitions, reconciliation, publisher, readiness, completed.clone())?),
-        _ => None,
+    let (previous, queue, keeper) = match config.engine.process {
+        0 => {
+            let (previous, queue, keeper) = keep_progress(config, &partitions, reconciliation, publisher, readiness, completed.clone())?;
+            (Some(previous), Some(queue), Some(keeper))
+        }
+        _ => (None, None, None),
     };
-    let (previous, queue, failure) = match &keeper {
-        Some(keeper) => (Some(keeper.previous.clone()), keeper.queue.lock().expect("queue lock").take(), Some(keeper.committer.watch())),
-        None => (None, None, None),
-    };
+    let failure = keeper.as_ref().map(|keeper| keeper.committer.watch());
     let previous = Arc::new(Mutex::new(previous));
     let queue = Arc::new(Mutex::new(queue));
     let epochs = EpochSettings {
@@ -196,7 +196,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let shared = if worker.index() == 0 { previous.lock().expect("previous lock").take() } else { None };
         let Some(previous) = from_first_worker(worker, shared) else { return Err("the cluster stopped before it started".into()) };
         if worker.index() == first_worker {
-            tracing::info!(generation = previous.generation, process, "this process resumes the job at the cluster's generation");
+            tracing::info!(generation = previous.start.generation, process, "this process resumes the job at the cluster's generation");
         }
         let logic = logic.resumed(&previous);
         let committer = if worker.index() == 0 { queue.lock().expect("queue lock").take() } else { None };
@@ -206,7 +206,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
         let ticker = ticker.clone();
         let kafka = kafka.clone();
         let source = source.clone();
-        let (target, held) = (previous.committed, Arc::<[HeldDigests]>::from(previous.held));
+        let (held, target) = (previous.held(), previous.start.committed);
         introspection::install(worker, metrics());
         worker.dataflow::<Epoch, _, _>(move |scope| {
             let events = match source {
@@ -242,17 +242,20 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     Ok(RunReport { commits, kafka_messages, elapsed: started.elapsed() })
 }
 
-/// What every worker must know of the previous runs before it builds the dataflow.
+/// What every worker must know of the previous runs before it builds the dataflow: what the
+/// progress store said (its committed offsets kept to the partitions read now) and what every
+/// other destination holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Previous {
-    /// This run's generation.
-    generation: i64,
-    /// The offsets the previous runs committed, for the partitions read now.
-    committed: HydrationTarget,
-    /// The watermark advances they committed.
-    watermark_log: Vec<WatermarkLogRow>,
-    /// What each destination holds.
-    held: Vec<HeldDigests>,
+    start: SinkStart,
+    others: Vec<HeldDigests>,
+}
+
+impl Previous {
+    /// What each destination holds, the progress store first.
+    fn held(&self) -> Arc<[HeldDigests]> {
+        std::iter::once(&self.start.held).chain(&self.others).cloned().collect()
+    }
 }
 
 impl JobLogic {
@@ -262,28 +265,27 @@ impl JobLogic {
         let mut logic = self.clone();
         let documents = &logic.roles.documents;
         logic.periods.replay_to = previous
+            .start
             .committed
             .iter()
             .filter(|((topic, _), _)| topic == documents)
             .map(|((_, partition), offset)| (*partition, *offset))
             .collect();
         logic.periods.log =
-            PeriodLogic::advances_from(previous.watermark_log.iter().filter(|row| &row.topic == documents).cloned().collect());
-        logic.replay_to = previous.committed.clone();
+            PeriodLogic::advances_from(previous.start.watermark_log.iter().filter(|row| &row.topic == documents).cloned().collect());
+        logic.replay_to = previous.start.committed.clone();
         logic
     }
 }
 
 /// The destinations that keep the job's progress, started by process 0.
 struct Keeper {
-    previous: Previous,
-    queue: Mutex<Option<CommitQueue>>,
     committer: CommitterHandle,
     kafka_sink: Option<KafkaSinkHandle>,
 }
 
 /// Starts the committer (taking a new generation) and the Kafka sink, and reads what the
-/// previous runs committed.
+/// previous runs committed: that, the queue to the committer, and the destinations.
 fn keep_progress(
     config: &CiteflowConfig,
     partitions: &[(String, i32)],
@@ -291,35 +293,35 @@ fn keep_progress(
     publisher: Option<DeadLetterPublisher>,
     readiness: Readiness,
     completed: Completed,
-) -> anyhow::Result<Keeper> {
+) -> anyhow::Result<(Previous, BatchQueue, Keeper)> {
     // Lag tools read the consumer group, which the job tells its positions after each commit.
     let group = match config.source {
         SourceConfig::Kafka => Some(GroupPositions::new(&config.kafka)?),
         SourceConfig::Archive { .. } => None,
     };
-    let (kafka_queue, kafka_receiver) = config.kafka_sink.as_ref().map(|_| kafka_sink_queue()).unzip();
+    let (kafka_queue, kafka_receiver) = config.kafka_sink.as_ref().map(|_| batch_queue("kafka")).unzip();
     let followers =
         Followers { dead_letters: publisher, destination: kafka_queue.map(|queue| Box::new(queue) as Box<dyn Committer + Send>), group };
     let (start, queue, committer) =
         start_committer(&config.postgres, reconciliation, VIEWS.to_vec(), MIGRATIONS, followers, readiness, completed)?;
-    let mut held = vec![start.held];
+    let mut others = Vec::new();
     let kafka_sink = match (&config.kafka_sink, kafka_receiver) {
         (Some(sink), Some(receiver)) => {
             let start = KafkaSinkStart { kafka: &config.kafka, config: sink, views: &VIEWS, generation: start.generation, reconciliation };
             let (kafka_held, handle) = start_kafka_sink(start, receiver, committer.watch()).context("starting the kafka sink")?;
-            held.push(kafka_held);
+            others.push(kafka_held);
             Some(handle)
         }
         _ => None,
     };
-    let committed: HydrationTarget = start.committed.into_iter().filter(|(key, _)| partitions.contains(key)).collect();
-    check_committed_offsets(config, &committed, reconciliation)?;
+    let mut start = start;
+    start.committed.retain(|key, _| partitions.contains(key));
+    check_committed_offsets(config, &start.committed, reconciliation)?;
     tracing::info!(
         generation = start.generation,
         partitions = partitions.len(),
-        replay_to = ?committed,
+        replay_to = ?start.committed,
         "starting; replaying inputs up to the committed offsets before writing"
     );
-    let previous = Previous { generation: start.generation, committed, watermark_log: start.watermark_log, held };
-    Ok(Keeper { previous, queue: Mutex::new(Some(queue)), committer, kafka_sink })
+    Ok((Previous { start, others }, queue, Keeper { committer, kafka_sink }))
 }

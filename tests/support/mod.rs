@@ -619,9 +619,18 @@ impl Setup {
     }
 
     pub fn with_broker(name: &str, broker: Broker) -> Self {
+        Self::configured(name, broker, "")
+    }
+
+    /// With `extra` TOML appended to the job's configuration.
+    pub fn with_extra(name: &str, extra: &str) -> Self {
+        Self::configured(name, Broker::start(), extra)
+    }
+
+    fn configured(name: &str, broker: Broker, extra: &str) -> Self {
         let postgres = Postgres::start();
         let url = postgres.database(name);
-        let config = JobConfig::new(&broker, &url, 2, 4);
+        let config = JobConfig::with_extra(&broker, &url, 2, 4, extra);
         citeflow_ok(&config, &["topics"]);
         Setup { postgres, broker, url, config }
     }

@@ -57,6 +57,11 @@ pub fn check_connection(config: &KafkaConfig) -> Result<(), KafkaError> {
     }
 }
 
+/// Whether `name` can name a topic (or start one): ASCII letters, digits, `.`, `_` and `-`.
+pub fn is_topic_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 /// Lists every partition of `topics` as `(topic, partition)`, failing if a topic is missing.
 pub fn discover_partitions(config: &KafkaConfig, topics: &[String]) -> Result<Vec<(String, i32)>, KafkaError> {
     let consumer: BaseConsumer = config.consumer_config().create().map_err(KafkaError::client("creating consumer"))?;

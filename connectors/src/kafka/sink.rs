@@ -34,13 +34,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::rows::{bucket_of, key_bucket, Bucket, Column, DecodeError, Value, ViewId, ViewSchema};
-use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, HeldDigests, HeldView, Replaced, ViewChanges};
+use citeflow_engine::sink::{BatchReceiver, CommitBatch, CommitMode, HeldDigests, HeldView, Replaced, ViewChanges};
 use citeflow_engine::time::Epoch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -49,7 +48,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number};
 
-use super::admin::{discover_partitions, ensure_topics, watermarks, METADATA_TIMEOUT};
+use super::admin::{discover_partitions, ensure_topics, is_topic_name, watermarks, METADATA_TIMEOUT};
 use super::producer::{Outgoing, Producer};
 use super::{KafkaConfig, KafkaError};
 use crate::postgres::committer::CommitterWatch;
@@ -160,14 +159,13 @@ struct SinkView {
 impl KafkaSinkConfig {
     /// Checks the settings against the job's `views`; returns the views written.
     fn resolve(&self, views: &[ViewSchema]) -> Result<Vec<SinkView>, KafkaSinkError> {
-        let valid = |topic: &str| !topic.is_empty() && topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !valid(&self.topic_prefix) {
+        if !is_topic_name(&self.topic_prefix) {
             return Err(KafkaSinkError::Config {
                 setting: "topic_prefix",
                 reason: format!("`{}` cannot start a topic name", self.topic_prefix),
             });
         }
-        if !valid(&self.progress_topic) {
+        if !is_topic_name(&self.progress_topic) {
             return Err(KafkaSinkError::Config {
                 setting: "progress_topic",
                 reason: format!("`{}` is not a topic name", self.progress_topic),
@@ -190,7 +188,7 @@ impl KafkaSinkConfig {
                 });
             };
             let id = ViewId::try_from(id).expect("fewer than 65,536 views");
-            chosen.push(SinkView { id, schema: schema.clone(), topic: format!("{}{}", self.topic_prefix, schema.table) });
+            chosen.push(SinkView { id, schema: schema.clone(), topic: self.topic_of(schema.table) });
         }
         Ok(chosen)
     }
@@ -205,7 +203,11 @@ impl KafkaSinkConfig {
 
     /// The topic of the view `table`, if the sink writes it.
     pub fn topic(&self, table: &str) -> Option<String> {
-        self.views.iter().any(|view| view == table).then(|| format!("{}{table}", self.topic_prefix))
+        self.views.iter().any(|view| view == table).then(|| self.topic_of(table))
+    }
+
+    fn topic_of(&self, table: &str) -> String {
+        format!("{}{table}", self.topic_prefix)
     }
 }
 
@@ -414,26 +416,6 @@ fn bucket_sums(held: &HashMap<Vec<u8>, i64>) -> HashMap<Bucket, i128> {
     sums
 }
 
-/// The committer's end of the queue to the Kafka sink: committed batches, in order.
-pub struct KafkaSinkQueue {
-    sender: Sender<CommitBatch>,
-}
-
-impl Committer for KafkaSinkQueue {
-    fn submit(&mut self, batch: CommitBatch) {
-        if self.sender.send(batch).is_err() {
-            tracing::error!("the kafka sink has stopped; a committed batch was not written to kafka");
-        }
-    }
-}
-
-/// The queue to a Kafka sink not started yet: hand [`KafkaSinkQueue`] to the committer, then
-/// start the sink on the receiver once the generation is known.
-pub fn kafka_sink_queue() -> (KafkaSinkQueue, Receiver<CommitBatch>) {
-    let (sender, receiver) = mpsc::channel();
-    (KafkaSinkQueue { sender }, receiver)
-}
-
 /// The job's handle on the Kafka sink's thread.
 pub struct KafkaSinkHandle {
     thread: JoinHandle<Result<u64, KafkaSinkError>>,
@@ -462,11 +444,12 @@ pub struct KafkaSinkStart<'a> {
 }
 
 /// Checks the settings, creates the topics, fences older instances' producers (transactional
-/// delivery), reads what the topics hold and starts the sink's thread on `receiver`. Returns what the topics hold, for the reconciliation; a failure of the thread
-/// is reported through `watch`.
+/// delivery), reads what the topics hold and starts the sink's thread on `receiver`. Returns
+/// what the topics hold, for the reconciliation; a failure of the thread is reported through
+/// `watch`.
 pub fn start_kafka_sink(
     start: KafkaSinkStart<'_>,
-    receiver: Receiver<CommitBatch>,
+    receiver: BatchReceiver,
     watch: CommitterWatch,
 ) -> Result<(HeldDigests, KafkaSinkHandle), KafkaSinkError> {
     let views = start.config.resolve(start.views)?;
@@ -541,10 +524,8 @@ struct KafkaSink {
 }
 
 impl KafkaSink {
-    fn run(mut self, receiver: Receiver<CommitBatch>) -> Result<u64, KafkaSinkError> {
-        while let Ok(first) = receiver.recv() {
-            let mut batches = vec![first];
-            batches.extend(receiver.try_iter());
+    fn run(mut self, receiver: BatchReceiver) -> Result<u64, KafkaSinkError> {
+        while let Some(batches) = receiver.next_group() {
             self.write(&batches)?;
         }
         Ok(self.messages)

@@ -6,7 +6,7 @@
 //! (`outbox`) publishes them to the dead-letter topic after the commit, off the
 //! commit path.
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use citeflow_engine::http::Readiness;
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::progress::{Reconciliation, SinkStart, WatermarkLogRow};
 use citeflow_engine::rows::ViewSchema;
-use citeflow_engine::sink::{CommitBatch, CommitMode, Committer, Replaced, ViewChanges};
+use citeflow_engine::sink::{batch_queue, BatchQueue, BatchReceiver, CommitBatch, CommitMode, Committer, Replaced, ViewChanges};
 use citeflow_engine::time::Epoch;
 use tokio::runtime::Runtime;
 use tokio_postgres::Client;
@@ -30,19 +30,6 @@ use crate::kafka::dead_letters::DeadLetterPublisher;
 use crate::kafka::group::GroupPositions;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// The sink operator's end of the queue to the committer thread.
-pub struct CommitQueue {
-    sender: Sender<CommitBatch>,
-}
-
-impl Committer for CommitQueue {
-    fn submit(&mut self, batch: CommitBatch) {
-        if self.sender.send(batch).is_err() {
-            tracing::error!("the committer has stopped; a batch was not written");
-        }
-    }
-}
 
 /// Totals over a committer's life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,7 +45,7 @@ pub struct CommitStats {
 /// The job's handle on the committer thread.
 pub struct CommitterHandle {
     thread: JoinHandle<Result<CommitStats, PgError>>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: CommitterWatch,
     outbox: Option<Outbox>,
 }
 
@@ -72,8 +59,8 @@ impl CommitterWatch {
         self.0.lock().expect("failure lock").clone()
     }
 
-    /// Reports a fatal error of a destination that follows the committer (the first one
-    /// reported is kept).
+    /// Reports a fatal error of the committer or of a destination that follows it (the first
+    /// one reported is kept).
     pub(crate) fn report(&self, error: String) {
         self.0.lock().expect("failure lock").get_or_insert(error);
     }
@@ -82,11 +69,11 @@ impl CommitterWatch {
 impl CommitterHandle {
     /// A handle that worker threads can poll for the committer's fatal error.
     pub fn watch(&self) -> CommitterWatch {
-        CommitterWatch(self.failure.clone())
+        self.failure.clone()
     }
 
     /// Waits for the committer to apply everything queued (the queue must be closed, i.e.
-    /// every [`CommitQueue`] dropped) and returns its totals.
+    /// every [`BatchQueue`] to it dropped) and returns its totals.
     /// The outbox then publishes the dead letters still unpublished, once, and stops.
     pub fn join(self) -> Result<CommitStats, PgError> {
         let result = self.thread.join().expect("committer thread panicked");
@@ -134,7 +121,7 @@ pub fn start_committer(
     followers: Followers,
     readiness: Readiness,
     completed: Completed,
-) -> Result<(SinkStart, CommitQueue, CommitterHandle), PgError> {
+) -> Result<(SinkStart, BatchQueue, CommitterHandle), PgError> {
     let connection = config.connection().map_err(|e| PgError::Config(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let (client, start) = runtime.block_on(async {
@@ -171,8 +158,8 @@ pub fn start_committer(
         Ok::<_, PgError>((client, SinkStart { generation, committed, watermark_log, held }))
     })?;
     tracing::info!(generation = start.generation, partitions = start.committed.len(), "sink ready");
-    let (sender, receiver) = mpsc::channel();
-    let failure = Arc::new(Mutex::new(None));
+    let (queue, receiver) = batch_queue("postgres");
+    let failure = CommitterWatch(Arc::new(Mutex::new(None)));
     let Followers { dead_letters, destination, group } = followers;
     let outbox = dead_letters
         .map(|publisher| start_outbox(connection.clone(), publisher))
@@ -180,7 +167,7 @@ pub fn start_committer(
         .map_err(|e| PgError::Config(format!("starting the dead-letter outbox: {e}")))?;
     let wake = outbox.as_ref().map(|outbox| outbox.wake.clone());
     let session = Session { connection, client, views, generation: start.generation, reconciliation };
-    let thread_failure = failure.clone();
+    let watch = failure.clone();
     let thread = std::thread::Builder::new()
         .name("citeflow-committer".into())
         .spawn(move || {
@@ -188,12 +175,12 @@ pub fn start_committer(
             let result = run(&runtime, session, receiver, after, readiness, completed);
             if let Err(error) = &result {
                 tracing::error!(%error, "committer stopped");
-                *thread_failure.lock().expect("failure lock") = Some(error.to_string());
+                watch.report(error.to_string());
             }
             result
         })
         .expect("spawning the committer thread");
-    Ok((start, CommitQueue { sender }, CommitterHandle { thread, failure, outbox }))
+    Ok((start, queue, CommitterHandle { thread, failure, outbox }))
 }
 
 /// What the committer thread tells after each commit: the outbox, another destination, the
@@ -207,15 +194,13 @@ struct AfterCommit {
 fn run(
     runtime: &Runtime,
     mut session: Session,
-    receiver: Receiver<CommitBatch>,
+    receiver: BatchReceiver,
     AfterCommit { outbox, mut destination, group }: AfterCommit,
     readiness: Readiness,
     completed: Completed,
 ) -> Result<CommitStats, PgError> {
     let mut stats = CommitStats::default();
-    while let Ok(first) = receiver.recv() {
-        let mut batches = vec![first];
-        batches.extend(receiver.try_iter());
+    while let Some(mut batches) = receiver.next_group() {
         let mut backoff = Duration::from_millis(100);
         let mut isolate = false;
         loop {

@@ -12,7 +12,7 @@ use citeflow_engine::config::{env_override, ConfigError};
 use serde::Deserialize;
 use tokio_postgres::Client;
 
-pub use committer::{start_committer, CommitQueue, CommitterHandle};
+pub use committer::{start_committer, CommitterHandle};
 pub use migrate::Migration;
 
 /// A PostgreSQL operation failed.
