@@ -2,8 +2,9 @@
 //!
 //! Routes (HTTP/1.1, one request per connection: every response carries `Connection: close`
 //! and the server closes the connection after it, so a client may read to the end):
-//! - `GET /metrics`: 200 with the process's registry ([`crate::metrics::metrics`]) in the
-//!   Prometheus text format, content type `text/plain; version=0.0.4`.
+//! - `GET /metrics`: 200 with the registry given to [`serve`] (the job's is
+//!   [`crate::metrics::metrics`]'s) in the Prometheus text format, content type
+//!   `text/plain; version=0.0.4`.
 //! - `GET /health`: 200 while the process runs.
 //! - `GET /ready`: 200 once [`Readiness::set`] was called with `true` (the job has hydrated and
 //!   committed), 503 before and whenever it is set back to `false`.
@@ -39,7 +40,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::metrics::metrics;
+use prometheus::Registry;
+
+use crate::metrics::render;
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,11 +71,12 @@ impl Readiness {
     }
 }
 
-/// Binds `addr` and serves the endpoints on a background thread; returns the bound address.
+/// Binds `addr` and serves the endpoints, `/metrics` rendering `registry`, on a background
+/// thread; returns the bound address.
 ///
 /// Binding, and building the thread's runtime, happen before this returns, so their errors
 /// are this function's.
-pub fn serve(addr: &str, readiness: Readiness) -> std::io::Result<SocketAddr> {
+pub fn serve(addr: &str, readiness: Readiness, registry: Registry) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     listener.set_nonblocking(true)?;
@@ -81,25 +85,32 @@ pub fn serve(addr: &str, readiness: Readiness) -> std::io::Result<SocketAddr> {
         let _context = runtime.enter();
         TcpListener::from_std(listener)?
     };
-    let app = router(readiness);
+    let app = router(Endpoint { readiness, registry });
     std::thread::Builder::new().name("citeflow-http".into()).spawn(move || runtime.block_on(accept_connections(listener, app)))?;
     Ok(bound)
 }
 
-fn router(readiness: Readiness) -> Router {
+/// What the routes answer from.
+#[derive(Clone)]
+struct Endpoint {
+    readiness: Readiness,
+    registry: Registry,
+}
+
+fn router(endpoint: Endpoint) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .with_state(readiness)
+        .with_state(endpoint)
 }
 
-async fn render_metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], metrics().render())
+async fn render_metrics(State(endpoint): State<Endpoint>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], render(&endpoint.registry))
 }
 
-async fn ready(State(readiness): State<Readiness>) -> (StatusCode, &'static str) {
+async fn ready(State(Endpoint { readiness, .. }): State<Endpoint>) -> (StatusCode, &'static str) {
     if readiness.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
@@ -149,6 +160,10 @@ mod tests {
     use std::net::TcpStream;
     use std::time::Instant;
 
+    fn job_registry() -> Registry {
+        crate::metrics::metrics().registry.clone()
+    }
+
     /// Sends `request` on a new connection and reads until the server closes it; a server that
     /// keeps the connection open for 10 s makes this an error.
     fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<String> {
@@ -194,7 +209,7 @@ mod tests {
     #[test]
     fn readiness_follows_the_flag() {
         let readiness = Readiness::default();
-        let addr = serve("127.0.0.1:0", readiness.clone()).unwrap();
+        let addr = serve("127.0.0.1:0", readiness.clone(), job_registry()).unwrap();
         let before = get(addr, "/ready");
         assert!(before.starts_with("HTTP/1.1 503"), "{before}");
         assert!(before.ends_with("hydrating\n"), "{before}");
@@ -208,7 +223,7 @@ mod tests {
 
     #[test]
     fn routes_answer_with_their_status_and_close_the_connection() {
-        let addr = serve("127.0.0.1:0", Readiness::default()).unwrap();
+        let addr = serve("127.0.0.1:0", Readiness::default(), job_registry()).unwrap();
         let rendered = get(addr, "/metrics");
         assert!(rendered.starts_with("HTTP/1.1 200"), "{rendered}");
         let lower = rendered.to_ascii_lowercase();
@@ -227,7 +242,7 @@ mod tests {
     fn a_stalled_client_neither_delays_ready_nor_stays_connected() {
         let readiness = Readiness::default();
         readiness.set(true);
-        let addr = serve("127.0.0.1:0", readiness).unwrap();
+        let addr = serve("127.0.0.1:0", readiness, job_registry()).unwrap();
         let mut stalled = TcpStream::connect(addr).unwrap();
         stalled.write_all(b"GET /rea").unwrap();
         let start = Instant::now();
@@ -242,7 +257,7 @@ mod tests {
     fn idle_connections_beyond_the_limit_close_the_oldest_and_never_lock_ready_out() {
         let readiness = Readiness::default();
         readiness.set(true);
-        let addr = serve("127.0.0.1:0", readiness).unwrap();
+        let addr = serve("127.0.0.1:0", readiness, job_registry()).unwrap();
         let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS + 8)
             .map(|_| {
                 let mut stream = TcpStream::connect(addr).unwrap();
@@ -260,7 +275,7 @@ mod tests {
 
     #[test]
     fn garbage_and_oversized_requests_are_refused_and_the_server_keeps_serving() {
-        let addr = serve("127.0.0.1:0", Readiness::default()).unwrap();
+        let addr = serve("127.0.0.1:0", Readiness::default(), job_registry()).unwrap();
         let garbage = exchange(addr, b"\x00\x01\x02 not http at all\r\n\r\n");
         assert!(status_or_cut(garbage, "400"), "garbage was not refused");
         let big_head = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n", "a".repeat(4 * MAX_HEAD_BYTES));

@@ -2,8 +2,9 @@
 //! arrangement of a worker physically holds (`citeflow_arrangement_records{worker, operator}`
 //! and `citeflow_arrangement_batches{…}`), and how long each operator has been busy
 //! (`citeflow_operator_busy_seconds_total{worker, operator}`, the time between timely's schedule
-//! start and stop events: where the job's CPU goes, and per second of wall clock the busy-time
-//! share an autoscaler sizes a job by).
+//! start and stop events: where the job's CPU goes) and each worker
+//! (`citeflow_worker_busy_seconds_total{worker}`, the time its dataflows were scheduled: per
+//! second of wall clock, the busy-time share an autoscaler sizes a job by).
 //!
 //! Differential reports every batch a trace takes in, every merge it completes and every batch
 //! it drops; adding the first, replacing two inputs by their output for the second and removing
@@ -63,12 +64,9 @@ impl State {
         Some(operator)
     }
 
-    /// Follows a schedule event at `time`; returns the operator and how long it was busy when
-    /// it stops.
+    /// Follows a schedule event at `time`; returns the operator (or dataflow) and how long it
+    /// was busy when it stops.
     fn schedule(&mut self, time: Duration, event: &ScheduleEvent) -> Option<(usize, Duration)> {
-        if self.dataflows.contains(&event.id) {
-            return None;
-        }
         match event.start_stop {
             StartStop::Start => {
                 self.started.insert(event.id, time);
@@ -111,6 +109,7 @@ pub fn install(worker: &mut Worker, metrics: &'static Metrics) {
         let Some(events) = events else { return };
         let mut state = state.borrow_mut();
         let mut busy: HashMap<usize, Duration> = HashMap::new();
+        let mut worker_busy = Duration::ZERO;
         for (time, event) in events.iter() {
             match event {
                 TimelyEvent::Operates(operates) => {
@@ -120,12 +119,17 @@ pub fn install(worker: &mut Worker, metrics: &'static Metrics) {
                     }
                 }
                 TimelyEvent::Schedule(schedule) => {
-                    if let Some((operator, elapsed)) = state.schedule(*time, schedule) {
-                        *busy.entry(operator).or_default() += elapsed;
+                    match state.schedule(*time, schedule) {
+                        Some((dataflow, elapsed)) if state.dataflows.contains(&dataflow) => worker_busy += elapsed,
+                        Some((operator, elapsed)) => *busy.entry(operator).or_default() += elapsed,
+                        None => {}
                     }
                 }
                 _ => {}
             }
+        }
+        if !worker_busy.is_zero() {
+            metrics.worker_busy.with_label_values(&[busy_label.as_str()]).inc_by(worker_busy.as_secs_f64());
         }
         for (operator, elapsed) in busy {
             let labels = [busy_label.as_str(), &state.label(operator)];
@@ -154,15 +158,14 @@ mod tests {
     }
 
     #[test]
-    fn an_operator_is_busy_from_its_start_to_its_stop_and_a_dataflow_is_not_counted() {
+    fn an_operator_is_busy_from_its_start_to_its_stop() {
         let mut state = State::default();
-        state.dataflows.insert(0);
         let event = |id, start_stop| ScheduleEvent { id, start_stop };
         let at = Duration::from_millis;
         assert_eq!(state.schedule(at(10), &event(0, StartStop::Start)), None);
         assert_eq!(state.schedule(at(11), &event(3, StartStop::Start)), None);
         assert_eq!(state.schedule(at(15), &event(3, StartStop::Stop)), Some((3, at(4))));
-        assert_eq!(state.schedule(at(16), &event(0, StartStop::Stop)), None);
+        assert_eq!(state.schedule(at(16), &event(0, StartStop::Stop)), Some((0, at(6))), "the dataflow spans its operators");
         assert_eq!(state.schedule(at(17), &event(4, StartStop::Stop)), None, "a stop without a start counts nothing");
     }
 }

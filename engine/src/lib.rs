@@ -4,6 +4,7 @@
 //! Nothing here knows about citations; jobs describe their views with [`rows::ViewSchema`]
 //! and hand their changes to [`sink::commit_views`].
 
+pub mod autoscale;
 pub mod config;
 pub mod flow;
 pub mod http;

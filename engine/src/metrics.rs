@@ -56,6 +56,11 @@ pub struct Metrics {
     pub arrangement_batches: IntGaugeVec,
     /// Seconds each operator has been scheduled (busy), by worker and operator.
     pub operator_busy: CounterVec,
+    /// Seconds each worker ran its dataflows (busy), by worker: per second of wall clock, the
+    /// share an autoscaler sizes the job by.
+    pub worker_busy: CounterVec,
+    /// Workers of the job, all processes together.
+    pub workers: IntGauge,
     /// Dead letters recorded in the table and not yet on the dead-letter topic.
     pub dead_letter_backlog: IntGauge,
     /// Attempts to publish dead letters to the dead-letter topic that failed (retried).
@@ -67,19 +72,23 @@ pub struct Metrics {
 }
 
 /// Registers metrics and remembers their families' names.
-struct Registrar {
-    registry: Registry,
-    families: Vec<String>,
+pub(crate) struct Registrar {
+    pub(crate) registry: Registry,
+    pub(crate) families: Vec<String>,
 }
 
 impl Registrar {
-    fn register<C: Collector + Clone + 'static>(&mut self, metric: C) -> C {
+    pub(crate) fn new(registry: Registry) -> Self {
+        Registrar { registry, families: Vec::new() }
+    }
+
+    pub(crate) fn register<C: Collector + Clone + 'static>(&mut self, metric: C) -> C {
         self.families.extend(metric.desc().iter().map(|desc| format!("{PREFIX}_{}", desc.fq_name)));
         self.registry.register(Box::new(metric.clone())).expect("unique metric");
         metric
     }
 
-    fn counter(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    pub(crate) fn counter(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
     }
 
@@ -87,7 +96,7 @@ impl Registrar {
         self.register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
     }
 
-    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
+    pub(crate) fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
         self.register(IntGauge::new(name, help).expect("valid metric"))
     }
 }
@@ -98,7 +107,7 @@ pub const PREFIX: &str = "citeflow";
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new_custom(Some(PREFIX.to_string()), None).expect("valid prefix");
-        let mut r = Registrar { registry, families: Vec::new() };
+        let mut r = Registrar::new(registry);
         let commit_latency = r.register(
             Histogram::with_opts(
                 HistogramOpts::new("commit_latency_seconds", "Seconds taken by each sink transaction")
@@ -119,7 +128,12 @@ impl Metrics {
             CounterVec::new(Opts::new("operator_busy_seconds_total", "Seconds an operator was scheduled"), &["worker", "operator"])
                 .expect("valid metric"),
         );
+        let worker_busy = r.register(
+            CounterVec::new(Opts::new("worker_busy_seconds_total", "Seconds a worker ran its dataflows"), &["worker"]).expect("valid metric"),
+        );
         Metrics {
+            workers: r.gauge("workers", "Workers of the job, all processes together"),
+            worker_busy,
             records_read: r.counter("records_read_total", "Records read, by topic", &["topic"]),
             records_out: r.counter("records_out_total", "Row changes that reached a view", &["view"]),
             dead_letters: r.counter("dead_letters_total", "Messages dead-lettered, by reason", &["reason"]),
@@ -158,10 +172,15 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer).expect("text encoding cannot fail");
-        String::from_utf8(buffer).expect("metrics are UTF-8")
+        render(&self.registry)
     }
+}
+
+/// Renders every metric of `registry` in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut buffer).expect("text encoding cannot fail");
+    String::from_utf8(buffer).expect("metrics are UTF-8")
 }
 
 /// The metrics of this process, created on first use.

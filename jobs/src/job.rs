@@ -135,7 +135,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
     let started = Instant::now();
     let readiness = Readiness::default();
     if !config.engine.metrics_addr.is_empty() {
-        let address = serve(&config.engine.metrics_addr, readiness.clone())
+        let address = serve(&config.engine.metrics_addr, readiness.clone(), metrics().registry.clone())
             .with_context(|| format!("binding engine.metrics_addr {}", config.engine.metrics_addr))?;
         tracing::info!(%address, "serving /metrics, /health and /ready");
     }
