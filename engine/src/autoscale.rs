@@ -15,7 +15,9 @@
 //!   `busy` the share of the workers' time spent running the dataflow
 //!   (`citeflow_worker_busy_seconds_total` per worker per second). The rate the job could
 //!   sustain at its current parallelism is `true_rate = processed / busy`; a job that is
-//!   barely busy (`busy` < 0.5 %) has no measurable limit and any parallelism serves it.
+//!   barely busy (`busy` < 0.5 %), or read nothing because nothing waited (its busy time is
+//!   the timers and heartbeats of an idle job), has no measurable limit and any parallelism
+//!   serves it; one that read nothing while records waited is as loaded as can be.
 //! - **Target.** The job must keep up with what arrives (`arrival` = `processed` + the growth
 //!   of the lag per second) and work off the current lag within `catch_up`:
 //!   `target = arrival + lag / catch_up`. Its utilisation is `target / true_rate`.
@@ -29,6 +31,10 @@
 //!   `scale_down_cooldown` asked for one; it goes to the largest parallelism asked for in that
 //!   time, and any evaluation that asks for the same or more cancels it. A noisy load
 //!   inside the band therefore never rescales, and one quiet minute does not undo a scale-up.
+//!
+//! - **A decision stands until it is applied.** Once decided, a rescale is repeated at every
+//!   evaluation (growing if the load asks for more) until the job is seen at another size,
+//!   unless the load stops asking for a rescale that way.
 //!
 //! The decision is a pure function of the observations and the clock given to
 //! [`Autoscaler::observe`]; acting on it (restarting the job at the new size, or publishing it
@@ -60,7 +66,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use prometheus::{Gauge, IntCounterVec, IntGauge, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Registry};
 use serde::Serialize;
 
 use crate::metrics::{Registrar, PREFIX};
@@ -240,12 +246,14 @@ pub struct Autoscaler {
     started: Duration,
     window: VecDeque<(Duration, Observation)>,
     pending_down: Option<PendingDown>,
+    /// A rescale decided and not yet seen applied (the caller may leave it to someone else).
+    decided: Option<usize>,
 }
 
 impl Autoscaler {
     /// An autoscaler for a job running with `current` workers since `now`.
     pub fn new(policy: ScalingPolicy, current: usize, now: Duration) -> Self {
-        Autoscaler { policy, current, started: now, window: VecDeque::new(), pending_down: None }
+        Autoscaler { policy, current, started: now, window: VecDeque::new(), pending_down: None, decided: None }
     }
 
     /// The parallelism the job runs with.
@@ -265,12 +273,13 @@ impl Autoscaler {
         self.started = now;
         self.window.clear();
         self.pending_down = None;
+        self.decided = None;
     }
 
     /// Takes the observation made at `now` (`None`: the metrics could not be read) and decides.
     pub fn observe(&mut self, now: Duration, observation: Option<Observation>) -> Step {
-        let hold = |reason, current| Step { decision: Decision::Hold { reason }, evaluation: None, desired: current };
-        let Some(observation) = observation else { return hold(Hold::NoMetrics, self.current) };
+        let hold = |reason, desired| Step { decision: Decision::Hold { reason }, evaluation: None, desired };
+        let Some(observation) = observation else { return hold(Hold::NoMetrics, self.decided.unwrap_or(self.current)) };
         if observation.workers != 0 && observation.workers != self.current {
             self.restarted(observation.workers, now);
         }
@@ -289,10 +298,27 @@ impl Autoscaler {
         }
         let (first_at, first) = self.window[0];
         if now.saturating_sub(first_at) < self.policy.metrics_window {
-            return hold(Hold::CollectingMetrics, self.current);
+            return hold(Hold::CollectingMetrics, self.decided.unwrap_or(self.current));
         }
         let evaluation = self.evaluate(now.saturating_sub(first_at), &first, &observation);
+        let step = self.decide(now, evaluation);
+        if let Decision::Rescale { to, .. } = step.decision {
+            self.decided = Some(to);
+        }
+        step
+    }
+
+    /// The decision on `evaluation`, made at `now`.
+    fn decide(&mut self, now: Duration, evaluation: Evaluation) -> Step {
         let step = |decision, desired| Step { decision, evaluation: Some(evaluation), desired };
+        // A rescale decided before stands while the load still asks for one the same way.
+        match self.decided.take() {
+            Some(decided) if evaluation.wanted != self.current && (decided > self.current) == (evaluation.wanted > self.current) => {
+                let to = decided.max(evaluation.wanted);
+                return step(Decision::Rescale { from: self.current, to }, to);
+            }
+            _ => {}
+        }
         if evaluation.wanted > self.current {
             self.pending_down = None;
             return step(Decision::Rescale { from: self.current, to: evaluation.wanted }, evaluation.wanted);
@@ -322,9 +348,9 @@ impl Autoscaler {
         let true_rate = (busy >= MIN_BUSY).then(|| processing_rate / busy);
         let utilisation = match true_rate {
             Some(rate) if rate > 0.0 => target_rate / rate,
-            // Busy without reading anything: as loaded as it can be.
-            Some(_) => f64::INFINITY,
-            None => 0.0,
+            // Nothing read: idle when nothing waits either, else as loaded as it can be.
+            Some(_) if target_rate > 0.0 => f64::INFINITY,
+            _ => 0.0,
         };
         let band = (policy.target_utilisation - policy.utilisation_band)..=(policy.target_utilisation + policy.utilisation_band);
         let wanted = if band.contains(&utilisation) {
@@ -374,7 +400,7 @@ pub struct AutoscalerMetrics {
     /// Evaluations, by decision (`up`, `down`, `hold`) and reason.
     pub decisions: IntCounterVec,
     /// Times the job's metrics could not be read.
-    pub scrape_errors: IntCounterVec,
+    pub scrape_errors: IntCounter,
     families: Vec<String>,
 }
 
@@ -401,7 +427,7 @@ impl AutoscalerMetrics {
             current: r.gauge("autoscaler_current_parallelism", "Workers the job runs with"),
             desired: r.gauge("autoscaler_desired_parallelism", "Workers the job should run with"),
             decisions: r.counter("autoscaler_decisions_total", "Evaluations, by decision and reason", &["decision", "reason"]),
-            scrape_errors: r.counter("autoscaler_scrape_errors_total", "Failed reads of the job's metrics", &[]),
+            scrape_errors: r.register(IntCounter::new("autoscaler_scrape_errors_total", "Failed reads of the job's metrics").expect("valid metric")),
             arrival_rate,
             processing_rate,
             true_rate,
@@ -576,6 +602,20 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_job_busy_with_its_timers_is_idle_and_a_stuck_one_is_loaded() {
+        let mut autoscaler = Autoscaler::new(policy(), 2, Duration::ZERO);
+        let seconds = Duration::from_secs;
+        let at = |t: f64, lag| Observation { records_read: 0.0, lag, busy_seconds: 0.02 * t, workers: 2, hydrating: false };
+        autoscaler.observe(seconds(30), Some(at(30.0, 0.0)));
+        let idle = autoscaler.observe(seconds(90), Some(at(90.0, 0.0))).evaluation.unwrap();
+        assert_eq!((idle.utilisation, idle.wanted), (0.0, 1));
+        let mut autoscaler = Autoscaler::new(policy(), 2, Duration::ZERO);
+        autoscaler.observe(seconds(30), Some(at(30.0, 10.0)));
+        let stuck = autoscaler.observe(seconds(90), Some(at(90.0, 10.0))).evaluation.unwrap();
+        assert_eq!((stuck.utilisation, stuck.wanted), (f64::INFINITY, 8));
+    }
+
+    #[test]
     fn a_lagging_job_catches_up() {
         let mut autoscaler = Autoscaler::new(policy(), 1, Duration::ZERO);
         let mut job = Simulated::new(1_000.0, 1);
@@ -599,6 +639,27 @@ mod tests {
         let evaluation = step.evaluation.unwrap();
         assert_eq!(evaluation.true_rate, Some(5_000.0));
         assert_eq!(evaluation.utilisation, 1.0, "fully busy keeping up: at the band's top edge");
+    }
+
+    #[test]
+    fn a_decided_scale_down_stands_until_the_job_is_resized() {
+        let mut autoscaler = Autoscaler::new(policy(), 4, Duration::ZERO);
+        let mut job = Simulated::new(1_000.0, 4);
+        let mut decided = None;
+        for t in (10..=1_000).step_by(10) {
+            let step = autoscaler.observe(Duration::from_secs(t), Some(job.advance(10.0, 0.0)));
+            match (decided, step.decision) {
+                (None, Decision::Rescale { to, .. }) => decided = Some((t, to)),
+                (Some((_, to)), decision) => {
+                    assert_eq!(decision, Decision::Rescale { from: 4, to }, "the decision is repeated");
+                    assert_eq!(step.desired, to);
+                }
+                (None, _) => assert_eq!(step.desired, 4),
+            }
+        }
+        assert_eq!(decided.map(|d| d.1), Some(1));
+        autoscaler.observe(Duration::from_secs(1_010), Some(Observation { workers: 1, ..job.advance(10.0, 0.0) }));
+        assert_eq!(autoscaler.current(), 1, "applied by someone else");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use citeflow_operators::watermark::WatermarkSettings;
 use citeflow_operators::window::Windows;
 use serde::Deserialize;
 
+use crate::autoscale::AutoscalerConfig;
 use crate::dataflow::MatcherLogic;
 use crate::envelope::{FutureEventTime, FuturePolicy};
 use crate::matching::{DecisionRule, ModelSource, Scorer, SCORE_SCALE};
@@ -314,6 +315,8 @@ pub struct CiteflowConfig {
     pub event_time: EventTimeConfig,
     /// The Kafka sink: views written to change topics too (off without the section).
     pub kafka_sink: Option<KafkaSinkConfig>,
+    /// `citeflow autoscale`.
+    pub autoscaler: AutoscalerConfig,
     /// The file the configuration was read from, if any: the running job watches it and
     /// applies new decision rules (`min_score`, `margin`) without a restart.
     #[serde(skip)]
@@ -402,6 +405,7 @@ impl CiteflowConfig {
         if let Some(sink) = &self.kafka_sink {
             sink.check(&VIEWS).map_err(|(setting, reason)| ConfigError::invalid(format!("kafka_sink.{setting}"), reason))?;
         }
+        self.autoscaler.policy(1)?;
         self.matching.validate()
     }
 }

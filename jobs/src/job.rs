@@ -139,6 +139,7 @@ pub fn run(config: &CiteflowConfig, until_caught_up: bool) -> anyhow::Result<Run
             .with_context(|| format!("binding engine.metrics_addr {}", config.engine.metrics_addr))?;
         tracing::info!(%address, "serving /metrics, /health and /ready");
     }
+    metrics().workers.set((config.engine.workers * config.engine.hosts.len().max(1)) as i64);
     let topics = vec![config.topics.publications.clone(), config.topics.documents.clone()];
     let Inputs { partitions, reconciliation, publisher } = inputs(config, &topics)?;
     let completed = Completed::new();

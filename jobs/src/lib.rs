@@ -4,6 +4,7 @@
 // decoding and is not worth boxing.
 #![allow(clippy::result_large_err)]
 
+pub mod autoscale;
 pub mod churn;
 pub mod config;
 pub mod dataflow;

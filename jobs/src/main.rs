@@ -6,6 +6,7 @@ use anyhow::Context;
 use citeflow_connectors::archive::archive_topics;
 use citeflow_connectors::kafka::admin::{check_connection, ensure_topics};
 use citeflow_connectors::kafka::sink::{describe, read_topic, Reading};
+use citeflow_jobs::autoscale::{autoscale, Mode};
 use citeflow_jobs::churn::{churn, ChurnSettings};
 use citeflow_jobs::config::CiteflowConfig;
 use citeflow_jobs::loader::{load_sample, SampleLoad};
@@ -80,6 +81,15 @@ enum Command {
         /// The archive's directory (the topics' files in it are replaced).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Size the job by its lag and rates (Flink's autoscaler algorithm): run it and restart it
+    /// at each new parallelism, or with `--export-only` only publish the desired parallelism
+    /// (`citeflow_autoscaler_desired_parallelism` on `autoscaler.metrics_addr`) for an external
+    /// scaler. Settings: `[autoscaler]`.
+    Autoscale {
+        /// Do not run the job: read its metrics and publish the desired parallelism only.
+        #[arg(long)]
+        export_only: bool,
     },
     /// Show what the views hold.
     Status,
@@ -193,6 +203,21 @@ fn main() {
 fn execute(cli: Cli) -> anyhow::Result<()> {
     let config = CiteflowConfig::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Autoscale { export_only } => {
+            let mode = if export_only {
+                Mode::ExportOnly
+            } else {
+                let mut arguments: Vec<String> = Vec::new();
+                if let Some(path) = &cli.config {
+                    arguments.extend(["--config".to_string(), path.display().to_string()]);
+                }
+                if cli.json_logs {
+                    arguments.push("--json-logs".to_string());
+                }
+                Mode::Act { program: std::env::current_exe().context("finding the citeflow program")?, arguments }
+            };
+            autoscale(&config, mode)?;
+        }
         Command::Run { until_caught_up } => {
             let report = job::run(&config, until_caught_up)?;
             println!(
