@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer through cargo fuzz, on the stable toolchain with
 # `--sanitizer none`) of everything citeflow parses from outside: message envelopes,
-# reference sections and strings, timestamps, COPY rows (targets in fuzz/fuzz_targets/).
+# reference sections and strings, timestamps, COPY rows, topic archives, a job's metrics text
+# as the autoscaler reads it (targets in fuzz/fuzz_targets/).
 #
 #   scripts/fuzz.sh                            # every target for FUZZ_SECONDS (20) each: what CI runs
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh references   # by hand, longer, one target

@@ -427,7 +427,8 @@ impl AutoscalerMetrics {
             current: r.gauge("autoscaler_current_parallelism", "Workers the job runs with"),
             desired: r.gauge("autoscaler_desired_parallelism", "Workers the job should run with"),
             decisions: r.counter("autoscaler_decisions_total", "Evaluations, by decision and reason", &["decision", "reason"]),
-            scrape_errors: r.register(IntCounter::new("autoscaler_scrape_errors_total", "Failed reads of the job's metrics").expect("valid metric")),
+            scrape_errors: r
+                .register(IntCounter::new("autoscaler_scrape_errors_total", "Failed reads of the job's metrics").expect("valid metric")),
             arrival_rate,
             processing_rate,
             true_rate,

@@ -118,13 +118,11 @@ pub fn install(worker: &mut Worker, metrics: &'static Metrics) {
                         state.dataflows.insert(operates.id);
                     }
                 }
-                TimelyEvent::Schedule(schedule) => {
-                    match state.schedule(*time, schedule) {
-                        Some((dataflow, elapsed)) if state.dataflows.contains(&dataflow) => worker_busy += elapsed,
-                        Some((operator, elapsed)) => *busy.entry(operator).or_default() += elapsed,
-                        None => {}
-                    }
-                }
+                TimelyEvent::Schedule(schedule) => match state.schedule(*time, schedule) {
+                    Some((dataflow, elapsed)) if state.dataflows.contains(&dataflow) => worker_busy += elapsed,
+                    Some((operator, elapsed)) => *busy.entry(operator).or_default() += elapsed,
+                    None => {}
+                },
                 _ => {}
             }
         }

@@ -129,7 +129,8 @@ impl Metrics {
                 .expect("valid metric"),
         );
         let worker_busy = r.register(
-            CounterVec::new(Opts::new("worker_busy_seconds_total", "Seconds a worker ran its dataflows"), &["worker"]).expect("valid metric"),
+            CounterVec::new(Opts::new("worker_busy_seconds_total", "Seconds a worker ran its dataflows"), &["worker"])
+                .expect("valid metric"),
         );
         Metrics {
             workers: r.gauge("workers", "Workers of the job, all processes together"),

@@ -415,10 +415,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_local_configuration_is_valid() {
-        let text = include_str!("../../config/local.toml");
-        let config: CiteflowConfig = parse_toml(text, "config/local.toml").unwrap();
-        config.validate().unwrap();
+    fn the_bundled_configurations_are_valid() {
+        for (text, origin) in [
+            (include_str!("../../config/local.toml"), "config/local.toml"),
+            (include_str!("../../config/docker.toml"), "config/docker.toml"),
+        ] {
+            let config: CiteflowConfig = parse_toml(text, origin).unwrap();
+            config.validate().unwrap();
+        }
     }
 
     #[test]

@@ -358,6 +358,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     use std::collections::BTreeSet;
 
+    use citeflow_engine::autoscale::AutoscalerMetrics;
     use citeflow_engine::metrics::{metrics, PREFIX};
 
     use super::allocator;
@@ -392,6 +393,7 @@ mod tests {
             .collect();
         let mut exported: BTreeSet<String> = metrics().families().iter().cloned().collect();
         exported.insert(format!("{PREFIX}_{}", allocator::FAMILY));
+        exported.extend(AutoscalerMetrics::new().families().iter().cloned());
         for name in &queried {
             let family = ["_bucket", "_sum", "_count"]
                 .iter()
@@ -408,6 +410,8 @@ mod tests {
             "late_records_total",
             "event_time_watermark_lag_seconds",
             "hydration_progress_ratio",
+            "autoscaler_desired_parallelism",
+            "autoscaler_decisions_total",
         ];
         for metric in needed {
             assert!(queried.contains(format!("{PREFIX}_{metric}").as_str()), "the dashboard shows {metric}");

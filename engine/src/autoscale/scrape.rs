@@ -51,6 +51,9 @@ pub enum ScrapeError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The values add up beyond what a number holds.
+    #[error("the values of `{0}` add up to more than a number holds")]
+    OutOfRange(&'static str),
     /// The text lacks a family every citeflow job exports.
     #[error("no `{0}`: not the metrics of a citeflow job")]
     NotAJob(&'static str),
@@ -125,6 +128,14 @@ impl Observation {
                 _ => {}
             }
         }
+        let sums = [
+            ("records_read_total", observation.records_read),
+            ("consumer_lag", observation.lag),
+            ("worker_busy_seconds_total", observation.busy_seconds),
+        ];
+        if let Some((family, _)) = sums.iter().find(|(_, sum)| !sum.is_finite()) {
+            return Err(ScrapeError::OutOfRange(family));
+        }
         let workers = workers.ok_or(ScrapeError::NotAJob("citeflow_workers"))?;
         observation.workers = if (0.0..=1_048_576.0).contains(&workers) { workers as usize } else { 0 };
         Ok(observation)
@@ -145,9 +156,9 @@ impl Observation {
 
 /// GETs `url` (`http://host:port/path`) within `timeout`, reading at most 16 MiB of body.
 pub async fn fetch(url: &str, timeout: Duration) -> Result<String, ScrapeError> {
-    tokio::time::timeout(timeout, get(url)).await.unwrap_or_else(|_| {
-        Err(ScrapeError::Http { url: url.to_string(), reason: format!("no answer within {} ms", timeout.as_millis()) })
-    })
+    tokio::time::timeout(timeout, get(url))
+        .await
+        .unwrap_or_else(|_| Err(ScrapeError::Http { url: url.to_string(), reason: format!("no answer within {} ms", timeout.as_millis()) }))
 }
 
 async fn get(url: &str) -> Result<String, ScrapeError> {
@@ -212,6 +223,8 @@ citeflow_operator_busy_seconds_total{worker=\"0\",operator=\"3 Map\"} 99
     #[test]
     fn text_that_is_not_a_jobs_metrics_is_an_error() {
         assert!(matches!(Observation::parse("up 1\n"), Err(ScrapeError::NotAJob(_))));
+        let huge = "citeflow_workers 1\nciteflow_consumer_lag{p=\"0\"} 1e308\nciteflow_consumer_lag{p=\"1\"} 1e308\n";
+        assert!(matches!(Observation::parse(huge), Err(ScrapeError::OutOfRange("consumer_lag"))));
         let error = Observation::parse("citeflow_workers 1\ncitefl{ow 2\n").unwrap_err();
         assert_eq!(error.to_string(), "line 2: labels are not closed");
     }
