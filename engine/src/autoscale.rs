@@ -114,11 +114,16 @@ impl Default for ScalingPolicy {
 }
 
 impl ScalingPolicy {
+    /// The utilisations left alone.
+    pub fn band(&self) -> std::ops::RangeInclusive<f64> {
+        (self.target_utilisation - self.utilisation_band)..=(self.target_utilisation + self.utilisation_band)
+    }
+
     /// The parallelism for `wanted`: within `[min, max]`, then the next one that divides the
     /// partition count (or `max` when none up to it does).
     pub fn aligned(&self, wanted: usize) -> usize {
         let wanted = wanted.clamp(self.min, self.max);
-        (wanted..=self.max).find(|p| self.partitions % p == 0).unwrap_or(wanted)
+        (wanted..=self.max).find(|p| self.partitions.is_multiple_of(*p)).unwrap_or(wanted)
     }
 }
 
@@ -172,8 +177,10 @@ pub enum Hold {
     CollectingMetrics,
     /// The job's metrics could not be read.
     NoMetrics,
-    /// Utilisation within the band, or the wanted parallelism is the current one.
+    /// Utilisation within the band.
     WithinBand,
+    /// Utilisation outside the band, but `min`, `max` or alignment leave the parallelism as it is.
+    AtBound,
     /// A scale-down is asked for but the cool-down has not passed.
     CoolingDown,
 }
@@ -185,6 +192,7 @@ impl fmt::Display for Hold {
             Hold::CollectingMetrics => "collecting_metrics",
             Hold::NoMetrics => "no_metrics",
             Hold::WithinBand => "within_band",
+            Hold::AtBound => "at_bound",
             Hold::CoolingDown => "cooling_down",
         })
     }
@@ -325,7 +333,8 @@ impl Autoscaler {
         }
         if evaluation.wanted == self.current {
             self.pending_down = None;
-            return step(Decision::Hold { reason: Hold::WithinBand }, self.current);
+            let reason = if self.policy.band().contains(&evaluation.utilisation) { Hold::WithinBand } else { Hold::AtBound };
+            return step(Decision::Hold { reason }, self.current);
         }
         let pending = self.pending_down.get_or_insert(PendingDown { since: now, largest: evaluation.wanted });
         pending.largest = pending.largest.max(evaluation.wanted);
@@ -352,8 +361,7 @@ impl Autoscaler {
             Some(_) if target_rate > 0.0 => f64::INFINITY,
             _ => 0.0,
         };
-        let band = (policy.target_utilisation - policy.utilisation_band)..=(policy.target_utilisation + policy.utilisation_band);
-        let wanted = if band.contains(&utilisation) {
+        let wanted = if policy.band().contains(&utilisation) {
             self.current
         } else {
             let factor = utilisation / policy.target_utilisation;
@@ -614,6 +622,10 @@ mod tests {
         autoscaler.observe(seconds(30), Some(at(30.0, 10.0)));
         let stuck = autoscaler.observe(seconds(90), Some(at(90.0, 10.0))).evaluation.unwrap();
         assert_eq!((stuck.utilisation, stuck.wanted), (f64::INFINITY, 8));
+        let mut at_max = Autoscaler::new(ScalingPolicy { max: 2, ..policy() }, 2, Duration::ZERO);
+        at_max.observe(seconds(30), Some(at(30.0, 10.0)));
+        let step = at_max.observe(seconds(90), Some(at(90.0, 10.0)));
+        assert_eq!(step.decision, Decision::Hold { reason: Hold::AtBound }, "overloaded at the largest parallelism");
     }
 
     #[test]
