@@ -87,22 +87,44 @@ fn follow(port: u16, since: Instant, limit: Duration, mut done: impl FnMut(usize
     changes
 }
 
+/// Fresh services with the autoscaler's section, and where the job and the autoscaler serve.
+struct Scene {
+    /// The autoscaler's metrics port.
+    port: u16,
+    setup: Setup,
+    db: Db,
+    logs: TempDir,
+    /// The job's metrics address.
+    job_metrics: String,
+}
+
+impl Scene {
+    fn new(name: &str) -> Self {
+        let port = free_port();
+        let setup = Setup::with_extra(name, &autoscaler_section(port));
+        let db = Db::connect(&setup.url);
+        Scene { port, setup, db, logs: TempDir::new(name), job_metrics: format!("127.0.0.1:{}", free_port()) }
+    }
+
+    /// Starts `citeflow autoscale` with `args`, the job at one worker, logging to `log`.
+    fn autoscaler(&self, args: &[&str], log: &std::path::Path) -> Child {
+        citeflow(&self.setup.config, &[&["autoscale"], args].concat())
+            .env("CITEFLOW_WORKERS", "1")
+            .env("CITEFLOW_METRICS_ADDR", &self.job_metrics)
+            .env("RUST_LOG", "warn,citeflow_jobs::autoscale=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("starting the autoscaler")
+    }
+}
+
 #[test]
 fn the_autoscaler_follows_a_load_ramp_up_and_down_and_the_views_stay_exact() {
-    let port = free_port();
-    let setup = Setup::with_extra("autoscale", &autoscaler_section(port));
-    let db = Db::connect(&setup.url);
-    let logs = TempDir::new("autoscale");
-    let log = logs.0.join("autoscaler.log");
-    let job_metrics = format!("127.0.0.1:{}", free_port());
-    let autoscaler = citeflow(&setup.config, &["autoscale"])
-        .env("CITEFLOW_WORKERS", "1")
-        .env("CITEFLOW_METRICS_ADDR", &job_metrics)
-        .env("RUST_LOG", "warn,citeflow_jobs::autoscale=info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("starting the autoscaler");
+    let scene = Scene::new("autoscale");
+    let (port, setup, db, job_metrics) = (scene.port, &scene.setup, &scene.db, &scene.job_metrics);
+    let log = scene.logs.0.join("autoscaler.log");
+    let autoscaler = scene.autoscaler(&[], &log);
     let started = Instant::now();
     let first = follow(port, started, Duration::from_secs(30), |_| true);
     assert_eq!(first.first().map(|c| c.1), Some(1), "the job starts with one worker:\n{}", tail(&log));
@@ -146,7 +168,7 @@ fn the_autoscaler_follows_a_load_ramp_up_and_down_and_the_views_stay_exact() {
     // Every start of the job took one generation, and the last one is live.
     let rescales = std::fs::read_to_string(&log).unwrap().matches("rescaling: restarting the job").count();
     db.wait_until("one generation per start of the job", |db| db.count("SELECT generation FROM citeflow_job") == 1 + rescales as i64);
-    wait_caught_up(&db, &setup.broker);
+    wait_caught_up(db, &setup.broker);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ready = Instant::now();
     while runtime.block_on(fetch(&format!("http://{job_metrics}/ready"), Duration::from_secs(2))).is_err() {
@@ -155,26 +177,17 @@ fn the_autoscaler_follows_a_load_ramp_up_and_down_and_the_views_stay_exact() {
     }
     stop(autoscaler);
     assert_eq!(db.count("SELECT generation FROM citeflow_job"), 1 + rescales as i64, "no start beyond the rescales");
-    assert_equals_from_scratch(&setup.postgres, &setup.broker, &db, "autoscale_scratch", "after rescaling up and down");
+    assert_equals_from_scratch(&setup.postgres, &setup.broker, db, "autoscale_scratch", "after rescaling up and down");
 }
 
 #[test]
 fn export_only_publishes_the_desired_parallelism_and_leaves_the_job_alone() {
-    let port = free_port();
-    let setup = Setup::with_extra("autoscale_export", &autoscaler_section(port));
-    let db = Db::connect(&setup.url);
-    let logs = TempDir::new("autoscale-export");
-    let job_metrics = format!("127.0.0.1:{}", free_port());
-    let job = spawn_logged(&setup.config, &logs.0.join("job.log"), &[("CITEFLOW_WORKERS", "1"), ("CITEFLOW_METRICS_ADDR", &job_metrics)]);
-    let log = logs.0.join("autoscaler.log");
-    let exporter = citeflow(&setup.config, &["autoscale", "--export-only"])
-        .env("CITEFLOW_WORKERS", "1")
-        .env("CITEFLOW_METRICS_ADDR", &job_metrics)
-        .env("RUST_LOG", "warn,citeflow_jobs::autoscale=info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("starting the autoscaler");
+    let scene = Scene::new("autoscale_export");
+    let (port, setup, db) = (scene.port, &scene.setup, &scene.db);
+    let job_env = [("CITEFLOW_WORKERS", "1"), ("CITEFLOW_METRICS_ADDR", scene.job_metrics.as_str())];
+    let job = spawn_logged(&setup.config, &scene.logs.0.join("job.log"), &job_env);
+    let log = scene.logs.0.join("autoscaler.log");
+    let exporter = scene.autoscaler(&["--export-only"], &log);
     let heavy = load(&setup.config, 400);
     let busy = Instant::now();
     let mut desired = 1.0;
@@ -186,7 +199,7 @@ fn export_only_publishes_the_desired_parallelism_and_leaves_the_job_alone() {
     assert!(desired > 1.0, "no desired parallelism above 1 under load:\n{}", tail(&log));
     assert_eq!(gauge(port, "citeflow_autoscaler_current_parallelism"), Some(1.0), "the job keeps its size");
     stop(exporter);
-    wait_caught_up(&db, &setup.broker);
+    wait_caught_up(db, &setup.broker);
     assert_eq!(db.count("SELECT generation FROM citeflow_job"), 1, "the job was never restarted");
     stop(job);
 }
