@@ -4,9 +4,11 @@
 //! A [`BlockingKey`] is the hash of a key's text with its [`Family`] in the low three bits:
 //! the keys of every family live in one collection and one arrangement, and the family of
 //! a pair found through a key is read back from the key. A [`PublicationKey`] is the hash of
-//! a publication's id. Two texts (or ids) with one hash make a spurious candidate pair at
-//! worst, which the scorer then judges like any other: with 61 and 64 bits of hash that
-//! happens about once in 10^9 keys, never silently loses a pair, and never merges two records.
+//! a publication's id, a [`ReferenceId`] the hash of a reference's document and number. Two
+//! texts (or ids) with one hash make a spurious candidate pair at worst, which the scorer then
+//! judges like any other (on the reference's own text and the publication's own record): with
+//! 61 and 64 bits of hash that happens about once in 10^9 keys, never silently loses a pair,
+//! and never merges two records.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +21,7 @@ use super::indexed::IndexedPublication;
 use super::text::stable_hash;
 use super::title::{publication_title_keys, reference_title_keys};
 use super::{publication_blocking_keys, Method, MAX_PUBLICATIONS_PER_AUTHOR_KEY, MAX_PUBLICATIONS_PER_TITLE_KEY};
-use crate::domain::Publication;
+use crate::domain::{Publication, ReferenceKey};
 
 /// A publication in candidate generation: the hash of its id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -29,6 +31,21 @@ impl PublicationKey {
     /// The key of the publication with this id.
     pub fn of(id: &str) -> Self {
         PublicationKey(stable_hash(id))
+    }
+}
+
+/// A reference in candidate generation: the hash of its key, so that the reference side of
+/// the blocking join sorts and merges fixed-size numbers rather than document ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReferenceId(u64);
+
+impl ReferenceId {
+    /// The id of the reference `key` (its document and number).
+    pub fn of(key: &ReferenceKey) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        ReferenceId(hasher.finish())
     }
 }
 

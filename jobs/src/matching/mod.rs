@@ -34,7 +34,7 @@ use differential_dataflow::lattice::Lattice;
 use crate::domain::{Publication, ReferenceKey};
 use crate::publications::{entries, PublicationEntry};
 use bibliographic::{publication_keys, reference_locators, JournalForms, PublicationLocators};
-use blocking::{BlockingKey, PublicationKey};
+use blocking::{BlockingKey, PublicationKey, ReferenceId};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
 use journals::JournalTable;
@@ -143,21 +143,26 @@ where
         let parsed = ParsedReference::located(&text, locators);
         (reference, (blocking::reference_keys(&text, &bibliographic, &parsed), Arc::new(parsed)))
     });
+    // The blocking join and the pairs' reduction carry references as fixed-size ids; the
+    // pairs meet their references' keys and texts again by id.
     let families = parsed
         .clone()
-        .flat_map(|(reference, (keys, _))| keys.into_iter().map(move |key| (key, reference.clone())))
+        .flat_map(|(reference, (keys, _))| {
+            let id = ReferenceId::of(&reference);
+            keys.into_iter().map(move |key| (key, id))
+        })
         .antijoin_compact_named("Reference keys, common left out", common)
         .arrange_compact_named("Arrange: reference keys")
-        .join_core(index, |key, reference, publication| Some(((reference.clone(), *publication), key.family())))
+        .join_core(index, |key, reference, publication| Some(((*reference, *publication), key.family())))
         .reduce_compact_named("Candidate pairs", |_pair, found, output| {
             output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
         });
-    let parsed = parsed.map(|(reference, (_, parsed))| (reference, parsed));
+    let parsed = parsed.map(|(reference, (_, parsed))| (ReferenceId::of(&reference), (reference, parsed)));
     let records =
         publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record)).arrange_compact_named("Arrange: publication records");
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
-        .join_map(parsed, |reference, (publication, families), parsed| {
+        .join_map(parsed, |_, (publication, families), (reference, parsed)| {
             (*publication, (reference.clone(), parsed.clone(), families.clone()))
         })
         .arrange_by_key_named("Arrange: candidate pairs by publication")
