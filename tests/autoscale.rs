@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use citeflow_engine::autoscale::scrape::fetch;
@@ -106,16 +106,21 @@ impl Scene {
         Scene { port, setup, db, logs: TempDir::new(name), job_metrics: format!("127.0.0.1:{}", free_port()) }
     }
 
-    /// Starts `citeflow autoscale` with `args`, the job at one worker, logging to `log`.
-    fn autoscaler(&self, args: &[&str], log: &std::path::Path) -> Child {
-        citeflow(&self.setup.config, &[&["autoscale"], args].concat())
+    /// `citeflow autoscale` with `args`, the job at one worker, logging to `log`.
+    fn autoscaler_command(&self, args: &[&str], log: &std::path::Path) -> Command {
+        let mut command = citeflow(&self.setup.config, &[&["autoscale"], args].concat());
+        command
             .env("CITEFLOW_WORKERS", "1")
             .env("CITEFLOW_METRICS_ADDR", &self.job_metrics)
             .env("RUST_LOG", "warn,citeflow_jobs::autoscale=info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("starting the autoscaler")
+            .stderr(std::fs::File::create(log).unwrap());
+        command
+    }
+
+    /// Starts `citeflow autoscale` (see [`Scene::autoscaler_command`]).
+    fn autoscaler(&self, args: &[&str], log: &std::path::Path) -> Child {
+        self.autoscaler_command(args, log).spawn().expect("starting the autoscaler")
     }
 }
 
@@ -202,4 +207,19 @@ fn export_only_publishes_the_desired_parallelism_and_leaves_the_job_alone() {
     wait_caught_up(db, &setup.broker);
     assert_eq!(db.count("SELECT generation FROM citeflow_job"), 1, "the job was never restarted");
     stop(job);
+}
+
+#[test]
+fn the_autoscaler_stops_with_its_job() {
+    let scene = Scene::new("autoscale_stops");
+    let log = scene.logs.0.join("autoscaler.log");
+    // The job cannot reach its database: it stops at start, and so does the autoscaler, with an
+    // error naming the job's exit status, instead of restarting it in a loop.
+    let dead = format!("postgresql://postgres@127.0.0.1:{}/nowhere", free_port());
+    let mut command = scene.autoscaler_command(&[], &log);
+    let output = command.env("DATABASE_URL", &dead).stderr(Stdio::piped()).output().expect("running the autoscaler");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the autoscaler outlived its job:\n{stderr}");
+    assert!(stderr.contains("the job stopped (exit status: 1); the autoscaler stops with it"), "{stderr}");
+    assert_eq!(stderr.matches("job started").count(), 1, "the job was started once:\n{stderr}");
 }
