@@ -65,7 +65,6 @@
 pub mod scrape;
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::Duration;
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Registry};
@@ -187,16 +186,17 @@ pub enum Hold {
     CoolingDown,
 }
 
-impl fmt::Display for Hold {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Hold {
+    /// How logs and metrics name it.
+    pub fn name(self) -> &'static str {
+        match self {
             Hold::Stabilising => "stabilising",
             Hold::CollectingMetrics => "collecting_metrics",
             Hold::NoMetrics => "no_metrics",
             Hold::WithinBand => "within_band",
             Hold::AtBound => "at_bound",
             Hold::CoolingDown => "cooling_down",
-        })
+        }
     }
 }
 
@@ -225,6 +225,14 @@ impl Decision {
             Decision::Hold { .. } => "hold",
             Decision::Rescale { from, to } if to > from => "up",
             Decision::Rescale { .. } => "down",
+        }
+    }
+
+    /// Why: the hold's reason, or `rescale`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Decision::Hold { reason } => reason.name(),
+            Decision::Rescale { .. } => "rescale",
         }
     }
 }
@@ -269,11 +277,6 @@ impl Autoscaler {
     /// The parallelism the job runs with.
     pub fn current(&self) -> usize {
         self.current
-    }
-
-    /// The policy.
-    pub fn policy(&self) -> &ScalingPolicy {
-        &self.policy
     }
 
     /// The job runs with `parallelism` workers since `now` (it was rescaled or restarted):
@@ -460,11 +463,7 @@ impl AutoscalerMetrics {
     pub fn record(&self, current: usize, step: &Step) {
         self.current.set(current as i64);
         self.desired.set(step.desired as i64);
-        let reason = match step.decision {
-            Decision::Hold { reason } => reason.to_string(),
-            Decision::Rescale { .. } => "rescale".to_string(),
-        };
-        self.decisions.with_label_values(&[step.decision.label(), &reason]).inc();
+        self.decisions.with_label_values(&[step.decision.label(), step.decision.reason()]).inc();
         if let Some(evaluation) = &step.evaluation {
             self.arrival_rate.set(evaluation.arrival_rate);
             self.processing_rate.set(evaluation.processing_rate);

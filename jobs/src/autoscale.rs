@@ -210,11 +210,7 @@ impl Job {
 /// Logs one evaluation with everything it was decided from.
 fn log_step(step: &Step, current: usize) {
     let evaluation = step.evaluation.map(|evaluation| serde_json::to_string(&evaluation).unwrap_or_default()).unwrap_or_default();
-    let reason = match step.decision {
-        Decision::Hold { reason } => reason.to_string(),
-        Decision::Rescale { .. } => "rescale".to_string(),
-    };
-    tracing::info!(decision = step.decision.label(), %reason, current, desired = step.desired, %evaluation, "autoscaler decision");
+    tracing::info!(decision = step.decision.label(), reason = step.decision.reason(), current, desired = step.desired, %evaluation, "autoscaler decision");
 }
 
 /// Runs the autoscaler until the job stops (acting) or forever (exporting).
@@ -222,6 +218,10 @@ pub fn autoscale(config: &CiteflowConfig, mode: Mode) -> anyhow::Result<()> {
     let settings = &config.autoscaler;
     if config.source != SourceConfig::Kafka {
         return Err(anyhow!("source.kind: the autoscaler sizes a job by its consumer lag, so it needs the Kafka source"));
+    }
+    let processes = config.engine.hosts.len().max(1);
+    if processes > 1 && matches!(mode, Mode::Act { .. }) {
+        return Err(anyhow!("engine.hosts: the autoscaler runs one process; size a cluster with --export-only"));
     }
     let topics = [config.topics.publications.clone(), config.topics.documents.clone()];
     let partitions = discover_partitions(&config.kafka, &topics)?;
@@ -243,12 +243,8 @@ pub fn autoscale(config: &CiteflowConfig, mode: Mode) -> anyhow::Result<()> {
             .with_context(|| format!("binding autoscaler.metrics_addr {}", settings.metrics_addr))?;
         tracing::info!(%address, "serving the autoscaler's /metrics");
     }
-    let processes = config.engine.hosts.len().max(1);
     let initial = policy.aligned(config.engine.workers * processes);
     let mut job = match mode {
-        Mode::Act { .. } if processes > 1 => {
-            return Err(anyhow!("engine.hosts: the autoscaler runs one process; size a cluster with --export-only"));
-        }
         Mode::Act { program, arguments } => Some(Job::start(program, arguments, initial)?),
         Mode::ExportOnly => None,
     };

@@ -141,23 +141,21 @@ where
         let mut locators = reference_locators(&text, &journals);
         let bibliographic = std::mem::take(&mut locators.keys);
         let parsed = ParsedReference::located(&text, locators);
-        (reference, (blocking::reference_keys(&text, &bibliographic, &parsed), Arc::new(parsed)))
+        let (id, keys) = (ReferenceId::of(&reference), blocking::reference_keys(&text, &bibliographic, &parsed));
+        (reference, (id, keys, Arc::new(parsed)))
     });
     // The blocking join and the pairs' reduction carry references as fixed-size ids; the
     // pairs meet their references' keys and texts again by id.
     let families = parsed
         .clone()
-        .flat_map(|(reference, (keys, _))| {
-            let id = ReferenceId::of(&reference);
-            keys.into_iter().map(move |key| (key, id))
-        })
+        .flat_map(|(_, (id, keys, _))| keys.into_iter().map(move |key| (key, id)))
         .antijoin_compact_named("Reference keys, common left out", common)
         .arrange_compact_named("Arrange: reference keys")
         .join_core(index, |key, reference, publication| Some(((*reference, *publication), key.family())))
         .reduce_compact_named("Candidate pairs", |_pair, found, output| {
             output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
         });
-    let parsed = parsed.map(|(reference, (_, parsed))| (ReferenceId::of(&reference), (reference, parsed)));
+    let parsed = parsed.map(|(reference, (id, _, parsed))| (id, (reference, parsed)));
     let records =
         publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record)).arrange_compact_named("Arrange: publication records");
     families
