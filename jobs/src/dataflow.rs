@@ -73,17 +73,42 @@ pub struct MatcherLogic {
     pub scorer: Scorer,
 }
 
-/// Upsert order of a message (see [`message_order`]).
-type MessageOrder = (i64, i32, i64);
+/// Upsert order of a message (see [`PartitionClocks`]).
+pub(crate) type MessageOrder = (i64, i32, i64);
 
-/// The order in which messages replace each other: their timestamp, then partition, then
-/// offset. Offsets of different partitions say nothing about which came first, so they are
-/// never compared alone: a key whose messages move to another partition (partitions added, a
-/// producer with another partitioner) follows its latest message by time. Within a partition,
-/// messages with one timestamp keep their offset order. A message without a timestamp counts
-/// as the oldest.
-pub(crate) fn message_order(message: &KafkaMessage) -> MessageOrder {
-    (message.timestamp.unwrap_or(-1), message.partition, message.offset)
+/// The order in which messages replace each other: their partition's clock, then partition,
+/// then offset. A partition's clock at a message is the greatest timestamp among the messages
+/// read from the partition up to and including it (a message without a timestamp leaves it
+/// where it was; before any, it is -1).
+///
+/// Within a partition this is the offset order, whatever the timestamps say: producers stamp
+/// their own clocks, so two producers writing one key can append a message with an earlier
+/// timestamp after one with a later one. Ordering by the raw timestamp would let the older
+/// message lose to the newer one when both fall in one epoch and win when an epoch closes
+/// between them, so the outcome would depend on where epochs fall, and a run would differ from a
+/// replay of the same log. The clock never goes back within a partition, so offsets decide.
+///
+/// Offsets of different partitions say nothing about which came first, so they are never
+/// compared alone: a key whose messages move to another partition (partitions added, a producer
+/// with another partitioner) follows its latest message by its partition's clock.
+///
+/// The clocks live on the worker that reads each partition, which reads it in offset order from
+/// its start (a restart replays it), so they are the same in every run over the same log.
+#[derive(Default)]
+pub(crate) struct PartitionClocks(Vec<(String, i32, i64)>);
+
+impl PartitionClocks {
+    /// The order of `message`, the next message read from its partition.
+    pub(crate) fn order(&mut self, message: &KafkaMessage) -> MessageOrder {
+        let found = self.0.iter().position(|(topic, partition, _)| *partition == message.partition && *topic == message.topic);
+        let index = found.unwrap_or_else(|| {
+            self.0.push((message.topic.clone(), message.partition, -1));
+            self.0.len() - 1
+        });
+        let clock = &mut self.0[index].2;
+        *clock = (*clock).max(message.timestamp.unwrap_or(-1));
+        (*clock, message.partition, message.offset)
+    }
 }
 
 /// The decision rules a changed configuration file sets; a file that does not load is
@@ -140,13 +165,16 @@ pub fn citation_job<'scope>(
     .map(|(_, position)| position);
 
     let roles = logic.roles.clone();
-    let (events, dead_letters) = validate(messages, move |message| decode(message, &roles));
+    let mut clocks = PartitionClocks::default();
+    let (events, dead_letters) = validate(messages, move |message| {
+        let order = clocks.order(&message);
+        decode(message, &roles).map(|(event, message)| (event, message, order))
+    });
     type PublicationUpsert = Upsert<String, Publication, MessageOrder>;
     type DocumentUpsert = Upsert<String, PolicyDocument, MessageOrder>;
     type DocumentMessage = (DocumentUpsert, KafkaMessage);
     let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<DocumentMessage>>) = events
-        .ok_err(|(event, message): (Event, KafkaMessage)| {
-            let order = message_order(&message);
+        .ok_err(|(event, message, order): (Event, KafkaMessage, MessageOrder)| {
             match event {
                 Event::Publication(key, value) => Ok(Upsert { key, order, value }),
                 Event::Document(key, value) => Err((Upsert { key, order, value }, message)),
@@ -156,7 +184,7 @@ pub fn citation_job<'scope>(
     let publications = publications.map(move |Upsert { key, order, value }| Upsert { key, order, value: value.map(|p| maker.entry(&p)) });
     let publications = upsert_keeping(publications, replay.as_ref(), PublicationEntry::kept);
     let arrivals =
-        documents.clone().map(|(upsert, message)| DocumentArrival { dated: upsert.value.as_ref().map(Dated::of), id: upsert.key, message });
+        documents.clone().map(|(upsert, message)| DocumentArrival { dated: upsert.value.as_ref().map(Dated::of), id: upsert.key, order: upsert.order, message });
     let documents = upsert_replaying(documents.map(|(upsert, _)| upsert), replay.as_ref());
 
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
@@ -195,13 +223,54 @@ mod tests {
         KafkaMessage { topic: "t".into(), partition, offset, key: None, payload: None, timestamp }
     }
 
+    /// The orders of `messages`, read in this sequence.
+    fn orders(messages: &[KafkaMessage]) -> Vec<MessageOrder> {
+        let mut clocks = PartitionClocks::default();
+        messages.iter().map(|m| clocks.order(m)).collect()
+    }
+
     #[test]
     fn a_later_message_wins_across_partitions_whatever_its_offset() {
-        let old = message(0, 1_000, Some(5_000));
-        let moved = message(1, 3, Some(6_000));
-        assert!(message_order(&moved) > message_order(&old));
-        let same_time = message(0, 1_001, Some(5_000));
-        assert!(message_order(&same_time) > message_order(&old), "within a partition, offsets order one timestamp");
-        assert!(message_order(&message(0, 9_999, None)) < message_order(&old), "no timestamp: the oldest");
+        let order = orders(&[message(0, 1_000, Some(5_000)), message(1, 3, Some(6_000)), message(0, 1_001, Some(5_000))]);
+        assert!(order[1] > order[0]);
+        assert!(order[2] > order[0], "within a partition, offsets order one timestamp");
+        assert!(orders(&[message(0, 9_999, None)])[0] < order[0], "no timestamp: the oldest");
     }
+
+    #[test]
+    fn within_a_partition_offsets_win_over_timestamps() {
+        let order = orders(&[message(0, 1, Some(9_000)), message(0, 2, Some(4_000)), message(0, 3, None), message(1, 1, Some(5_000))]);
+        assert!(order[0] < order[1] && order[1] < order[2], "{order:?}");
+        assert!(order[3] < order[2], "another partition's older message stays older than the clock: {order:?}");
+    }
+
+    proptest::proptest! {
+        /// An upsert keeps, per epoch and key, the greatest order, and applies epochs in turn:
+        /// wherever epochs close in one partition's messages, the last by offset wins.
+        #[test]
+        fn where_epochs_close_does_not_change_which_message_wins(
+            messages in proptest::collection::vec((0u8..3, proptest::option::of(0i64..20)), 1..40),
+            closes in proptest::collection::vec(proptest::bool::ANY, 40),
+        ) {
+            let read: Vec<KafkaMessage> =
+                messages.iter().enumerate().map(|(offset, (_, timestamp))| message(0, offset as i64, *timestamp)).collect();
+            let order = orders(&read);
+            let mut state = std::collections::BTreeMap::new();
+            let mut epoch: std::collections::BTreeMap<u8, (MessageOrder, usize)> = std::collections::BTreeMap::new();
+            for (index, (key, _)) in messages.iter().enumerate() {
+                if epoch.get(key).is_none_or(|(existing, _)| *existing < order[index]) {
+                    epoch.insert(*key, (order[index], index));
+                }
+                if closes[index] || index + 1 == messages.len() {
+                    state.extend(std::mem::take(&mut epoch).into_iter().map(|(key, (_, index))| (key, index)));
+                }
+            }
+            let mut last = std::collections::BTreeMap::new();
+            for (index, (key, _)) in messages.iter().enumerate() {
+                last.insert(*key, index);
+            }
+            proptest::prop_assert_eq!(state, last);
+        }
+    }
+
 }

@@ -121,6 +121,8 @@ pub struct DocumentArrival {
     pub id: String,
     /// The new version; `None` deletes the document.
     pub dated: Option<Dated>,
+    /// Its upsert order ([`crate::dataflow::PartitionClocks`]).
+    pub order: crate::dataflow::MessageOrder,
     /// The message, for the dead-letter topic.
     pub message: KafkaMessage,
 }
@@ -254,7 +256,7 @@ pub fn citations_per_period<'scope>(
     let applied = upsert_replaying(
         judged.clone().filter(|j| j.applied).map(|j: Judgement<DocumentArrival, Dated>| Upsert {
             key: j.record.id,
-            order: crate::dataflow::message_order(&j.record.message),
+            order: j.record.order,
             value: j.record.dated,
         }),
         replay,
