@@ -174,17 +174,19 @@ pub fn citation_job<'scope>(
     type DocumentUpsert = Upsert<String, PolicyDocument, MessageOrder>;
     type DocumentMessage = (DocumentUpsert, KafkaMessage);
     let (publications, documents): (Stream<'scope, Epoch, Vec<PublicationUpsert>>, Stream<'scope, Epoch, Vec<DocumentMessage>>) = events
-        .ok_err(|(event, message, order): (Event, KafkaMessage, MessageOrder)| {
-            match event {
-                Event::Publication(key, value) => Ok(Upsert { key, order, value }),
-                Event::Document(key, value) => Err((Upsert { key, order, value }, message)),
-            }
+        .ok_err(|(event, message, order): (Event, KafkaMessage, MessageOrder)| match event {
+            Event::Publication(key, value) => Ok(Upsert { key, order, value }),
+            Event::Document(key, value) => Err((Upsert { key, order, value }, message)),
         });
     let mut maker = EntryMaker::new(logic.journals.clone());
     let publications = publications.map(move |Upsert { key, order, value }| Upsert { key, order, value: value.map(|p| maker.entry(&p)) });
     let publications = upsert_keeping(publications, replay.as_ref(), PublicationEntry::kept);
-    let arrivals =
-        documents.clone().map(|(upsert, message)| DocumentArrival { dated: upsert.value.as_ref().map(Dated::of), id: upsert.key, order: upsert.order, message });
+    let arrivals = documents.clone().map(|(upsert, message)| DocumentArrival {
+        dated: upsert.value.as_ref().map(Dated::of),
+        id: upsert.key,
+        order: upsert.order,
+        message,
+    });
     let documents = upsert_replaying(documents.map(|(upsert, _)| upsert), replay.as_ref());
 
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
@@ -272,5 +274,4 @@ mod tests {
             proptest::prop_assert_eq!(state, last);
         }
     }
-
 }
