@@ -361,16 +361,20 @@ impl CopyLine {
     /// Appends a text field.
     pub fn text(&mut self, value: &str) -> &mut Self {
         self.separate();
-        for c in value.chars() {
-            match c {
-                '\\' => self.text.push_str("\\\\"),
-                '\t' => self.text.push_str("\\t"),
-                '\n' => self.text.push_str("\\n"),
-                '\r' => self.text.push_str("\\r"),
-                '\0' => {}
-                c => self.text.push(c),
+        // The characters COPY escapes are ASCII, so runs between them are copied whole.
+        let mut rest = value;
+        while let Some(at) = rest.bytes().position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r' | 0)) {
+            self.text.push_str(&rest[..at]);
+            match rest.as_bytes()[at] {
+                b'\\' => self.text.push_str("\\\\"),
+                b'\t' => self.text.push_str("\\t"),
+                b'\n' => self.text.push_str("\\n"),
+                b'\r' => self.text.push_str("\\r"),
+                _ => {}
             }
+            rest = &rest[at + 1..];
         }
+        self.text.push_str(rest);
         self
     }
 
@@ -543,6 +547,16 @@ mod tests {
     fn special_characters_are_escaped() {
         let line = encode_line(&SCHEMA, &Example("a\\b\nc", 1, Some("\r")));
         assert!(line.starts_with("a\\\\b\\nc\t1\t\\r\t"), "{line}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_text_field_reads_back_as_written_without_nuls(value in "[a-z\\\\\t\n\r\0é😀]{0,24}") {
+            let mut line = CopyLine::default();
+            line.text(&value);
+            let text = line.into_text();
+            proptest::prop_assert_eq!(unescape(&text), value.replace('\0', ""));
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use regex::Regex;
 
 use super::journals::JournalTable;
-use super::text::{first_page, last_page, leading_number};
+use super::text::{first_page, last_page, leading_number, StableHasher};
 
 /// Most journal-name candidates taken before one volume.
 const MAX_JOURNAL_WORDS: usize = 10;
@@ -61,18 +61,46 @@ pub struct PublicationLocators<'a> {
     pub pages: Option<&'a str>,
 }
 
-fn volume_key(journal: &str, volume: &str, page: &str) -> String {
-    format!("v|{journal}|{volume}|{page}")
+/// A bibliographic key: journal, volume and first page; journal, year and first page; or
+/// volume, first page and year without the journal, which finds references whose journal name
+/// is misspelt (the scorer then checks the journal itself). References write their keys out
+/// ([`BibliographicKey::text`]); publications, indexed by the million, hash theirs from the
+/// parts ([`BibliographicKey::hash`]) to the [`stable_hash`](super::text::stable_hash) of the
+/// same text, without writing it.
+#[derive(Clone, Copy, Debug)]
+enum BibliographicKey<'a> {
+    /// `v|journal|volume|page`.
+    Volume { journal: &'a str, volume: &'a str, page: &'a str },
+    /// `y|journal|year|page`.
+    Year { journal: &'a str, year: i32, page: &'a str },
+    /// `p|volume|page|year`.
+    Locator { volume: &'a str, page: &'a str, year: i32 },
 }
 
-fn year_key(journal: &str, year: i32, page: &str) -> String {
-    format!("y|{journal}|{year}|{page}")
-}
+impl BibliographicKey<'_> {
+    /// `each` of the key's text, given as its parts.
+    fn parts<R>(self, each: impl FnOnce([&str; 6]) -> R) -> R {
+        let mut year_text = itoa::Buffer::new();
+        match self {
+            BibliographicKey::Volume { journal, volume, page } => each(["v|", journal, "|", volume, "|", page]),
+            BibliographicKey::Year { journal, year, page } => each(["y|", journal, "|", year_text.format(year), "|", page]),
+            BibliographicKey::Locator { volume, page, year } => each(["p|", volume, "|", page, "|", year_text.format(year)]),
+        }
+    }
 
-/// Volume, first page and year without the journal: finds references whose journal name is
-/// misspelt; the scorer then checks the journal itself.
-fn locator_key(volume: &str, page: &str, year: i32) -> String {
-    format!("p|{volume}|{page}|{year}")
+    /// The key's text.
+    fn text(self) -> String {
+        self.parts(|parts| parts.concat())
+    }
+
+    /// The [`stable_hash`](super::text::stable_hash) of the key's text.
+    fn hash(self) -> u64 {
+        self.parts(|parts| {
+            let mut hasher = StableHasher::default();
+            parts.iter().for_each(|part| hasher.part(part));
+            hasher.finish()
+        })
+    }
 }
 
 struct Patterns {
@@ -249,7 +277,7 @@ fn number_pair_keys(numbers: &[String], years: &[i32]) -> Vec<String> {
         }
         for page in paired.iter().skip(i + 1).take(2) {
             for year in years {
-                keys.extend((year - 1..=year + 1).map(|year| locator_key(volume, page, year)));
+                keys.extend((year - 1..=year + 1).map(|year| BibliographicKey::Locator { volume, page, year }.text()));
             }
         }
     }
@@ -295,13 +323,13 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
     let mut keys = Vec::new();
     for (start, volume, page, _) in &locators {
         if let Some(volume) = volume {
-            keys.extend(years.iter().map(|year| locator_key(volume, page, *year)));
+            keys.extend(years.iter().map(|&year| BibliographicKey::Locator { volume, page, year }.text()));
         }
         for candidate in journal_candidates(&reference[..*start]) {
             let unqualified = without_qualifier(&candidate).map(str::to_string);
             for form in std::iter::once(candidate).chain(unqualified).flat_map(|name| journals.forms(&name)) {
-                keys.extend(volume.iter().map(|volume| volume_key(&form, volume, page)));
-                keys.extend(years.iter().map(|year| year_key(&form, *year, page)));
+                keys.extend(volume.iter().map(|volume| BibliographicKey::Volume { journal: &form, volume, page }.text()));
+                keys.extend(years.iter().map(|&year| BibliographicKey::Year { journal: &form, year, page }.text()));
             }
         }
     }
@@ -387,20 +415,23 @@ impl JournalForms {
 }
 
 /// The blocking keys of a publication whose journal names have the indexed `forms` (see
-/// [`JournalForms`]).
-pub fn publication_keys(locators: PublicationLocators<'_>, forms: &[String]) -> Vec<String> {
+/// [`JournalForms`]), as the [`stable_hash`](super::text::stable_hash)es of their texts: equal
+/// to those of the same keys in [`ReferenceLocators::keys`].
+pub fn publication_keys(locators: PublicationLocators<'_>, forms: &[String]) -> Vec<u64> {
     let Some(page) = locators.pages.and_then(first_page) else { return Vec::new() };
+    let page = page.as_str();
     let volume = locators.volume.and_then(leading_number);
+    let volume = volume.as_deref();
     let mut keys = Vec::new();
-    if let (Some(volume), Some(year)) = (&volume, locators.year) {
-        keys.push(locator_key(volume, &page, year));
+    if let (Some(volume), Some(year)) = (volume, locators.year) {
+        keys.push(BibliographicKey::Locator { volume, page, year }.hash());
     }
-    for form in forms {
-        if let Some(volume) = &volume {
-            keys.push(volume_key(form, volume, &page));
+    for journal in forms {
+        if let Some(volume) = volume {
+            keys.push(BibliographicKey::Volume { journal, volume, page }.hash());
         }
         if let Some(year) = locators.year {
-            keys.push(year_key(form, year, &page));
+            keys.push(BibliographicKey::Year { journal, year, page }.hash());
         }
     }
     keys
@@ -408,6 +439,7 @@ pub fn publication_keys(locators: PublicationLocators<'_>, forms: &[String]) -> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::text::stable_hash;
     use super::*;
     use proptest::prelude::*;
 
@@ -415,13 +447,29 @@ mod tests {
         JournalTable::parse("jbiolchem\tjournal of biological chemistry\n")
     }
 
+    /// The reference's keys that the publication shares.
     fn shared_keys(reference: &str, publication: PublicationLocators<'_>) -> Vec<String> {
         let table = table();
         let reference = reference_locators(reference, &table);
-        publication_keys(publication, &journal_forms(publication.journals, &table))
-            .into_iter()
-            .filter(|k| reference.keys.contains(k))
-            .collect()
+        let hashes = publication_keys(publication, &journal_forms(publication.journals, &table));
+        reference.keys.into_iter().filter(|k| hashes.contains(&stable_hash(k))).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn a_key_hashed_from_its_parts_hashes_as_its_text(
+            journal in "[a-z ]{0,12}", volume in "[0-9a-z]{0,4}", page in "[0-9a-z|]{0,5}", year in any::<i32>(),
+        ) {
+            let (journal, volume, page) = (journal.as_str(), volume.as_str(), page.as_str());
+            for key in [
+                BibliographicKey::Volume { journal, volume, page },
+                BibliographicKey::Year { journal, year, page },
+                BibliographicKey::Locator { volume, page, year },
+            ] {
+                prop_assert_eq!(key.hash(), stable_hash(&key.text()));
+            }
+            prop_assert_eq!(BibliographicKey::Year { journal, year, page }.text(), format!("y|{journal}|{year}|{page}"));
+        }
     }
 
     fn shares_key(reference: &str, publication: PublicationLocators<'_>) -> bool {

@@ -116,7 +116,7 @@ fn identifier_key(identifier: &Identifier) -> BlockingKey {
 /// its journal's forms from `forms`.
 pub fn publication_keys(publication: &Publication, record: &IndexedPublication, forms: &mut JournalForms) -> Vec<BlockingKey> {
     let mut keys: Vec<BlockingKey> = publication.identifiers().iter().map(identifier_key).collect();
-    keys.extend(publication_blocking_keys(publication, forms).iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
+    keys.extend(publication_blocking_keys(publication, forms).into_iter().map(|hash| BlockingKey::hashed(Family::Bibliographic, hash)));
     keys.extend(publication_title_keys(&record.title_words()).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
     let authors = publication_author_keys(record.authors().first().copied(), record.year());
     keys.extend(authors.iter().map(|k| BlockingKey::new(Family::Author, k)));

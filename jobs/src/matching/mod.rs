@@ -99,8 +99,9 @@ pub const MAX_PUBLICATIONS_PER_TITLE_KEY: isize = 200;
 /// block on.
 pub const MAX_PUBLICATIONS_PER_AUTHOR_KEY: isize = 50;
 
-/// The bibliographic keys of a publication, its journal's forms from `forms`.
-pub fn publication_blocking_keys(publication: &Publication, forms: &mut JournalForms) -> Vec<String> {
+/// The bibliographic keys of a publication, its journal's forms from `forms`, as the hashes of
+/// their texts (see [`bibliographic::publication_keys`]).
+pub fn publication_blocking_keys(publication: &Publication, forms: &mut JournalForms) -> Vec<u64> {
     let locators = PublicationLocators {
         journals: [publication.journal_abbreviation.as_deref(), publication.journal_title.as_deref()],
         volume: publication.volume.as_deref(),
