@@ -8,6 +8,8 @@
 //! exactly: the key is a fallback for damaged titles, and a tolerance of one year would
 //! triple its candidates.
 
+use super::text::StableHasher;
+
 /// Leading words of a reference that may be the first author's surname (a surname of
 /// several words, or one preceded by an initial).
 const LEADING_WORDS: usize = 4;
@@ -21,20 +23,26 @@ fn is_key_word(word: &str) -> bool {
     word.len() >= MIN_KEY_LETTERS && word.chars().all(|c| c.is_ascii_alphabetic())
 }
 
-fn author_key(word: &str, year: i32) -> String {
-    format!("a|{word}|{year}")
+/// The key of `word` and `year`: the [`stable_hash`](super::text::stable_hash) of
+/// `a|word|year`, hashed from its parts.
+fn author_key(word: &str, year: i32) -> u64 {
+    let mut hasher = StableHasher::default();
+    for part in ["a|", word, "|", itoa::Buffer::new().format(year)] {
+        hasher.part(part);
+    }
+    hasher.finish()
 }
 
 /// The author keys of a publication: each word of its first author's surname (`first`,
 /// normalised as [`words`](super::text::words) gives it) with its year.
-pub fn publication_author_keys(first: Option<&str>, year: Option<i32>) -> Vec<String> {
+pub fn publication_author_keys(first: Option<&str>, year: Option<i32>) -> Vec<u64> {
     let (Some(first), Some(year)) = (first, year) else { return Vec::new() };
     first.split(' ').filter(|w| is_key_word(w)).map(|word| author_key(word, year)).collect()
 }
 
 /// The author keys of a reference whose normalised words (in order, as [`words`](super::text::words) gives them)
 /// are `reference_words`: its first surname-like leading word with each of `years`.
-pub fn reference_author_keys<W: AsRef<str>>(reference_words: &[W], years: &[i32]) -> Vec<String> {
+pub fn reference_author_keys<W: AsRef<str>>(reference_words: &[W], years: &[i32]) -> Vec<u64> {
     let Some(word) = reference_words.iter().map(AsRef::as_ref).take(LEADING_WORDS).find(|w| is_key_word(w)) else { return Vec::new() };
     years.iter().map(|year| author_key(word, *year)).collect()
 }
@@ -91,6 +99,7 @@ mod tests {
         assert!(shares_key("de Marsac C, Cohen-Bazire E. Molecular composition. 1977.", &[1977], &["de Marsac"], 1977));
         assert!(publication_author_keys(Some("li"), Some(2021)).is_empty(), "too short to be a key");
         assert!(publication_author_keys(Some("smith"), None).is_empty());
+        assert_eq!(author_key("smith", 1977), super::super::text::stable_hash("a|smith|1977"), "the key of the text a|surname|year");
     }
 
     #[test]

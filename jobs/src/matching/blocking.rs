@@ -119,7 +119,7 @@ pub fn publication_keys(publication: &Publication, record: &IndexedPublication, 
     keys.extend(publication_blocking_keys(publication, forms).into_iter().map(|hash| BlockingKey::hashed(Family::Bibliographic, hash)));
     keys.extend(publication_title_keys(&record.title_words()).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
     let authors = publication_author_keys(record.authors().first().copied(), record.year());
-    keys.extend(authors.iter().map(|k| BlockingKey::new(Family::Author, k)));
+    keys.extend(authors.into_iter().map(|hash| BlockingKey::hashed(Family::Author, hash)));
     keys.sort();
     keys.dedup();
     keys
@@ -132,7 +132,9 @@ pub fn reference_keys(text: &str, bibliographic: &[String], parsed: &ParsedRefer
     keys.extend(bibliographic.iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
     let words = parsed.words();
     keys.extend(reference_title_keys(&words.content).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
-    keys.extend(reference_author_keys(&words.all, &parsed.locators.years).iter().map(|k| BlockingKey::new(Family::Author, k)));
+    keys.extend(
+        reference_author_keys(&words.all, &parsed.locators.years).into_iter().map(|hash| BlockingKey::hashed(Family::Author, hash)),
+    );
     keys.sort();
     keys.dedup();
     keys

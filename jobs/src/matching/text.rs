@@ -82,7 +82,8 @@ pub fn words(text: &str) -> String {
 
 /// The leading run of digits of `text`, without leading zeros ("050 Suppl" → "50").
 pub fn leading_number(text: &str) -> Option<String> {
-    let digits: String = text.trim().chars().take_while(char::is_ascii_digit).collect();
+    let text = text.trim_start();
+    let digits = &text[..text.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(text.len())];
     let trimmed = digits.trim_start_matches('0');
     match (digits.is_empty(), trimmed.is_empty()) {
         (true, _) => None,
@@ -91,13 +92,19 @@ pub fn leading_number(text: &str) -> Option<String> {
     }
 }
 
+/// The leading run of ASCII letters and digits of `text` (after white space).
+fn leading_alphanumerics(text: &str) -> &str {
+    let text = text.trim_start();
+    &text[..text.bytes().position(|b| !b.is_ascii_alphanumeric()).unwrap_or(text.len())]
+}
+
 /// The first page of a page range, lowercased, without leading zeros: "G265-77" → "g265".
 pub fn first_page(pages: &str) -> Option<String> {
-    let first: String = pages.trim().chars().take_while(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
-    let split = first.find(|c: char| c.is_ascii_digit())?;
+    let first = leading_alphanumerics(pages);
+    let split = first.bytes().position(|b| b.is_ascii_digit())?;
     let (prefix, number) = first.split_at(split);
     let number = number.trim_start_matches('0');
-    (!number.is_empty()).then(|| format!("{prefix}{number}"))
+    (!number.is_empty()).then(|| [prefix, number].concat().to_ascii_lowercase())
 }
 
 /// The last page of a page range, written out in full: "1227-33" → "1233", "G265–G277" →
@@ -105,8 +112,8 @@ pub fn first_page(pages: &str) -> Option<String> {
 pub fn last_page(pages: &str) -> Option<String> {
     let first = first_page(pages)?;
     let (_, end) = pages.split_once(['-', '–', '—'])?;
-    let end: String = end.trim().chars().take_while(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
-    let digits_at = |s: &str| s.find(|c: char| c.is_ascii_digit());
+    let end = leading_alphanumerics(end).to_ascii_lowercase();
+    let digits_at = |s: &str| s.bytes().position(|b| b.is_ascii_digit());
     let (first_prefix, first_digits) = first.split_at(digits_at(&first)?);
     let (end_prefix, end_digits) = end.split_at(digits_at(&end)?);
     let end_digits = end_digits.trim_start_matches('0');
@@ -115,7 +122,7 @@ pub fn last_page(pages: &str) -> Option<String> {
     }
     let prefix = if end_prefix.is_empty() { first_prefix } else { end_prefix };
     let kept = first_digits.len().saturating_sub(end_digits.len());
-    Some(format!("{prefix}{}{end_digits}", &first_digits[..kept]))
+    Some([prefix, &first_digits[..kept], end_digits].concat())
 }
 
 #[cfg(test)]
