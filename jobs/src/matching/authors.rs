@@ -58,12 +58,12 @@ pub struct AuthorAgreement {
 
 /// How `authors` (surnames, in order, normalised as [`words`](super::text::words) gives them) appear in a
 /// reference whose normalised words are `reference_words` (in order).
-pub fn author_agreement(authors: &[&str], reference_words: &[&str]) -> AuthorAgreement {
+pub fn author_agreement<'a>(authors: impl Iterator<Item = &'a str>, reference_words: &[&str]) -> AuthorAgreement {
     let appears = |surname: &&str, within: &[&str]| !surname.is_empty() && surname.split(' ').all(|part| within.contains(&part));
-    let checked = &authors[..authors.len().min(AUTHORS_CHECKED)];
+    let checked: Vec<&str> = authors.take(AUTHORS_CHECKED).collect();
     let leading = &reference_words[..reference_words.len().min(LEADING_WORDS)];
     AuthorAgreement {
-        first_author_leads: authors.first().is_some_and(|first| appears(first, leading)),
+        first_author_leads: checked.first().is_some_and(|first| appears(first, leading)),
         authors_found: if checked.is_empty() {
             0
         } else {
@@ -106,12 +106,12 @@ mod tests {
     fn agreement_finds_the_leading_author_and_the_others() {
         let authors: Vec<String> = ["Galera", "Casitas", "Martínez-Cerón", "Utrilla"].iter().map(|a| words(a)).collect();
         let authors: Vec<&str> = authors.iter().map(String::as_str).collect();
-        let agreement = |reference: &str| author_agreement(&authors, &words(reference).split(' ').collect::<Vec<_>>());
+        let agreement = |reference: &str| author_agreement(authors.iter().copied(), &words(reference).split(' ').collect::<Vec<_>>());
         let full = agreement("Galera A, Casitas S, Martinez-Ceron N, et al. (2021) Effect of hyperinflation.");
         assert_eq!(full, AuthorAgreement { first_author_leads: true, authors_found: 1_000_000 });
         let other = agreement("Zeik K (2021) Effect of hyperinflation. Casitas R, editor.");
         assert!(!other.first_author_leads);
         assert_eq!(other.authors_found, 333_333);
-        assert_eq!(author_agreement(&[], &["galera"]), AuthorAgreement::default());
+        assert_eq!(author_agreement(std::iter::empty(), &["galera"]), AuthorAgreement::default());
     }
 }

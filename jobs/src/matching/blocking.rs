@@ -118,7 +118,7 @@ pub fn publication_keys(publication: &Publication, record: &IndexedPublication, 
     let mut keys: Vec<BlockingKey> = publication.identifiers().iter().map(identifier_key).collect();
     keys.extend(publication_blocking_keys(publication, forms).into_iter().map(|hash| BlockingKey::hashed(Family::Bibliographic, hash)));
     keys.extend(publication_title_keys(&record.title_words()).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
-    let authors = publication_author_keys(record.authors().first().copied(), record.year());
+    let authors = publication_author_keys(record.authors().next(), record.year());
     keys.extend(authors.into_iter().map(|hash| BlockingKey::hashed(Family::Author, hash)));
     keys.sort();
     keys.dedup();

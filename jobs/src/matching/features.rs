@@ -10,7 +10,7 @@ use super::journals::JournalTable;
 use super::text::words;
 use std::collections::BTreeSet;
 
-use super::indexed::IndexedPublication;
+use super::indexed::{IndexedPublication, Numbers};
 use super::title::{containment, is_content_word, one_edit};
 use super::variants::{is_notice, part_number};
 use super::Method;
@@ -90,9 +90,17 @@ pub struct Features {
 /// Words on either side of an author's surname that are taken for given names.
 const NAME_WINDOW: usize = 2;
 
-/// The words of the publication's authors' surnames.
-fn known_authors<'a>(authors: &[&'a str]) -> BTreeSet<&'a str> {
-    authors.iter().flat_map(|a| a.split(' ')).filter(|w| w.len() > 1).collect()
+/// The reference's words (`sorted`: distinct and sorted) that are words of the `authors`'
+/// surnames, sorted. A record may list thousands of authors: their words are looked up among
+/// the reference's few dozen, not gathered.
+fn author_words_written<'a>(authors: impl Iterator<Item = &'a str>, sorted: &[&'a str]) -> Vec<&'a str> {
+    let mut written = vec![false; sorted.len()];
+    for word in authors.flat_map(|author| author.split(' ')) {
+        if let Ok(at) = sorted.binary_search(&word) {
+            written[at] = true;
+        }
+    }
+    sorted.iter().zip(written).filter_map(|(word, written)| written.then_some(*word)).collect()
 }
 
 /// The counts of [`Features`] stop here: beyond, more says nothing more.
@@ -188,6 +196,8 @@ pub struct ParsedReference {
     positions: Box<[u32]>,
     /// Where the open words start in `positions`.
     open_from: u32,
+    /// Positions of the distinct words, ordered by word.
+    sorted: Box<[u32]>,
     /// The reference reads as a notice about a publication (see [`is_notice`]).
     pub notice: bool,
     /// The part of a series it names, if any (see [`part_number`]).
@@ -207,6 +217,8 @@ pub struct ReferenceWords<'a> {
     /// longer than two letters, not citation scaffolding or month names, not words of the
     /// reference's own links (URLs, DOIs), which say nothing against a candidate.
     pub open: Vec<&'a str>,
+    /// Every distinct word, sorted.
+    pub sorted: Vec<&'a str>,
 }
 
 impl ParsedReference {
@@ -221,6 +233,9 @@ impl ParsedReference {
         let all: Vec<&str> = words.split(' ').collect();
         let position = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
         let content: Vec<u32> = (0..all.len()).filter(|&at| is_content_word(all[at])).map(position).collect();
+        let mut sorted: Vec<u32> = (0..all.len()).map(position).collect();
+        sorted.sort_by_key(|&at| all[at as usize]);
+        sorted.dedup_by_key(|at| all[*at as usize]);
         let mut distinct: Vec<u32> = content.clone();
         distinct.sort_by_key(|&at| all[at as usize]);
         distinct.dedup_by_key(|at| all[*at as usize]);
@@ -234,6 +249,7 @@ impl ParsedReference {
             content: content.into(),
             positions: distinct.into(),
             open_from,
+            sorted: sorted.into(),
             words: words.into(),
             notice,
             part,
@@ -242,11 +258,12 @@ impl ParsedReference {
 
     /// The reference's words, unpacked.
     pub fn words(&self) -> ReferenceWords<'_> {
-        let all: Vec<&str> = self.words.split(' ').collect();
+        let mut all: Vec<&str> = Vec::with_capacity(self.words.bytes().filter(|&b| b == b' ').count() + 1);
+        all.extend(self.words.split(' '));
         let at = |positions: &[u32]| positions.iter().map(|&at| all[at as usize]).collect::<Vec<&str>>();
         let (distinct, open) = self.positions.split_at(self.open_from as usize);
-        let (content, distinct, open) = (at(&self.content), at(distinct), at(open));
-        ReferenceWords { all, content, distinct, open }
+        let (content, distinct, open, sorted) = (at(&self.content), at(distinct), at(open), at(&self.sorted));
+        ReferenceWords { all, content, distinct, open, sorted }
     }
 }
 
@@ -279,13 +296,16 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     };
     let title_words = publication.title_words();
     let journal_words = publication.journal_words();
-    let author_names = publication.authors();
     let words = reference.words();
+    let by_authors = author_words_written(publication.authors(), &words.sorted);
     let mut known: Vec<&str> = journal_words.iter().flatten().copied().collect();
-    known.extend(publication.author_words());
-    let reference_title_words = words.content.iter().filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !known.contains(w)).count();
+    known.extend(by_authors.iter().copied().filter(|word| is_content_word(word)));
+    known.sort_unstable();
+    known.dedup();
+    let is_known = |word: &&str| known.binary_search(word).is_ok();
+    let reference_title_words = words.content.iter().filter(|w| !w.bytes().all(|b| b.is_ascii_digit()) && !is_known(w)).count();
     let share = |title: &[&str]| (containment(title, &words.distinct) * 1e6).round() as u32;
-    let (volume, issue, page, last) = (publication.volume(), publication.issue(), publication.first_page(), publication.last_page());
+    let Numbers { volume, issue, first_page: page, last_page: last } = publication.numbers();
     let has = |found: &[String], value: &str| found.iter().any(|f| f == value);
     let agreement = |value: Option<&str>, found: &[String]| match value {
         Some(value) if !found.is_empty() => (has(found, value), !has(found, value)),
@@ -294,7 +314,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let (volume_agrees, volume_contradicts) = agreement(volume, &locators.volumes);
     let (page_agrees, page_contradicts) = agreement(page, &locators.pages);
     let (last_page_agrees, last_page_contradicts) = agreement(last, &locators.last_pages);
-    let authors = author_agreement(&author_names, &words.all);
+    let authors = author_agreement(publication.authors(), &words.all);
     let numbers = &locators.numbers;
     let title_numbers: Vec<&str> = title_words.iter().copied().filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
     let explained_number = |n: &String| {
@@ -303,19 +323,23 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let counted = |n: usize| n.min(usize::from(MAX_COUNTED)) as u8;
     // Given names stand next to their surnames ("Shan, Jing, Mei-Song Zhu"); the record keeps
     // surnames only, so words within two of an author's surname count as the author's.
-    let surnames = known_authors(&author_names);
-    let mut near_authors: BTreeSet<&str> = BTreeSet::new();
+    let surnames: Vec<&str> = by_authors.into_iter().filter(|word| word.len() > 1).collect();
+    let mut near_authors: Vec<&str> = Vec::new();
     for (at, word) in words.all.iter().enumerate() {
-        if surnames.contains(word) {
+        if surnames.binary_search(word).is_ok() {
             let window = &words.all[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(words.all.len())];
             near_authors.extend(window.iter().copied());
         }
     }
+    near_authors.sort_unstable();
+    near_authors.dedup();
     let unexplained_words = words
         .open
         .iter()
         .filter(|w| {
-            !known.contains(w) && !near_authors.contains(*w) && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
+            !is_known(w)
+                && near_authors.binary_search(w).is_err()
+                && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
         })
         .count();
     Features {

@@ -22,24 +22,35 @@ use super::title::is_content_word;
 use super::variants::{is_notice, part_number};
 use crate::domain::Publication;
 
+/// The numbers of an [`IndexedPublication`] ([`IndexedPublication::numbers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Numbers<'a> {
+    /// The volume's leading number.
+    pub volume: Option<&'a str>,
+    /// The issue's leading number.
+    pub issue: Option<&'a str>,
+    /// The first page (see [`first_page`]).
+    pub first_page: Option<&'a str>,
+    /// The last page, written out (see [`last_page`]).
+    pub last_page: Option<&'a str>,
+}
+
 /// Separates the packed fields.
 const FIELD: char = '|';
 /// Separates the authors within their field.
 const AUTHOR: char = ',';
 
-/// The packed fields, in order; [`Packed::Id`] is last and takes the rest.
+/// The packed fields, in order: title, authors, the four [`Numbers`] (volume, issue, first
+/// and last page), and [`Packed::Id`], last, which takes the rest.
 #[derive(Clone, Copy)]
 enum Packed {
-    Title,
-    Authors,
-    Volume,
-    Issue,
-    FirstPage,
-    LastPage,
-    Id,
+    Title = 0,
+    Authors = 1,
+    Numbers = 2,
+    Id = 6,
 }
 
-/// Fields before the id.
+/// Fields, the id included.
 const FIELDS: usize = Packed::Id as usize + 1;
 
 /// What the features read of one publication (see the module documentation).
@@ -113,10 +124,6 @@ impl IndexedPublication {
         self.fields.splitn(FIELDS, FIELD).nth(field as usize).unwrap_or("")
     }
 
-    fn present(&self, field: Packed) -> Option<&str> {
-        Some(self.field(field)).filter(|value| !value.is_empty())
-    }
-
     /// The publication id.
     pub fn id(&self) -> &str {
         self.field(Packed::Id)
@@ -133,39 +140,19 @@ impl IndexedPublication {
         [split_words(abbreviation), split_words(title)]
     }
 
-    /// Each author's surname, normalised (see [`words`]), in order.
-    pub fn authors(&self) -> Vec<&str> {
+    /// Each author's surname, normalised (see [`words`]), in order (a record may list
+    /// thousands).
+    pub fn authors(&self) -> impl Iterator<Item = &str> + Clone {
         let authors = self.field(Packed::Authors);
-        if authors.is_empty() {
-            Vec::new()
-        } else {
-            authors.split(AUTHOR).collect()
-        }
+        authors.split(AUTHOR).filter(move |_| !authors.is_empty())
     }
 
-    /// The content words of the authors' surnames.
-    pub fn author_words(&self) -> Vec<&str> {
-        self.authors().into_iter().flat_map(|a| a.split(' ')).filter(|w| is_content_word(w)).collect()
-    }
-
-    /// The volume's leading number.
-    pub fn volume(&self) -> Option<&str> {
-        self.present(Packed::Volume)
-    }
-
-    /// The issue's leading number.
-    pub fn issue(&self) -> Option<&str> {
-        self.present(Packed::Issue)
-    }
-
-    /// The first page (see [`first_page`]).
-    pub fn first_page(&self) -> Option<&str> {
-        self.present(Packed::FirstPage)
-    }
-
-    /// The last page, written out (see [`last_page`]).
-    pub fn last_page(&self) -> Option<&str> {
-        self.present(Packed::LastPage)
+    /// The volume's and the issue's leading numbers and the first and last page, read in one
+    /// pass over the packed fields.
+    pub fn numbers(&self) -> Numbers<'_> {
+        let mut fields = self.fields.splitn(FIELDS, FIELD).skip(Packed::Numbers as usize);
+        let mut next = || fields.next().filter(|value| !value.is_empty());
+        Numbers { volume: next(), issue: next(), first_page: next(), last_page: next() }
     }
 
     /// The publication year.
@@ -254,10 +241,10 @@ mod tests {
         assert_eq!(indexed.id(), "MED:1|2,3", "the id comes back whole, separators and all");
         assert_eq!(indexed.title_words(), ["effect", "sleep", "memory", "part"]);
         assert_eq!(indexed.journal_words(), [vec!["sleep", "res"], vec!["journal", "sleep", "research"]]);
-        assert_eq!(indexed.authors(), ["martinez de la cruz", "smith"]);
-        assert_eq!(indexed.author_words(), ["martinez", "de", "la", "cruz", "smith"]);
-        assert_eq!((indexed.volume(), indexed.issue()), (Some("12"), Some("3")));
-        assert_eq!((indexed.first_page(), indexed.last_page()), (Some("g265"), Some("g277")));
+        assert_eq!(indexed.authors().collect::<Vec<_>>(), ["martinez de la cruz", "smith"]);
+        let numbers = indexed.numbers();
+        assert_eq!((numbers.volume, numbers.issue), (Some("12"), Some("3")));
+        assert_eq!((numbers.first_page, numbers.last_page), (Some("g265"), Some("g277")));
         assert_eq!((indexed.year(), indexed.part(), indexed.notice()), (Some(2001), Some(2), false));
     }
 
@@ -289,8 +276,9 @@ mod tests {
     #[test]
     fn missing_fields_are_absent() {
         let indexed = IndexedPublication::of(&Publication { id: "x".into(), ..Publication::default() });
-        assert!(indexed.title_words().is_empty() && indexed.authors().is_empty());
-        assert_eq!((indexed.volume(), indexed.first_page(), indexed.last_page(), indexed.year()), (None, None, None, None));
+        assert!(indexed.title_words().is_empty() && indexed.authors().next().is_none());
+        let numbers = indexed.numbers();
+        assert_eq!((numbers.volume, numbers.first_page, numbers.last_page, indexed.year()), (None, None, None, None));
     }
 
     proptest! {
@@ -300,7 +288,7 @@ mod tests {
             let indexed = IndexedPublication::of(&publication(&id, &authors));
             prop_assert_eq!(indexed.id(), id.as_str());
             let expected: Vec<String> = authors.iter().map(|a| words(a)).collect();
-            let kept: Vec<String> = indexed.authors().iter().map(|a| a.to_string()).collect();
+            let kept: Vec<String> = indexed.authors().map(str::to_string).collect();
             // One author without a letter or digit reads as none: the features treat both alike.
             if expected.iter().all(String::is_empty) && expected.len() <= 1 {
                 prop_assert!(kept.is_empty());
