@@ -26,11 +26,7 @@ fn is_key_word(word: &str) -> bool {
 /// The key of `word` and `year`: the [`stable_hash`](super::text::stable_hash) of
 /// `a|word|year`, hashed from its parts.
 fn author_key(word: &str, year: i32) -> u64 {
-    let mut hasher = StableHasher::default();
-    for part in ["a|", word, "|", itoa::Buffer::new().format(year)] {
-        hasher.part(part);
-    }
-    hasher.finish()
+    StableHasher::of_parts(["a|", word, "|", itoa::Buffer::new().format(year)])
 }
 
 /// The author keys of a publication: each word of its first author's surname (`first`,

@@ -95,11 +95,7 @@ impl BibliographicKey<'_> {
 
     /// The [`stable_hash`](super::text::stable_hash) of the key's text.
     fn hash(self) -> u64 {
-        self.parts(|parts| {
-            let mut hasher = StableHasher::default();
-            parts.iter().for_each(|part| hasher.part(part));
-            hasher.finish()
-        })
+        self.parts(|parts| StableHasher::of_parts(parts))
     }
 }
 

@@ -233,12 +233,14 @@ impl ParsedReference {
         let all: Vec<&str> = words.split(' ').collect();
         let position = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
         let content: Vec<u32> = (0..all.len()).filter(|&at| is_content_word(all[at])).map(position).collect();
-        let mut sorted: Vec<u32> = (0..all.len()).map(position).collect();
-        sorted.sort_by_key(|&at| all[at as usize]);
-        sorted.dedup_by_key(|at| all[*at as usize]);
-        let mut distinct: Vec<u32> = content.clone();
-        distinct.sort_by_key(|&at| all[at as usize]);
-        distinct.dedup_by_key(|at| all[*at as usize]);
+        // Positions ordered by their words, one per word.
+        let by_word = |mut positions: Vec<u32>| {
+            positions.sort_by_key(|&at| all[at as usize]);
+            positions.dedup_by_key(|at| all[*at as usize]);
+            positions
+        };
+        let sorted = by_word((0..all.len()).map(position).collect());
+        let mut distinct = by_word(content.clone());
         let link_words: BTreeSet<String> = links(reference).flat_map(super::title::content_words).collect();
         let open: Vec<u32> = distinct.iter().copied().filter(|&at| is_open_word(all[at as usize], &link_words)).collect();
         let open_from = position(distinct.len());

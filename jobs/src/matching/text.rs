@@ -60,6 +60,13 @@ impl StableHasher {
         std::hash::Hasher::write_u8(&mut self.0, 0xff);
         std::hash::Hasher::finish(&self.0)
     }
+
+    /// The [`stable_hash`] of the text that `parts` make.
+    pub fn of_parts<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
+        let mut hasher = StableHasher::default();
+        parts.into_iter().for_each(|part| hasher.part(part));
+        hasher.finish()
+    }
 }
 
 /// Lowercase words of letters and digits separated by single spaces.
@@ -82,8 +89,7 @@ pub fn words(text: &str) -> String {
 
 /// The leading run of digits of `text`, without leading zeros ("050 Suppl" → "50").
 pub fn leading_number(text: &str) -> Option<String> {
-    let text = text.trim_start();
-    let digits = &text[..text.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(text.len())];
+    let digits = leading(text, u8::is_ascii_digit);
     let trimmed = digits.trim_start_matches('0');
     match (digits.is_empty(), trimmed.is_empty()) {
         (true, _) => None,
@@ -92,15 +98,15 @@ pub fn leading_number(text: &str) -> Option<String> {
     }
 }
 
-/// The leading run of ASCII letters and digits of `text` (after white space).
-fn leading_alphanumerics(text: &str) -> &str {
+/// The leading run of ASCII bytes of `text` (after white space) that are `kept`.
+fn leading(text: &str, kept: impl Fn(&u8) -> bool) -> &str {
     let text = text.trim_start();
-    &text[..text.bytes().position(|b| !b.is_ascii_alphanumeric()).unwrap_or(text.len())]
+    &text[..text.bytes().position(|b| !kept(&b)).unwrap_or(text.len())]
 }
 
 /// The first page of a page range, lowercased, without leading zeros: "G265-77" → "g265".
 pub fn first_page(pages: &str) -> Option<String> {
-    let first = leading_alphanumerics(pages);
+    let first = leading(pages, u8::is_ascii_alphanumeric);
     let split = first.bytes().position(|b| b.is_ascii_digit())?;
     let (prefix, number) = first.split_at(split);
     let number = number.trim_start_matches('0');
@@ -112,7 +118,7 @@ pub fn first_page(pages: &str) -> Option<String> {
 pub fn last_page(pages: &str) -> Option<String> {
     let first = first_page(pages)?;
     let (_, end) = pages.split_once(['-', '–', '—'])?;
-    let end = leading_alphanumerics(end).to_ascii_lowercase();
+    let end = leading(end, u8::is_ascii_alphanumeric).to_ascii_lowercase();
     let digits_at = |s: &str| s.bytes().position(|b| b.is_ascii_digit());
     let (first_prefix, first_digits) = first.split_at(digits_at(&first)?);
     let (end_prefix, end_digits) = end.split_at(digits_at(&end)?);
