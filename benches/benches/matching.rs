@@ -24,13 +24,14 @@ fn references(c: &mut Criterion) {
     group.bench_function("identifiers", |b| b.iter(|| references.iter().map(|r| find_identifiers(r).len()).sum::<usize>()));
     let located: Vec<_> = references.iter().map(|r| reference_locators(r, &journals)).collect();
     group.bench_function("parse", |b| {
-        b.iter(|| references.iter().zip(&located).map(|(r, l)| ParsedReference::located(r, l.clone()).words().all.len()).sum::<usize>())
+        b.iter(|| references.iter().zip(&located).map(|(r, l)| ParsedReference::located(r, l.clone()).words().all().len()).sum::<usize>())
     });
     let parsed: Vec<_> = references.iter().zip(&located).map(|(r, l)| ParsedReference::located(r, l.clone())).collect();
     group.bench_function("blocking_keys", |b| {
         b.iter(|| references.iter().zip(&located).zip(&parsed).map(|((r, l), p)| reference_keys(r, &l.keys, p).len()).sum::<usize>())
     });
-    group.bench_function("title_keys", |b| b.iter(|| parsed.iter().map(|p| reference_title_keys(&p.words().content).len()).sum::<usize>()));
+    group
+        .bench_function("title_keys", |b| b.iter(|| parsed.iter().map(|p| reference_title_keys(p.words().content()).len()).sum::<usize>()));
     group.finish();
 }
 

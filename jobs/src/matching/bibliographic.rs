@@ -10,7 +10,6 @@
 //! candidates cost a little memory and never a false match.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
@@ -369,44 +368,81 @@ fn journal_forms(names: [Option<&str>; 2], journals: &JournalTable) -> Vec<Strin
 /// worked out once: a journal has thousands of publications, and its forms cost a dozen
 /// normalised strings and table lookups.
 ///
-/// The pairs held are forgotten all at once when there are [`JournalForms::HELD`] of them, so
-/// memory stays bounded whatever the names.
+/// The pairs are held in a [`ByJournalNames`].
 pub struct JournalForms {
     journals: Arc<JournalTable>,
-    held: HashMap<String, Arc<[String]>>,
-    /// The names being looked up, each written after its length (so no two pairs read alike).
-    scratch: String,
+    held: ByJournalNames<Arc<[String]>>,
 }
 
 impl JournalForms {
-    /// Most pairs of names held (Europe PMC has about 30,000 journals).
-    pub const HELD: usize = 100_000;
-
     /// Forms from `journals`.
     pub fn new(journals: Arc<JournalTable>) -> Self {
-        JournalForms { journals, held: HashMap::new(), scratch: String::new() }
+        JournalForms { journals, held: ByJournalNames::default() }
     }
 
     /// The forms of a publication with these journal `names` (ISO abbreviation, full title).
     pub fn of(&mut self, names: [Option<&str>; 2]) -> Arc<[String]> {
+        let journals = &self.journals;
+        self.held.get_or(names, || journal_forms(names, journals).into())
+    }
+}
+
+/// Values worked out from a pair of journal names (ISO abbreviation, full title), held by the
+/// pair: a journal has thousands of publications. They are forgotten all at once when there
+/// are [`ByJournalNames::HELD`] pairs, so memory stays bounded whatever the names.
+#[derive(Debug)]
+pub(crate) struct ByJournalNames<V> {
+    held: HashMap<String, V>,
+    /// The names being looked up, each written after its length (so no two pairs read alike).
+    scratch: String,
+}
+
+impl<V> Default for ByJournalNames<V> {
+    fn default() -> Self {
+        ByJournalNames { held: HashMap::new(), scratch: String::new() }
+    }
+}
+
+impl<V: Clone> ByJournalNames<V> {
+    /// Most pairs of names held (Europe PMC has about 30,000 journals).
+    pub(crate) const HELD: usize = 100_000;
+
+    /// The value held for `names`, made by `make` if none is.
+    pub(crate) fn get_or(&mut self, names: [Option<&str>; 2], make: impl FnOnce() -> V) -> V {
+        self.get(names).unwrap_or_else(|| {
+            let value = make();
+            self.insert(value.clone());
+            value
+        })
+    }
+
+    /// The value held for `names`, if any; [`ByJournalNames::insert`] then holds one for them.
+    pub(crate) fn get(&mut self, names: [Option<&str>; 2]) -> Option<V> {
         self.scratch.clear();
         for name in names {
             match name {
                 Some(name) => {
-                    let _ = write!(self.scratch, "{}:{name}", name.len());
+                    self.scratch.push_str(itoa::Buffer::new().format(name.len()));
+                    self.scratch.push(':');
+                    self.scratch.push_str(name);
                 }
                 None => self.scratch.push('-'),
             }
         }
-        if let Some(forms) = self.held.get(self.scratch.as_str()) {
-            return forms.clone();
-        }
+        self.held.get(self.scratch.as_str()).cloned()
+    }
+
+    /// Holds `value` for the names last looked up with [`ByJournalNames::get`].
+    pub(crate) fn insert(&mut self, value: V) {
         if self.held.len() >= Self::HELD {
-            self.held.clear();
+            self.forget();
         }
-        let forms: Arc<[String]> = journal_forms(names, &self.journals).into();
-        self.held.insert(self.scratch.clone(), forms.clone());
-        forms
+        self.held.insert(self.scratch.clone(), value);
+    }
+
+    /// Forgets every pair held.
+    pub(crate) fn forget(&mut self) {
+        self.held.clear();
     }
 }
 

@@ -131,9 +131,9 @@ pub fn reference_keys(text: &str, bibliographic: &[String], parsed: &ParsedRefer
     let mut keys: Vec<BlockingKey> = find_identifiers(text).iter().map(identifier_key).collect();
     keys.extend(bibliographic.iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
     let words = parsed.words();
-    keys.extend(reference_title_keys(&words.content).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
+    keys.extend(reference_title_keys(words.content()).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
     keys.extend(
-        reference_author_keys(&words.all, &parsed.locators.years).into_iter().map(|hash| BlockingKey::hashed(Family::Author, hash)),
+        reference_author_keys(words.all(), &parsed.locators.years).into_iter().map(|hash| BlockingKey::hashed(Family::Author, hash)),
     );
     keys.sort();
     keys.dedup();

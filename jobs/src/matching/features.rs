@@ -11,7 +11,7 @@ use super::text::words;
 use std::collections::BTreeSet;
 
 use super::indexed::{IndexedPublication, Numbers};
-use super::title::{containment, is_content_word, one_edit};
+use super::title::{containment, is_content_word, Lexicon};
 use super::variants::{is_notice, part_number};
 use super::Method;
 
@@ -204,21 +204,44 @@ pub struct ParsedReference {
     pub part: Option<u8>,
 }
 
-/// The words of a [`ParsedReference`], unpacked.
+/// The words of a [`ParsedReference`], unpacked: every word in order, then the kinds of words
+/// the features read, as slices of one vector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReferenceWords<'a> {
+    all: Vec<&'a str>,
+    /// The content, distinct, open and sorted words, one after the other.
+    picked: Vec<&'a str>,
+    /// Where each of the four ends in `picked`.
+    ends: [usize; 4],
+}
+
+impl<'a> ReferenceWords<'a> {
     /// Every normalised word, in order.
-    pub all: Vec<&'a str>,
+    pub fn all(&self) -> &[&'a str] {
+        &self.all
+    }
+
     /// The content words, in order.
-    pub content: Vec<&'a str>,
+    pub fn content(&self) -> &[&'a str] {
+        &self.picked[..self.ends[0]]
+    }
+
     /// The distinct content words, sorted.
-    pub distinct: Vec<&'a str>,
+    pub fn distinct(&self) -> &[&'a str] {
+        &self.picked[self.ends[0]..self.ends[1]]
+    }
+
     /// The distinct content words that only a candidate can explain, sorted: not numbers,
     /// longer than two letters, not citation scaffolding or month names, not words of the
     /// reference's own links (URLs, DOIs), which say nothing against a candidate.
-    pub open: Vec<&'a str>,
+    pub fn open(&self) -> &[&'a str] {
+        &self.picked[self.ends[1]..self.ends[2]]
+    }
+
     /// Every distinct word, sorted.
-    pub sorted: Vec<&'a str>,
+    pub fn sorted(&self) -> &[&'a str] {
+        &self.picked[self.ends[2]..self.ends[3]]
+    }
 }
 
 impl ParsedReference {
@@ -262,10 +285,14 @@ impl ParsedReference {
     pub fn words(&self) -> ReferenceWords<'_> {
         let mut all: Vec<&str> = Vec::with_capacity(self.words.bytes().filter(|&b| b == b' ').count() + 1);
         all.extend(self.words.split(' '));
-        let at = |positions: &[u32]| positions.iter().map(|&at| all[at as usize]).collect::<Vec<&str>>();
         let (distinct, open) = self.positions.split_at(self.open_from as usize);
-        let (content, distinct, open, sorted) = (at(&self.content), at(distinct), at(open), at(&self.sorted));
-        ReferenceWords { all, content, distinct, open, sorted }
+        let mut picked = Vec::with_capacity(self.content.len() + self.positions.len() + self.sorted.len());
+        let mut ends = [0; 4];
+        for (end, positions) in ends.iter_mut().zip([&self.content[..], distinct, open, &self.sorted[..]]) {
+            picked.extend(positions.iter().map(|&at| all[at as usize]));
+            *end = picked.len();
+        }
+        ReferenceWords { all, picked, ends }
     }
 }
 
@@ -299,14 +326,15 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let title_words = publication.title_words();
     let journal_words = publication.journal_words();
     let words = reference.words();
-    let by_authors = author_words_written(publication.authors(), &words.sorted);
+    let by_authors = author_words_written(publication.authors(), words.sorted());
     let mut known: Vec<&str> = journal_words.iter().flatten().copied().collect();
     known.extend(by_authors.iter().copied().filter(|word| is_content_word(word)));
     known.sort_unstable();
     known.dedup();
     let is_known = |word: &&str| known.binary_search(word).is_ok();
-    let reference_title_words = words.content.iter().filter(|w| !w.bytes().all(|b| b.is_ascii_digit()) && !is_known(w)).count();
-    let share = |title: &[&str]| (containment(title, &words.distinct) * 1e6).round() as u32;
+    let reference_title_words = words.content().iter().filter(|w| !w.bytes().all(|b| b.is_ascii_digit()) && !is_known(w)).count();
+    let distinct = Lexicon::new(words.distinct());
+    let share = |title: &[&str]| (containment(title, &distinct) * 1e6).round() as u32;
     let Numbers { volume, issue, first_page: page, last_page: last } = publication.numbers();
     let has = |found: &[String], value: &str| found.iter().any(|f| f == value);
     let agreement = |value: Option<&str>, found: &[String]| match value {
@@ -316,7 +344,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let (volume_agrees, volume_contradicts) = agreement(volume, &locators.volumes);
     let (page_agrees, page_contradicts) = agreement(page, &locators.pages);
     let (last_page_agrees, last_page_contradicts) = agreement(last, &locators.last_pages);
-    let authors = author_agreement(publication.authors(), &words.all);
+    let authors = author_agreement(publication.authors(), words.all());
     let numbers = &locators.numbers;
     let title_numbers: Vec<&str> = title_words.iter().copied().filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
     let explained_number = |n: &String| {
@@ -327,21 +355,21 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     // surnames only, so words within two of an author's surname count as the author's.
     let surnames: Vec<&str> = by_authors.into_iter().filter(|word| word.len() > 1).collect();
     let mut near_authors: Vec<&str> = Vec::new();
-    for (at, word) in words.all.iter().enumerate() {
+    let all = words.all();
+    for (at, word) in all.iter().enumerate() {
         if surnames.binary_search(word).is_ok() {
-            let window = &words.all[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(words.all.len())];
+            let window = &all[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(all.len())];
             near_authors.extend(window.iter().copied());
         }
     }
     near_authors.sort_unstable();
     near_authors.dedup();
+    let title = Lexicon::new(&title_words);
     let unexplained_words = words
-        .open
+        .open()
         .iter()
         .filter(|w| {
-            !is_known(w)
-                && near_authors.binary_search(w).is_err()
-                && !title_words.iter().any(|t| t == *w || (w.len() >= 5 && one_edit(t, w)))
+            !is_known(w) && near_authors.binary_search(w).is_err() && !(title_words.contains(w) || (w.len() >= 5 && title.has_near(w)))
         })
         .count();
     Features {

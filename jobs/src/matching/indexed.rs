@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 
+use super::bibliographic::ByJournalNames;
 use super::text::{first_page, last_page, leading_number, words};
 use super::title::is_content_word;
 use super::variants::{is_notice, part_number};
@@ -75,12 +76,8 @@ impl IndexedPublication {
     /// The indexed form of `publication`, written into one buffer field by field; the journal
     /// names come from (or join) `journals`.
     pub fn sharing(publication: &Publication, journals: &mut JournalNames) -> Self {
+        let journal_names = journals.of([publication.journal_abbreviation.as_deref(), publication.journal_title.as_deref()]);
         let mut packed = String::with_capacity(128);
-        push_content_words(&mut packed, &words(publication.journal_abbreviation.as_deref().unwrap_or("")));
-        packed.push(FIELD);
-        push_content_words(&mut packed, &words(publication.journal_title.as_deref().unwrap_or("")));
-        let journal_names = journals.get(&packed);
-        packed.clear();
         let title = publication.title.as_deref().unwrap_or("");
         let title_words = words(title);
         push_content_words(&mut packed, &title_words);
@@ -189,27 +186,46 @@ fn split_words(field: &str) -> Vec<&str> {
 /// The journal names of the publications indexed on one worker, each held once.
 ///
 /// Names no record holds any more are dropped whenever the set has doubled since it was last
-/// swept, so it stays within twice the distinct journals of the live records.
+/// swept, so it stays within twice the distinct journals of the live records. The names of a
+/// pair of raw journal names are worked out once ([`ByJournalNames`]), not once per record.
 #[derive(Debug, Default)]
 pub struct JournalNames {
     names: HashSet<ArcStr>,
     swept_at: usize,
+    by_raw: ByJournalNames<ArcStr>,
 }
 
 /// Below this many names the set is not swept.
 const SWEEP_FROM: usize = 1024;
 
 impl JournalNames {
-    /// The shared copy of `names`.
-    pub fn get(&mut self, names: &str) -> ArcStr {
-        if let Some(held) = self.names.get(names) {
+    /// The shared copy of the content words of the journal `names` (ISO abbreviation, full
+    /// title), `FIELD` between.
+    pub fn of(&mut self, names: [Option<&str>; 2]) -> ArcStr {
+        if let Some(held) = self.by_raw.get(names) {
+            return held;
+        }
+        let mut packed = String::with_capacity(64);
+        push_content_words(&mut packed, &words(names[0].unwrap_or("")));
+        packed.push(FIELD);
+        push_content_words(&mut packed, &words(names[1].unwrap_or("")));
+        let held = self.share(&packed);
+        self.by_raw.insert(held.clone());
+        held
+    }
+
+    /// The shared copy of `packed` names.
+    fn share(&mut self, packed: &str) -> ArcStr {
+        if let Some(held) = self.names.get(packed) {
             return held.clone();
         }
         if self.names.len() >= SWEEP_FROM.max(2 * self.swept_at) {
+            // The pairs held by their raw names hold names too.
+            self.by_raw.forget();
             self.names.retain(|held| ArcStr::strong_count(held).is_some_and(|count| count > 1));
             self.swept_at = self.names.len();
         }
-        let held = ArcStr::from(names);
+        let held = ArcStr::from(packed);
         self.names.insert(held.clone());
         held
     }

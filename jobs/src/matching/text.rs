@@ -70,10 +70,14 @@ impl StableHasher {
 }
 
 /// Lowercase words of letters and digits separated by single spaces.
+///
+/// Every other character separates words, and letters with diacritics are folded to ASCII
+/// ([`fold`]), so the words are ASCII. ASCII text, most of every record, is read byte by byte;
+/// only other characters are decoded.
 pub fn words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut separated = false;
-    for c in text.chars().map(fold) {
+    let mut push = |c: char| {
         if c.is_ascii_alphanumeric() {
             if separated && !out.is_empty() {
                 out.push(' ');
@@ -82,6 +86,16 @@ pub fn words(text: &str) -> String {
             out.push(c);
         } else {
             separated = true;
+        }
+    };
+    let mut rest = text;
+    while !rest.is_empty() {
+        let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+        rest[..ascii].bytes().for_each(|b| push(char::from(b.to_ascii_lowercase())));
+        rest = &rest[ascii..];
+        if let Some(c) = rest.chars().next() {
+            push(fold(c));
+            rest = &rest[c.len_utf8()..];
         }
     }
     out
@@ -187,6 +201,19 @@ mod tests {
             let w = words(&text);
             prop_assert!(!w.contains("  ") && !w.starts_with(' ') && !w.ends_with(' '));
             prop_assert_eq!(words(&w), w.clone());
+        }
+
+        /// Reading ASCII byte by byte gives the words that folding every character gives.
+        #[test]
+        fn words_read_as_folding_every_character_reads_them(text in "(\\PC|[a-zA-Z0-9 .,]){0,40}") {
+            let mut expected = String::new();
+            for word in text.chars().map(fold).collect::<String>().split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+                if !expected.is_empty() {
+                    expected.push(' ');
+                }
+                expected.push_str(word);
+            }
+            prop_assert_eq!(words(&text), expected);
         }
     }
 }

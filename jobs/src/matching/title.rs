@@ -93,16 +93,54 @@ pub fn reference_title_keys<W: AsRef<str>>(words: &[W]) -> Vec<u64> {
 /// The share of a title's content words (`title`) found among a reference's distinct content
 /// words (`reference`, sorted), allowing one edit in words of five letters or more (typos and
 /// OCR errors).
-pub fn containment<W: AsRef<str>>(title: &[W], reference: &[&str]) -> f64 {
+pub fn containment<W: AsRef<str>>(title: &[W], reference: &Lexicon<'_, '_>) -> f64 {
     if title.is_empty() {
         return 0.0;
     }
     let found = title
         .iter()
         .map(AsRef::as_ref)
-        .filter(|w| reference.binary_search(w).is_ok() || (w.len() >= 5 && reference.iter().any(|r| one_edit(w, r))))
+        .filter(|w| reference.words.binary_search(w).is_ok() || (w.len() >= 5 && reference.has_near(w)))
         .count();
     found as f64 / title.len() as f64
+}
+
+/// The bytes of a word as a set, each byte modulo 64. Two words within one edit of each other
+/// (see [`one_edit`]) differ in at most two members of their sets: a substitution takes one
+/// byte out and puts one in, an insertion or a deletion changes one, a swap none.
+fn letters(word: &str) -> u64 {
+    word.bytes().fold(0, |set, byte| set | 1 << (byte & 63))
+}
+
+/// Words to look others up in allowing one edit, with their lengths and byte sets
+/// ([`letters`]), so that most words are told apart from a word without comparing them.
+///
+/// ```
+/// use citeflow_jobs::matching::title::Lexicon;
+/// let words = ["dopamine", "modulates", "responses"];
+/// let lexicon = Lexicon::new(&words);
+/// assert!(lexicon.has_near("repsonses") && lexicon.has_near("modulatse"));
+/// assert!(!lexicon.has_near("serotonin"));
+/// ```
+pub struct Lexicon<'w, 'a> {
+    words: &'w [&'a str],
+    letters: Vec<u64>,
+}
+
+impl<'w, 'a> Lexicon<'w, 'a> {
+    /// The lexicon of `words`.
+    pub fn new(words: &'w [&'a str]) -> Self {
+        Lexicon { words, letters: words.iter().map(|word| letters(word)).collect() }
+    }
+
+    /// Whether a word of the lexicon is within one edit of `word` (see [`one_edit`]).
+    pub fn has_near(&self, word: &str) -> bool {
+        let set = letters(word);
+        self.words
+            .iter()
+            .zip(&self.letters)
+            .any(|(w, letters)| w.len().abs_diff(word.len()) <= 1 && (letters ^ set).count_ones() <= 2 && one_edit(w, word))
+    }
 }
 
 /// Whether two words differ by at most one substitution, insertion, deletion or swap. Words
@@ -126,6 +164,7 @@ pub(crate) fn one_edit(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn stop_words_and_one_letter_words_are_not_content_words() {
@@ -137,7 +176,8 @@ mod tests {
         let mut distinct = content_words(reference);
         distinct.sort();
         distinct.dedup();
-        containment(&content_words(title), &distinct.iter().map(String::as_str).collect::<Vec<_>>())
+        let distinct: Vec<&str> = distinct.iter().map(String::as_str).collect();
+        containment(&content_words(title), &Lexicon::new(&distinct))
     }
 
     const TITLE: &str = "Dopamine modulates acute responses to cocaine, nicotine and ethanol in Drosophila.";
@@ -165,5 +205,17 @@ mod tests {
         assert!(title_containment(TITLE, "Smith J. Serotonin and sleep in mice. Nature. 2001.") < 0.2);
         assert!(one_edit("responses", "repsonses"));
         assert!(!one_edit("responses", "response1s2"));
+    }
+
+    proptest! {
+        /// The lexicon finds a word within one edit exactly when comparing with every word does.
+        #[test]
+        fn the_lexicon_finds_what_comparing_every_word_finds(
+            words in proptest::collection::vec("[a-e0-2]{0,7}", 0..12),
+            word in "[a-e0-2]{0,7}",
+        ) {
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            prop_assert_eq!(Lexicon::new(&words).has_near(&word), words.iter().any(|w| one_edit(w, &word)));
+        }
     }
 }

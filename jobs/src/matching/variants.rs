@@ -5,21 +5,23 @@
 #[cfg(doc)]
 use super::text::words;
 
-/// Words that mark a notice about another publication.
-const NOTICE_WORDS: &[&str] = &["correction", "corrigendum", "erratum", "errata", "retraction", "retracted", "addendum"];
+/// Whether a normalised word marks a notice about another publication.
+fn is_notice_word(word: &str) -> bool {
+    // A match on strings compares lengths before bytes: most words are told apart by length.
+    matches!(word, "correction" | "corrigendum" | "erratum" | "errata" | "retraction" | "retracted" | "addendum")
+}
 
 const ROMAN: &[&str] = &["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xii"];
 
 /// Whether a text whose normalised words ([`words`]) are `words` reads as a notice about
 /// another publication.
 pub fn is_notice(words: &str) -> bool {
-    words.split(' ').any(|word| NOTICE_WORDS.contains(&word))
+    words.split(' ').any(is_notice_word)
 }
 
 /// A part number: a Roman numeral or a number of one or two digits.
 fn numeral(word: &str) -> Option<u8> {
-    let word = word.to_ascii_lowercase();
-    match ROMAN.iter().position(|roman| *roman == word) {
+    match ROMAN.iter().position(|roman| roman.eq_ignore_ascii_case(word)) {
         Some(index) => Some(index as u8 + 1),
         None if (1..=2).contains(&word.len()) => word.parse().ok(),
         None => None,
