@@ -409,15 +409,6 @@ impl<V: Clone> ByJournalNames<V> {
 
     /// The value held for `names`, made by `make` if none is.
     pub(crate) fn get_or(&mut self, names: [Option<&str>; 2], make: impl FnOnce() -> V) -> V {
-        self.get(names).unwrap_or_else(|| {
-            let value = make();
-            self.insert(value.clone());
-            value
-        })
-    }
-
-    /// The value held for `names`, if any; [`ByJournalNames::insert`] then holds one for them.
-    pub(crate) fn get(&mut self, names: [Option<&str>; 2]) -> Option<V> {
         self.scratch.clear();
         for name in names {
             match name {
@@ -429,15 +420,15 @@ impl<V: Clone> ByJournalNames<V> {
                 None => self.scratch.push('-'),
             }
         }
-        self.held.get(self.scratch.as_str()).cloned()
-    }
-
-    /// Holds `value` for the names last looked up with [`ByJournalNames::get`].
-    pub(crate) fn insert(&mut self, value: V) {
+        if let Some(value) = self.held.get(self.scratch.as_str()) {
+            return value.clone();
+        }
         if self.held.len() >= Self::HELD {
             self.forget();
         }
-        self.held.insert(self.scratch.clone(), value);
+        let value = make();
+        self.held.insert(self.scratch.clone(), value.clone());
+        value
     }
 
     /// Forgets every pair held.

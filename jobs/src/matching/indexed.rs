@@ -202,32 +202,24 @@ impl JournalNames {
     /// The shared copy of the content words of the journal `names` (ISO abbreviation, full
     /// title), `FIELD` between.
     pub fn of(&mut self, names: [Option<&str>; 2]) -> ArcStr {
-        if let Some(held) = self.by_raw.get(names) {
-            return held;
-        }
-        let mut packed = String::with_capacity(64);
-        push_content_words(&mut packed, &words(names[0].unwrap_or("")));
-        packed.push(FIELD);
-        push_content_words(&mut packed, &words(names[1].unwrap_or("")));
-        let held = self.share(&packed);
-        self.by_raw.insert(held.clone());
-        held
-    }
-
-    /// The shared copy of `packed` names.
-    fn share(&mut self, packed: &str) -> ArcStr {
-        if let Some(held) = self.names.get(packed) {
-            return held.clone();
-        }
         if self.names.len() >= SWEEP_FROM.max(2 * self.swept_at) {
             // The pairs held by their raw names hold names too.
             self.by_raw.forget();
             self.names.retain(|held| ArcStr::strong_count(held).is_some_and(|count| count > 1));
             self.swept_at = self.names.len();
         }
-        let held = ArcStr::from(packed);
-        self.names.insert(held.clone());
-        held
+        let held = &mut self.names;
+        self.by_raw.get_or(names, || {
+            let mut packed = String::with_capacity(64);
+            push_content_words(&mut packed, &words(names[0].unwrap_or("")));
+            packed.push(FIELD);
+            push_content_words(&mut packed, &words(names[1].unwrap_or("")));
+            held.get(packed.as_str()).cloned().unwrap_or_else(|| {
+                let name = ArcStr::from(packed);
+                held.insert(name.clone());
+                name
+            })
+        })
     }
 }
 
