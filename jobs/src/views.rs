@@ -3,9 +3,10 @@
 
 use citeflow_connectors::postgres::Migration;
 use citeflow_engine::rows::{encode, encode_row, Column, CopyLine, Row, ViewId, ViewRow, ViewSchema};
-use citeflow_operators::arrange::ArrangeCompact;
+use citeflow_operators::reduce::ReduceTotal;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::VecCollection;
+use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use citeflow_engine::progress::{WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
@@ -338,7 +339,7 @@ pub fn view_rows<'scope, T>(
     decisions: Vec<MatcherDecisions<'scope, T>>,
 ) -> VecCollection<'scope, T, Row>
 where
-    T: Timestamp + Lattice + Ord,
+    T: Timestamp + Lattice + TotalOrder + Ord,
 {
     let primary = decisions.first().map(|(name, _)| name.clone()).unwrap_or_default();
     let tagged = differential_dataflow::collection::concatenate(
@@ -370,7 +371,7 @@ where
         .concat(encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS));
     if let [(a, _), (b, _)] = &decisions[..] {
         let matchers = (a.clone(), b.clone());
-        let comparison = tagged.reduce_compact_named("Matcher comparison", move |reference, chosen, output| {
+        let comparison = tagged.reduce_total_named("Matcher comparison", move |reference, chosen, output| {
             let pick = |name: &str| chosen.iter().find(|((m, _), _)| m == name).map(|((_, c), _)| c.publication.clone());
             let publications = (pick(&matchers.0), pick(&matchers.1));
             output.push((ComparisonRow { reference: reference.clone(), matchers: matchers.clone(), publications }, 1));

@@ -12,11 +12,7 @@
 //! [`ArrangeCompact::arrange_compact_named`] arranges like `arrange_by_key_named` (same
 //! batcher, same spine, same batches) with a sealer that gives that unused capacity back
 //! when each batch is formed; [`ArrangeCompact::antijoin_compact_named`] is `antijoin` over
-//! such an arrangement. A reduction builds its output batches by pushing, so their columns
-//! grow by doubling and a batch formed at one time can hold up to twice its contents;
-//! [`ArrangeCompact::reduce_compact_named`] reduces like `reduce_named` over a compact
-//! arrangement, into output batches sized to their contents. The contents of every batch are
-//! unchanged.
+//! such an arrangement. The contents of every batch are unchanged.
 //!
 //! Those batches also lay their columns out as [`Compact`]: vectors like differential's
 //! `Vector` layout, and [`Offsets`] for the offsets, which hold the common patterns of a large
@@ -33,8 +29,7 @@ use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::ord_neu::{OrdValBatch, OrdValBuilder};
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
 use differential_dataflow::trace::implementations::{ContainerChunker, Layout, Update};
-use differential_dataflow::trace::Builder;
-use differential_dataflow::{Data, ExchangeData, VecCollection};
+use differential_dataflow::{ExchangeData, VecCollection};
 use timely::progress::Timestamp;
 
 mod offsets;
@@ -96,31 +91,7 @@ where
     }
 }
 
-/// Builds batches as `B` does, then shrinks the batch's columns to what they hold.
-#[derive(Default)]
-pub struct CompactBuilder<B>(B);
-
-impl<B, U> Builder for CompactBuilder<B>
-where
-    B: Builder<Output = OrdValBatch<Compact<U>>>,
-    U: Update<Diff: Ord>,
-{
-    type Input = B::Input;
-    type Time = B::Time;
-    type Output = OrdValBatch<Compact<U>>;
-
-    fn push(&mut self, chunk: &mut Self::Input) {
-        self.0.push(chunk);
-    }
-
-    fn done(self) -> Option<Self::Output> {
-        let mut batch = self.0.done()?;
-        shrink(&mut batch);
-        Some(batch)
-    }
-}
-
-/// Arranging, antijoining and reducing a collection of `(key, value)` pairs by key through
+/// Arranging and antijoining a collection of `(key, value)` pairs by key through
 /// compact batches (see the module documentation).
 pub trait ArrangeCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: ExchangeData> {
     /// As `arrange_by_key_named`, with batches that keep no spare capacity.
@@ -150,25 +121,6 @@ pub trait ArrangeCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: Exc
     /// });
     /// ```
     fn antijoin_compact_named(self, name: &str, keys: VecCollection<'scope, T, K>) -> VecCollection<'scope, T, (K, V)>;
-
-    /// As `reduce_named`: for each key whose values changed, `logic` turns its values (those
-    /// with a non-zero count, ordered) into its output values; the input is arranged and the
-    /// output built with batches that keep no spare capacity.
-    ///
-    /// ```
-    /// use citeflow_operators::arrange::ArrangeCompact;
-    /// use differential_dataflow::input::Input;
-    ///
-    /// timely::example(|scope| {
-    ///     let pairs = scope.new_collection_from(vec![(1u32, 'a'), (1, 'b'), (2, 'c')]).1;
-    ///     let counts = pairs.reduce_compact_named("Count", |_key, values, output| output.push((values.len(), 1)));
-    ///     counts.inspect(|x| println!("{x:?}"));
-    /// });
-    /// ```
-    fn reduce_compact_named<V2, L>(self, name: &str, logic: L) -> VecCollection<'scope, T, (K, V2)>
-    where
-        V2: Data,
-        L: FnMut(&K, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static;
 }
 
 impl<'scope, T, K, V> ArrangeCompact<'scope, T, K, V> for VecCollection<'scope, T, (K, V)>
@@ -192,23 +144,6 @@ where
             .arrange_compact_named(&format!("Arrange: {name}"))
             .join_core(keys.arrange_by_self(), |key, value, ()| Some((key.clone(), value.clone())));
         self.concat(matched.negate())
-    }
-
-    fn reduce_compact_named<V2, L>(self, name: &str, logic: L) -> VecCollection<'scope, T, (K, V2)>
-    where
-        V2: Data,
-        L: FnMut(&K, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static,
-    {
-        self.arrange_compact_named(&format!("Arrange: {name}"))
-            .reduce_abelian::<_, CompactBuilder<CompactValBuilder<K, V2, T, isize>>, CompactSpine<K, V2, T, isize>, _, _>(
-                name,
-                logic,
-                |updates, key, output| {
-                    updates.clear();
-                    updates.extend(output.drain(..).map(|(value, time, diff)| ((key.clone(), value), time, diff)));
-                },
-            )
-            .as_collection(|key, value| (key.clone(), value.clone()))
     }
 }
 
@@ -276,24 +211,6 @@ mod tests {
         assert_eq!(compact_pairs.len(), 10_000);
     }
 
-    /// Capacity and length of the key column of a reduction's output batch of `keys` keys.
-    fn built<B: Builder<Input = Vec<((u32, u32), u64, isize)>, Output = CompactBatch<u32, u32, u64, isize>>>(keys: u32) -> (usize, usize) {
-        let mut builder = B::default();
-        let mut chunk: Vec<_> = (0..keys).map(|key| ((key, key + 1), 0u64, 1isize)).collect();
-        builder.push(&mut chunk);
-        let batch = builder.done().expect("a batch");
-        (batch.storage.keys.capacity(), batch.storage.keys.len())
-    }
-
-    #[test]
-    fn a_reduction_output_batch_holds_its_contents_not_its_growth() {
-        type Plain = CompactValBuilder<u32, u32, u64, isize>;
-        let (plain_capacity, plain_len) = built::<Plain>(10_000);
-        let (compact_capacity, compact_len) = built::<CompactBuilder<Plain>>(10_000);
-        assert!(plain_capacity > plain_len, "pushing grows the columns by doubling ({plain_capacity} for {plain_len})");
-        assert_eq!((compact_capacity, compact_len), (10_000, 10_000));
-    }
-
     /// Pairs (key, value) built from the pairs and the keys of `updates` by `build`.
     type Built = for<'s> fn(VecCollection<'s, u64, (u8, u8)>, VecCollection<'s, u64, u8>) -> VecCollection<'s, u64, (u8, isize)>;
 
@@ -325,18 +242,6 @@ mod tests {
         updates
     }
 
-    fn sum(_key: &u8, values: &[(&u8, isize)], output: &mut Vec<(isize, isize)>) {
-        output.push((values.iter().map(|(value, count)| isize::from(**value) * count).sum(), 1));
-    }
-
-    fn compact_sums<'s>(pairs: VecCollection<'s, u64, (u8, u8)>, _: VecCollection<'s, u64, u8>) -> VecCollection<'s, u64, (u8, isize)> {
-        pairs.reduce_compact_named("Sum", sum)
-    }
-
-    fn sums<'s>(pairs: VecCollection<'s, u64, (u8, u8)>, _: VecCollection<'s, u64, u8>) -> VecCollection<'s, u64, (u8, isize)> {
-        pairs.reduce(sum)
-    }
-
     fn compact_antijoin<'s>(
         pairs: VecCollection<'s, u64, (u8, u8)>,
         keys: VecCollection<'s, u64, u8>,
@@ -349,13 +254,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        #[test]
-        fn a_compact_reduction_outputs_what_reduce_does(
-            updates in proptest::collection::vec((0u8..8, 0u8..8, 0u64..6, -1isize..=2), 0..60)
-        ) {
-            proptest::prop_assert_eq!(output(updates.clone(), BTreeSet::new(), compact_sums), output(updates, BTreeSet::new(), sums));
-        }
-
         #[test]
         fn a_compact_antijoin_outputs_what_antijoin_does(
             updates in proptest::collection::vec((0u8..8, 0u8..8, 0u64..6, -1isize..=2), 0..60),

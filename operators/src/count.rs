@@ -10,18 +10,15 @@
 //! limit, and it changes only when a key crosses it. Times must be totally ordered, as for
 //! `count_total`: each change is applied to the count at the time before it. The operator
 //! keeps no state beyond a handle on the trace, whose compaction it lets advance to its input
-//! frontier.
+//! frontier (it walks the changed keys as [`crate::reduce`] does).
 
-use differential_dataflow::collection::AsCollection;
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::operators::arrange::Arranged;
-use differential_dataflow::trace::cursor::cursor_list;
 use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, TraceReader};
 use differential_dataflow::{ExchangeData, VecCollection};
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::{CapabilitySet, Operator};
 use timely::order::TotalOrder;
-use timely::progress::{Antichain, Timestamp};
+
+use crate::reduce::changed_keys;
 
 /// The keys of `arranged` with more values than `limit` gives them (`None`: no limit), as a
 /// collection (see the module documentation).
@@ -43,65 +40,29 @@ where
     K: ExchangeData,
     F: Fn(&K) -> Option<isize> + 'static,
 {
-    let mut trace = arranged.trace.clone();
-    arranged
-        .stream
-        .unary_frontier(Pipeline, "KeysOverLimit", move |_, _| {
-            let mut lower = Antichain::from_elem(<Tr::Time as Timestamp>::minimum());
-            let mut upper = Antichain::from_elem(<Tr::Time as Timestamp>::minimum());
-            let mut changes: Vec<(Tr::Time, isize)> = Vec::new();
-            move |(input, _frontier), output| {
-                lower.clone_from(&upper);
-                let mut capabilities = CapabilitySet::new();
-                let mut batches = Vec::new();
-                input.for_each(|capability, received| {
-                    for held in capability.retain_stamp(0).iter() {
-                        capabilities.insert(held.clone());
-                    }
-                    for batch in received.drain(..) {
-                        // Batches arrive in order: the last one's upper is the new upper.
-                        upper.clone_from(batch.upper());
-                        batches.push(batch);
-                    }
-                });
-                if !capabilities.is_empty() {
-                    let mut session = output.session(&capabilities);
-                    let (mut batch_cursor, batch_storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
-                    let (mut trace_cursor, trace_storage) =
-                        cursor_list(trace.batches_through(lower.borrow()).expect("the trace is compacted no further than its lower"));
-                    while let Some(key) = batch_cursor.get_key(&batch_storage) {
-                        if let Some(limit) = limit(key) {
-                            let mut count = 0;
-                            trace_cursor.seek_key(&trace_storage, key);
-                            if trace_cursor.get_key(&trace_storage) == Some(key) {
-                                while trace_cursor.val_valid(&trace_storage) {
-                                    trace_cursor.map_times(&trace_storage, |_, diff| count += BatchCursor::<Tr>::owned_diff(diff));
-                                    trace_cursor.step_val(&trace_storage);
-                                }
-                            }
-                            while batch_cursor.val_valid(&batch_storage) {
-                                batch_cursor.map_times(&batch_storage, |time, diff| {
-                                    changes.push((BatchCursor::<Tr>::owned_time(time), BatchCursor::<Tr>::owned_diff(diff)))
-                                });
-                                batch_cursor.step_val(&batch_storage);
-                            }
-                            consolidate(&mut changes);
-                            for (time, diff) in changes.drain(..) {
-                                let was_over = count > limit;
-                                count += diff;
-                                if was_over != (count > limit) {
-                                    session.give((key.clone(), time, if was_over { -1 } else { 1 }));
-                                }
-                            }
-                        }
-                        batch_cursor.step_key(&batch_storage);
-                    }
-                }
-                trace.set_logical_compaction(upper.borrow());
-                trace.set_physical_compaction(upper.borrow());
+    let mut changes: Vec<(Tr::Time, isize)> = Vec::new();
+    changed_keys(arranged, "KeysOverLimit", move |key: &K, batch, storage, (before, before_storage), output| {
+        let Some(limit) = limit(key) else { return };
+        let mut count = 0;
+        if before.get_key(before_storage) == Some(key) {
+            while before.val_valid(before_storage) {
+                before.map_times(before_storage, |_, diff| count += BatchCursor::<Tr>::owned_diff(diff));
+                before.step_val(before_storage);
             }
-        })
-        .as_collection()
+        }
+        while batch.val_valid(storage) {
+            batch.map_times(storage, |time, diff| changes.push((BatchCursor::<Tr>::owned_time(time), BatchCursor::<Tr>::owned_diff(diff))));
+            batch.step_val(storage);
+        }
+        consolidate(&mut changes);
+        for (time, diff) in changes.drain(..) {
+            let was_over = count > limit;
+            count += diff;
+            if was_over != (count > limit) {
+                output.push((key.clone(), time, if was_over { -1 } else { 1 }));
+            }
+        }
+    })
 }
 
 #[cfg(test)]

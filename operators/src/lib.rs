@@ -1,4 +1,4 @@
-//! Reusable dataflow operators, generic over their record types: arrangements without spare capacity, upsert streams into
+//! Reusable dataflow operators, generic over their record types: arrangements without spare capacity, reductions for totally ordered times without an output arrangement, upsert streams into
 //! differential collections (showing a restart's replay only once it ends), validation with dead-lettering, the best value per key, keys over a limit read from an arrangement, batched
 //! model inference, and event time — watermarks, windows, completeness and lateness.
 // A dead letter carries the original message bytes by design; it travels as the `Err` of
@@ -11,6 +11,7 @@ pub mod best;
 pub mod count;
 pub mod inference;
 pub mod lateness;
+pub mod reduce;
 pub mod stamp;
 pub mod stash;
 pub mod upsert;

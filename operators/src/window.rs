@@ -15,10 +15,11 @@ use differential_dataflow::hashable::Hashable;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
+use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::aggregate::Group;
-use crate::arrange::ArrangeCompact;
+use crate::reduce::ReduceTotal;
 
 /// A window of event time: from `start` (included) to `end` (excluded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -88,7 +89,7 @@ pub fn window_aggregate<'scope, T, K, V, A, F>(
     aggregate: F,
 ) -> VecCollection<'scope, T, ((K, Window), A)>
 where
-    T: Timestamp + Lattice,
+    T: Timestamp + Lattice + TotalOrder + Ord,
     K: ExchangeData + Hash + Hashable,
     V: ExchangeData,
     A: ExchangeData,
@@ -96,7 +97,7 @@ where
 {
     records
         .flat_map(move |(key, (time, value))| windows.assign(time).into_iter().map(move |window| ((key.clone(), window), value.clone())))
-        .reduce_compact_named("Window aggregate", move |_window, values, output| output.push((aggregate(values), 1)))
+        .reduce_total_named("Window aggregate", move |_window, values, output| output.push((aggregate(values), 1)))
 }
 
 /// Splits times (sorted) into sessions: a time at most `gap` after the end of the session so
@@ -124,14 +125,14 @@ pub fn session_aggregate<'scope, T, K, V, A, F>(
     aggregate: F,
 ) -> VecCollection<'scope, T, ((K, Window), A)>
 where
-    T: Timestamp + Lattice,
+    T: Timestamp + Lattice + TotalOrder + Ord,
     K: ExchangeData + Hash + Hashable,
     V: ExchangeData,
     A: ExchangeData,
     F: Fn(&Group<'_, V>) -> A + 'static,
 {
     records
-        .reduce_compact_named("Session aggregate", move |_key, records: &[(&(EventTime, V), isize)], output| {
+        .reduce_total_named("Session aggregate", move |_key, records: &[(&(EventTime, V), isize)], output| {
             let present: Vec<(&(EventTime, V), isize)> = records.iter().filter(|(_, count)| *count > 0).copied().collect();
             let mut rest = &present[..];
             for (window, taken) in sessions(present.iter().map(|((time, _), _)| *time), gap) {

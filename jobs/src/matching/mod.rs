@@ -25,6 +25,7 @@ use citeflow_engine::metrics::metrics;
 use citeflow_operators::arrange::ArrangeCompact;
 use citeflow_operators::best::leaders_by_key;
 use citeflow_operators::count::keys_over_limit;
+use citeflow_operators::reduce::ReduceTotal;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
@@ -153,7 +154,7 @@ where
         .antijoin_compact_named("Reference keys, common left out", common)
         .arrange_compact_named("Arrange: reference keys")
         .join_core(index, |key, reference, publication| Some(((*reference, *publication), key.family())))
-        .reduce_compact_named("Candidate pairs", |_pair, found, output| {
+        .reduce_total_named("Candidate pairs", |_pair, found, output| {
             output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
         });
     let parsed = parsed.map(|(reference, (id, _, parsed))| (id, (reference, parsed)));
