@@ -39,8 +39,9 @@ pub(crate) type Batches<Tr> = (CursorList<BatchCursor<Tr>>, Vec<<Tr as TraceRead
 
 /// Calls `per_key(key, changes, storage, before, output)` for every key that the
 /// arrangement's new batches change, in key order: `changes` reads those batches (`storage`),
-/// positioned at the key; `before` reads the trace up to them, sought to the key (it is there only if
-/// `before.0.get_key(&before.1)` is the key). What `per_key` leaves in `output` is emitted.
+/// positioned at the key; `before` reads the trace up to them, in key order, for `per_key` to
+/// seek the key in (keys come in order, so each seek starts where the last one ended). What
+/// `per_key` leaves in `output` is emitted.
 /// Times must be totally ordered, so that the trace up to the batches is the state before
 /// every change in them.
 pub(crate) fn changed_keys<'scope, Tr, K, D, F>(
@@ -82,7 +83,6 @@ where
                     let mut before =
                         cursor_list(trace.batches_through(lower.borrow()).expect("the trace is compacted no further than its lower"));
                     while let Some(key) = changes.get_key(&storage) {
-                        before.0.seek_key(&before.1, key);
                         per_key(key, &mut changes, &storage, &mut before, &mut produced);
                         for update in produced.drain(..) {
                             session.give(update);
@@ -136,6 +136,7 @@ where
         let (mut previous, mut next) = (Vec::new(), Vec::new());
         changed_keys(arranged, name, move |key: &K, changes, storage, (before, before_storage), output| {
             let mut values: Vec<(&V, isize)> = Vec::new();
+            before.seek_key(before_storage, key);
             if before.get_key(before_storage) == Some(key) {
                 while let Some(value) = before.get_val(before_storage) {
                     let mut count = 0;
