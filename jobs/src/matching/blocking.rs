@@ -61,7 +61,8 @@ impl BlockingKey {
         Self::hashed(family, stable_hash(text))
     }
 
-    /// The key in `family` of a text whose [`stable_hash`] is `hash`.
+    /// The key in `family` whose hash is `hash`: a text's [`stable_hash`], or a title
+    /// shingle's hash (`title`).
     pub fn hashed(family: Family, hash: u64) -> Self {
         let code = match family {
             Family::Bibliographic => 0,

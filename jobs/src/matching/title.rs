@@ -5,7 +5,7 @@
 //! contributes every shingle of its text, so a title contained in a longer reference string
 //! is found. Shingles are over content words (stop words removed).
 
-use super::text::{words, StableHasher};
+use super::text::{stable_hash, words};
 
 /// Words per shingle.
 const SHINGLE: usize = 3;
@@ -55,20 +55,22 @@ pub(crate) fn is_content_word(word: &str) -> bool {
     ) && word.len() > 1
 }
 
-/// The hash of each shingle of `words`: [`stable_hash`](super::text::stable_hash) of its text
-/// (`t|` and its words joined by spaces), hashed part by part instead of written out first.
-fn shingle_hashes<W: AsRef<str>>(words: &[W]) -> impl Iterator<Item = u64> + '_ {
-    words.windows(SHINGLE).map(|window| {
-        let mut hasher = StableHasher::default();
-        hasher.part("t|");
-        for (at, word) in window.iter().enumerate() {
-            if at > 0 {
-                hasher.part(" ");
-            }
-            hasher.part(word.as_ref());
-        }
-        hasher.finish()
-    })
+/// The hash of each shingle of `words`, in order: each word's [`stable_hash`] is taken once,
+/// and a shingle's hash mixes its words' hashes in order. A word is in up to [`SHINGLE`]
+/// shingles, so this hashes a title's text once rather than once per shingle.
+fn shingle_hashes<W: AsRef<str>>(words: &[W]) -> impl Iterator<Item = u64> {
+    let hashes: Vec<u64> = words.iter().map(|word| stable_hash(word.as_ref())).collect();
+    (SHINGLE..=hashes.len()).map(move |end| hashes[end - SHINGLE..end].iter().fold(SHINGLE_SEED, |mixed, hash| mix(mixed ^ hash)))
+}
+
+/// Where a shingle's hash starts, so that it differs from its words' hashes.
+const SHINGLE_SEED: u64 = 0x7469_746c_6573_6869;
+
+/// SplitMix64's finaliser: every bit of `x` moves about half the bits of the result.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// The title keys of a publication whose title's content words (see [`content_words`]) are
@@ -84,7 +86,7 @@ pub fn publication_title_keys(content: &[&str]) -> Vec<u64> {
 /// The title keys of a reference, as hashes: every shingle of its text, whose content words
 /// (see [`content_words`]) are `words`.
 pub fn reference_title_keys<W: AsRef<str>>(words: &[W]) -> Vec<u64> {
-    let mut keys: Vec<u64> = shingle_hashes(words).take(MAX_REFERENCE_KEYS).collect();
+    let mut keys: Vec<u64> = shingle_hashes(&words[..words.len().min(MAX_REFERENCE_KEYS + SHINGLE - 1)]).collect();
     keys.sort_unstable();
     keys.dedup();
     keys
@@ -192,10 +194,15 @@ mod tests {
     }
 
     #[test]
-    fn a_shingle_hashes_as_its_text() {
+    fn a_shingle_hashes_as_its_words_in_order_wherever_it_stands() {
         let hashes: Vec<u64> = shingle_hashes(&["dopamine", "modulates", "acute", "responses"]).collect();
-        let texts = ["t|dopamine modulates acute", "t|modulates acute responses"];
-        assert_eq!(hashes, texts.map(super::super::text::stable_hash));
+        let moved: Vec<u64> = shingle_hashes(&["acute", "dopamine", "modulates", "acute"]).collect();
+        let reordered: Vec<u64> = shingle_hashes(&["modulates", "dopamine", "acute"]).collect();
+        assert_eq!(hashes.len(), 2);
+        assert_eq!(moved[1], hashes[0], "the same three words, later in the text");
+        assert_ne!(hashes[0], hashes[1]);
+        assert_ne!(reordered[0], hashes[0], "the same words in another order");
+        assert_eq!(shingle_hashes(&["two", "words"]).count(), 0);
     }
 
     #[test]
