@@ -51,12 +51,12 @@ pub struct StableHasher(std::collections::hash_map::DefaultHasher);
 
 impl StableHasher {
     /// Appends `part` to the text.
-    pub fn part(&mut self, part: &str) {
+    fn part(&mut self, part: &str) {
         std::hash::Hasher::write(&mut self.0, part.as_bytes());
     }
 
     /// The [`stable_hash`] of the text.
-    pub fn finish(mut self) -> u64 {
+    fn finish(mut self) -> u64 {
         std::hash::Hasher::write_u8(&mut self.0, 0xff);
         std::hash::Hasher::finish(&self.0)
     }
