@@ -10,7 +10,8 @@
 //! - `join`: 1,000,000 left rows (id, key, value) over 333,333 keys and 100,000 right rows
 //!   (id, key, value) on distinct keys among those, so that a right row matches about three
 //!   left rows, inserted in 100 batches of 10,000 left and 1,000 right rows. Both sides are
-//!   arranged by key (`arrange_by_key`) and joined (`join_core`); a pair scores `left value *
+//!   arranged by key (`citeflow_operators::arrange::ArrangeCompact`, as the job arranges its
+//!   collections) and joined (`join_core`); a pair scores `left value *
 //!   right value mod 1,000,003`, and `citeflow_operators::best::leaders_by_key` keeps per right
 //!   key the pair with the greatest (score, left id) (and the runner-up, which the peers do
 //!   not compute and the check ignores).
@@ -54,6 +55,7 @@ use std::time::Instant;
 
 use citeflow_benches::windows::{count_and_sum, workload, Change, Event, EventTime, Record, TUMBLING};
 use citeflow_jobs::synthetic::Rng;
+use citeflow_operators::arrange::ArrangeCompact;
 use citeflow_operators::best::leaders_by_key;
 use citeflow_operators::window::{window_aggregate, Window};
 use differential_dataflow::consolidation::consolidate;
@@ -317,8 +319,10 @@ fn run_join(dir: &Path, feeding: Feeding) {
             let (lefts, left) = scope.new_collection::<JoinRow, isize>();
             let (rights, right) = scope.new_collection::<JoinRow, isize>();
             let pairs = left
-                .arrange_by_key()
-                .join_core(right.arrange_by_key(), |key, (id, left), (_, right)| Some((*key, (score(*left, *right), *id))));
+                .arrange_compact_named("Arrange: left")
+                .join_core(right.arrange_compact_named("Arrange: right"), |key, (id, left), (_, right)| {
+                    Some((*key, (score(*left, *right), *id)))
+                });
             let probe = leaders_by_key(pairs).inspect(move |(row, _, diff)| sink.borrow_mut().push((*row, *diff))).probe().0;
             (lefts, rights, probe)
         });

@@ -10,9 +10,10 @@
 //! again, so that capacity stays for as long as the job runs.
 //!
 //! [`ArrangeCompact::arrange_compact_named`] arranges like `arrange_by_key_named` (same
-//! batcher, same spine, same batches) with a sealer that gives that unused capacity back
+//! spine, batches with the same contents) with a sealer that gives that unused capacity back
 //! when each batch is formed; [`ArrangeCompact::antijoin_compact_named`] is `antijoin` over
-//! such an arrangement. The contents of every batch are unchanged.
+//! such an arrangement. Its times are totally ordered, and its batcher is [`TotalBatcher`],
+//! which sorts each update once instead of merging chains of them (`arrange/batcher.rs`).
 //!
 //! Those batches also lay their columns out as [`Compact`]: vectors like differential's
 //! `Vector` layout, and [`Offsets`] for the offsets, which hold the common patterns of a large
@@ -21,19 +22,21 @@
 
 use std::marker::PhantomData;
 
-use differential_dataflow::batcher::merge::vec::VecMerger;
-use differential_dataflow::batcher::merge::{MergeBatcher, Sealer};
+use differential_dataflow::batcher::merge::Sealer;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::ord_neu::{OrdValBatch, OrdValBuilder};
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
-use differential_dataflow::trace::implementations::{ContainerChunker, Layout, Update};
+use differential_dataflow::trace::implementations::{Layout, Update};
 use differential_dataflow::{ExchangeData, VecCollection};
+use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+mod batcher;
 mod offsets;
 
+pub use batcher::TotalBatcher;
 pub use offsets::Offsets;
 
 /// The layout of compact batches: a vector per column, and [`Offsets`] for the offsets.
@@ -93,7 +96,7 @@ where
 
 /// Arranging and antijoining a collection of `(key, value)` pairs by key through
 /// compact batches (see the module documentation).
-pub trait ArrangeCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: ExchangeData> {
+pub trait ArrangeCompact<'scope, T: Timestamp + Lattice + TotalOrder, K: ExchangeData, V: ExchangeData> {
     /// As `arrange_by_key_named`, with batches that keep no spare capacity.
     ///
     /// ```
@@ -125,16 +128,12 @@ pub trait ArrangeCompact<'scope, T: Timestamp + Lattice, K: ExchangeData, V: Exc
 
 impl<'scope, T, K, V> ArrangeCompact<'scope, T, K, V> for VecCollection<'scope, T, (K, V)>
 where
-    T: Timestamp + Lattice + Ord,
+    T: Timestamp + Lattice + TotalOrder + Ord,
     K: ExchangeData + Hashable,
     V: ExchangeData,
 {
     fn arrange_compact_named(self, name: &str) -> Arranged<'scope, TraceAgent<CompactSpine<K, V, T, isize>>> {
-        type Batcher<K, V, T> = MergeBatcher<
-            ContainerChunker<Vec<((K, V), T, isize)>>,
-            VecMerger<(K, V), T, isize>,
-            Compacting<CompactValBuilder<K, V, T, isize>>,
-        >;
+        type Batcher<K, V, T> = TotalBatcher<(K, V), T, isize, Compacting<CompactValBuilder<K, V, T, isize>>>;
         self.arrange_named::<Batcher<K, V, T>, CompactSpine<K, V, T, isize>>(name, Batcher::new)
     }
 
