@@ -162,10 +162,11 @@ where
         publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record)).arrange_compact_named("Arrange: publication records");
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
-        .join_map(parsed, |_, (publication, families), (reference, parsed)| {
-            (*publication, (reference.clone(), parsed.clone(), families.clone()))
+        .arrange_compact_named("Arrange: candidate pairs by reference")
+        .join_core(parsed.arrange_compact_named("Arrange: parsed references"), |_, (publication, families), (reference, parsed)| {
+            Some((*publication, (reference.clone(), parsed.clone(), families.clone())))
         })
-        .arrange_by_key_named("Arrange: candidate pairs by publication")
+        .arrange_compact_named("Arrange: candidate pairs by publication")
         .join_core(records, |_, (reference, parsed, families), publication| {
             Some((reference.clone(), (publication.id().to_string(), features(parsed, publication, families))))
         })
