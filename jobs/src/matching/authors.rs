@@ -8,7 +8,7 @@
 //! exactly: the key is a fallback for damaged titles, and a tolerance of one year would
 //! triple its candidates.
 
-use super::text::StableHasher;
+use super::text::{pieces, StableHasher};
 
 /// Leading words of a reference that may be the first author's surname (a surname of
 /// several words, or one preceded by an initial).
@@ -33,7 +33,7 @@ fn author_key(word: &str, year: i32) -> u64 {
 /// normalised as [`words`](super::text::words) gives it) with its year.
 pub fn publication_author_keys(first: Option<&str>, year: Option<i32>) -> Vec<u64> {
     let (Some(first), Some(year)) = (first, year) else { return Vec::new() };
-    first.split(' ').filter(|w| is_key_word(w)).map(|word| author_key(word, year)).collect()
+    pieces(first, b' ').filter(|w| is_key_word(w)).map(|word| author_key(word, year)).collect()
 }
 
 /// The author keys of a reference whose normalised words (in order, as [`words`](super::text::words) gives them)
@@ -55,7 +55,7 @@ pub struct AuthorAgreement {
 /// How `authors` (surnames, in order, normalised as [`words`](super::text::words) gives them) appear in a
 /// reference whose normalised words are `reference_words` (in order).
 pub fn author_agreement<'a>(authors: impl Iterator<Item = &'a str>, reference_words: &[&str]) -> AuthorAgreement {
-    let appears = |surname: &&str, within: &[&str]| !surname.is_empty() && surname.split(' ').all(|part| within.contains(&part));
+    let appears = |surname: &&str, within: &[&str]| !surname.is_empty() && pieces(surname, b' ').all(|part| within.contains(&part));
     let checked: Vec<&str> = authors.take(AUTHORS_CHECKED).collect();
     let leading = &reference_words[..reference_words.len().min(LEADING_WORDS)];
     AuthorAgreement {
@@ -74,7 +74,7 @@ mod tests {
     use super::*;
 
     fn shares_key(reference: &str, reference_years: &[i32], authors: &[&str], year: i32) -> bool {
-        let reference_words: Vec<String> = words(reference).split(' ').map(str::to_string).collect();
+        let reference_words: Vec<String> = pieces(&words(reference), b' ').map(str::to_string).collect();
         let from_reference = reference_author_keys(&reference_words, reference_years);
         publication_author_keys(authors.first().map(|first| words(first)).as_deref(), Some(year)).iter().any(|k| from_reference.contains(k))
     }
@@ -102,7 +102,7 @@ mod tests {
     fn agreement_finds_the_leading_author_and_the_others() {
         let authors: Vec<String> = ["Galera", "Casitas", "Martínez-Cerón", "Utrilla"].iter().map(|a| words(a)).collect();
         let authors: Vec<&str> = authors.iter().map(String::as_str).collect();
-        let agreement = |reference: &str| author_agreement(authors.iter().copied(), &words(reference).split(' ').collect::<Vec<_>>());
+        let agreement = |reference: &str| author_agreement(authors.iter().copied(), &pieces(&words(reference), b' ').collect::<Vec<_>>());
         let full = agreement("Galera A, Casitas S, Martinez-Ceron N, et al. (2021) Effect of hyperinflation.");
         assert_eq!(full, AuthorAgreement { first_author_leads: true, authors_found: 1_000_000 });
         let other = agreement("Zeik K (2021) Effect of hyperinflation. Casitas R, editor.");

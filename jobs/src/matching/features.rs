@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::authors::author_agreement;
 use super::bibliographic::{links, reference_locators, ReferenceLocators, MONTHS};
 use super::journals::JournalTable;
-use super::text::words;
+use super::text::{pieces, words};
 use std::collections::BTreeSet;
 
 use super::indexed::{IndexedPublication, Numbers};
@@ -95,7 +95,7 @@ const NAME_WINDOW: usize = 2;
 /// the reference's few dozen, not gathered.
 fn author_words_written<'a>(authors: impl Iterator<Item = &'a str>, sorted: &[&'a str]) -> Vec<&'a str> {
     let mut written = vec![false; sorted.len()];
-    for word in authors.flat_map(|author| author.split(' ')) {
+    for word in authors.flat_map(|author| pieces(author, b' ')) {
         if let Ok(at) = sorted.binary_search(&word) {
             written[at] = true;
         }
@@ -253,7 +253,7 @@ impl ParsedReference {
     /// Parses `reference`, whose locators (see [`reference_locators`]) are already read.
     pub fn located(reference: &str, locators: ReferenceLocators) -> Self {
         let words = words(reference);
-        let all: Vec<&str> = words.split(' ').collect();
+        let all: Vec<&str> = pieces(&words, b' ').collect();
         let position = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
         let content: Vec<u32> = (0..all.len()).filter(|&at| is_content_word(all[at])).map(position).collect();
         // Positions ordered by their words, one per word.
@@ -284,7 +284,7 @@ impl ParsedReference {
     /// The reference's words, unpacked.
     pub fn words(&self) -> ReferenceWords<'_> {
         let mut all: Vec<&str> = Vec::with_capacity(self.words.bytes().filter(|&b| b == b' ').count() + 1);
-        all.extend(self.words.split(' '));
+        all.extend(pieces(&self.words, b' '));
         let (distinct, open) = self.positions.split_at(self.open_from as usize);
         let mut picked = Vec::with_capacity(self.content.len() + self.positions.len() + self.sorted.len());
         let mut ends = [0; 4];

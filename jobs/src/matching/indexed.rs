@@ -18,7 +18,7 @@ use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 
 use super::bibliographic::ByJournalNames;
-use super::text::{first_page, last_page, leading_number, words};
+use super::text::{first_page, last_page, leading_number, pieces, words};
 use super::title::is_content_word;
 use super::variants::{is_notice, part_number};
 use crate::domain::Publication;
@@ -141,7 +141,7 @@ impl IndexedPublication {
     /// thousands).
     pub fn authors(&self) -> impl Iterator<Item = &str> + Clone {
         let authors = self.field(Packed::Authors);
-        authors.split(AUTHOR).filter(move |_| !authors.is_empty())
+        pieces(authors, AUTHOR as u8).filter(move |_| !authors.is_empty())
     }
 
     /// The volume's and the leading numbers and the first and last page, read in one
@@ -171,7 +171,7 @@ impl IndexedPublication {
 /// Appends the content words (see [`content_words`](super::title::content_words)) among the
 /// normalised `words` ([`words`]), separated by spaces.
 fn push_content_words(packed: &mut String, words: &str) {
-    for (n, word) in words.split(' ').filter(|w| is_content_word(w)).enumerate() {
+    for (n, word) in pieces(words, b' ').filter(|w| is_content_word(w)).enumerate() {
         if n > 0 {
             packed.push(' ');
         }
@@ -180,7 +180,7 @@ fn push_content_words(packed: &mut String, words: &str) {
 }
 
 fn split_words(field: &str) -> Vec<&str> {
-    field.split(' ').filter(|w| !w.is_empty()).collect()
+    pieces(field, b' ').filter(|w| !w.is_empty()).collect()
 }
 
 /// The journal names of the publications indexed on one worker, each held once.

@@ -5,7 +5,7 @@
 //! contributes every shingle of its text, so a title contained in a longer reference string
 //! is found. Shingles are over content words (stop words removed).
 
-use super::text::{stable_hash, words};
+use super::text::{pieces, stable_hash, words};
 
 /// Words per shingle.
 const SHINGLE: usize = 3;
@@ -16,7 +16,7 @@ const MAX_REFERENCE_KEYS: usize = 120;
 
 /// The content words of a text: normalised, without stop words and one-letter words.
 pub fn content_words(text: &str) -> Vec<String> {
-    words(text).split(' ').filter(|w| is_content_word(w)).map(str::to_string).collect()
+    pieces(&words(text), b' ').filter(|w| is_content_word(w)).map(str::to_string).collect()
 }
 
 /// Whether a normalised word (see [`words`]) is a content word: two letters or more, not a

@@ -2,6 +2,7 @@
 //! retraction repeats its title and authors) and the other parts of a series ("Part I" and
 //! "Part II" share all but a numeral).
 
+use super::text::pieces;
 #[cfg(doc)]
 use super::text::words;
 
@@ -16,7 +17,7 @@ const ROMAN: &[&str] = &["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix",
 /// Whether a text whose normalised words ([`words`]) are `words` reads as a notice about
 /// another publication.
 pub fn is_notice(words: &str) -> bool {
-    words.split(' ').any(is_notice_word)
+    pieces(words, b' ').any(is_notice_word)
 }
 
 /// A part number: a Roman numeral or a number of one or two digits.
@@ -32,7 +33,7 @@ fn numeral(word: &str) -> Option<u8> {
 /// ("(II)"; numbers in parentheses are issues, not parts). `words` are its normalised words
 /// ([`words`]).
 pub fn part_number(text: &str, words: &str) -> Option<u8> {
-    let mut tokens = words.split(' ');
+    let mut tokens = pieces(words, b' ');
     let after_part = tokens.by_ref().find(|word| *word == "part").and_then(|_| tokens.next()).and_then(numeral);
     after_part.or_else(|| {
         text.split('(').skip(1).filter_map(|rest| rest.split_once(')')).find_map(|(inside, _)| {
