@@ -228,13 +228,12 @@ struct PublicationRow<'a>(&'a Publication);
 impl ViewRow for PublicationRow<'_> {
     fn write(&self, line: &mut CopyLine) {
         let p = self.0;
-        let authors = (!p.authors.is_empty()).then(|| p.authors.join("; "));
         line.text(&p.id)
             .opt_text(p.pmid.as_deref())
             .opt_text(p.pmcid.as_deref())
             .opt_text(p.doi.as_deref())
             .opt_text(p.title.as_deref())
-            .opt_text(authors.as_deref())
+            .opt_joined(&p.authors, "; ")
             .opt_text(p.journal_title.as_deref())
             .opt_text(p.journal_abbreviation.as_deref())
             .opt_text(p.volume.as_deref())

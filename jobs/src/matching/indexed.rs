@@ -18,7 +18,7 @@ use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 
 use super::bibliographic::ByJournalNames;
-use super::text::{first_page, last_page, leading_number, pieces, words};
+use super::text::{first_page, last_page, leading_number, pieces, push_words, words};
 use super::title::is_content_word;
 use super::variants::{is_notice, part_number};
 use crate::domain::Publication;
@@ -86,7 +86,7 @@ impl IndexedPublication {
             if n > 0 {
                 packed.push(AUTHOR);
             }
-            packed.push_str(&words(author));
+            push_words(&mut packed, author);
         }
         packed.push(FIELD);
         let pages = publication.pages.as_deref();

@@ -114,10 +114,17 @@ impl<'a> Iterator for Pieces<'a> {
 /// only other characters are decoded.
 pub fn words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    push_words(&mut out, text);
+    out
+}
+
+/// Appends the [`words`] of `text` to `out`.
+pub fn push_words(out: &mut String, text: &str) {
+    let start = out.len();
     let mut separated = false;
     let mut push = |c: char| {
         if c.is_ascii_alphanumeric() {
-            if separated && !out.is_empty() {
+            if separated && out.len() > start {
                 out.push(' ');
             }
             separated = false;
@@ -136,7 +143,6 @@ pub fn words(text: &str) -> String {
             rest = &rest[c.len_utf8()..];
         }
     }
-    out
 }
 
 /// The leading run of digits of `text`, without leading zeros ("050 Suppl" → "50").
@@ -189,6 +195,13 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn words_appended_are_the_words(before in "[a-z ]{0,5}", text in "[a-zA-Z é.,-]{0,20}") {
+            let mut out = before.clone();
+            push_words(&mut out, &text);
+            prop_assert_eq!(out, before + &words(&text));
+        }
+
         #[test]
         fn pieces_are_what_split_gives(text in "[a b|,é]{0,12}", separator in prop::sample::select(vec![b' ', b'|', b','])) {
             let split: Vec<&str> = text.split(char::from(separator)).collect();
