@@ -9,15 +9,17 @@
 //! `[u]` releases are exactly those at times before `u`, so they can wait apart, by time, and
 //! be sorted once when they leave.
 //!
-//! [`TotalBatcher`] keeps one vector of updates per time. Inserting appends each run of
-//! updates at one time to its vector. Extracting at `[u]` takes the vectors of the times
-//! before `u` (all of them when the frontier is empty), sorts and consolidates their updates
-//! together, and seals them into a batch with `S`; the times it keeps start at the least
-//! waiting one whose updates do not all cancel (as `MergeBatcher`'s, whose frontier is taken
-//! after consolidation). A vector that has doubled since it was last consolidated is consolidated in
-//! place, so that updates that cancel within one time (a revision and its retraction) do not
-//! pile up while that time waits: a time's vector holds at most about twice its distinct
-//! updates, and each update is sorted a logarithmic number of times at most.
+//! [`TotalBatcher`] keeps the updates of each time in chunks of about 64 KiB (a vector that
+//! doubled as it grew would hold up to twice its updates, and three times while it moves).
+//! Inserting appends each run of updates at one time to its chunks. Extracting at `[u]` moves
+//! the updates of each time before `u` (all of them when the frontier is empty) into one vector
+//! of their size, freeing the chunks as it goes, sorts and consolidates them, and seals them
+//! into a batch with `S`; the times it keeps start at the least waiting one whose updates do not
+//! all cancel (as `MergeBatcher`'s, whose frontier is taken after consolidation). A time whose
+//! updates have doubled since they were last consolidated is consolidated, so that updates that
+//! cancel within one time (a revision and its retraction) do not pile up while that time
+//! waits: a time holds at most about twice its distinct updates, and each update is sorted a
+//! logarithmic number of times at most.
 //!
 //! The batches it seals hold the same updates as `MergeBatcher`'s at the same frontiers, and it
 //! reports the same frontiers (a test checks both against differential's).
@@ -33,14 +35,77 @@ use differential_dataflow::logging::Logger;
 use timely::order::TotalOrder;
 use timely::progress::frontier::{Antichain, AntichainRef};
 
-/// Below this many updates a time's vector is left to its extraction to consolidate.
-const CONSOLIDATE_FROM: usize = 1 << 16;
+/// Below this many updates a time's updates are left to its extraction to consolidate (a few
+/// in tests, so that they consolidate as they wait).
+const CONSOLIDATE_FROM: usize = if cfg!(test) { 4 } else { 1 << 16 };
 
-/// The updates waiting at one time.
+/// The bytes of updates a chunk holds (a few updates' worth in tests, so that times span
+/// several chunks).
+const CHUNK_BYTES: usize = if cfg!(test) { 64 } else { 1 << 16 };
+
+/// The updates waiting at one time, in chunks that stop growing at `CHUNK` updates, so that no
+/// vector doubles its capacity beyond what it holds.
 struct Waiting<D, T, R> {
-    updates: Vec<(D, T, R)>,
-    /// How many updates the vector held when it was last consolidated.
+    chunks: Vec<Vec<(D, T, R)>>,
+    /// The updates the chunks hold.
+    len: usize,
+    /// How many updates they held when they were last consolidated.
     consolidated: usize,
+}
+
+impl<D: Ord, T: Ord, R: Semigroup> Waiting<D, T, R> {
+    /// Updates a chunk holds at most (one started by [`Waiting::updates`] may hold more).
+    const CHUNK: usize = match CHUNK_BYTES.checked_div(std::mem::size_of::<(D, T, R)>()) {
+        Some(updates) => updates + 1,
+        None => 1,
+    };
+
+    fn new() -> Self {
+        Waiting { chunks: Vec::new(), len: 0, consolidated: 0 }
+    }
+
+    fn push(&mut self, update: (D, T, R)) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < Self::CHUNK || chunk.len() < chunk.capacity() => chunk.push(update),
+            _ => {
+                let mut chunk = Vec::with_capacity(if self.chunks.is_empty() { 0 } else { Self::CHUNK });
+                chunk.push(update);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// All the updates, sorted and consolidated, in one vector of their size; the chunks are
+    /// freed as they are moved into it.
+    fn updates(&mut self) -> Vec<(D, T, R)> {
+        let mut updates = match self.chunks.len() {
+            1 => self.chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut updates = Vec::with_capacity(self.len);
+                for mut chunk in self.chunks.drain(..) {
+                    updates.append(&mut chunk);
+                }
+                updates
+            }
+        };
+        if self.consolidated != self.len {
+            consolidate_updates(&mut updates);
+        }
+        self.len = 0;
+        self.consolidated = 0;
+        updates
+    }
+
+    /// Consolidates the updates in place, as one chunk.
+    fn consolidate(&mut self) {
+        let updates = self.updates();
+        self.len = updates.len();
+        self.consolidated = updates.len();
+        if !updates.is_empty() {
+            self.chunks.push(updates);
+        }
+    }
 }
 
 /// Forms batches of `(data, time, diff)` updates for totally ordered times, sealing them with
@@ -69,14 +134,13 @@ where
         let mut updates = container.drain(..).peekable();
         while let Some(first) = updates.next() {
             let time = first.1.clone();
-            let waiting = self.waiting.entry(time.clone()).or_insert_with(|| Waiting { updates: Vec::new(), consolidated: 0 });
-            waiting.updates.push(first);
+            let waiting = self.waiting.entry(time.clone()).or_insert_with(Waiting::new);
+            waiting.push(first);
             while let Some(next) = updates.next_if(|update| update.1 == time) {
-                waiting.updates.push(next);
+                waiting.push(next);
             }
-            if waiting.updates.len() >= CONSOLIDATE_FROM.max(2 * waiting.consolidated) {
-                consolidate_updates(&mut waiting.updates);
-                waiting.consolidated = waiting.updates.len();
+            if waiting.len >= CONSOLIDATE_FROM.max(2 * waiting.consolidated) {
+                waiting.consolidate();
             }
         }
     }
@@ -96,23 +160,27 @@ where
             Some(upper) => self.waiting.split_off(upper),
             None => BTreeMap::new(),
         };
-        let ready = std::mem::replace(&mut self.waiting, kept);
-        let mut times = ready.into_values();
-        let mut updates = times.next().map(|waiting| waiting.updates).unwrap_or_default();
-        for waiting in times {
-            updates.extend(waiting.updates);
-        }
-        consolidate_updates(&mut updates);
+        let mut ready: Vec<Waiting<D, T, R>> = std::mem::replace(&mut self.waiting, kept).into_values().collect();
+        let updates = match ready.pop() {
+            Some(mut last) if ready.is_empty() => last.updates(),
+            last => {
+                let mut updates = Vec::with_capacity(ready.iter().chain(&last).map(|waiting| waiting.len).sum());
+                for mut chunk in ready.into_iter().chain(last).flat_map(|waiting| waiting.chunks) {
+                    updates.append(&mut chunk);
+                }
+                consolidate_updates(&mut updates);
+                updates
+            }
+        };
         // The frontier is the least time whose updates do not all cancel, so that no capability
         // is held for a time with nothing to release.
         self.frontier.clear();
         while let Some(mut least) = self.waiting.first_entry() {
             let waiting = least.get_mut();
-            if waiting.consolidated != waiting.updates.len() {
-                consolidate_updates(&mut waiting.updates);
-                waiting.consolidated = waiting.updates.len();
+            if waiting.consolidated != waiting.len {
+                waiting.consolidate();
             }
-            if waiting.updates.is_empty() {
+            if waiting.len == 0 {
                 least.remove();
             } else {
                 self.frontier.insert(least.key().clone());
