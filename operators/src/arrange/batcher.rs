@@ -9,17 +9,16 @@
 //! `[u]` releases are exactly those at times before `u`, so they can wait apart, by time, and
 //! be sorted once when they leave.
 //!
-//! [`TotalBatcher`] keeps the updates of each time in chunks of about 64 KiB (a vector that
-//! doubled as it grew would hold up to twice its updates, and three times while it moves).
-//! Inserting appends each run of updates at one time to its chunks. Extracting at `[u]` moves
-//! the updates of each time before `u` (all of them when the frontier is empty) into one vector
-//! of their size, freeing the chunks as it goes, sorts and consolidates them, and seals them
-//! into a batch with `S`; the times it keeps start at the least waiting one whose updates do not
-//! all cancel (as `MergeBatcher`'s, whose frontier is taken after consolidation). A time whose
-//! updates have doubled since they were last consolidated is consolidated, so that updates that
-//! cancel within one time (a revision and its retraction) do not pile up while that time
-//! waits: a time holds at most about twice its distinct updates, and each update is sorted a
-//! logarithmic number of times at most.
+//! [`TotalBatcher`] keeps the updates of each time unsorted, in chunks of about 64 KiB (a
+//! vector that doubled as it grew would hold up to twice its updates). Extracting at `[u]`
+//! takes the times before `u` (all of them when the frontier is empty), moves their updates
+//! into one vector of their size, sorts and consolidates it once, and seals it into a batch
+//! with `S`. A time that gathers many updates (2^16: a restart's replay emits a collection's
+//! whole state at one time) sorts each chunk and merges the chunks as `MergeBatcher` does,
+//! which frees each chunk as it is merged: one vector of all of them, beside the chunks it is
+//! moved from, would hold that state twice. The times it keeps start at the least waiting
+//! one whose updates do not all cancel (as `MergeBatcher`'s, whose frontier is taken after
+//! consolidation).
 //!
 //! The batches it seals hold the same updates as `MergeBatcher`'s at the same frontiers, and it
 //! reports the same frontiers (a test checks both against differential's).
@@ -27,7 +26,8 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use differential_dataflow::batcher::merge::Sealer;
+use differential_dataflow::batcher::merge::vec::VecMerger;
+use differential_dataflow::batcher::merge::{MergeLadder, Sealer};
 use differential_dataflow::batcher::{Batcher, Extract};
 use differential_dataflow::consolidation::consolidate_updates;
 use differential_dataflow::difference::Semigroup;
@@ -35,33 +35,33 @@ use differential_dataflow::logging::Logger;
 use timely::order::TotalOrder;
 use timely::progress::frontier::{Antichain, AntichainRef};
 
-/// Below this many updates a time's updates are left to its extraction to consolidate (a few
-/// in tests, so that they consolidate as they wait).
-const CONSOLIDATE_FROM: usize = if cfg!(test) { 4 } else { 1 << 16 };
+/// From this many unsorted updates a time sorts them and merges them as differential's
+/// batcher does (a few in tests, so that times spill as they wait).
+const SPILL_FROM: usize = if cfg!(test) { 4 } else { 1 << 16 };
 
 /// The bytes of updates a chunk holds (a few updates' worth in tests, so that times span
 /// several chunks).
 const CHUNK_BYTES: usize = if cfg!(test) { 64 } else { 1 << 16 };
 
-/// The updates waiting at one time, in chunks that stop growing at `CHUNK` updates, so that no
-/// vector doubles its capacity beyond what it holds.
-struct Waiting<D, T, R> {
+/// The updates waiting at one time: unsorted, in chunks that stop growing at `CHUNK` updates
+/// (so that no vector doubles its capacity beyond what it holds), and, for a large time, the
+/// sorted and consolidated chains they spilled into.
+struct Waiting<D: Ord + Clone + 'static, T: Ord + Clone + timely::PartialOrder + 'static, R: Semigroup + 'static> {
     chunks: Vec<Vec<(D, T, R)>>,
     /// The updates the chunks hold.
     len: usize,
-    /// How many updates they held when they were last consolidated.
-    consolidated: usize,
+    spilled: Option<MergeLadder<VecMerger<D, T, R>>>,
 }
 
-impl<D: Ord, T: Ord, R: Semigroup> Waiting<D, T, R> {
-    /// Updates a chunk holds at most (one started by [`Waiting::updates`] may hold more).
+impl<D: Ord + Clone + 'static, T: Ord + Clone + timely::PartialOrder + 'static, R: Semigroup + 'static> Waiting<D, T, R> {
+    /// Updates a chunk holds at most (one started by [`Waiting::settle`] may hold more).
     const CHUNK: usize = match CHUNK_BYTES.checked_div(std::mem::size_of::<(D, T, R)>()) {
         Some(updates) => updates + 1,
         None => 1,
     };
 
     fn new() -> Self {
-        Waiting { chunks: Vec::new(), len: 0, consolidated: 0 }
+        Waiting { chunks: Vec::new(), len: 0, spilled: None }
     }
 
     fn push(&mut self, update: (D, T, R)) {
@@ -76,48 +76,74 @@ impl<D: Ord, T: Ord, R: Semigroup> Waiting<D, T, R> {
         self.len += 1;
     }
 
-    /// All the updates, sorted and consolidated, in one vector of their size; the chunks are
-    /// freed as they are moved into it.
-    fn updates(&mut self) -> Vec<(D, T, R)> {
-        let mut updates = match self.chunks.len() {
-            1 => self.chunks.pop().unwrap_or_default(),
-            _ => {
-                let mut updates = Vec::with_capacity(self.len);
-                for mut chunk in self.chunks.drain(..) {
-                    updates.append(&mut chunk);
-                }
-                updates
-            }
-        };
-        if self.consolidated != self.len {
-            consolidate_updates(&mut updates);
+    /// Sorts and consolidates each chunk and merges it into `ladder`.
+    fn spill_into(chunks: Vec<Vec<(D, T, R)>>, ladder: &mut MergeLadder<VecMerger<D, T, R>>) {
+        for mut chunk in chunks {
+            consolidate_updates(&mut chunk);
+            ladder.insert_chain(vec![chunk]);
         }
-        self.len = 0;
-        self.consolidated = 0;
-        updates
     }
 
-    /// Consolidates the updates in place, as one chunk.
-    fn consolidate(&mut self) {
-        let updates = self.updates();
-        self.len = updates.len();
-        self.consolidated = updates.len();
-        if !updates.is_empty() {
-            self.chunks.push(updates);
+    /// Spills the unsorted updates once they are many.
+    fn bound(&mut self) {
+        if self.len >= SPILL_FROM {
+            let ladder = self.spilled.get_or_insert_with(|| MergeLadder::new(None, 0));
+            Self::spill_into(std::mem::take(&mut self.chunks), ladder);
+            self.len = 0;
+        }
+    }
+
+    /// Consolidates every update of this time, as one chunk or one chain; whether none are
+    /// left.
+    fn settle(&mut self) -> bool {
+        match &mut self.spilled {
+            Some(ladder) => {
+                Self::spill_into(std::mem::take(&mut self.chunks), ladder);
+                self.len = 0;
+                let chain: Vec<_> = ladder.merge_all().into_iter().filter(|chunk| !chunk.is_empty()).collect();
+                let empty = chain.is_empty();
+                ladder.insert_chain(chain);
+                empty
+            }
+            None => {
+                let updates = concatenated(std::mem::take(&mut self.chunks), self.len);
+                self.len = updates.len();
+                if !updates.is_empty() {
+                    self.chunks.push(updates);
+                }
+                self.len == 0
+            }
         }
     }
 }
 
+/// The updates of `chunks` (`len` of them), sorted and consolidated in one vector of their
+/// size; the chunks are freed as they are moved into it.
+fn concatenated<D: Ord, T: Ord, R: Semigroup>(mut chunks: Vec<Vec<(D, T, R)>>, len: usize) -> Vec<(D, T, R)> {
+    let mut updates = match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut updates = Vec::with_capacity(len);
+            for mut chunk in chunks {
+                updates.append(&mut chunk);
+            }
+            updates
+        }
+    };
+    consolidate_updates(&mut updates);
+    updates
+}
+
 /// Forms batches of `(data, time, diff)` updates for totally ordered times, sealing them with
 /// `S` (see the module documentation).
-pub struct TotalBatcher<D, T, R, S> {
+pub struct TotalBatcher<D: Ord + Clone + 'static, T: Ord + Clone + timely::PartialOrder + 'static, R: Semigroup + 'static, S> {
     waiting: BTreeMap<T, Waiting<D, T, R>>,
     /// The least waiting time, after the last extraction.
     frontier: Antichain<T>,
     sealer: PhantomData<S>,
 }
 
-impl<D, T, R, S> TotalBatcher<D, T, R, S> {
+impl<D: Ord + Clone + 'static, T: Ord + Clone + timely::PartialOrder + 'static, R: Semigroup + 'static, S> TotalBatcher<D, T, R, S> {
     /// An empty batcher; the arguments are those differential passes to a batcher's
     /// constructor (this one reports nothing to the logger).
     pub fn new(_logger: Option<Logger>, _operator: usize) -> Self {
@@ -125,10 +151,12 @@ impl<D, T, R, S> TotalBatcher<D, T, R, S> {
     }
 }
 
-impl<D: Ord, T: Ord + Clone, R: Semigroup, S> Batcher<Vec<(D, T, R)>> for TotalBatcher<D, T, R, S>
+impl<D, T, R, S> Batcher<Vec<(D, T, R)>> for TotalBatcher<D, T, R, S>
 where
-    S: Sealer<Vec<(D, T, R)>>,
+    D: Ord + Clone + 'static,
     T: TotalOrder + timely::progress::Timestamp,
+    R: Semigroup + 'static,
+    S: Sealer<Vec<(D, T, R)>>,
 {
     fn insert(&mut self, container: &mut Vec<(D, T, R)>) {
         let mut updates = container.drain(..).peekable();
@@ -139,17 +167,17 @@ where
             while let Some(next) = updates.next_if(|update| update.1 == time) {
                 waiting.push(next);
             }
-            if waiting.len >= CONSOLIDATE_FROM.max(2 * waiting.consolidated) {
-                waiting.consolidate();
-            }
+            waiting.bound();
         }
     }
 }
 
-impl<D: Ord, T: Ord + Clone, R: Semigroup, S> Extract for TotalBatcher<D, T, R, S>
+impl<D, T, R, S> Extract for TotalBatcher<D, T, R, S>
 where
-    S: Sealer<Vec<(D, T, R)>>,
+    D: Ord + Clone + 'static,
     T: TotalOrder + timely::progress::Timestamp,
+    R: Semigroup + 'static,
+    S: Sealer<Vec<(D, T, R)>>,
 {
     type Time = T;
     type Output = S::Output;
@@ -160,34 +188,39 @@ where
             Some(upper) => self.waiting.split_off(upper),
             None => BTreeMap::new(),
         };
-        let mut ready: Vec<Waiting<D, T, R>> = std::mem::replace(&mut self.waiting, kept).into_values().collect();
-        let updates = match ready.pop() {
-            Some(mut last) if ready.is_empty() => last.updates(),
-            last => {
-                let mut updates = Vec::with_capacity(ready.iter().chain(&last).map(|waiting| waiting.len).sum());
-                for mut chunk in ready.into_iter().chain(last).flat_map(|waiting| waiting.chunks) {
-                    updates.append(&mut chunk);
-                }
-                consolidate_updates(&mut updates);
-                updates
+        let ready: Vec<Waiting<D, T, R>> = std::mem::replace(&mut self.waiting, kept).into_values().collect();
+        let mut chain = if ready.iter().all(|waiting| waiting.spilled.is_none()) {
+            // Few updates: sorted once, together.
+            let len = ready.iter().map(|waiting| waiting.len).sum();
+            let updates = concatenated(ready.into_iter().flat_map(|waiting| waiting.chunks).collect(), len);
+            if updates.is_empty() {
+                Vec::new()
+            } else {
+                vec![updates]
             }
+        } else {
+            // Many: merged as differential's batcher merges, which frees as it goes.
+            let mut ladder = MergeLadder::new(None, 0);
+            for waiting in ready {
+                Waiting::spill_into(waiting.chunks, &mut ladder);
+                if let Some(mut spilled) = waiting.spilled {
+                    ladder.insert_chain(spilled.merge_all());
+                }
+            }
+            ladder.merge_all().into_iter().filter(|chunk| !chunk.is_empty()).collect()
         };
         // The frontier is the least time whose updates do not all cancel, so that no capability
         // is held for a time with nothing to release.
         self.frontier.clear();
         while let Some(mut least) = self.waiting.first_entry() {
-            let waiting = least.get_mut();
-            if waiting.consolidated != waiting.len {
-                waiting.consolidate();
-            }
-            if waiting.len == 0 {
+            if least.get_mut().settle() {
                 least.remove();
             } else {
                 self.frontier.insert(least.key().clone());
                 break;
             }
         }
-        let batch = if updates.is_empty() { None } else { S::seal(&mut vec![updates]) };
+        let batch = if chain.is_empty() { None } else { S::seal(&mut chain) };
         (batch, self.frontier.borrow())
     }
 }
