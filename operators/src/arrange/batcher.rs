@@ -13,7 +13,7 @@
 //! vector that doubled as it grew would hold up to twice its updates). Extracting at `[u]`
 //! takes the times before `u` (all of them when the frontier is empty), moves their updates
 //! into one vector of their size, sorts and consolidates it once, and seals it into a batch
-//! with `S`. A time that gathers many updates (2^16: a restart's replay emits a collection's
+//! with `S`. A time that gathers many updates (2^20: a restart's replay emits a collection's
 //! whole state at one time) sorts each chunk and merges the chunks as `MergeBatcher` does,
 //! which frees each chunk as it is merged: one vector of all of them, beside the chunks it is
 //! moved from, would hold that state twice. The times it keeps start at the least waiting
@@ -37,7 +37,7 @@ use timely::progress::frontier::{Antichain, AntichainRef};
 
 /// From this many unsorted updates a time sorts them and merges them as differential's
 /// batcher does (a few in tests, so that times spill as they wait).
-const SPILL_FROM: usize = if cfg!(test) { 4 } else { 1 << 16 };
+const SPILL_FROM: usize = if cfg!(test) { 4 } else { 1 << 20 };
 
 /// The bytes of updates a chunk holds (a few updates' worth in tests, so that times span
 /// several chunks).
