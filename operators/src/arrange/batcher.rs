@@ -14,9 +14,9 @@
 //! takes the times before `u` (all of them when the frontier is empty), moves their updates
 //! into one vector of their size, sorts and consolidates it once, and seals it into a batch
 //! with `S`. A time that gathers many updates (2^20: a restart's replay emits a collection's
-//! whole state at one time) sorts each chunk and merges the chunks as `MergeBatcher` does,
-//! which frees each chunk as it is merged: one vector of all of them, beside the chunks it is
-//! moved from, would hold that state twice. The times it keeps start at the least waiting
+//! whole state at one time), or a batch of times that together hold that many, sorts each
+//! chunk and merges the chunks as `MergeBatcher` does, which frees each chunk as it is merged:
+//! one vector of all of them, beside the chunks it is moved from, would hold that state twice. The times it keeps start at the least waiting
 //! one whose updates do not all cancel (as `MergeBatcher`'s, whose frontier is taken after
 //! consolidation).
 //!
@@ -35,8 +35,8 @@ use differential_dataflow::logging::Logger;
 use timely::order::TotalOrder;
 use timely::progress::frontier::{Antichain, AntichainRef};
 
-/// From this many unsorted updates a time sorts them and merges them as differential's
-/// batcher does (a few in tests, so that times spill as they wait).
+/// From this many unsorted updates a time, or the times one batch takes, sort them and merge
+/// them as differential's batcher does (a few in tests, so that times spill as they wait).
 const SPILL_FROM: usize = if cfg!(test) { 4 } else { 1 << 20 };
 
 /// The bytes of updates a chunk holds (a few updates' worth in tests, so that times span
@@ -189,9 +189,9 @@ where
             None => BTreeMap::new(),
         };
         let ready: Vec<Waiting<D, T, R>> = std::mem::replace(&mut self.waiting, kept).into_values().collect();
-        let mut chain = if ready.iter().all(|waiting| waiting.spilled.is_none()) {
+        let len: usize = ready.iter().map(|waiting| waiting.len).sum();
+        let mut chain = if len < SPILL_FROM && ready.iter().all(|waiting| waiting.spilled.is_none()) {
             // Few updates: sorted once, together.
-            let len = ready.iter().map(|waiting| waiting.len).sum();
             let updates = concatenated(ready.into_iter().flat_map(|waiting| waiting.chunks).collect(), len);
             if updates.is_empty() {
                 Vec::new()
