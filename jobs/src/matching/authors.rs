@@ -53,17 +53,19 @@ pub struct AuthorAgreement {
 }
 
 /// How `authors` (surnames, in order, normalised as [`words`](super::text::words) gives them) appear in a
-/// reference whose normalised words are `reference_words` (in order).
-pub fn author_agreement<'a>(authors: impl Iterator<Item = &'a str>, reference_words: &[&str]) -> AuthorAgreement {
-    let appears = |surname: &&str, within: &[&str]| !surname.is_empty() && pieces(surname, b' ').all(|part| within.contains(&part));
+/// reference, where `position` finds the first position of a word among the reference's
+/// normalised words, if it is one of them.
+pub fn author_agreement<'a>(authors: impl Iterator<Item = &'a str>, position: impl Fn(&str) -> Option<usize>) -> AuthorAgreement {
+    let appears = |surname: &&str, within: usize| {
+        !surname.is_empty() && pieces(surname, b' ').all(|part| position(part).is_some_and(|at| at < within))
+    };
     let checked: Vec<&str> = authors.take(AUTHORS_CHECKED).collect();
-    let leading = &reference_words[..reference_words.len().min(LEADING_WORDS)];
     AuthorAgreement {
-        first_author_leads: checked.first().is_some_and(|first| appears(first, leading)),
+        first_author_leads: checked.first().is_some_and(|first| appears(first, LEADING_WORDS)),
         authors_found: if checked.is_empty() {
             0
         } else {
-            (checked.iter().filter(|surname| appears(surname, reference_words)).count() as u64 * 1_000_000 / checked.len() as u64) as u32
+            (checked.iter().filter(|surname| appears(surname, usize::MAX)).count() as u64 * 1_000_000 / checked.len() as u64) as u32
         },
     }
 }
@@ -102,12 +104,15 @@ mod tests {
     fn agreement_finds_the_leading_author_and_the_others() {
         let authors: Vec<String> = ["Galera", "Casitas", "Martínez-Cerón", "Utrilla"].iter().map(|a| words(a)).collect();
         let authors: Vec<&str> = authors.iter().map(String::as_str).collect();
-        let agreement = |reference: &str| author_agreement(authors.iter().copied(), &pieces(&words(reference), b' ').collect::<Vec<_>>());
+        let agreement = |reference: &str| {
+            let words = words(reference);
+            author_agreement(authors.iter().copied(), |word| pieces(&words, b' ').position(|w| w == word))
+        };
         let full = agreement("Galera A, Casitas S, Martinez-Ceron N, et al. (2021) Effect of hyperinflation.");
         assert_eq!(full, AuthorAgreement { first_author_leads: true, authors_found: 1_000_000 });
         let other = agreement("Zeik K (2021) Effect of hyperinflation. Casitas R, editor.");
         assert!(!other.first_author_leads);
         assert_eq!(other.authors_found, 333_333);
-        assert_eq!(author_agreement(std::iter::empty(), &["galera"]), AuthorAgreement::default());
+        assert_eq!(author_agreement(std::iter::empty(), |word| (word == "galera").then_some(0)), AuthorAgreement::default());
     }
 }

@@ -8,6 +8,7 @@ use super::authors::author_agreement;
 use super::bibliographic::{links, reference_locators, ReferenceLocators, MONTHS};
 use super::journals::JournalTable;
 use super::text::{pieces, words};
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 
 use super::indexed::{IndexedPublication, Numbers};
@@ -90,19 +91,6 @@ pub struct Features {
 /// Words on either side of an author's surname that are taken for given names.
 const NAME_WINDOW: usize = 2;
 
-/// The reference's words (`sorted`: distinct and sorted) that are words of the `authors`'
-/// surnames, sorted. A record may list thousands of authors: their words are looked up among
-/// the reference's few dozen, not gathered.
-fn author_words_written<'a>(authors: impl Iterator<Item = &'a str>, sorted: &[&'a str]) -> Vec<&'a str> {
-    let mut written = vec![false; sorted.len()];
-    for word in authors.flat_map(|author| pieces(author, b' ')) {
-        if let Ok(at) = sorted.binary_search(&word) {
-            written[at] = true;
-        }
-    }
-    sorted.iter().zip(written).filter_map(|(word, written)| written.then_some(*word)).collect()
-}
-
 /// The counts of [`Features`] stop here: beyond, more says nothing more.
 pub const MAX_COUNTED: u8 = 30;
 
@@ -179,30 +167,49 @@ const SCAFFOLDING: &[&str] = &[
 /// once per candidate pair.
 ///
 /// A reference lives as long as its document, in the arrangements of its candidate pairs, so its
-/// words are packed: one string of every normalised word, and the content, distinct and open
-/// words as positions in it. That is three allocations where a vector of strings per kind was
-/// a hundred, whose survivors a replay of many revisions left scattered over the allocator's
-/// pages. [`ParsedReference::words`] unpacks them for a pair.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// words are packed: one string of every normalised word, and small numbers about them. Its
+/// distinct words, ordered, are its vocabulary; every word is known by its rank there, so that
+/// a pair looks each word of the publication up once and compares numbers from then on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ParsedReference {
     /// Years, volumes and pages written in the reference (without its blocking keys).
     pub locators: ReferenceLocators,
-    /// Every normalised word, in order (see [`words`]), separated by single spaces.
+    /// Every normalised word, in order (see [`words`]), separated by single spaces; words that
+    /// end past [`MAX_WORD_BYTES`] are left out.
     words: Box<str>,
-    /// Positions (among the words) of the content words, in order (see [`content_words`]).
-    content: Box<[u32]>,
-    /// Positions of the distinct content words, ordered by word; then, from `open_from` on,
-    /// positions of the open words (see [`ReferenceWords::open`]), ordered by word.
-    positions: Box<[u32]>,
-    /// Where the open words start in `positions`.
-    open_from: u32,
-    /// Positions of the distinct words, ordered by word.
-    sorted: Box<[u32]>,
+    /// Where each word ends in `words`, in order.
+    ends: Box<[u16]>,
+    /// Each word's rank in the vocabulary, in order.
+    ranks: Box<[u16]>,
+    /// The vocabulary: for each rank, the first position of its word.
+    firsts: Box<[u16]>,
+    /// The vocabulary by the [`word_hash`] of each word: an open-addressing table, at most half
+    /// full, of rank + 1 (0 is an empty slot).
+    slots: Box<[u16]>,
+    /// For each rank, what its word is: [`CONTENT`], [`OPEN`] and [`NUMBER`] bits.
+    kinds: Box<[u8]>,
     /// The reference reads as a notice about a publication (see [`is_notice`]).
     pub notice: bool,
     /// The part of a series it names, if any (see [`part_number`]).
     pub part: Option<u8>,
 }
+
+/// The normalised words of a reference kept for its features: the envelope cuts references at
+/// [`MAX_REFERENCE_BYTES`](crate::envelope::MAX_REFERENCE_BYTES), whose words are far shorter.
+const MAX_WORD_BYTES: usize = u16::MAX as usize;
+
+/// The hash of a word that places it in a reference's vocabulary table: the same in every
+/// process of a build, as a parsed reference may travel between processes.
+fn word_hash(word: &str) -> usize {
+    std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::default(), word) as usize
+}
+
+/// A content word (see [`is_content_word`]).
+const CONTENT: u8 = 1;
+/// An open word (see [`ReferenceWords::open`]).
+const OPEN: u8 = 2;
+/// A word of digits only.
+const NUMBER: u8 = 4;
 
 /// The words of a [`ParsedReference`], unpacked: every word in order, then the kinds of words
 /// the features read, as slices of one vector.
@@ -252,46 +259,108 @@ impl ParsedReference {
 
     /// Parses `reference`, whose locators (see [`reference_locators`]) are already read.
     pub fn located(reference: &str, locators: ReferenceLocators) -> Self {
-        let words = words(reference);
-        let all: Vec<&str> = pieces(&words, b' ').collect();
-        let position = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
-        let content: Vec<u32> = (0..all.len()).filter(|&at| is_content_word(all[at])).map(position).collect();
-        // Positions ordered by their words, one per word.
-        let by_word = |mut positions: Vec<u32>| {
-            positions.sort_by_key(|&at| all[at as usize]);
-            positions.dedup_by_key(|at| all[*at as usize]);
-            positions
-        };
-        let sorted = by_word((0..all.len()).map(position).collect());
-        let mut distinct = by_word(content.clone());
-        let link_words: BTreeSet<String> = links(reference).flat_map(super::title::content_words).collect();
-        let open: Vec<u32> = distinct.iter().copied().filter(|&at| is_open_word(all[at as usize], &link_words)).collect();
-        let open_from = position(distinct.len());
-        distinct.extend(open);
+        let mut words = words(reference);
         let (notice, part) = (is_notice(&words), part_number(reference, &words));
+        if words.len() > MAX_WORD_BYTES {
+            // Words are ASCII: any byte is a character boundary.
+            words.truncate(words[..=MAX_WORD_BYTES].rfind(' ').unwrap_or(0));
+        }
+        let all: Vec<&str> = pieces(&words, b' ').collect();
+        // Under MAX_WORD_BYTES, every offset and position fits.
+        let small = |n: usize| n as u16;
+        let mut past = 0;
+        let ends: Vec<u16> = all
+            .iter()
+            .map(|word| {
+                past += word.len() + 1;
+                small(past - 1)
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by_key(|&at| all[at]);
+        let (mut ranks, mut firsts) = (vec![0; all.len()], Vec::new());
+        for at in order {
+            if firsts.last().is_none_or(|&first: &u16| all[usize::from(first)] != all[at]) {
+                firsts.push(small(at));
+            }
+            ranks[at] = small(firsts.len() - 1);
+        }
+        let mut slots = vec![0; (2 * firsts.len()).next_power_of_two()];
+        let mask = slots.len() - 1;
+        for (rank, &first) in firsts.iter().enumerate() {
+            let mut slot = word_hash(all[usize::from(first)]) & mask;
+            while slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            slots[slot] = small(rank + 1);
+        }
+        let link_words: BTreeSet<String> = links(reference).flat_map(super::title::content_words).collect();
+        let kinds = firsts
+            .iter()
+            .map(|&first| {
+                let word = all[usize::from(first)];
+                let content = is_content_word(word);
+                let bit = |is: bool, kind: u8| if is { kind } else { 0 };
+                bit(content, CONTENT)
+                    | bit(content && is_open_word(word, &link_words), OPEN)
+                    | bit(word.bytes().all(|b| b.is_ascii_digit()), NUMBER)
+            })
+            .collect();
         ParsedReference {
             locators: ReferenceLocators { keys: Vec::new(), ..locators },
-            content: content.into(),
-            positions: distinct.into(),
-            open_from,
-            sorted: sorted.into(),
+            ends: ends.into(),
+            ranks: ranks.into(),
+            firsts: firsts.into(),
+            slots: slots.into(),
+            kinds,
             words: words.into(),
             notice,
             part,
         }
     }
 
+    /// The word at `position`.
+    fn word_at(&self, position: u16) -> &str {
+        let at = usize::from(position);
+        let start = if at == 0 { 0 } else { usize::from(self.ends[at - 1]) + 1 };
+        &self.words[start..usize::from(self.ends[at])]
+    }
+
+    /// The word of rank `rank`.
+    fn word(&self, rank: usize) -> &str {
+        self.word_at(self.firsts[rank])
+    }
+
+    /// The rank of `word`, if the reference has it.
+    fn rank(&self, word: &str) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut slot = word_hash(word) & mask;
+        loop {
+            let rank = usize::from(self.slots[slot]).checked_sub(1)?;
+            if self.word(rank) == word {
+                return Some(rank);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// The ranks whose words are of `kind`, in order.
+    fn of_kind(&self, kind: u8) -> impl Iterator<Item = usize> + '_ {
+        self.kinds.iter().enumerate().filter(move |(_, kinds)| *kinds & kind != 0).map(|(rank, _)| rank)
+    }
+
     /// The reference's words, unpacked.
     pub fn words(&self) -> ReferenceWords<'_> {
-        let mut all: Vec<&str> = Vec::with_capacity(self.words.bytes().filter(|&b| b == b' ').count() + 1);
-        all.extend(pieces(&self.words, b' '));
-        let (distinct, open) = self.positions.split_at(self.open_from as usize);
-        let mut picked = Vec::with_capacity(self.content.len() + self.positions.len() + self.sorted.len());
-        let mut ends = [0; 4];
-        for (end, positions) in ends.iter_mut().zip([&self.content[..], distinct, open, &self.sorted[..]]) {
-            picked.extend(positions.iter().map(|&at| all[at as usize]));
-            *end = picked.len();
-        }
+        let all: Vec<&str> = (0..self.ends.len()).map(|at| self.word_at(at as u16)).collect();
+        let mut picked: Vec<&str> =
+            all.iter().zip(&self.ranks).filter(|(_, &rank)| self.kinds[usize::from(rank)] & CONTENT != 0).map(|(word, _)| *word).collect();
+        let mut ends = [picked.len(), 0, 0, 0];
+        picked.extend(self.of_kind(CONTENT).map(|rank| self.word(rank)));
+        ends[1] = picked.len();
+        picked.extend(self.of_kind(OPEN).map(|rank| self.word(rank)));
+        ends[2] = picked.len();
+        picked.extend((0..self.firsts.len()).map(|rank| self.word(rank)));
+        ends[3] = picked.len();
         ReferenceWords { all, picked, ends }
     }
 }
@@ -305,6 +374,16 @@ fn is_open_word(word: &str, link_words: &BTreeSet<String>) -> bool {
         && !MONTHS.contains(&word)
         && !link_words.contains(word)
 }
+
+/// What a publication explains of a reference's word, as bits of a pair's marks by rank.
+/// The word is a word of the publication's authors.
+const BY_AUTHORS: u8 = 1;
+/// The word is a word of the publication's journal names.
+const JOURNAL: u8 = 2;
+/// The word is a word of the publication's title.
+const TITLE: u8 = 4;
+/// The word stands within [`NAME_WINDOW`] of an author's surname.
+const NEAR_AUTHOR: u8 = 8;
 
 /// Computes the features of a pair found by `families`.
 pub fn features(reference: &ParsedReference, publication: &IndexedPublication, families: &[Family]) -> Features {
@@ -323,18 +402,33 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         }
         _ => (false, false),
     };
+    // Each word of the publication is looked up once; what it explains is marked by rank.
     let title_words = publication.title_words();
+    let title_ranks: Vec<Option<usize>> = title_words.iter().map(|word| reference.rank(word)).collect();
     let journal_words = publication.journal_words();
-    let words = reference.words();
-    let by_authors = author_words_written(publication.authors(), words.sorted());
-    let mut known: Vec<&str> = journal_words.iter().flatten().copied().collect();
-    known.extend(by_authors.iter().copied().filter(|word| is_content_word(word)));
-    known.sort_unstable();
-    known.dedup();
-    let is_known = |word: &&str| known.binary_search(word).is_ok();
-    let reference_title_words = words.content().iter().filter(|w| !w.bytes().all(|b| b.is_ascii_digit()) && !is_known(w)).count();
-    let distinct = Lexicon::new(words.distinct());
-    let share = |title: &[&str]| (containment(title, &distinct) * 1e6).round() as u32;
+    let journal_ranks = journal_words.each_ref().map(|name| name.iter().map(|word| reference.rank(word)).collect::<Vec<_>>());
+    let mut marks = vec![0u8; reference.firsts.len()];
+    for rank in publication.authors().flat_map(|author| pieces(author, b' ')).filter_map(|word| reference.rank(word)) {
+        marks[rank] |= BY_AUTHORS;
+    }
+    journal_ranks.iter().flatten().flatten().for_each(|&rank| marks[rank] |= JOURNAL);
+    title_ranks.iter().flatten().for_each(|&rank| marks[rank] |= TITLE);
+    let kind = |rank: usize, kind: u8| reference.kinds[rank] & kind != 0;
+    // A content word is known when it is a journal word or an author's.
+    let known = |rank: usize| marks[rank] & (JOURNAL | BY_AUTHORS) != 0;
+    let reference_title_words = reference
+        .ranks
+        .iter()
+        .map(|&rank| usize::from(rank))
+        .filter(|&rank| kind(rank, CONTENT) && !kind(rank, NUMBER) && !known(rank))
+        .count();
+    let distinct = OnceCell::new();
+    let near_distinct =
+        |word: &str| distinct.get_or_init(|| Lexicon::new(reference.of_kind(CONTENT).map(|rank| reference.word(rank)))).has_near(word);
+    let share = |words: &[&str], ranks: &[Option<usize>]| {
+        let found = words.iter().zip(ranks).map(|(word, rank)| (*word, rank.is_some_and(|rank| kind(rank, CONTENT))));
+        (containment(found, near_distinct) * 1e6).round() as u32
+    };
     let Numbers { volume, issue, first_page: page, last_page: last } = publication.numbers();
     let has = |found: &[String], value: &str| found.iter().any(|f| f == value);
     let agreement = |value: Option<&str>, found: &[String]| match value {
@@ -344,7 +438,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let (volume_agrees, volume_contradicts) = agreement(volume, &locators.volumes);
     let (page_agrees, page_contradicts) = agreement(page, &locators.pages);
     let (last_page_agrees, last_page_contradicts) = agreement(last, &locators.last_pages);
-    let authors = author_agreement(publication.authors(), words.all());
+    let authors = author_agreement(publication.authors(), |word| reference.rank(word).map(|rank| usize::from(reference.firsts[rank])));
     let numbers = &locators.numbers;
     let title_numbers: Vec<&str> = title_words.iter().copied().filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
     let explained_number = |n: &String| {
@@ -353,23 +447,22 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let counted = |n: usize| n.min(usize::from(MAX_COUNTED)) as u8;
     // Given names stand next to their surnames ("Shan, Jing, Mei-Song Zhu"); the record keeps
     // surnames only, so words within two of an author's surname count as the author's.
-    let surnames: Vec<&str> = by_authors.into_iter().filter(|word| word.len() > 1).collect();
-    let mut near_authors: Vec<&str> = Vec::new();
-    let all = words.all();
-    for (at, word) in all.iter().enumerate() {
-        if surnames.binary_search(word).is_ok() {
-            let window = &all[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(all.len())];
-            near_authors.extend(window.iter().copied());
+    let ranks = &reference.ranks;
+    for (at, &rank) in ranks.iter().enumerate() {
+        let rank = usize::from(rank);
+        if marks[rank] & BY_AUTHORS != 0 && reference.word(rank).len() > 1 {
+            for &near in &ranks[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(ranks.len())] {
+                marks[usize::from(near)] |= NEAR_AUTHOR;
+            }
         }
     }
-    near_authors.sort_unstable();
-    near_authors.dedup();
-    let title = Lexicon::new(&title_words);
-    let unexplained_words = words
-        .open()
-        .iter()
-        .filter(|w| {
-            !is_known(w) && near_authors.binary_search(w).is_err() && !(title_words.contains(w) || (w.len() >= 5 && title.has_near(w)))
+    let title = OnceCell::new();
+    let unexplained_words = reference
+        .of_kind(OPEN)
+        .filter(|&rank| {
+            let word = reference.word(rank);
+            marks[rank] & (JOURNAL | BY_AUTHORS | NEAR_AUTHOR | TITLE) == 0
+                && !(word.len() >= 5 && title.get_or_init(|| Lexicon::new(title_words.iter().copied())).has_near(word))
         })
         .count();
     Features {
@@ -380,7 +473,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         unexplained_words: counted(unexplained_words),
         identifier,
         bibliographic: families.contains(&Family::Bibliographic),
-        title_containment: share(&title_words),
+        title_containment: share(&title_words, &title_ranks),
         title_words: title_words.len(),
         reference_title_words,
         year_agrees,
@@ -391,7 +484,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         page_contradicts,
         last_page_agrees,
         last_page_contradicts,
-        journal_similarity: journal_words.iter().map(|name| share(name)).max().unwrap_or(0),
+        journal_similarity: journal_words.iter().zip(&journal_ranks).map(|(name, ranks)| share(name, ranks)).max().unwrap_or(0),
         first_author_leads: authors.first_author_leads,
         authors_found: authors.authors_found,
         notice_differs: reference.notice != publication.notice(),
@@ -547,6 +640,8 @@ pub fn rule_score(f: &Features) -> Option<(u32, Method)> {
 mod tests {
     use super::*;
     use crate::domain::Publication;
+    use crate::matching::title::one_edit;
+    use proptest::prelude::*;
 
     fn publication() -> Publication {
         Publication {
@@ -559,6 +654,131 @@ mod tests {
             year: Some(1979),
             pages: Some("429-30".into()),
             ..Publication::default()
+        }
+    }
+
+    /// [`features`] with its word features computed the plain way, comparing lists of words
+    /// as [`Features`] defines them: the reference for `features`, which marks the reference's
+    /// words by rank.
+    fn plain_features(reference: &ParsedReference, publication: &IndexedPublication, families: &[Family]) -> Features {
+        let words = reference.words();
+        let (all, distinct) = (words.all(), words.distinct());
+        let title = publication.title_words();
+        let journals = publication.journal_words();
+        let author_words: Vec<&str> = publication.authors().flat_map(|author| pieces(author, b' ')).collect();
+        let known = |word: &str| journals.iter().flatten().any(|j| *j == word) || author_words.contains(&word);
+        let share = |name: &[&str]| {
+            let found = name.iter().map(|word| (*word, distinct.contains(word)));
+            (containment(found, |word| distinct.iter().any(|d| one_edit(d, word))) * 1e6).round() as u32
+        };
+        let authors = author_agreement(publication.authors(), |word| all.iter().position(|w| *w == word));
+        let near_authors: Vec<&str> = (0..all.len())
+            .filter(|&at| all[at].len() > 1 && author_words.contains(&all[at]))
+            .flat_map(|at| all[at.saturating_sub(NAME_WINDOW)..(at + NAME_WINDOW + 1).min(all.len())].iter().copied())
+            .collect();
+        let unexplained = words.open().iter().filter(|word| {
+            !(known(word)
+                || near_authors.contains(word)
+                || title.contains(word)
+                || (word.len() >= 5 && title.iter().any(|t| one_edit(t, word))))
+        });
+        Features {
+            title_containment: share(&title),
+            title_words: title.len(),
+            reference_title_words: words.content().iter().filter(|w| !w.bytes().all(|b| b.is_ascii_digit()) && !known(w)).count(),
+            journal_similarity: journals.iter().map(|name| share(name)).max().unwrap_or(0),
+            first_author_leads: authors.first_author_leads,
+            authors_found: authors.authors_found,
+            unexplained_words: unexplained.count().min(usize::from(MAX_COUNTED)) as u8,
+            ..features(reference, publication, families)
+        }
+    }
+
+    /// Words that references and records share, near misses of them, stop words, numbers,
+    /// scaffolding and a link.
+    const POOL: &[&str] = &[
+        "Gastrointestinal",
+        "gastrointestinl",
+        "systemic",
+        "sclerosis",
+        "in",
+        "of",
+        "the",
+        "mixed",
+        "disease",
+        "diseases",
+        "Bennett",
+        "Benett",
+        "Smith",
+        "Robert",
+        "Arthritis",
+        "Rheum",
+        "and",
+        "J",
+        "a",
+        "de",
+        "la",
+        "Vol",
+        "doi",
+        "part",
+        "II",
+        "Erratum",
+        "22",
+        "429",
+        "1979",
+        "4",
+        "2020",
+        "0022",
+        "pp",
+        "Jan",
+        "colleagues",
+        "x",
+        "connective",
+        "tissue",
+        "Roe-Smith",
+        "https://doi.org/10.1/sclerosis",
+    ];
+
+    fn pooled(size: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+        (proptest::collection::vec(0..POOL.len(), size), proptest::sample::select(vec![" ", ", ", ". ", "; "]))
+            .prop_map(|(words, separator)| words.into_iter().map(|at| POOL[at]).collect::<Vec<_>>().join(separator))
+    }
+
+    fn pooled_publication() -> impl Strategy<Value = Publication> {
+        let numbers = || proptest::option::of(proptest::sample::select(vec!["22", "4", "0022", "429", "429-30", "22-4"]));
+        (pooled(0..12), proptest::collection::vec(pooled(1..3), 0..5), pooled(0..4), pooled(0..4), numbers(), numbers(), numbers())
+            .prop_map(|(title, authors, journal_title, journal_abbreviation, volume, issue, pages)| Publication {
+                id: "p".into(),
+                title: Some(title),
+                authors,
+                journal_title: Some(journal_title),
+                journal_abbreviation: Some(journal_abbreviation),
+                volume: volume.map(str::to_string),
+                issue: issue.map(str::to_string),
+                year: Some(1979),
+                pages: pages.map(str::to_string),
+                ..Publication::default()
+            })
+    }
+
+    proptest! {
+        /// Features read by rank are the features read from lists of words.
+        #[test]
+        fn features_by_rank_are_the_plain_features(
+            publication in pooled_publication(),
+            text in pooled(0..50),
+            rendered in any::<Option<(u64, usize)>>(),
+        ) {
+            let text = match rendered {
+                Some((seed, style)) => {
+                    let mut rng = crate::synthetic::Rng::new(seed);
+                    let noise = crate::synthetic::Noise { typo: 0.3, truncated_title: 0.3, missing_locator: 0.3, year_off: 0.2 };
+                    crate::synthetic::render(&publication, crate::synthetic::STYLES[style % crate::synthetic::STYLES.len()], noise, &mut rng)
+                }
+                None => text,
+            };
+            let (reference, indexed) = (ParsedReference::of(&text, &JournalTable::default()), IndexedPublication::of(&publication));
+            prop_assert_eq!(features(&reference, &indexed, &[Family::Title]), plain_features(&reference, &indexed, &[Family::Title]));
         }
     }
 

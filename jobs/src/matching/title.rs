@@ -92,19 +92,17 @@ pub fn reference_title_keys<W: AsRef<str>>(words: &[W]) -> Vec<u64> {
     keys
 }
 
-/// The share of a title's content words (`title`) found among a reference's distinct content
-/// words (`reference`, sorted), allowing one edit in words of five letters or more (typos and
-/// OCR errors).
-pub fn containment<W: AsRef<str>>(title: &[W], reference: &Lexicon<'_, '_>) -> f64 {
-    if title.is_empty() {
+/// The share of a title's content words found in a reference: each of `title` comes with
+/// whether it is one of the reference's distinct content words, and a word that is not counts
+/// when it has five letters or more and `near` finds a reference word within one edit of it
+/// (typos and OCR errors).
+pub fn containment<'w>(title: impl ExactSizeIterator<Item = (&'w str, bool)>, near: impl Fn(&str) -> bool) -> f64 {
+    let words = title.len();
+    if words == 0 {
         return 0.0;
     }
-    let found = title
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|w| reference.words.binary_search(w).is_ok() || (w.len() >= 5 && reference.has_near(w)))
-        .count();
-    found as f64 / title.len() as f64
+    let found = title.filter(|&(word, exact)| exact || (word.len() >= 5 && near(word))).count();
+    found as f64 / words as f64
 }
 
 /// The bytes of a word as a set, each byte modulo 64. Two words within one edit of each other
@@ -114,34 +112,29 @@ fn letters(word: &str) -> u64 {
     word.bytes().fold(0, |set, byte| set | 1 << (byte & 63))
 }
 
-/// Words to look others up in allowing one edit, with their lengths and byte sets
-/// ([`letters`]), so that most words are told apart from a word without comparing them.
+/// Words to look others up in allowing one edit, with their byte sets ([`letters`]), so that
+/// most words are told apart from a word without comparing them.
 ///
 /// ```
 /// use citeflow_jobs::matching::title::Lexicon;
-/// let words = ["dopamine", "modulates", "responses"];
-/// let lexicon = Lexicon::new(&words);
+/// let lexicon = Lexicon::new(["dopamine", "modulates", "responses"]);
 /// assert!(lexicon.has_near("repsonses") && lexicon.has_near("modulatse"));
 /// assert!(!lexicon.has_near("serotonin"));
 /// ```
-pub struct Lexicon<'w, 'a> {
-    words: &'w [&'a str],
-    letters: Vec<u64>,
+pub struct Lexicon<'a> {
+    words: Vec<(&'a str, u64)>,
 }
 
-impl<'w, 'a> Lexicon<'w, 'a> {
+impl<'a> Lexicon<'a> {
     /// The lexicon of `words`.
-    pub fn new(words: &'w [&'a str]) -> Self {
-        Lexicon { words, letters: words.iter().map(|word| letters(word)).collect() }
+    pub fn new(words: impl IntoIterator<Item = &'a str>) -> Self {
+        Lexicon { words: words.into_iter().map(|word| (word, letters(word))).collect() }
     }
 
     /// Whether a word of the lexicon is within one edit of `word` (see [`one_edit`]).
     pub fn has_near(&self, word: &str) -> bool {
         let set = letters(word);
-        self.words
-            .iter()
-            .zip(&self.letters)
-            .any(|(w, letters)| w.len().abs_diff(word.len()) <= 1 && (letters ^ set).count_ones() <= 2 && one_edit(w, word))
+        self.words.iter().any(|(w, letters)| w.len().abs_diff(word.len()) <= 1 && (letters ^ set).count_ones() <= 2 && one_edit(w, word))
     }
 }
 
@@ -178,8 +171,9 @@ mod tests {
         let mut distinct = content_words(reference);
         distinct.sort();
         distinct.dedup();
-        let distinct: Vec<&str> = distinct.iter().map(String::as_str).collect();
-        containment(&content_words(title), &Lexicon::new(&distinct))
+        let title = content_words(title);
+        let lexicon = Lexicon::new(distinct.iter().map(String::as_str));
+        containment(title.iter().map(|word| (word.as_str(), distinct.binary_search(word).is_ok())), |word| lexicon.has_near(word))
     }
 
     const TITLE: &str = "Dopamine modulates acute responses to cocaine, nicotine and ethanol in Drosophila.";
@@ -221,8 +215,7 @@ mod tests {
             words in proptest::collection::vec("[a-e0-2]{0,7}", 0..12),
             word in "[a-e0-2]{0,7}",
         ) {
-            let words: Vec<&str> = words.iter().map(String::as_str).collect();
-            prop_assert_eq!(Lexicon::new(&words).has_near(&word), words.iter().any(|w| one_edit(w, &word)));
+            prop_assert_eq!(Lexicon::new(words.iter().map(String::as_str)).has_near(&word), words.iter().any(|w| one_edit(w, &word)));
         }
     }
 }
