@@ -12,7 +12,7 @@ use std::cell::OnceCell;
 use std::collections::BTreeSet;
 
 use super::indexed::{IndexedPublication, Numbers};
-use super::title::{containment, is_content_word, Lexicon};
+use super::title::{containment, is_content_word, Lexicon, NEAR_FROM};
 use super::variants::{is_notice, part_number};
 use super::Method;
 
@@ -168,8 +168,9 @@ const SCAFFOLDING: &[&str] = &[
 ///
 /// A reference lives as long as its document, in the arrangements of its candidate pairs, so its
 /// words are packed: one string of every normalised word, and small numbers about them. Its
-/// distinct words, ordered, are its vocabulary; every word is known by its rank there, so that
-/// a pair looks each word of the publication up once and compares numbers from then on.
+/// distinct words, in order of first appearance, are its vocabulary; every word is known by its
+/// rank there, so that a pair looks each word of the publication up once (in a hash table) and
+/// compares numbers from then on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ParsedReference {
     /// Years, volumes and pages written in the reference (without its blocking keys).
@@ -184,7 +185,7 @@ pub struct ParsedReference {
     /// The vocabulary: for each rank, the first position of its word.
     firsts: Box<[u16]>,
     /// The vocabulary by the [`word_hash`] of each word: an open-addressing table, at most half
-    /// full, of rank + 1 (0 is an empty slot).
+    /// full, of rank + 1 (0 is an empty slot; see [`probe`]).
     slots: Box<[u16]>,
     /// For each rank, what its word is: [`CONTENT`], [`OPEN`] and [`NUMBER`] bits.
     kinds: Box<[u8]>,
@@ -204,6 +205,20 @@ fn word_hash(word: &str) -> usize {
     std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::default(), word) as usize
 }
 
+/// Looks `word` up in a vocabulary table (see [`ParsedReference`]'s `slots`), whose words
+/// `word_of` gives by rank: its rank, or the empty slot where it goes.
+fn probe<'w>(slots: &[u16], word: &str, word_of: impl Fn(usize) -> &'w str) -> Result<usize, usize> {
+    let mask = slots.len() - 1;
+    let mut slot = word_hash(word) & mask;
+    loop {
+        match usize::from(slots[slot]).checked_sub(1) {
+            None => return Err(slot),
+            Some(rank) if word_of(rank) == word => return Ok(rank),
+            Some(_) => slot = (slot + 1) & mask,
+        }
+    }
+}
+
 /// A content word (see [`is_content_word`]).
 const CONTENT: u8 = 1;
 /// An open word (see [`ReferenceWords::open`]).
@@ -216,10 +231,10 @@ const NUMBER: u8 = 4;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReferenceWords<'a> {
     all: Vec<&'a str>,
-    /// The content, distinct, open and sorted words, one after the other.
+    /// The content, distinct and open words, one after the other.
     picked: Vec<&'a str>,
-    /// Where each of the four ends in `picked`.
-    ends: [usize; 4],
+    /// Where each of the three ends in `picked`.
+    ends: [usize; 3],
 }
 
 impl<'a> ReferenceWords<'a> {
@@ -233,21 +248,17 @@ impl<'a> ReferenceWords<'a> {
         &self.picked[..self.ends[0]]
     }
 
-    /// The distinct content words, sorted.
+    /// The distinct content words, in order of first appearance.
     pub fn distinct(&self) -> &[&'a str] {
         &self.picked[self.ends[0]..self.ends[1]]
     }
 
-    /// The distinct content words that only a candidate can explain, sorted: not numbers,
-    /// longer than two letters, not citation scaffolding or month names, not words of the
-    /// reference's own links (URLs, DOIs), which say nothing against a candidate.
+    /// The distinct content words that only a candidate can explain, in order of first
+    /// appearance: not numbers, longer than two letters, not citation scaffolding or month
+    /// names, not words of the reference's own links (URLs, DOIs), which say nothing against a
+    /// candidate.
     pub fn open(&self) -> &[&'a str] {
         &self.picked[self.ends[1]..self.ends[2]]
-    }
-
-    /// Every distinct word, sorted.
-    pub fn sorted(&self) -> &[&'a str] {
-        &self.picked[self.ends[2]..self.ends[3]]
     }
 }
 
@@ -276,23 +287,19 @@ impl ParsedReference {
                 small(past - 1)
             })
             .collect();
-        let mut order: Vec<usize> = (0..all.len()).collect();
-        order.sort_by_key(|&at| all[at]);
-        let (mut ranks, mut firsts) = (vec![0; all.len()], Vec::new());
-        for at in order {
-            if firsts.last().is_none_or(|&first: &u16| all[usize::from(first)] != all[at]) {
-                firsts.push(small(at));
-            }
-            ranks[at] = small(firsts.len() - 1);
-        }
-        let mut slots = vec![0; (2 * firsts.len()).next_power_of_two()];
-        let mask = slots.len() - 1;
-        for (rank, &first) in firsts.iter().enumerate() {
-            let mut slot = word_hash(all[usize::from(first)]) & mask;
-            while slots[slot] != 0 {
-                slot = (slot + 1) & mask;
-            }
-            slots[slot] = small(rank + 1);
+        // The vocabulary, in order of first appearance, gathered in the table that finds it.
+        let mut slots = vec![0; (2 * all.len()).next_power_of_two()];
+        let (mut ranks, mut firsts): (Vec<u16>, Vec<u16>) = (Vec::with_capacity(all.len()), Vec::new());
+        for (at, word) in all.iter().enumerate() {
+            let rank = match probe(&slots, word, |rank| all[usize::from(firsts[rank])]) {
+                Ok(rank) => rank,
+                Err(slot) => {
+                    firsts.push(small(at));
+                    slots[slot] = small(firsts.len());
+                    firsts.len() - 1
+                }
+            };
+            ranks.push(small(rank));
         }
         let link_words: BTreeSet<String> = links(reference).flat_map(super::title::content_words).collect();
         let kinds = firsts
@@ -333,15 +340,7 @@ impl ParsedReference {
 
     /// The rank of `word`, if the reference has it.
     fn rank(&self, word: &str) -> Option<usize> {
-        let mask = self.slots.len() - 1;
-        let mut slot = word_hash(word) & mask;
-        loop {
-            let rank = usize::from(self.slots[slot]).checked_sub(1)?;
-            if self.word(rank) == word {
-                return Some(rank);
-            }
-            slot = (slot + 1) & mask;
-        }
+        probe(&self.slots, word, |rank| self.word(rank)).ok()
     }
 
     /// The ranks whose words are of `kind`, in order.
@@ -354,13 +353,11 @@ impl ParsedReference {
         let all: Vec<&str> = (0..self.ends.len()).map(|at| self.word_at(at as u16)).collect();
         let mut picked: Vec<&str> =
             all.iter().zip(&self.ranks).filter(|(_, &rank)| self.kinds[usize::from(rank)] & CONTENT != 0).map(|(word, _)| *word).collect();
-        let mut ends = [picked.len(), 0, 0, 0];
+        let mut ends = [picked.len(), 0, 0];
         picked.extend(self.of_kind(CONTENT).map(|rank| self.word(rank)));
         ends[1] = picked.len();
         picked.extend(self.of_kind(OPEN).map(|rank| self.word(rank)));
         ends[2] = picked.len();
-        picked.extend((0..self.firsts.len()).map(|rank| self.word(rank)));
-        ends[3] = picked.len();
         ReferenceWords { all, picked, ends }
     }
 }
@@ -424,7 +421,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         .count();
     let distinct = OnceCell::new();
     let near_distinct =
-        |word: &str| distinct.get_or_init(|| Lexicon::new(reference.of_kind(CONTENT).map(|rank| reference.word(rank)))).has_near(word);
+        |word: &str| distinct.get_or_init(|| Lexicon::of_long(reference.of_kind(CONTENT).map(|rank| reference.word(rank)))).has_near(word);
     let share = |words: &[&str], ranks: &[Option<usize>]| {
         let found = words.iter().zip(ranks).map(|(word, rank)| (*word, rank.is_some_and(|rank| kind(rank, CONTENT))));
         (containment(found, near_distinct) * 1e6).round() as u32
@@ -462,7 +459,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         .filter(|&rank| {
             let word = reference.word(rank);
             marks[rank] & (JOURNAL | BY_AUTHORS | NEAR_AUTHOR | TITLE) == 0
-                && !(word.len() >= 5 && title.get_or_init(|| Lexicon::new(title_words.iter().copied())).has_near(word))
+                && !(word.len() >= NEAR_FROM && title.get_or_init(|| Lexicon::of_long(title_words.iter().copied())).has_near(word))
         })
         .count();
     Features {
@@ -680,7 +677,7 @@ mod tests {
             !(known(word)
                 || near_authors.contains(word)
                 || title.contains(word)
-                || (word.len() >= 5 && title.iter().any(|t| one_edit(t, word))))
+                || (word.len() >= NEAR_FROM && title.iter().any(|t| one_edit(t, word))))
         });
         Features {
             title_containment: share(&title),

@@ -92,16 +92,20 @@ pub fn reference_title_keys<W: AsRef<str>>(words: &[W]) -> Vec<u64> {
     keys
 }
 
+/// The shortest word that may be found within one edit of another (typos and OCR errors):
+/// shorter words are told apart by one edit too often.
+pub const NEAR_FROM: usize = 5;
+
 /// The share of a title's content words found in a reference: each of `title` comes with
 /// whether it is one of the reference's distinct content words, and a word that is not counts
-/// when it has five letters or more and `near` finds a reference word within one edit of it
-/// (typos and OCR errors).
+/// when it has [`NEAR_FROM`] letters or more and `near` finds a reference word within one edit
+/// of it.
 pub fn containment<'w>(title: impl ExactSizeIterator<Item = (&'w str, bool)>, near: impl Fn(&str) -> bool) -> f64 {
     let words = title.len();
     if words == 0 {
         return 0.0;
     }
-    let found = title.filter(|&(word, exact)| exact || (word.len() >= 5 && near(word))).count();
+    let found = title.filter(|&(word, exact)| exact || (word.len() >= NEAR_FROM && near(word))).count();
     found as f64 / words as f64
 }
 
@@ -129,6 +133,12 @@ impl<'a> Lexicon<'a> {
     /// The lexicon of `words`.
     pub fn new(words: impl IntoIterator<Item = &'a str>) -> Self {
         Lexicon { words: words.into_iter().map(|word| (word, letters(word))).collect() }
+    }
+
+    /// The lexicon of those of `words` that can be within one edit of a word of [`NEAR_FROM`]
+    /// letters or more: the lexicon [`containment`] needs.
+    pub fn of_long(words: impl IntoIterator<Item = &'a str>) -> Self {
+        Lexicon::new(words.into_iter().filter(|word| word.len() + 1 >= NEAR_FROM))
     }
 
     /// Whether a word of the lexicon is within one edit of `word` (see [`one_edit`]).
@@ -209,13 +219,18 @@ mod tests {
     }
 
     proptest! {
-        /// The lexicon finds a word within one edit exactly when comparing with every word does.
+        /// The lexicon finds a word within one edit exactly when comparing with every word does, and
+        /// so does the lexicon of long words for a long word.
         #[test]
         fn the_lexicon_finds_what_comparing_every_word_finds(
             words in proptest::collection::vec("[a-e0-2]{0,7}", 0..12),
             word in "[a-e0-2]{0,7}",
         ) {
-            prop_assert_eq!(Lexicon::new(words.iter().map(String::as_str)).has_near(&word), words.iter().any(|w| one_edit(w, &word)));
+            let near = words.iter().any(|w| one_edit(w, &word));
+            prop_assert_eq!(Lexicon::new(words.iter().map(String::as_str)).has_near(&word), near);
+            if word.len() >= NEAR_FROM {
+                prop_assert_eq!(Lexicon::of_long(words.iter().map(String::as_str)).has_near(&word), near);
+            }
         }
     }
 }
