@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use regex::Regex;
 
 use super::journals::JournalTable;
-use super::text::{first_page, last_page, leading_number, StableHasher};
+use super::text::{first_page, last_page, leading_number, ByText, StableHasher};
 
 /// Most journal-name candidates taken before one volume.
 const MAX_JOURNAL_WORDS: usize = 10;
@@ -110,26 +110,25 @@ struct Patterns {
     year: Regex,
 }
 
-fn patterns() -> &'static Patterns {
-    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
-    PATTERNS.get_or_init(|| Patterns {
-        link: Regex::new(r"(?i)(?:\bhttps?://|\bwww\.|\b10\.\d{4,9}/)\S*").expect("link"),
-        number: Regex::new(r"(?i)\b([a-z]{0,2}\d{1,9})\b(?:\s*[-–—]\s*([a-z]{0,2}\d{1,9})\b)?").expect("number"),
-        label: Regex::new(r"^\s*(?:\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}[.)])").expect("list label"),
-        range_end: Regex::new(r"^\s*[-–—]\s*([A-Za-z]?\d{1,6})").expect("range end"),
-        no_volume: Regex::new(r"(;)\s*:\s*([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b").expect("locator without volume"),
-        colon: Regex::new(
-            r"\b(\d{1,5})\s*(?:(?:Pt|Part|Suppl|Supplement|Spec No)\.?\s*[A-Za-z0-9]{0,4}\s*)?(?:\([^()]{1,15}\))?\s*:\s*(?:[pP]p?\.?\s*)?([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b",
-        )
-        .expect("colon locator"),
-        comma: Regex::new(
-            r"\b(\d{1,5})\s*(?:\([^()]{1,15}\))?\s*,\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6})\s*[-–—]\s*[A-Za-z]?\d",
-        )
-        .expect("comma locator"),
-        chicago: Regex::new(r"\b(\d{1,5}),?\s*no\.\s*[A-Za-z0-9-]{1,8}\s*\([^()]{1,20}\)\s*:\s*([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b")
-            .expect("chicago locator"),
-        year: Regex::new(r"\b(1[89]\d\d|20\d\d)[a-z]?\b").expect("year"),
-    })
+/// The patterns to search `text` with (see [`ByText`]).
+fn patterns(text: &str) -> &'static Patterns {
+    all_patterns().of(text)
+}
+
+/// The locators' patterns, in both compilations.
+fn all_patterns() -> &'static ByText<Patterns> {
+    static PATTERNS: OnceLock<ByText<Patterns>> = OnceLock::new();
+    PATTERNS.get_or_init(|| ByText::new(|regex| Patterns {
+        link: regex(r"(?i)(?:\bhttps?://|\bwww\.|\b10\.\d{4,9}/)\S*"),
+        number: regex(r"(?i)\b([a-z]{0,2}\d{1,9})\b(?:\s*[-–—]\s*([a-z]{0,2}\d{1,9})\b)?"),
+        label: regex(r"^\s*(?:\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}[.)])"),
+        range_end: regex(r"^\s*[-–—]\s*([A-Za-z]?\d{1,6})"),
+        no_volume: regex(r"(;)\s*:\s*([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b"),
+        colon: regex(r"\b(\d{1,5})\s*(?:(?:Pt|Part|Suppl|Supplement|Spec No)\.?\s*[A-Za-z0-9]{0,4}\s*)?(?:\([^()]{1,15}\))?\s*:\s*(?:[pP]p?\.?\s*)?([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b"),
+        comma: regex(r"\b(\d{1,5})\s*(?:\([^()]{1,15}\))?\s*,\s*(?:[pP]p?\.?\s*)?([A-Za-z]?\d{1,6})\s*[-–—]\s*[A-Za-z]?\d"),
+        chicago: regex(r"\b(\d{1,5}),?\s*no\.\s*[A-Za-z0-9-]{1,8}\s*\([^()]{1,20}\)\s*:\s*([A-Za-z]{0,4}\d{1,20}[A-Za-z]?)\b"),
+        year: regex(r"\b(1[89]\d\d|20\d\d)[a-z]?\b"),
+    }))
 }
 
 pub(crate) const MONTHS: &[&str] = &[
@@ -212,7 +211,7 @@ fn journal_candidates(prefix: &str) -> Vec<String> {
 
 /// The years (1800 to 2099) written in a reference, ascending.
 fn reference_years(reference: &str) -> Vec<i32> {
-    let mut years: Vec<i32> = patterns().year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
+    let mut years: Vec<i32> = patterns(reference).year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
     years.sort_unstable();
     years.dedup();
     years
@@ -220,7 +219,7 @@ fn reference_years(reference: &str) -> Vec<i32> {
 
 /// The links (URLs, DOIs) written in `text`.
 pub(crate) fn links(text: &str) -> impl Iterator<Item = &str> {
-    patterns().link.find_iter(text).map(|m| m.as_str())
+    patterns(text).link.find_iter(text).map(|m| m.as_str())
 }
 
 /// Whether `before` ends with a month's name (its last word, whatever its case).
@@ -230,7 +229,7 @@ fn follows_month(before: &str) -> bool {
 
 /// The numbers of a reference and the last pages of its ranges (see [`ReferenceLocators`]).
 fn reference_numbers(reference: &str, years: &[i32]) -> (Vec<String>, Vec<String>) {
-    let patterns = patterns();
+    let patterns = patterns(reference);
     let body_start = patterns.label.find(reference).map_or(0, |label| label.end());
     // The digits of DOIs and URLs are not volumes or pages.
     let body = patterns.link.replace_all(&reference[body_start..], " ");
@@ -284,7 +283,7 @@ type Locator = (usize, Option<String>, String, Option<String>);
 
 /// Reads years, volumes and blocking keys from a reference string.
 pub fn reference_locators(reference: &str, journals: &JournalTable) -> ReferenceLocators {
-    let patterns = patterns();
+    let patterns = patterns(reference);
     let years = reference_years(reference);
     let locator = |c: regex::Captures<'_>| {
         let first = c.get(2)?;
@@ -465,6 +464,16 @@ mod tests {
     use super::super::text::stable_hash;
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// In text whose word characters are ASCII, the locators' patterns with ASCII word
+        /// boundaries find what the patterns as written find.
+        #[test]
+        fn ascii_boundaries_find_the_same_where_words_are_ascii(text in r"[0-9a-zA-Z():;,. /–—“”’©-]{0,80}|[ -~]{0,80}") {
+            let every = |p: &'static Patterns| [&p.link, &p.number, &p.label, &p.range_end, &p.no_volume, &p.colon, &p.comma, &p.chicago, &p.year];
+            prop_assert!(all_patterns().agree(every, &text));
+        }
+    }
 
     fn table() -> JournalTable {
         JournalTable::parse("jbiolchem\tjournal of biological chemistry\n")

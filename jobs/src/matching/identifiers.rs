@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::text::ByText;
+
 /// A normalised publication identifier.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Identifier {
@@ -63,20 +65,24 @@ pub fn normalise_pmcid(pmcid: &str) -> Option<String> {
     normalise_pmid(digits).map(|d| format!("PMC{d}"))
 }
 
-fn patterns() -> &'static (Regex, Regex, Regex) {
-    static PATTERNS: OnceLock<(Regex, Regex, Regex)> = OnceLock::new();
+/// The DOI, PMID and PMCID patterns to search `text` with (see [`ByText`]).
+fn patterns(text: &str) -> &'static (Regex, Regex, Regex) {
+    all_patterns().of(text)
+}
+
+/// The identifiers' patterns, in both compilations.
+fn all_patterns() -> &'static ByText<(Regex, Regex, Regex)> {
+    static PATTERNS: OnceLock<ByText<(Regex, Regex, Regex)>> = OnceLock::new();
     PATTERNS.get_or_init(|| {
-        (
-            Regex::new(r"(?i)\b10\.\d{4,9}/[^\s]+").expect("doi pattern"),
-            Regex::new(r"(?i)\bpmid\s*:?\s*(\d{1,9})\b").expect("pmid pattern"),
-            Regex::new(r"(?i)\bpmc\s*(\d{3,9})\b").expect("pmcid pattern"),
-        )
+        ByText::new(|regex| {
+            (regex(r"(?i)\b10\.\d{4,9}/[^\s]+"), regex(r"(?i)\bpmid\s*:?\s*(\d{1,9})\b"), regex(r"(?i)\bpmc\s*(\d{3,9})\b"))
+        })
     })
 }
 
 /// Every identifier written in a reference string, deduplicated.
 pub fn find_identifiers(reference: &str) -> Vec<Identifier> {
-    let (doi, pmid, pmcid) = patterns();
+    let (doi, pmid, pmcid) = patterns(reference);
     let mut found: Vec<Identifier> = doi
         .find_iter(reference)
         .filter_map(|m| normalise_doi(m.as_str()).map(Identifier::Doi))
@@ -92,6 +98,15 @@ pub fn find_identifiers(reference: &str) -> Vec<Identifier> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// In text whose word characters are ASCII, the identifiers' patterns with ASCII word
+        /// boundaries find what the patterns as written find.
+        #[test]
+        fn ascii_boundaries_find_the_same_where_words_are_ascii(text in r"(pmid|PMC|pmc|10\.1234/|[0-9a-zA-Z:;,. /–“”-]){0,30}|[ -~]{0,80}") {
+            prop_assert!(all_patterns().agree(|(doi, pmid, pmcid)| [doi, pmid, pmcid], &text));
+        }
+    }
 
     #[test]
     fn finds_a_doi_url_and_strips_punctuation() {

@@ -145,6 +145,49 @@ pub fn push_words(out: &mut String, text: &str) {
     }
 }
 
+/// Regular expressions compiled twice: as written, and with ASCII word boundaries for text
+/// whose only word characters are ASCII.
+///
+/// A word boundary (`\b`) is where a word character meets a character that is not one. In
+/// text whose non-ASCII characters (dashes, quotes) are none of them word characters, a Unicode
+/// boundary is an ASCII one, and nothing else in a pattern reads differently, so both find the
+/// same. The regex crate's lazy DFA handles only ASCII boundaries; where a Unicode boundary
+/// meets a non-ASCII byte it falls back to slower engines. So references without accented
+/// letters (most: "39–53" has an en dash, not a word character) are searched by the DFA alone.
+pub(crate) struct ByText<P> {
+    unicode: P,
+    ascii: P,
+}
+
+impl<P> ByText<P> {
+    /// The patterns `make` builds with the compiler it is given, compiled as written and with
+    /// ASCII word boundaries.
+    pub(crate) fn new(make: impl Fn(&dyn Fn(&str) -> regex::Regex) -> P) -> Self {
+        let compile = |pattern: &str| regex::Regex::new(pattern).unwrap_or_else(|error| panic!("the pattern {pattern}: {error}"));
+        ByText { unicode: make(&compile), ascii: make(&|pattern| compile(&pattern.replace(r"\b", r"(?-u:\b)"))) }
+    }
+
+    /// The patterns to search `text` (and any part of it) with.
+    pub(crate) fn of(&self, text: &str) -> &P {
+        let ascii_words = |c: char| c.is_ascii() || !regex_syntax::try_is_word_character(c).unwrap_or(true);
+        if text.is_ascii() || text.chars().all(ascii_words) {
+            &self.ascii
+        } else {
+            &self.unicode
+        }
+    }
+
+    /// Whether both compilations of every pattern of `patterns` find the same matches, with
+    /// the same groups, in `text`.
+    #[cfg(test)]
+    pub(crate) fn agree<'a, const N: usize>(&'a self, patterns: impl Fn(&'a P) -> [&'a regex::Regex; N], text: &str) -> bool {
+        let found = |regex: &regex::Regex| -> Vec<Vec<Option<(usize, usize)>>> {
+            regex.captures_iter(text).map(|c| c.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect()).collect()
+        };
+        patterns(&self.unicode).into_iter().zip(patterns(&self.ascii)).all(|(unicode, ascii)| found(unicode) == found(ascii))
+    }
+}
+
 /// The leading run of digits of `text`, without leading zeros ("050 Suppl" → "50").
 pub fn leading_number(text: &str) -> Option<String> {
     let digits = leading(text, u8::is_ascii_digit);
@@ -193,6 +236,17 @@ pub fn last_page(pages: &str) -> Option<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn text_with_other_word_characters_keeps_unicode_boundaries() {
+        let patterns = ByText::new(|regex| regex(r"\b\d+\b"));
+        let found = |text: &'static str| patterns.of(text).find(text).map(|m| m.as_str());
+        assert_eq!(found("HIF-1α"), None, "α is a word character: 1α is not a number");
+        assert_eq!(found("IL-6 é"), Some("6"));
+        assert_eq!(found("pages 39–53"), Some("39"), "an en dash is not a word character");
+        assert!(patterns.agree(|regex| [regex], "HIF-1 “x” 39–53"));
+        assert!(!patterns.agree(|regex| [regex], "HIF-1α"), "the two compilations differ where words are not ASCII");
+    }
 
     proptest! {
         #[test]
