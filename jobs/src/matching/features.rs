@@ -948,6 +948,19 @@ mod tests {
     }
 
     #[test]
+    fn words_past_the_kept_length_are_left_out() {
+        let text = format!("{}Gastrointestinal systemic sclerosis in mixed connective tissue disease", "ab ".repeat(30_000));
+        let parsed = ParsedReference::of(&text, &JournalTable::default());
+        let words = parsed.words();
+        assert_eq!(words.all().len(), 21_845, "the words that end within 64 KiB");
+        assert!(words.all().iter().all(|word| *word == "ab"));
+        let indexed = IndexedPublication::of(&publication());
+        let found = features(&parsed, &indexed, &[Family::Title]);
+        assert_eq!(found.title_containment, 0, "the title's words were past the cut");
+        assert_eq!(found, plain_features(&parsed, &indexed, &[Family::Title]));
+    }
+
+    #[test]
     fn identifiers_win() {
         assert_eq!(score("anything 1990", &[Family::Identifier(Method::Doi)]), Some((1_000_000, Method::Doi)));
     }
