@@ -209,9 +209,9 @@ fn journal_candidates(prefix: &str) -> Vec<String> {
     candidates
 }
 
-/// The years (1800 to 2099) written in a reference, ascending.
-fn reference_years(reference: &str) -> Vec<i32> {
-    let mut years: Vec<i32> = patterns(reference).year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
+/// The years (1800 to 2099) written in a reference, ascending; `patterns` are its patterns.
+fn reference_years(reference: &str, patterns: &Patterns) -> Vec<i32> {
+    let mut years: Vec<i32> = patterns.year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
     years.sort_unstable();
     years.dedup();
     years
@@ -227,9 +227,9 @@ fn follows_month(before: &str) -> bool {
     before.trim_end().rsplit(|c: char| !c.is_alphabetic()).next().is_some_and(|word| MONTHS.iter().any(|m| m.eq_ignore_ascii_case(word)))
 }
 
-/// The numbers of a reference and the last pages of its ranges (see [`ReferenceLocators`]).
-fn reference_numbers(reference: &str, years: &[i32]) -> (Vec<String>, Vec<String>) {
-    let patterns = patterns(reference);
+/// The numbers of a reference and the last pages of its ranges (see [`ReferenceLocators`]);
+/// `patterns` are its patterns.
+fn reference_numbers(reference: &str, patterns: &Patterns, years: &[i32]) -> (Vec<String>, Vec<String>) {
     let body_start = patterns.label.find(reference).map_or(0, |label| label.end());
     // The digits of DOIs and URLs are not volumes or pages.
     let body = patterns.link.replace_all(&reference[body_start..], " ");
@@ -284,7 +284,7 @@ type Locator = (usize, Option<String>, String, Option<String>);
 /// Reads years, volumes and blocking keys from a reference string.
 pub fn reference_locators(reference: &str, journals: &JournalTable) -> ReferenceLocators {
     let patterns = patterns(reference);
-    let years = reference_years(reference);
+    let years = reference_years(reference, patterns);
     let locator = |c: regex::Captures<'_>| {
         let first = c.get(2)?;
         let last =
@@ -327,7 +327,7 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
             }
         }
     }
-    let (numbers, range_ends) = reference_numbers(reference, &years);
+    let (numbers, range_ends) = reference_numbers(reference, patterns, &years);
     keys.extend(number_pair_keys(&numbers, &years));
     keys.sort();
     keys.dedup();
