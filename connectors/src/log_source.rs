@@ -81,6 +81,11 @@ pub struct EpochSettings {
     pub stop_at_end: bool,
 }
 
+/// How soon a source without room looks again if nothing woke it: flow control wakes it when
+/// the destination finishes epochs, but the dataflow's frontier may reach this worker a moment
+/// later.
+const ROOM_RECHECK: Duration = Duration::from_millis(5);
+
 /// Reads `log` into the dataflow, at most as far ahead of what the job has finished as `flow`
 /// allows, closing epochs as `ticker` says; see the module documentation.
 pub(crate) fn log_source<'scope, L: PartitionedLog>(
@@ -96,6 +101,7 @@ pub(crate) fn log_source<'scope, L: PartitionedLog>(
         let activator = scope.activator_for(info.address.clone());
         log.wake_on_arrival(scope.worker().sync_activator_for(info.address.to_vec()));
         let mut epochs = ticker.source(scope.worker().sync_activator_for(info.address.to_vec()));
+        flow.wake_on_finish(scope.worker().sync_activator_for(info.address.to_vec()));
         let mut capability = Some(capability);
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
@@ -138,9 +144,10 @@ pub(crate) fn log_source<'scope, L: PartitionedLog>(
             }
             // Drained and quiet, the source sleeps: its log wakes it when a message arrives (if it
             // can tell), the ticker when another source closes an epoch, and its heartbeat at the
-            // latest.
+            // latest. Without room, flow control wakes it when the job finishes an epoch.
             match (full, drained.then(|| epochs.quiet_for()).flatten()) {
                 (true, _) => activator.activate(),
+                (false, _) if allowed == 0 => activator.activate_after(ROOM_RECHECK.min(idle_wait)),
                 (false, Some(quiet)) => activator.activate_after(quiet),
                 (false, None) => activator.activate_after(idle_wait),
             }

@@ -16,9 +16,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use timely::dataflow::ProbeHandle;
+use timely::scheduling::SyncActivator;
 
 use crate::time::Epoch;
 
@@ -30,12 +31,14 @@ pub struct Completed {
     handed: Arc<AtomicU64>,
     /// Every epoch before this one is finished (committed, or staged while hydrating).
     done: Arc<AtomicU64>,
+    /// Sources to wake when `done` moves: a source that ran out of room waits for it.
+    waiting: Arc<Mutex<Vec<SyncActivator>>>,
 }
 
 impl Completed {
     /// Nothing finished yet: for the process whose sink will report progress.
     pub fn new() -> Self {
-        Completed { handed: Arc::new(AtomicU64::new(0)), done: Arc::new(AtomicU64::new(0)) }
+        Completed { handed: Arc::new(AtomicU64::new(0)), done: Arc::new(AtomicU64::new(0)), waiting: Arc::new(Mutex::new(Vec::new())) }
     }
 
     /// Never holds a source back: for processes without a sink, whose sources rely on the probe.
@@ -50,9 +53,15 @@ impl Completed {
         self.done.load(Ordering::SeqCst)
     }
 
-    /// The destination has finished every epoch before `frontier` (`None`: everything).
+    /// The destination has finished every epoch before `frontier` (`None`: everything); the
+    /// sources waiting for room are woken if that moves what is done.
     pub fn finish(&self, frontier: Option<Epoch>) {
-        self.done.fetch_max(frontier.unwrap_or(Epoch::MAX), Ordering::SeqCst);
+        let frontier = frontier.unwrap_or(Epoch::MAX);
+        if self.done.fetch_max(frontier, Ordering::SeqCst) < frontier {
+            for source in self.waiting.lock().expect("flow lock").iter() {
+                let _ = source.activate();
+            }
+        }
     }
 
     /// The sink handed the destination a batch with this frontier.
@@ -120,6 +129,12 @@ impl FlowControl {
         }
     }
 
+    /// `waker` wakes the source whenever the destination finishes more epochs, so that a
+    /// source without room reads again as soon as it may.
+    pub fn wake_on_finish(&self, waker: SyncActivator) {
+        self.completed.waiting.lock().expect("flow lock").push(waker);
+    }
+
     /// Records read and not finished.
     pub fn in_flight(&self) -> usize {
         self.total
@@ -159,6 +174,49 @@ mod tests {
             input.advance_to(5);
             worker.step_while(|| probe.less_than(&5));
             assert_eq!(flow.room(), 10, "an advance with nothing to write finishes once the destination is idle");
+        });
+    }
+
+    #[test]
+    fn a_source_waiting_for_room_is_woken_when_the_destination_finishes() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        use timely::container::CapacityContainerBuilder;
+        use timely::dataflow::operators::generic::operator::source;
+
+        timely::execute_directly(|worker| {
+            let completed = Completed::new();
+            let flow = FlowControl::new(ProbeHandle::new(), completed.clone(), 10);
+            let scheduled = Rc::new(Cell::new(0));
+            let counter = scheduled.clone();
+            let stop = Rc::new(Cell::new(false));
+            let stopping = stop.clone();
+            worker.dataflow::<Epoch, _, _>(|scope| {
+                source::<_, CapacityContainerBuilder<Vec<u8>>, _, _>(scope, "Waits", move |capability, info| {
+                    flow.wake_on_finish(scope.worker().sync_activator_for(info.address.to_vec()));
+                    let mut held = Some(capability);
+                    move |_output| {
+                        counter.set(counter.get() + 1);
+                        if stopping.get() {
+                            held = None;
+                        }
+                    }
+                });
+            });
+            for _ in 0..3 {
+                worker.step();
+            }
+            let idle = scheduled.get();
+            worker.step();
+            assert_eq!(scheduled.get(), idle, "nothing wakes an idle source");
+            completed.finish(Some(1));
+            worker.step();
+            assert_eq!(scheduled.get(), idle + 1, "finishing an epoch wakes it");
+            completed.finish(Some(1));
+            worker.step();
+            assert_eq!(scheduled.get(), idle + 1, "finishing nothing new does not");
+            stop.set(true);
+            completed.finish(Some(2));
         });
     }
 
