@@ -198,7 +198,7 @@ mod tests {
                     move |_output| {
                         counter.set(counter.get() + 1);
                         if stopping.get() {
-                            held = None;
+                            drop(held.take());
                         }
                     }
                 });
