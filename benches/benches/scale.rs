@@ -33,7 +33,7 @@ use citeflow_jobs::matching::blocking::publication_keys;
 use citeflow_jobs::matching::indexed::IndexedPublication;
 use citeflow_jobs::matching::journals::JournalTable;
 use citeflow_jobs::matching::{candidate_features, decide, score_pairs};
-use citeflow_jobs::publications::entries;
+use citeflow_jobs::publications::{entries, take_apart};
 use citeflow_jobs::synthetic::{citable, recombined, render, Noise, Rng, STYLES};
 use differential_dataflow::input::Input;
 
@@ -97,7 +97,7 @@ fn main() {
             let (reference_input, references) = scope.new_collection::<(citeflow_jobs::domain::ReferenceKey, String), isize>();
             let journals = Arc::new(JournalTable::bundled());
             let pairs_sink = sink.clone();
-            let pairs = candidate_features(entries(publications, journals.clone()), references, journals)
+            let pairs = candidate_features(take_apart(entries(publications, journals.clone())).1, references, journals)
                 .inspect(move |(_, _, diff)| pairs_sink.lock().unwrap().0 += *diff as usize);
             let decisions_sink = sink.clone();
             let scored = score_pairs(pairs, &matcher.scorer, None).expect("the scorer loads");

@@ -24,7 +24,7 @@ use crate::envelope::{decode, Event, TopicRoles};
 use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, ModelSource, Scorer};
 use crate::periods::{citations_per_period, Dated, DocumentArrival, PeriodLogic};
-use crate::publications::{EntryMaker, PublicationEntry};
+use crate::publications::{take_apart, EntryMaker, PublicationEntry};
 use crate::views::{view_rows, PERIOD_VIEW_IDS};
 use citeflow_connectors::files::watch_file;
 use citeflow_operators::inference::InferenceError;
@@ -192,7 +192,8 @@ pub fn citation_job<'scope>(
     let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
         document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
     });
-    let pairs = candidate_features(publications.clone(), references.clone(), logic.journals);
+    let (publication_rows, indexed) = take_apart(publications);
+    let pairs = candidate_features(indexed, references.clone(), logic.journals);
     let new_rules = match (&logic.config_file, &logic.watch_files) {
         (Some(path), Some(ticker)) => {
             let origin = path.display().to_string();
@@ -213,7 +214,7 @@ pub fn citation_job<'scope>(
     }
     let cited = decisions[0].1.clone().map(|((document, _), candidate)| (document, candidate.publication));
     let periods = citations_per_period(arrivals, document_positions, cited, logic.periods, replay.as_ref(), PERIOD_VIEW_IDS);
-    let views = view_rows(publications, documents, references, decisions).concat(periods.rows);
+    let views = view_rows(publication_rows, documents, references, decisions).concat(periods.rows);
     Ok(JobOutputs { views, positions, dead_letters: dead_letters.concat(periods.dead_letters) })
 }
 

@@ -25,7 +25,7 @@ use crate::loader::{envelope, publication_key};
 use crate::matching::features::{Features, FEATURE_NAMES};
 use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, candidates, decide, Candidate, DecisionRule, Scorer};
-use crate::publications::entries;
+use crate::publications::{entries, take_apart};
 
 /// One labelled reference.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -258,7 +258,7 @@ pub fn match_references(
 pub fn candidate_pairs(publications: Vec<Publication>, references: &[LabelledReference]) -> Vec<(usize, (String, Features))> {
     let journals = Arc::new(JournalTable::bundled());
     run_dataflow(publications, references, move |publications, references| {
-        candidate_features(entries(publications, journals.clone()), references, journals.clone())
+        candidate_features(take_apart(entries(publications, journals.clone())).1, references, journals.clone())
     })
 }
 

@@ -14,15 +14,17 @@
 use std::sync::Arc;
 
 use citeflow_engine::rows::{CopyLine, Row};
+use citeflow_operators::unzip::flat_unzip;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
 
 use crate::domain::Publication;
 use crate::matching::bibliographic::JournalForms;
-use crate::matching::blocking::{publication_keys, BlockingKey};
+use crate::matching::blocking::{publication_keys, BlockingKey, PublicationKey};
 use crate::matching::indexed::{IndexedPublication, JournalNames};
 use crate::matching::journals::JournalTable;
+use crate::matching::IndexedPublications;
 use crate::views::publication_row;
 
 /// One publication as the job keeps it (see the module documentation).
@@ -78,4 +80,19 @@ pub fn entries<'scope, T: Timestamp>(
         let entry = maker.entry(&publication);
         (id, entry)
     })
+}
+
+/// `entries` taken apart for their readers, each part moved to its collection rather than
+/// every reader getting a clone of every entry: the rows of `publications`, and what matching
+/// reads (see [`flat_unzip`]).
+pub fn take_apart<'scope, T: Timestamp>(
+    entries: VecCollection<'scope, T, (String, PublicationEntry)>,
+) -> (VecCollection<'scope, T, Row>, IndexedPublications<'scope, T>) {
+    let (rows, indexed) = flat_unzip(entries, "Publication rows", |(id, entry): (String, PublicationEntry)| {
+        (Some(entry.row), Some((PublicationKey::of(&id), entry.record, entry.keys)))
+    });
+    let (keys, records) = flat_unzip(indexed, "Publication keys and records", |(publication, record, keys)| {
+        (keys.into_vec().into_iter().map(move |key| (key, publication)), Some((publication, record)))
+    });
+    (rows, IndexedPublications { keys, records })
 }

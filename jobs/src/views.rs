@@ -14,7 +14,6 @@ use citeflow_engine::progress::{WATERMARKS_VIEW, WATERMARK_LOG_VIEW};
 use crate::domain::{PolicyDocument, Publication, ReferenceKey};
 use crate::matching::Candidate;
 use crate::periods::{PeriodViewIds, CITATIONS_PER_PERIOD};
-use crate::publications::PublicationEntry;
 
 /// `publications`: one row per publication, with a full-text search column.
 pub const PUBLICATIONS: ViewSchema = ViewSchema {
@@ -330,9 +329,10 @@ impl ViewRow for ComparisonRow {
 pub type MatcherDecisions<'scope, T> = (String, VecCollection<'scope, T, (ReferenceKey, Candidate)>);
 
 /// The rows of every view, derived from the job's collections and the decisions of each
-/// matcher (the first is primary: its citations are the ones counted per publication).
+/// matcher (the first is primary: its citations are the ones counted per publication); the
+/// rows of `publications` come made, from the publications' entries.
 pub fn view_rows<'scope, T>(
-    publications: VecCollection<'scope, T, (String, PublicationEntry)>,
+    publication_rows: VecCollection<'scope, T, Row>,
     documents: VecCollection<'scope, T, (String, PolicyDocument)>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     decisions: Vec<MatcherDecisions<'scope, T>>,
@@ -342,7 +342,7 @@ where
 {
     let primary = decisions.first().map(|(name, _)| name.clone()).unwrap_or_default();
     let tagged = differential_dataflow::collection::concatenate(
-        publications.scope(),
+        publication_rows.scope(),
         decisions.iter().map(|(name, collection)| {
             let name = name.clone();
             collection.clone().map(move |(reference, candidate)| (reference, (name.clone(), candidate)))
@@ -363,8 +363,7 @@ where
         citations: *citations,
         citing_documents: *citing_documents,
     });
-    let mut rows = publications
-        .map(|(_, entry)| entry.row)
+    let mut rows = publication_rows
         .concat(encode(documents.map(|(_, d)| DocumentRow(d)), POLICY_DOCUMENTS_ID, &POLICY_DOCUMENTS))
         .concat(encode(citations, CITATIONS_ID, &CITATIONS))
         .concat(encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS));

@@ -33,11 +33,12 @@ use timely::progress::Timestamp;
 use differential_dataflow::lattice::Lattice;
 
 use crate::domain::{Publication, ReferenceKey};
-use crate::publications::{entries, PublicationEntry};
+use crate::publications::{entries, take_apart};
 use bibliographic::{publication_keys, reference_locators, JournalForms, PublicationLocators};
 use blocking::{BlockingKey, PublicationKey, ReferenceId};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
+use indexed::IndexedPublication;
 use journals::JournalTable;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
@@ -112,6 +113,15 @@ pub fn publication_blocking_keys(publication: &Publication, forms: &mut JournalF
     publication_keys(locators, &forms.of(locators.journals))
 }
 
+/// What matching reads of the publications, each part in its own collection (made by
+/// [`crate::publications::take_apart`], which moves the parts rather than cloning entries).
+pub struct IndexedPublications<'scope, T: Timestamp> {
+    /// Every blocking key of every publication.
+    pub keys: VecCollection<'scope, T, (BlockingKey, PublicationKey)>,
+    /// The record the features read, per publication.
+    pub records: VecCollection<'scope, T, (PublicationKey, IndexedPublication)>,
+}
+
 /// Candidate pairs for every reference with their features: pairs that share a blocking key
 /// (identifiers, bibliographic keys, title keys or author keys; see [`blocking`]), one pair
 /// per (reference, publication) with every family that found it.
@@ -122,18 +132,14 @@ pub fn publication_blocking_keys(publication: &Publication, forms: &mut JournalF
 /// references' side, so a common key costs its count, not its pairs; the counts are read from
 /// the shared arrangement, not from a copy of the keys.
 pub fn candidate_features<'scope, T>(
-    publications: VecCollection<'scope, T, (String, PublicationEntry)>,
+    publications: IndexedPublications<'scope, T>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     journals: Arc<JournalTable>,
 ) -> VecCollection<'scope, T, (ReferenceKey, (String, Features))>
 where
     T: Timestamp + Lattice + TotalOrder + Ord,
 {
-    let publication_keys = publications.clone().flat_map(|(id, entry)| {
-        let publication_key = PublicationKey::of(&id);
-        entry.keys.into_vec().into_iter().map(move |key| (key, publication_key))
-    });
-    let index = publication_keys.arrange_compact_named("Arrange: publication keys");
+    let index = publications.keys.arrange_compact_named("Arrange: publication keys");
     let common = keys_over_limit(index.clone(), |key: &BlockingKey| key.limit());
 
     // A reference is parsed once, for its keys and its features. A parsed reference and a
@@ -158,8 +164,7 @@ where
             output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
         });
     let parsed = parsed.map(|(reference, (id, _, parsed))| (id, (reference, parsed)));
-    let records =
-        publications.map(|(id, entry)| (PublicationKey::of(&id), entry.record)).arrange_compact_named("Arrange: publication records");
+    let records = publications.records.arrange_compact_named("Arrange: publication records");
     families
         .map(|((reference, publication), families)| (reference, (publication, families)))
         .arrange_compact_named("Arrange: candidate pairs by reference")
@@ -245,7 +250,8 @@ pub fn candidates<'scope, T>(
 where
     T: Timestamp + Lattice + Ord + TotalOrder,
 {
-    score_pairs(candidate_features(entries(publications, journals.clone()), references, journals), scorer, replacements)
+    let (_, indexed) = take_apart(entries(publications, journals.clone()));
+    score_pairs(candidate_features(indexed, references, journals), scorer, replacements)
 }
 
 /// Scores candidate pairs with `scorer` (see [`candidates`]); several matchers can score the
