@@ -7,7 +7,9 @@
 //! is in PostgreSQL; the dataflow need not hold it too), and its record and keys, which the
 //! retraction of its candidate keys needs. So the state of a publication is a few hundred bytes
 //! whatever its title, authors and journal, and a restart's replay, which emits every kept
-//! value at its end, copies no text.
+//! value at its end, copies no text. After the upsert, [`take_apart`] moves each part of an
+//! entry to the operators that read it (the view's rows, the keys, the record), so no reader
+//! gets a clone of a whole entry.
 //!
 //! [`kept`]: PublicationEntry::kept
 

@@ -250,8 +250,7 @@ pub fn candidates<'scope, T>(
 where
     T: Timestamp + Lattice + Ord + TotalOrder,
 {
-    let (_, indexed) = take_apart(entries(publications, journals.clone()));
-    score_pairs(candidate_features(indexed, references, journals), scorer, replacements)
+    score_pairs(candidate_features(take_apart(entries(publications, journals.clone())).1, references, journals), scorer, replacements)
 }
 
 /// Scores candidate pairs with `scorer` (see [`candidates`]); several matchers can score the
