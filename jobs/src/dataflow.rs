@@ -7,9 +7,10 @@ use std::sync::Arc;
 use citeflow_connectors::kafka::source::{KafkaMessage, SourceEvent};
 use citeflow_engine::metrics::metrics;
 use citeflow_engine::replay::ReplayEnd;
-use citeflow_engine::rows::Row;
+use citeflow_engine::rows::{CopyLine, Row};
 use citeflow_engine::sink::{DeadLetter, HydrationTarget, SourcePosition};
 use citeflow_engine::time::{Epoch, EpochTicker};
+use citeflow_operators::unzip::flat_unzip;
 use citeflow_operators::upsert::{upsert, upsert_keeping, upsert_replaying, Upsert};
 use citeflow_operators::validate::validate;
 use citeflow_operators::watermark::Observation;
@@ -25,7 +26,7 @@ use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, ModelSource, Scorer};
 use crate::periods::{citations_per_period, Dated, DocumentArrival, PeriodLogic};
 use crate::publications::{take_apart, EntryMaker, PublicationEntry};
-use crate::views::{view_rows, PERIOD_VIEW_IDS};
+use crate::views::{document_row, view_rows, PERIOD_VIEW_IDS};
 use citeflow_connectors::files::watch_file;
 use citeflow_operators::inference::InferenceError;
 
@@ -189,9 +190,14 @@ pub fn citation_job<'scope>(
     });
     let documents = upsert_replaying(documents.map(|(upsert, _)| upsert), replay.as_ref());
 
-    let references: VecCollection<'scope, Epoch, (ReferenceKey, String)> = documents.clone().flat_map(|(id, document)| {
-        document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text))
-    });
+    // A document's row and its references, each moved to its readers rather than the whole
+    // document cloned for each.
+    let mut scratch = CopyLine::default();
+    let (document_rows, references): (_, VecCollection<'scope, Epoch, (ReferenceKey, String)>) =
+        flat_unzip(documents, "Policy document rows", move |(id, document): (String, PolicyDocument)| {
+            let row = document_row(&document, &mut scratch);
+            (Some(row), document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text)))
+        });
     let (publication_rows, indexed) = take_apart(publications);
     let pairs = candidate_features(indexed, references.clone(), logic.journals);
     let new_rules = match (&logic.config_file, &logic.watch_files) {
@@ -214,7 +220,7 @@ pub fn citation_job<'scope>(
     }
     let cited = decisions[0].1.clone().map(|((document, _), candidate)| (document, candidate.publication));
     let periods = citations_per_period(arrivals, document_positions, cited, logic.periods, replay.as_ref(), PERIOD_VIEW_IDS);
-    let views = view_rows(publication_rows, documents, references, decisions).concat(periods.rows);
+    let views = view_rows(publication_rows, document_rows, references, decisions).concat(periods.rows);
     Ok(JobOutputs { views, positions, dead_letters: dead_letters.concat(periods.dead_letters) })
 }
 

@@ -242,13 +242,17 @@ impl ViewRow for PublicationRow<'_> {
     }
 }
 
-/// A row of `policy_documents`.
-#[derive(Clone, Debug)]
-struct DocumentRow(PolicyDocument);
+/// The row of `policy_documents` of `document`, built in `scratch`.
+pub(crate) fn document_row(document: &PolicyDocument, scratch: &mut CopyLine) -> Row {
+    encode_row(POLICY_DOCUMENTS_ID, &POLICY_DOCUMENTS, &DocumentRow(document), scratch)
+}
 
-impl ViewRow for DocumentRow {
+/// A row of `policy_documents`.
+struct DocumentRow<'a>(&'a PolicyDocument);
+
+impl ViewRow for DocumentRow<'_> {
     fn write(&self, line: &mut CopyLine) {
-        let d = &self.0;
+        let d = self.0;
         line.text(&d.id)
             .text(&d.organisation)
             .text(&d.title)
@@ -330,10 +334,10 @@ pub type MatcherDecisions<'scope, T> = (String, VecCollection<'scope, T, (Refere
 
 /// The rows of every view, derived from the job's collections and the decisions of each
 /// matcher (the first is primary: its citations are the ones counted per publication); the
-/// rows of `publications` come made, from the publications' entries.
+/// rows of `publications` and `policy_documents` come made, as the inputs are taken apart.
 pub fn view_rows<'scope, T>(
     publication_rows: VecCollection<'scope, T, Row>,
-    documents: VecCollection<'scope, T, (String, PolicyDocument)>,
+    document_rows: VecCollection<'scope, T, Row>,
     references: VecCollection<'scope, T, (ReferenceKey, String)>,
     decisions: Vec<MatcherDecisions<'scope, T>>,
 ) -> VecCollection<'scope, T, Row>
@@ -363,10 +367,8 @@ where
         citations: *citations,
         citing_documents: *citing_documents,
     });
-    let mut rows = publication_rows
-        .concat(encode(documents.map(|(_, d)| DocumentRow(d)), POLICY_DOCUMENTS_ID, &POLICY_DOCUMENTS))
-        .concat(encode(citations, CITATIONS_ID, &CITATIONS))
-        .concat(encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS));
+    let counts = encode(counts, COUNTS_ID, &PUBLICATION_CITATION_COUNTS);
+    let mut rows = publication_rows.concat(document_rows).concat(encode(citations, CITATIONS_ID, &CITATIONS)).concat(counts);
     if let [(a, _), (b, _)] = &decisions[..] {
         let matchers = (a.clone(), b.clone());
         let comparison = tagged.reduce_total_named("Matcher comparison", move |reference, chosen, output| {
