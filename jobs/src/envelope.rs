@@ -4,6 +4,9 @@
 
 use citeflow_connectors::kafka::source::KafkaMessage;
 use citeflow_engine::sink::DeadLetter;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -100,6 +103,118 @@ struct Envelope<'a> {
     schema_version: Option<Value>,
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
+}
+
+/// The fields of an [`Envelope`], as [`InPlace`] reads them.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    EventType,
+    SchemaVersion,
+    Payload,
+    #[serde(other)]
+    Other,
+}
+
+/// Reads an envelope of event type `expected` and the current schema version, decoding its
+/// payload into `P` where it stands (before or after those fields: the topic says what the
+/// payload should be): one pass over the message, where [`Envelope`] reads the payload once to
+/// find its end and once more to decode it. Any other message — a field missing or repeated,
+/// another event type or version, a payload that does not decode — is an error here, and
+/// [`Envelope`] then decodes it and says what is wrong (an envelope's faults before its
+/// payload's).
+struct InPlace<P> {
+    expected: &'static str,
+    payload: PhantomData<P>,
+}
+
+impl<'de, P: Deserialize<'de>> DeserializeSeed<'de> for InPlace<P> {
+    type Value = P;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<P, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, P: Deserialize<'de>> Visitor<'de> for InPlace<P> {
+    type Value = P;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(formatter, "a {} envelope with its event type and schema version first", self.expected)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<P, A::Error> {
+        let (mut event_type, mut version, mut payload) = (false, false, None);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::EventType if !event_type => {
+                    if map.next_value::<String>()? != self.expected {
+                        return Err(A::Error::custom("another event type"));
+                    }
+                    event_type = true;
+                }
+                Field::SchemaVersion if !version => {
+                    if map.next_value::<u64>()? != u64::from(CURRENT_SCHEMA_VERSION) {
+                        return Err(A::Error::custom("another schema version"));
+                    }
+                    version = true;
+                }
+                Field::Payload if payload.is_none() => payload = Some(map.next_value()?),
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => return Err(A::Error::custom("a repeated field")),
+            }
+        }
+        match payload {
+            Some(payload) if event_type && version => Ok(payload),
+            _ => Err(A::Error::custom("a missing field")),
+        }
+    }
+}
+
+/// The payload of the envelope `bytes`, of event type `expected`, as `P`: read in place when
+/// the envelope and its payload are valid ([`InPlace`]); otherwise the envelope is checked
+/// field by field and `parse` decodes its payload, to say why the message is refused.
+fn payload<P: DeserializeOwned>(
+    bytes: &[u8],
+    topic: &str,
+    expected: &'static str,
+    parse: impl FnOnce(&RawValue) -> Result<P, Rejection>,
+) -> Result<P, Rejection> {
+    // [`Envelope`] refuses a payload that is not UTF-8 even where `P` ignores it.
+    let in_place = std::str::from_utf8(bytes).ok().and_then(|text| {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let payload = InPlace { expected, payload: PhantomData }.deserialize(&mut deserializer).ok()?;
+        deserializer.end().ok().map(|()| payload)
+    });
+    match in_place {
+        Some(payload) => Ok(payload),
+        None => parse(enveloped(bytes, topic, expected)?),
+    }
+}
+
+/// The payload of the envelope `bytes`, once its event type (`expected` on `topic`) and schema
+/// version are checked.
+fn enveloped<'a>(bytes: &'a [u8], topic: &str, expected: &str) -> Result<&'a RawValue, Rejection> {
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| reject("invalid_json", format!("not a JSON envelope: {e}")))?;
+    let event_type = envelope.event_type.ok_or_else(|| reject("missing_field", "event_type is missing"))?;
+    let version = match envelope.schema_version {
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| reject("unsupported_schema_version", format!("schema_version {n}")))?,
+        Some(other) => return Err(reject("unsupported_schema_version", format!("schema_version {other}"))),
+        None => return Err(reject("missing_field", "schema_version is missing")),
+    };
+    let payload = envelope.payload.ok_or_else(|| reject("missing_field", "payload is missing"))?;
+    if event_type != PUBLICATION_EVENT && event_type != DOCUMENT_EVENT {
+        return Err(reject("unknown_event_type", format!("event_type `{event_type}`")));
+    }
+    if event_type != expected {
+        return Err(reject("wrong_topic", format!("event_type `{event_type}` does not belong on {topic}")));
+    }
+    if version != u64::from(CURRENT_SCHEMA_VERSION) {
+        return Err(reject("unsupported_schema_version", format!("{event_type} schema_version {version}")));
+    }
+    Ok(payload)
 }
 
 #[derive(Deserialize)]
@@ -199,8 +314,12 @@ fn truncated(mut text: String, limit: usize) -> String {
     text
 }
 
+/// `value` trimmed, `None` when empty; a value without spaces around it is kept as it is.
 fn non_empty(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    let value = value?;
+    let trimmed = value.trim();
+    let value = if trimmed.len() == value.len() { value } else { trimmed.to_string() };
+    (!value.is_empty()).then_some(value)
 }
 
 fn year_of(value: Option<Value>) -> Result<Option<i32>, Rejection> {
@@ -216,9 +335,11 @@ fn year_of(value: Option<Value>) -> Result<Option<i32>, Rejection> {
     }
 }
 
-fn publication_v1(payload: &RawValue) -> Result<Publication, Rejection> {
-    let record: EpmcRecordV1 =
-        serde_json::from_str(payload.get()).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))?;
+fn parse_publication_v1(payload: &RawValue) -> Result<EpmcRecordV1, Rejection> {
+    serde_json::from_str(payload.get()).map_err(|e| reject("invalid_field", format!("publication payload: {e}")))
+}
+
+fn publication_v1(record: EpmcRecordV1) -> Result<Publication, Rejection> {
     let pmid =
         non_empty(record.pmid).map(|p| normalise_pmid(&p).ok_or_else(|| reject("invalid_field", "pmid is not a number"))).transpose()?;
     let pmcid =
@@ -257,12 +378,15 @@ fn publication_v1(payload: &RawValue) -> Result<Publication, Rejection> {
     })
 }
 
-fn document_v1(payload: &RawValue) -> Result<PolicyDocument, Rejection> {
-    let raw: PolicyDocumentV1 = serde_json::from_str(payload.get()).map_err(|e| {
+fn parse_document_v1(payload: &RawValue) -> Result<PolicyDocumentV1, Rejection> {
+    serde_json::from_str(payload.get()).map_err(|e| {
         let message = e.to_string();
         let reason = if message.starts_with("missing field") { "missing_field" } else { "invalid_field" };
         reject(reason, format!("policy document payload: {message}"))
-    })?;
+    })
+}
+
+fn document_v1(raw: PolicyDocumentV1) -> Result<PolicyDocument, Rejection> {
     // What `parse_rfc3339` accepts (years 1 to 9999 in UTC) is what PostgreSQL's `timestamptz` holds.
     let published = parse_rfc3339(&raw.published_at).ok_or_else(|| {
         reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date in years 1 to 9999", raw.published_at))
@@ -300,29 +424,11 @@ fn decode_event(message: &KafkaMessage, roles: &TopicRoles) -> Result<Event, Rej
     let Some(bytes) = &message.payload else {
         return Ok(if is_publications { Event::Publication(key, None) } else { Event::Document(key, None) });
     };
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| reject("invalid_json", format!("not a JSON envelope: {e}")))?;
-    let event_type = envelope.event_type.ok_or_else(|| reject("missing_field", "event_type is missing"))?;
-    let version = match envelope.schema_version {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| reject("unsupported_schema_version", format!("schema_version {n}")))?,
-        Some(other) => return Err(reject("unsupported_schema_version", format!("schema_version {other}"))),
-        None => return Err(reject("missing_field", "schema_version is missing")),
-    };
-    let payload = envelope.payload.ok_or_else(|| reject("missing_field", "payload is missing"))?;
-    let expected = if is_publications { PUBLICATION_EVENT } else { DOCUMENT_EVENT };
-    if event_type != PUBLICATION_EVENT && event_type != DOCUMENT_EVENT {
-        return Err(reject("unknown_event_type", format!("event_type `{event_type}`")));
-    }
-    if event_type != expected {
-        return Err(reject("wrong_topic", format!("event_type `{event_type}` does not belong on {}", message.topic)));
-    }
-    if version != u64::from(CURRENT_SCHEMA_VERSION) {
-        return Err(reject("unsupported_schema_version", format!("{event_type} schema_version {version}")));
-    }
     let event = if is_publications {
-        let publication = publication_v1(payload)?;
+        let publication = publication_v1(payload(bytes, &message.topic, PUBLICATION_EVENT, parse_publication_v1)?)?;
         Event::Publication(publication.id.clone(), Some(publication))
     } else {
-        let mut document = document_v1(payload)?;
+        let mut document = document_v1(payload(bytes, &message.topic, DOCUMENT_EVENT, parse_document_v1)?)?;
         roles.future.apply(&mut document, message)?;
         if document.id.is_empty() {
             return Err(reject("empty_id", "the document id is empty"));
@@ -473,6 +579,93 @@ mod tests {
         let (event, _) = decode(message("docs", "d", Some(payload)), &roles()).unwrap();
         let Event::Document(_, Some(document)) = event else { panic!() };
         assert_eq!(document.references, vec!["First reference here.", "Second reference here."]);
+    }
+
+    /// What decoding `bytes` on `topic` as a publication and as a policy document gives:
+    /// through [`payload`], or (`in_place` false) through the checked [`Envelope`] alone.
+    fn decoded(bytes: &[u8], topic: &str, in_place: bool) -> [Result<String, (&'static str, String)>; 2] {
+        let publication = if in_place {
+            payload(bytes, topic, PUBLICATION_EVENT, parse_publication_v1)
+        } else {
+            enveloped(bytes, topic, PUBLICATION_EVENT).and_then(parse_publication_v1)
+        };
+        let document = if in_place {
+            payload(bytes, topic, DOCUMENT_EVENT, parse_document_v1)
+        } else {
+            enveloped(bytes, topic, DOCUMENT_EVENT).and_then(parse_document_v1)
+        };
+        let publication = publication.and_then(publication_v1).map(|p| format!("{p:?}"));
+        let document = document.and_then(document_v1).map(|d| format!("{d:?}"));
+        [publication, document].map(|result| result.map_err(|Rejection { reason, detail }| (reason, detail)))
+    }
+
+    #[test]
+    fn a_valid_envelope_is_read_in_place_whatever_the_order_of_its_fields() {
+        let read = |bytes: &[u8]| {
+            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+            InPlace::<EpmcRecordV1> { expected: PUBLICATION_EVENT, payload: PhantomData }.deserialize(&mut deserializer).ok()
+        };
+        let fields = [r#""event_type":"publication""#, r#""schema_version":1"#, r#""payload":{"pmid":"1","title":" T "}"#, r#""x":[1]"#];
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+            let bytes = format!("{{{}}}", order.map(|field| fields[field]).join(","));
+            let record = read(bytes.as_bytes()).expect("read in place");
+            assert_eq!((record.pmid.as_deref(), record.title.as_deref()), (Some("1"), Some(" T ")));
+        }
+        let another_version = br#"{"payload":{"pmid":"1"},"event_type":"publication","schema_version":2}"#;
+        assert!(read(another_version).is_none());
+        assert_eq!(decoded(another_version, "pubs", true), decoded(another_version, "pubs", false));
+        // Bytes that are not UTF-8 in a field the record ignores: the payload is refused, an
+        // unknown field of the envelope is not.
+        for (at, accepted) in [(r#"{"payload":{"pmid":"1","x":"?"},"#, false), (r#"{"x":"?","payload":{"pmid":"1"},"#, true)] {
+            let mut bytes = format!(r#"{at}"event_type":"publication","schema_version":1}}"#).into_bytes();
+            let question = bytes.iter().position(|b| *b == b'?').expect("a mark");
+            bytes[question] = 0xff;
+            let [publication, _] = decoded(&bytes, "pubs", true);
+            assert_eq!(publication.as_ref().map_err(|(reason, _)| *reason).err(), (!accepted).then_some("invalid_json"));
+            assert_eq!(decoded(&bytes, "pubs", true), decoded(&bytes, "pubs", false));
+        }
+    }
+
+    proptest::proptest! {
+        /// Envelopes with their fields in any order, missing or repeated, any event type or
+        /// version, valid and invalid payloads: reading in place decodes or refuses each exactly
+        /// as the checked envelope does, with the same reason and detail.
+        #[test]
+        fn reading_in_place_decodes_and_refuses_as_the_checked_envelope_does(
+            values in proptest::array::uniform3(proptest::prop_oneof![2 => 0usize..2, 1 => 0usize..6]),
+            extra in proptest::collection::vec((0usize..4, 0usize..6, 0usize..5), 0..3),
+            swap in proptest::option::of((0usize..5, 0usize..5)),
+            trailing in proptest::sample::select(vec!["", " ", " x", "}"]),
+            topic in proptest::sample::select(vec!["pubs", "docs"]),
+        ) {
+            const EVENT_TYPES: [&str; 6] = [r#""publication""#, r#""policy_document""#, r#""nope""#, "null", "1", r#""publ\u0069cation""#];
+            const VERSIONS: [&str; 6] = ["1", "2", r#""1""#, "1.0", "null", "-1"];
+            const PAYLOADS: [&str; 6] = [
+                r#"{"pmid":"12","title":" A title ","authors":[{"LastName":"Smith"}],"pubYear":"2001"}"#,
+                r#"{"id":"d","organisation":"o","title":"t","published_at":"2020-01-01T00:00:00Z","references":["a","b"]}"#,
+                r#"{"pmid":"x"}"#,
+                r#"{"id":"d","title":"t"}"#,
+                "null",
+                r#"{"pmid":"1","pubYear":{"nested":[1,2]}}"#,
+            ];
+            let member = |field: usize, value: usize| match field {
+                0 => format!(r#""event_type":{}"#, EVENT_TYPES[value]),
+                1 => format!(r#""schema_version":{}"#, VERSIONS[value]),
+                2 => format!(r#""payload":{}"#, PAYLOADS[value]),
+                _ => format!(r#""other{value}":{}"#, PAYLOADS[value]),
+            };
+            // The order producers write, then fields added (repeated or unknown) and two swapped.
+            let mut members: Vec<String> = values.iter().enumerate().map(|(field, &value)| member(field, value)).collect();
+            for &(field, value, at) in &extra {
+                members.insert(at.min(members.len()), member(field, value));
+            }
+            if let Some((a, b)) = swap {
+                let last = members.len() - 1;
+                members.swap(a.min(last), b.min(last));
+            }
+            let bytes = format!("{{{}}}{trailing}", members.join(","));
+            proptest::prop_assert_eq!(decoded(bytes.as_bytes(), topic, true), decoded(bytes.as_bytes(), topic, false));
+        }
     }
 
     #[test]
