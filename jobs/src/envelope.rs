@@ -314,12 +314,19 @@ fn truncated(mut text: String, limit: usize) -> String {
     text
 }
 
-/// `value` trimmed, `None` when empty; a value without spaces around it is kept as it is.
-fn non_empty(value: Option<String>) -> Option<String> {
-    let value = value?;
+/// `value` trimmed; a value without spaces around it is kept as it is, not copied.
+fn trimmed(value: String) -> String {
     let trimmed = value.trim();
-    let value = if trimmed.len() == value.len() { value } else { trimmed.to_string() };
-    (!value.is_empty()).then_some(value)
+    if trimmed.len() == value.len() {
+        value
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// `value` trimmed, `None` when empty.
+fn non_empty(value: Option<String>) -> Option<String> {
+    Some(trimmed(value?)).filter(|value| !value.is_empty())
 }
 
 fn year_of(value: Option<Value>) -> Result<Option<i32>, Rejection> {
@@ -392,18 +399,18 @@ fn document_v1(raw: PolicyDocumentV1) -> Result<PolicyDocument, Rejection> {
         reject("invalid_field", format!("published_at `{}` is not an RFC 3339 date in years 1 to 9999", raw.published_at))
     })?;
     let references: Vec<String> = match raw.references {
-        ReferencesV1::List(list) => list.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+        ReferencesV1::List(list) => list.into_iter().map(trimmed).filter(|r| !r.is_empty()).collect(),
         ReferencesV1::Section(section) => split_reference_section(&section),
     };
     if references.len() > MAX_REFERENCES {
         return Err(reject("too_large", format!("{} references; at most {MAX_REFERENCES} per document", references.len())));
     }
-    let organisation = raw.organisation.trim().to_string();
+    let organisation = trimmed(raw.organisation);
     bounded("organisation", &organisation)?;
     Ok(PolicyDocument {
-        id: raw.id.trim().to_string(),
+        id: trimmed(raw.id),
         organisation,
-        title: truncated(raw.title.trim().to_string(), MAX_TEXT_BYTES),
+        title: truncated(trimmed(raw.title), MAX_TEXT_BYTES),
         url: text(raw.url),
         published_at: format_rfc3339(published),
         references: references.into_iter().map(|r| truncated(r, MAX_REFERENCE_BYTES)).collect(),
@@ -565,6 +572,16 @@ mod tests {
         assert_eq!(publication.title.map(|t| t.len()), Some(MAX_TEXT_BYTES));
         assert_eq!(publication.journal_title.map(|t| t.len()), Some(MAX_TEXT_BYTES));
         assert_eq!(publication.authors.len(), MAX_AUTHORS);
+    }
+
+    #[test]
+    fn text_around_a_documents_fields_is_trimmed() {
+        let payload = r#"{"event_type":"policy_document","schema_version":1,"payload":{"id":" d ","organisation":"o ","title":" t","published_at":"2020-01-01T00:00:00Z","references":[" a ","b","  "]}}"#;
+        let Ok((Event::Document(id, Some(document)), _)) = decode(message("docs", "d", Some(payload)), &roles()) else {
+            panic!("a document")
+        };
+        assert_eq!((id.as_str(), document.organisation.as_str(), document.title.as_str()), ("d", "o", "t"));
+        assert_eq!(document.references, ["a", "b"]);
     }
 
     #[test]
