@@ -2,10 +2,10 @@
 //! version (older versions upcast to the current types), upsert keys and tombstones, and
 //! the data-quality rules. Anything unusable becomes a [`DeadLetter`] with a reason.
 
-use citeflow_connectors::kafka::source::KafkaMessage;
-use citeflow_engine::sink::DeadLetter;
 use std::marker::PhantomData;
 
+use citeflow_connectors::kafka::source::KafkaMessage;
+use citeflow_engine::sink::DeadLetter;
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -140,7 +140,7 @@ impl<'de, P: Deserialize<'de>> Visitor<'de> for InPlace<P> {
     type Value = P;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(formatter, "a {} envelope with its event type and schema version first", self.expected)
+        write!(formatter, "a {} envelope of schema version {CURRENT_SCHEMA_VERSION}", self.expected)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<P, A::Error> {
