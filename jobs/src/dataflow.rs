@@ -20,7 +20,7 @@ use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::Stream;
 
 use crate::config::CiteflowConfig;
-use crate::domain::{PolicyDocument, Publication, ReferenceKey};
+use crate::domain::{PolicyDocument, Publication};
 use crate::envelope::{decode, Event, TopicRoles};
 use crate::matching::journals::JournalTable;
 use crate::matching::{candidate_features, decide, score_pairs, DecisionRule, ModelSource, Scorer};
@@ -193,11 +193,10 @@ pub fn citation_job<'scope>(
     // A document's row and its references, each moved to its readers rather than the whole
     // document cloned for each.
     let mut scratch = CopyLine::default();
-    let (document_rows, references): (_, VecCollection<'scope, Epoch, (ReferenceKey, String)>) =
-        flat_unzip(documents, "Policy document rows", move |(id, document): (String, PolicyDocument)| {
-            let row = document_row(&document, &mut scratch);
-            (Some(row), document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text)))
-        });
+    let (document_rows, references) = flat_unzip(documents, "Policy document rows", move |(id, document): (String, PolicyDocument)| {
+        let row = document_row(&document, &mut scratch);
+        (Some(row), document.references.into_iter().enumerate().map(move |(index, text)| ((id.clone(), index as u32), text)))
+    });
     let (publication_rows, indexed) = take_apart(publications);
     let pairs = candidate_features(indexed, references.clone(), logic.journals);
     let new_rules = match (&logic.config_file, &logic.watch_files) {

@@ -2,11 +2,9 @@
 //! version (older versions upcast to the current types), upsert keys and tombstones, and
 //! the data-quality rules. Anything unusable becomes a [`DeadLetter`] with a reason.
 
-use std::marker::PhantomData;
-
 use citeflow_connectors::kafka::source::KafkaMessage;
 use citeflow_engine::sink::DeadLetter;
-use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -95,86 +93,30 @@ impl FutureEventTime {
     }
 }
 
-/// The envelope; its payload is left as text (a borrowed slice of the message) and decoded
-/// straight into its typed record, without a tree of values between.
+/// The envelope, with its payload as `P`: left as text (`&RawValue`, a borrowed slice of the
+/// message) to be checked field by field, or decoded in place as its typed record.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct Envelope<P> {
     event_type: Option<String>,
     schema_version: Option<Value>,
-    #[serde(borrow)]
-    payload: Option<&'a RawValue>,
+    payload: Option<P>,
 }
 
-/// The fields of an [`Envelope`], as [`InPlace`] reads them.
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "snake_case")]
-enum Field {
-    EventType,
-    SchemaVersion,
-    Payload,
-    #[serde(other)]
-    Other,
-}
-
-/// Reads an envelope of event type `expected` and the current schema version, decoding its
-/// payload into `P` where it stands (before or after those fields: the topic says what the
-/// payload should be): one pass over the message, where [`Envelope`] reads the payload once to
-/// find its end and once more to decode it. Any other message — a field missing or repeated,
-/// another event type or version, a payload that does not decode — is an error here, and
-/// [`Envelope`] then decodes it and says what is wrong (an envelope's faults before its
-/// payload's).
-struct InPlace<P> {
-    expected: &'static str,
-    payload: PhantomData<P>,
-}
-
-impl<'de, P: Deserialize<'de>> DeserializeSeed<'de> for InPlace<P> {
-    type Value = P;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<P, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de, P: Deserialize<'de>> Visitor<'de> for InPlace<P> {
-    type Value = P;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(formatter, "a {} envelope of schema version {CURRENT_SCHEMA_VERSION}", self.expected)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<P, A::Error> {
-        let (mut event_type, mut version, mut payload) = (false, false, None);
-        while let Some(field) = map.next_key::<Field>()? {
-            match field {
-                Field::EventType if !event_type => {
-                    if map.next_value::<String>()? != self.expected {
-                        return Err(A::Error::custom("another event type"));
-                    }
-                    event_type = true;
-                }
-                Field::SchemaVersion if !version => {
-                    if map.next_value::<u64>()? != u64::from(CURRENT_SCHEMA_VERSION) {
-                        return Err(A::Error::custom("another schema version"));
-                    }
-                    version = true;
-                }
-                Field::Payload if payload.is_none() => payload = Some(map.next_value()?),
-                Field::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                _ => return Err(A::Error::custom("a repeated field")),
-            }
-        }
-        match payload {
-            Some(payload) if event_type && version => Ok(payload),
-            _ => Err(A::Error::custom("a missing field")),
-        }
-    }
+/// The payload of `bytes` as `P`, if `bytes` is an envelope of event type `expected` and the
+/// current schema version whose payload decodes as `P`: one pass over the message, where the
+/// checked envelope ([`enveloped`]) reads the payload once to find its end and once more to
+/// decode it. The payload is decoded where it stands, before or after the other fields (the
+/// topic says what it should be). `None` for any other message: not UTF-8 (the checked envelope
+/// refuses a payload that is not, even where `P` ignores it), a field missing or repeated,
+/// another event type or version, a payload that does not decode.
+fn in_place<P: DeserializeOwned>(bytes: &[u8], expected: &str) -> Option<P> {
+    let envelope: Envelope<P> = serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()?;
+    let current = matches!(&envelope.schema_version, Some(Value::Number(n)) if n.as_u64() == Some(u64::from(CURRENT_SCHEMA_VERSION)));
+    (envelope.event_type.as_deref() == Some(expected) && current).then_some(envelope.payload).flatten()
 }
 
 /// The payload of the envelope `bytes`, of event type `expected`, as `P`: read in place when
-/// the envelope and its payload are valid ([`InPlace`]); otherwise the envelope is checked
+/// the envelope and its payload are valid ([`in_place`]); otherwise the envelope is checked
 /// field by field and `parse` decodes its payload, to say why the message is refused.
 fn payload<P: DeserializeOwned>(
     bytes: &[u8],
@@ -182,13 +124,7 @@ fn payload<P: DeserializeOwned>(
     expected: &'static str,
     parse: impl FnOnce(&RawValue) -> Result<P, Rejection>,
 ) -> Result<P, Rejection> {
-    // [`Envelope`] refuses a payload that is not UTF-8 even where `P` ignores it.
-    let in_place = std::str::from_utf8(bytes).ok().and_then(|text| {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let payload = InPlace { expected, payload: PhantomData }.deserialize(&mut deserializer).ok()?;
-        deserializer.end().ok().map(|()| payload)
-    });
-    match in_place {
+    match in_place(bytes, expected) {
         Some(payload) => Ok(payload),
         None => parse(enveloped(bytes, topic, expected)?),
     }
@@ -197,7 +133,8 @@ fn payload<P: DeserializeOwned>(
 /// The payload of the envelope `bytes`, once its event type (`expected` on `topic`) and schema
 /// version are checked.
 fn enveloped<'a>(bytes: &'a [u8], topic: &str, expected: &str) -> Result<&'a RawValue, Rejection> {
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| reject("invalid_json", format!("not a JSON envelope: {e}")))?;
+    let envelope: Envelope<&RawValue> =
+        serde_json::from_slice(bytes).map_err(|e| reject("invalid_json", format!("not a JSON envelope: {e}")))?;
     let event_type = envelope.event_type.ok_or_else(|| reject("missing_field", "event_type is missing"))?;
     let version = match envelope.schema_version {
         Some(Value::Number(n)) => n.as_u64().ok_or_else(|| reject("unsupported_schema_version", format!("schema_version {n}")))?,
@@ -618,10 +555,7 @@ mod tests {
 
     #[test]
     fn a_valid_envelope_is_read_in_place_whatever_the_order_of_its_fields() {
-        let read = |bytes: &[u8]| {
-            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-            InPlace::<EpmcRecordV1> { expected: PUBLICATION_EVENT, payload: PhantomData }.deserialize(&mut deserializer).ok()
-        };
+        let read = |bytes: &[u8]| in_place::<EpmcRecordV1>(bytes, PUBLICATION_EVENT);
         let fields = [r#""event_type":"publication""#, r#""schema_version":1"#, r#""payload":{"pmid":"1","title":" T "}"#, r#""x":[1]"#];
         for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
             let bytes = format!("{{{}}}", order.map(|field| fields[field]).join(","));
