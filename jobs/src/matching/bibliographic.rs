@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use regex::Regex;
 
 use super::journals::JournalTable;
-use super::text::{first_page, last_page, leading_number, ByText, StableHasher};
+use super::text::{first_page, last_page, leading_number, squash, ByText, StableHasher};
 
 /// Most journal-name candidates taken before one volume.
 const MAX_JOURNAL_WORDS: usize = 10;
@@ -43,8 +43,9 @@ pub struct ReferenceLocators {
     pub numbers: Vec<String>,
     /// The last page of every page range in the reference ("630–47" → "647"), written out.
     pub range_ends: Vec<String>,
-    /// Blocking keys.
-    pub keys: Vec<String>,
+    /// Blocking keys, as the [`stable_hash`](super::text::stable_hash)es of their texts (see
+    /// [`BibliographicKey`]), sorted.
+    pub keys: Vec<u64>,
 }
 
 /// The journal, volume, year and pages of a publication, as its metadata gives them.
@@ -62,10 +63,9 @@ pub struct PublicationLocators<'a> {
 
 /// A bibliographic key: journal, volume and first page; journal, year and first page; or
 /// volume, first page and year without the journal, which finds references whose journal name
-/// is misspelt (the scorer then checks the journal itself). References write their keys out
-/// ([`BibliographicKey::text`]); publications, indexed by the million, hash theirs from the
-/// parts ([`BibliographicKey::hash`]) to the [`stable_hash`](super::text::stable_hash) of the
-/// same text, without writing it.
+/// is misspelt (the scorer then checks the journal itself). References and publications alike
+/// hash a key from its parts ([`BibliographicKey::hash`]) to the
+/// [`stable_hash`](super::text::stable_hash) of its text, without writing the text out.
 #[derive(Clone, Copy, Debug)]
 enum BibliographicKey<'a> {
     /// `v|journal|volume|page`.
@@ -88,6 +88,7 @@ impl BibliographicKey<'_> {
     }
 
     /// The key's text.
+    #[cfg(test)]
     fn text(self) -> String {
         self.parts(|parts| parts.concat())
     }
@@ -192,21 +193,34 @@ fn without_qualifier(name: &str) -> Option<&str> {
     (!head.is_empty()).then_some(head)
 }
 
-/// Journal-name candidates in the text before a volume, shortest first.
-fn journal_candidates(prefix: &str) -> Vec<String> {
+/// Calls `each` with the journal-name candidates in the text before a volume, squashed (see
+/// [`squash`]), shortest first, each followed by its form [`without_qualifier`] if it has one.
+///
+/// Squashing drops what separates words, so a candidate's squashed form is its words' put
+/// together, and the candidates are squashed a word at a time.
+fn journal_candidates(prefix: &str, mut each: impl FnMut(&str)) {
     let mut words: Vec<&str> = prefix.split_whitespace().collect();
     while words.last().is_some_and(|w| is_date_word(w)) {
         words.pop();
     }
-    let mut candidates = Vec::new();
+    // Every candidate ends with the last word, so none has a qualifier unless the last word that
+    // is more than dots ends with a parenthesis.
+    let qualified =
+        words.iter().rev().map(|word| word.trim_end_matches('.')).find(|word| !word.is_empty()).is_some_and(|word| word.ends_with(')'));
+    let mut squashed = String::new();
     for length in 1..=MAX_JOURNAL_WORDS.min(words.len()) {
         let start = words.len() - length;
         if length > 1 && ends_sentence(words[start]) {
             break;
         }
-        candidates.push(words[start..].join(" "));
+        squashed.insert_str(0, &squash(words[start]));
+        each(&squashed);
+        if qualified {
+            if let Some(unqualified) = without_qualifier(&words[start..].join(" ")) {
+                each(&squash(unqualified));
+            }
+        }
     }
-    candidates
 }
 
 /// The years (1800 to 2099) written in a reference, ascending; `patterns` are its patterns.
@@ -262,7 +276,7 @@ fn reference_numbers(reference: &str, patterns: &Patterns, years: &[i32]) -> (Ve
 /// a publication whatever the style puts around its volume and pages ("Fortschr. Med. 97
 /// (1979) 379"; "vol. 234, 2021, pp. 117921"). Only a publication with that volume, first
 /// page and year shares one.
-fn number_pair_keys(numbers: &[String], years: &[i32]) -> Vec<String> {
+fn number_pair_keys(numbers: &[String], years: &[i32]) -> Vec<u64> {
     let paired = &numbers[..numbers.len().min(PAIRED_NUMBERS)];
     let mut keys = Vec::new();
     for (i, volume) in paired.iter().enumerate() {
@@ -271,7 +285,7 @@ fn number_pair_keys(numbers: &[String], years: &[i32]) -> Vec<String> {
         }
         for page in paired.iter().skip(i + 1).take(2) {
             for year in years {
-                keys.extend((year - 1..=year + 1).map(|year| BibliographicKey::Locator { volume, page, year }.text()));
+                keys.extend((year - 1..=year + 1).map(|year| BibliographicKey::Locator { volume, page, year }.hash()));
             }
         }
     }
@@ -295,7 +309,10 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
         };
         Some((c.get(1)?.start(), volume, first_page(first.as_str())?, last))
     };
-    let after_issue_number = |(start, _, _, _): &Locator| reference[..*start].trim_end().to_lowercase().ends_with("no.");
+    let after_issue_number = |(start, _, _, _): &Locator| {
+        let before = reference[..*start].trim_end().as_bytes();
+        before.len() >= 3 && before[before.len() - 3..].eq_ignore_ascii_case(b"no.")
+    };
     let mut locators: Vec<Locator> =
         patterns
             .colon
@@ -317,19 +334,18 @@ pub fn reference_locators(reference: &str, journals: &JournalTable) -> Reference
     let mut keys = Vec::new();
     for (start, volume, page, _) in &locators {
         if let Some(volume) = volume {
-            keys.extend(years.iter().map(|&year| BibliographicKey::Locator { volume, page, year }.text()));
+            keys.extend(years.iter().map(|&year| BibliographicKey::Locator { volume, page, year }.hash()));
         }
-        for candidate in journal_candidates(&reference[..*start]) {
-            let unqualified = without_qualifier(&candidate).map(str::to_string);
-            for form in std::iter::once(candidate).chain(unqualified).flat_map(|name| journals.forms(&name)) {
-                keys.extend(volume.iter().map(|volume| BibliographicKey::Volume { journal: &form, volume, page }.text()));
-                keys.extend(years.iter().map(|&year| BibliographicKey::Year { journal: &form, year, page }.text()));
+        journal_candidates(&reference[..*start], |candidate| {
+            for journal in journals.squashed_forms(candidate) {
+                keys.extend(volume.iter().map(|volume| BibliographicKey::Volume { journal, volume, page }.hash()));
+                keys.extend(years.iter().map(|&year| BibliographicKey::Year { journal, year, page }.hash()));
             }
-        }
+        });
     }
     let (numbers, range_ends) = reference_numbers(reference, patterns, &years);
     keys.extend(number_pair_keys(&numbers, &years));
-    keys.sort();
+    keys.sort_unstable();
     keys.dedup();
     let sorted = |mut values: Vec<String>| {
         values.sort();
@@ -480,11 +496,11 @@ mod tests {
     }
 
     /// The reference's keys that the publication shares.
-    fn shared_keys(reference: &str, publication: PublicationLocators<'_>) -> Vec<String> {
+    fn shared_keys(reference: &str, publication: PublicationLocators<'_>) -> Vec<u64> {
         let table = table();
         let reference = reference_locators(reference, &table);
         let hashes = publication_keys(publication, &journal_forms(publication.journals, &table));
-        reference.keys.into_iter().filter(|k| hashes.contains(&stable_hash(k))).collect()
+        reference.keys.into_iter().filter(|k| hashes.contains(k)).collect()
     }
 
     proptest! {
@@ -501,6 +517,32 @@ mod tests {
                 prop_assert_eq!(key.hash(), stable_hash(&key.text()));
             }
             prop_assert_eq!(BibliographicKey::Year { journal, year, page }.text(), format!("y|{journal}|{year}|{page}"));
+        }
+    }
+
+    proptest! {
+        /// Squashed a word at a time, the journal-name candidates are those written out word by
+        /// word and squashed, each followed by its squashed form without a qualifier.
+        #[test]
+        fn candidates_squashed_a_word_at_a_time_are_the_candidates_written_out(
+            prefix in r"([A-Za-z]{1,6}|Apr|1977|\(Copenh\)|\.|[a-z]{3,5}\.|é|[ ()?.]){0,14}"
+        ) {
+            let mut got = Vec::new();
+            journal_candidates(&prefix, |candidate| got.push(candidate.to_string()));
+            let mut words: Vec<&str> = prefix.split_whitespace().collect();
+            while words.last().is_some_and(|w| is_date_word(w)) {
+                words.pop();
+            }
+            let mut written = Vec::new();
+            for start in (words.len().saturating_sub(MAX_JOURNAL_WORDS)..words.len()).rev() {
+                if start + 1 < words.len() && ends_sentence(words[start]) {
+                    break;
+                }
+                let candidate = words[start..].join(" ");
+                written.push(squash(&candidate));
+                written.extend(without_qualifier(&candidate).map(squash));
+            }
+            prop_assert_eq!(got, written);
         }
     }
 
@@ -532,7 +574,7 @@ mod tests {
         assert!(!shares_key("Acta Endocrinol (Copenh). 1977 Apr;84(4):674-80", publication));
         assert_eq!(
             shared_keys("Acta Physiol. 1977 Apr;84(4):673-80", publication),
-            vec!["p|84|673|1977".to_string()],
+            vec![stable_hash("p|84|673|1977")],
             "another journal shares only the journal-less key, which the scorer checks"
         );
     }
@@ -585,8 +627,9 @@ mod tests {
 
     #[test]
     fn candidates_stop_at_the_end_of_the_title() {
-        let candidates = journal_candidates("King AL. Injury in mice. Am J Physiol ");
-        assert_eq!(candidates, vec!["Physiol", "J Physiol", "Am J Physiol"]);
+        let mut candidates = Vec::new();
+        journal_candidates("King AL. Injury in mice. Am J Physiol ", |candidate| candidates.push(candidate.to_string()));
+        assert_eq!(candidates, vec!["physiol", "jphysiol", "amjphysiol"]);
     }
 
     #[test]
@@ -631,7 +674,7 @@ mod tests {
         assert_eq!(locators.range_ends, vec!["326"]);
         let mla = reference_locators("Chevalier, J., et al. \"Decoding maps.\" Neuroimage, vol. 234, 2021, pp. 117921.", &table());
         assert_eq!(mla.numbers, vec!["234", "117921"]);
-        assert!(mla.keys.contains(&"p|234|117921|2021".to_string()), "{:?}", mla.keys);
+        assert!(mla.keys.contains(&stable_hash("p|234|117921|2021")), "{:?}", mla.keys);
         let covid =
             reference_locators("Covid19 and H1N1 in 2020 Jan 5: 12 cases, e0123. doi:10.1016/j.x.2020.03.004 https://x.org/7", &table());
         assert_eq!(covid.numbers, vec!["12", "e123"], "numbers inside words, days of months, DOIs and URLs are not numbers");

@@ -128,9 +128,9 @@ pub fn publication_keys(publication: &Publication, record: &IndexedPublication, 
 
 /// Every blocking key of a reference `text`: its identifiers, its `bibliographic` keys (see
 /// [`super::bibliographic::ReferenceLocators::keys`]) and the title and author keys of its words, already `parsed`.
-pub fn reference_keys(text: &str, bibliographic: &[String], parsed: &ParsedReference) -> Vec<BlockingKey> {
+pub fn reference_keys(text: &str, bibliographic: &[u64], parsed: &ParsedReference) -> Vec<BlockingKey> {
     let mut keys: Vec<BlockingKey> = find_identifiers(text).iter().map(identifier_key).collect();
-    keys.extend(bibliographic.iter().map(|k| BlockingKey::new(Family::Bibliographic, k)));
+    keys.extend(bibliographic.iter().map(|&hash| BlockingKey::hashed(Family::Bibliographic, hash)));
     let words = parsed.words();
     keys.extend(reference_title_keys(words.content()).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
     keys.extend(

@@ -11,7 +11,9 @@ const BUNDLED: &str = include_str!("../../../data/journals/journal-abbreviations
 /// Maps journal names to canonical squashed forms.
 #[derive(Clone, Debug, Default)]
 pub struct JournalTable {
-    abbreviation_to_title: HashMap<String, String>,
+    /// Looked up for every journal-name candidate of every reference, so hashed with foldhash
+    /// (its keys are the bundled table's, never a message's).
+    abbreviation_to_title: HashMap<String, String, foldhash::fast::FixedState>,
 }
 
 impl JournalTable {
@@ -34,17 +36,15 @@ impl JournalTable {
     /// The forms under which a journal name is matched: its squashed form, and the squashed
     /// full title when the name is a known abbreviation.
     pub fn forms(&self, name: &str) -> Vec<String> {
-        let squashed = squash(name);
-        if squashed.len() < 2 {
-            return Vec::new();
-        }
-        let mut forms = vec![squashed.clone()];
-        if let Some(title) = self.abbreviation_to_title.get(&squashed) {
-            if *title != squashed {
-                forms.push(title.clone());
-            }
-        }
-        forms
+        self.squashed_forms(&squash(name)).map(str::to_string).collect()
+    }
+
+    /// [`JournalTable::forms`] of a name already squashed: `squashed` itself, and the full
+    /// title when it is a known abbreviation; none when it is shorter than two characters.
+    pub fn squashed_forms<'a>(&'a self, squashed: &'a str) -> impl Iterator<Item = &'a str> {
+        let usable = squashed.len() >= 2;
+        let title = usable.then(|| self.abbreviation_to_title.get(squashed)).flatten().filter(|title| *title != squashed);
+        usable.then_some(squashed).into_iter().chain(title.map(String::as_str))
     }
 
     /// The forms a publication known by `names` is indexed under: every form of every name

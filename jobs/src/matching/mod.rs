@@ -26,6 +26,7 @@ use citeflow_operators::arrange::ArrangeCompact;
 use citeflow_operators::best::leaders_by_key;
 use citeflow_operators::count::keys_over_limit;
 use citeflow_operators::reduce::ReduceTotal;
+use citeflow_operators::unzip::flat_unzip;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
@@ -153,11 +154,14 @@ where
         (reference, (id, keys, Arc::new(parsed)))
     });
     // The blocking join and the pairs' reduction carry references as fixed-size ids; the
-    // pairs meet their references' keys and texts again by id.
-    let families = parsed
-        .clone()
-        .flat_map(|(_, (id, keys, _))| keys.into_iter().map(move |key| (key, id)))
+    // pairs meet their references' keys and texts again by id. Only the keys of a family with a
+    // limit can be common, so only they are checked against the common keys.
+    let (limited, unlimited) = flat_unzip(parsed.clone(), "Reference keys", |(_, (id, keys, _))| {
+        keys.into_iter().map(|key| (key, id)).partition::<Vec<_>, _>(|(key, _)| key.limit().is_some())
+    });
+    let families = limited
         .antijoin_compact_named("Reference keys, common left out", common)
+        .concat(unlimited)
         .arrange_compact_named("Arrange: reference keys")
         .join_core(index, |key, reference, publication| Some(((*reference, *publication), key.family())))
         .reduce_total_named("Candidate pairs", |_pair, found, output| {
@@ -503,6 +507,60 @@ mod tests {
             )];
             prop_assert_eq!(run(rounds), run(batch));
         }
+    }
+
+    /// Candidate pairs present after each round of `rounds`, found for references by
+    /// [`candidate_features`].
+    fn pairs_after_each(rounds: Vec<Round>) -> Vec<usize> {
+        let output = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = output.clone();
+        let count = rounds.len();
+        timely::execute(timely::Config::thread(), move |worker| {
+            let sink = sink.clone();
+            let (mut publications, mut references) = worker.dataflow::<u64, _, _>(|scope| {
+                let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
+                let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
+                let journals = Arc::new(JournalTable::bundled());
+                candidate_features(take_apart(entries(publications, journals.clone())).1, references, journals)
+                    .inspect(move |(_, time, diff)| sink.lock().unwrap().push((*time, *diff)));
+                (publication_input, reference_input)
+            });
+            for (round, (publication_changes, reference_changes)) in rounds.iter().enumerate() {
+                publication_changes.iter().for_each(|(publication, diff)| publications.update(publication.clone(), *diff));
+                reference_changes.iter().for_each(|(reference, diff)| references.update(reference.clone(), *diff));
+                publications.advance_to(round as u64 + 1);
+                references.advance_to(round as u64 + 1);
+            }
+        })
+        .unwrap();
+        let changes = output.lock().unwrap().clone();
+        (0..count as u64)
+            .map(|round| changes.iter().filter(|(time, _)| *time <= round).map(|(_, diff)| *diff).sum::<isize>() as usize)
+            .collect()
+    }
+
+    #[test]
+    fn a_key_more_publications_share_than_its_limit_finds_no_pair() {
+        // Publications sharing only their first author and year: one author key.
+        let sharing = |index: usize| Publication {
+            id: format!("n{index}"),
+            title: Some(format!(
+                "Quantum dot {} spectroscopy",
+                ["alpha", "beta", "gamma", "delta", "omega"][index % 5].repeat(index / 5 + 1)
+            )),
+            authors: vec!["Nakamura".into()],
+            year: Some(1990),
+            ..Publication::default()
+        };
+        let publication = |index: usize, diff| ((format!("n{index}"), sharing(index)), diff);
+        let limit = MAX_PUBLICATIONS_PER_AUTHOR_KEY as usize;
+        let reference = ((("doc".to_string(), 0), "Nakamura T. Plumage colour in quail. 1990.".to_string()), 1);
+        let rounds = vec![
+            ((0..limit).map(|index| publication(index, 1)).collect(), vec![reference]),
+            (vec![publication(limit, 1)], Vec::new()),
+            (vec![publication(0, -1)], Vec::new()),
+        ];
+        assert_eq!(pairs_after_each(rounds), [limit, 0, limit], "the key is left out while over its limit, and only then");
     }
 
     #[test]
