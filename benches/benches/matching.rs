@@ -1,16 +1,19 @@
 //! Micro-benchmarks of the per-record work of the citation job: decoding, key extraction,
-//! parsing a reference for its features.
+//! parsing a reference for its features, and the features of candidate pairs.
 
-use citeflow_benches::{epmc_records, gold_references};
+use citeflow_benches::{epmc_records, gold_references, sample_dir};
 use citeflow_connectors::kafka::source::KafkaMessage;
 use citeflow_jobs::envelope::{decode, TopicRoles};
-use citeflow_jobs::loader::{envelope, publication_key};
+use citeflow_jobs::eval::read_publications;
+use citeflow_jobs::loader::{envelope, publication_key, EPMC_FILES};
 use citeflow_jobs::matching::bibliographic::reference_locators;
 use citeflow_jobs::matching::blocking::reference_keys;
-use citeflow_jobs::matching::features::ParsedReference;
+use citeflow_jobs::matching::features::{features, Family, ParsedReference};
+use citeflow_jobs::matching::indexed::IndexedPublication;
 use citeflow_jobs::matching::identifiers::find_identifiers;
 use citeflow_jobs::matching::journals::JournalTable;
 use citeflow_jobs::matching::title::reference_title_keys;
+use citeflow_jobs::synthetic::{citable, recombined, render, Noise, Rng, STYLES};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn references(c: &mut Criterion) {
@@ -55,5 +58,32 @@ fn decoding(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, references, decoding);
+/// Candidates a reference is paired with in the `features` group: its publication and the next
+/// ones in journal order (as blocking finds publications of its journal).
+const CANDIDATES: usize = 3;
+
+fn candidate_pairs(c: &mut Criterion) {
+    let mut rng = Rng::new(7);
+    let files: Vec<_> = EPMC_FILES.iter().map(|file| sample_dir().join(file)).collect();
+    let seeds: Vec<_> = read_publications(&files).expect("sample").into_iter().filter(citable).collect();
+    let mut publications = recombined(&seeds, 3_000 + CANDIDATES, &mut rng);
+    publications.sort_by(|a, b| (&a.journal_title, a.year).cmp(&(&b.journal_title, b.year)));
+    let records: Vec<IndexedPublication> = publications.iter().map(IndexedPublication::of).collect();
+    let journals = JournalTable::bundled();
+    let references: Vec<ParsedReference> = (0..1_000)
+        .map(|n| ParsedReference::of(&render(&publications[3 * n], STYLES[n % STYLES.len()], Noise::default(), &mut rng), &journals))
+        .collect();
+    let families = [Family::Title];
+    let mut group = c.benchmark_group("features");
+    group.throughput(Throughput::Elements((references.len() * CANDIDATES) as u64));
+    group.bench_function("pairs", |b| {
+        b.iter(|| {
+            let pairs = references.iter().enumerate().flat_map(|(n, r)| records[3 * n..3 * n + CANDIDATES].iter().map(move |p| (r, p)));
+            pairs.map(|(reference, publication)| u64::from(features(reference, publication, &families).title_containment)).sum::<u64>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, references, decoding, candidate_pairs);
 criterion_main!(benches);
