@@ -225,7 +225,10 @@ fn journal_candidates(prefix: &str, mut each: impl FnMut(&str)) {
 
 /// The years (1800 to 2099) written in a reference, ascending; `patterns` are its patterns.
 fn reference_years(reference: &str, patterns: &Patterns) -> Vec<i32> {
-    let mut years: Vec<i32> = patterns.year.captures_iter(reference).filter_map(|c| c[1].parse().ok()).collect();
+    // The year is the match without its letter (found without captures: they cost a slower
+    // search per match).
+    let year = |found: regex::Match<'_>| found.as_str().trim_end_matches(|c: char| c.is_ascii_lowercase()).parse().ok();
+    let mut years: Vec<i32> = patterns.year.find_iter(reference).filter_map(year).collect();
     years.sort_unstable();
     years.dedup();
     years
@@ -249,16 +252,16 @@ fn reference_numbers(reference: &str, patterns: &Patterns, years: &[i32]) -> (Ve
     let body = patterns.link.replace_all(&reference[body_start..], " ");
     let mut numbers = Vec::new();
     let mut range_ends = Vec::new();
-    for captures in patterns.number.captures_iter(&body).take(MAX_NUMBERS) {
-        let first = &captures[1];
+    for found in patterns.number.find_iter(&body).take(MAX_NUMBERS) {
+        let (first, end) = number_and_range_end(found.as_str());
         // A day of the month ("2021 May 15", "[cited 2023 Jan 5]") is part of a date.
         let is_day = first.parse::<u32>().is_ok_and(|day| day <= 31);
-        if is_day && follows_month(&body[..captures.get(0).map_or(0, |m| m.start())]) {
+        if is_day && follows_month(&body[..found.start()]) {
             continue;
         }
         let is_year = first.len() == 4 && first.parse::<i32>().is_ok_and(|n| years.contains(&n));
         let Some(number) = first_page(first) else { continue };
-        if let Some(end) = captures.get(2).and_then(|end| last_page(&format!("{first}-{}", end.as_str()))) {
+        if let Some(end) = end.and_then(|end| last_page(&format!("{first}-{end}"))) {
             range_ends.push(end);
         }
         if !is_year && !numbers.contains(&number) {
@@ -268,6 +271,19 @@ fn reference_numbers(reference: &str, patterns: &Patterns, years: &[i32]) -> (Ve
     range_ends.sort();
     range_ends.dedup();
     (numbers, range_ends)
+}
+
+/// The groups of a match of the `number` pattern, read from the match without a search for
+/// captures: the number, and the end of the range it starts, if it does. Neither group holds a
+/// space or a dash, and only spaces and dashes stand between them.
+fn number_and_range_end(found: &str) -> (&str, Option<&str>) {
+    let between = |c: char| c.is_whitespace() || matches!(c, '-' | '–' | '—');
+    match (found.find(between), found.rfind(between)) {
+        (Some(first_end), Some(last)) => {
+            (&found[..first_end], Some(&found[last + found[last..].chars().next().map_or(1, char::len_utf8)..]))
+        }
+        _ => (found, None),
+    }
 }
 
 /// Journal-less locator keys from each of the reference's numbers (a volume) with each of the
@@ -488,6 +504,27 @@ mod tests {
         fn ascii_boundaries_find_the_same_where_words_are_ascii(text in r"[0-9a-zA-Z():;,. /–—“”’©\u{a0}\u{2009}-]{0,80}|[ -~]{0,80}") {
             let every = |p: &'static Patterns| [&p.link, &p.number, &p.label, &p.range_end, &p.no_volume, &p.colon, &p.comma, &p.chicago, &p.year];
             prop_assert!(all_patterns().agree(every, &text));
+        }
+    }
+
+    proptest! {
+        /// Read from the match alone, a number's groups are those a search for captures finds,
+        /// and so is a year's.
+        #[test]
+        fn groups_read_from_a_match_are_the_captures(
+            text in r"((1[89]|20)[0-9٣]{2}[a-z]?|[0-9]{1,4}|[a-zA-Z]{1,3}|٣|K|[ ,.;:()\u{a0}\u{2009}–—-]){0,14}"
+        ) {
+            for captures in patterns(&text).number.captures_iter(&text) {
+                let groups = (&captures[1], captures.get(2).map(|end| end.as_str()));
+                prop_assert_eq!(number_and_range_end(&captures[0]), groups);
+            }
+            let captured: Vec<i32> = {
+                let mut years: Vec<i32> = patterns(&text).year.captures_iter(&text).filter_map(|c| c[1].parse().ok()).collect();
+                years.sort_unstable();
+                years.dedup();
+                years
+            };
+            prop_assert_eq!(reference_years(&text, patterns(&text)), captured);
         }
     }
 

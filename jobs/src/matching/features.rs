@@ -9,7 +9,8 @@ use super::bibliographic::{links, reference_locators, ReferenceLocators, MONTHS}
 use super::journals::JournalTable;
 use super::text::{pieces, words};
 use std::cell::OnceCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::OnceLock;
 
 use super::indexed::{IndexedPublication, Numbers};
 use super::title::{containment, is_content_word, Lexicon, NEAR_FROM};
@@ -365,11 +366,14 @@ impl ParsedReference {
 /// Whether a distinct content word is one only a candidate can explain (see
 /// [`ReferenceWords::open`]).
 fn is_open_word(word: &str, link_words: &BTreeSet<String>) -> bool {
-    !word.chars().all(|c| c.is_ascii_digit())
-        && word.len() > 2
-        && !SCAFFOLDING.contains(&word)
-        && !MONTHS.contains(&word)
-        && !link_words.contains(word)
+    !word.chars().all(|c| c.is_ascii_digit()) && word.len() > 2 && !explains_itself(word) && !link_words.contains(word)
+}
+
+/// Whether a word is citation scaffolding or a month's name, looked up in one table: every
+/// distinct word of every reference is.
+fn explains_itself(word: &str) -> bool {
+    static WORDS: OnceLock<HashSet<&str, foldhash::fast::FixedState>> = OnceLock::new();
+    WORDS.get_or_init(|| SCAFFOLDING.iter().chain(MONTHS).copied().collect()).contains(word)
 }
 
 /// What a publication explains of a reference's word, as bits of a pair's marks by rank.
