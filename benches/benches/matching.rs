@@ -16,6 +16,10 @@ use citeflow_jobs::matching::title::reference_title_keys;
 use citeflow_jobs::synthetic::{citable, recombined, render, Noise, Rng, STYLES};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+/// The job's allocator: the per-record work allocates, and glibc's allocator costs otherwise.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn references(c: &mut Criterion) {
     let references = gold_references();
     let journals = JournalTable::bundled();

@@ -132,7 +132,11 @@ pub struct Lexicon<'a> {
 impl<'a> Lexicon<'a> {
     /// The lexicon of `words`.
     pub fn new(words: impl IntoIterator<Item = &'a str>) -> Self {
-        Lexicon { words: words.into_iter().map(|word| (word, letters(word))).collect() }
+        let words = words.into_iter();
+        // Sized for every word offered (a pair's features make two lexicons of filtered words).
+        let mut lexicon = Vec::with_capacity(words.size_hint().1.unwrap_or(0));
+        lexicon.extend(words.map(|word| (word, letters(word))));
+        Lexicon { words: lexicon }
     }
 
     /// The lexicon of those of `words` that can be within one edit of a word of [`NEAR_FROM`]
