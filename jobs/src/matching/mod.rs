@@ -428,12 +428,19 @@ mod tests {
         ]
     }
 
-    type Decisions = Vec<(ReferenceKey, Candidate)>;
+    type Decision = (ReferenceKey, Candidate);
+    type Decisions = Vec<Decision>;
     /// The input changes of one epoch: publications, then references.
     type Round = (Vec<((String, Publication), isize)>, Vec<((ReferenceKey, String), isize)>);
 
-    /// Runs the matching dataflow; `rounds` are the input changes per epoch.
-    fn run(rounds: Vec<Round>) -> Decisions {
+    /// What the tests build over publications and references.
+    type Matching<D> = for<'s> fn(
+        VecCollection<'s, u64, (String, Publication)>,
+        VecCollection<'s, u64, (ReferenceKey, String)>,
+    ) -> VecCollection<'s, u64, D>;
+
+    /// Runs `matching` over `rounds`, the input changes per epoch; the updates of its output.
+    fn drive<D: Clone + Send + 'static>(rounds: Vec<Round>, matching: Matching<D>) -> Vec<(D, u64, isize)> {
         let output = std::sync::Arc::new(Mutex::new(Vec::new()));
         let sink = output.clone();
         timely::execute(timely::Config::thread(), move |worker| {
@@ -441,25 +448,30 @@ mod tests {
             let (mut publications, mut references) = worker.dataflow::<u64, _, _>(|scope| {
                 let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
                 let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
-                let journals = Arc::new(JournalTable::bundled());
-                let scored = candidates(publications, references, journals, &Scorer::Rules, None).unwrap();
-                decide(scored, DecisionRule::default(), None)
-                    .inspect(move |(decision, _, diff)| sink.lock().unwrap().push((decision.clone(), *diff)));
+                matching(publications, references).inspect(move |update| sink.lock().unwrap().push(update.clone()));
                 (publication_input, reference_input)
             });
             for (round, (publication_changes, reference_changes)) in rounds.iter().enumerate() {
-                for (publication, diff) in publication_changes {
-                    publications.update(publication.clone(), *diff);
-                }
-                for (reference, diff) in reference_changes {
-                    references.update(reference.clone(), *diff);
-                }
+                publication_changes.iter().for_each(|(publication, diff)| publications.update(publication.clone(), *diff));
+                reference_changes.iter().for_each(|(reference, diff)| references.update(reference.clone(), *diff));
                 publications.advance_to(round as u64 + 1);
                 references.advance_to(round as u64 + 1);
             }
         })
         .unwrap();
-        let mut updates = output.lock().unwrap().clone();
+        let updates = output.lock().unwrap().clone();
+        updates
+    }
+
+    /// Runs the matching dataflow; `rounds` are the input changes per epoch.
+    fn run(rounds: Vec<Round>) -> Decisions {
+        let mut updates: Vec<(Decision, isize)> = drive(rounds, |publications, references| {
+            let scored = candidates(publications, references, Arc::new(JournalTable::bundled()), &Scorer::Rules, None).unwrap();
+            decide(scored, DecisionRule::default(), None)
+        })
+        .into_iter()
+        .map(|(decision, _, diff)| (decision, diff))
+        .collect();
         differential_dataflow::consolidation::consolidate(&mut updates);
         assert!(updates.iter().all(|(_, diff)| *diff == 1), "{updates:?}");
         updates.into_iter().map(|(decision, _)| decision).collect()
@@ -512,30 +524,13 @@ mod tests {
     /// Candidate pairs present after each round of `rounds`, found for references by
     /// [`candidate_features`].
     fn pairs_after_each(rounds: Vec<Round>) -> Vec<usize> {
-        let output = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let sink = output.clone();
-        let count = rounds.len();
-        timely::execute(timely::Config::thread(), move |worker| {
-            let sink = sink.clone();
-            let (mut publications, mut references) = worker.dataflow::<u64, _, _>(|scope| {
-                let (publication_input, publications) = scope.new_collection::<(String, Publication), isize>();
-                let (reference_input, references) = scope.new_collection::<(ReferenceKey, String), isize>();
-                let journals = Arc::new(JournalTable::bundled());
-                candidate_features(take_apart(entries(publications, journals.clone())).1, references, journals)
-                    .inspect(move |(_, time, diff)| sink.lock().unwrap().push((*time, *diff)));
-                (publication_input, reference_input)
-            });
-            for (round, (publication_changes, reference_changes)) in rounds.iter().enumerate() {
-                publication_changes.iter().for_each(|(publication, diff)| publications.update(publication.clone(), *diff));
-                reference_changes.iter().for_each(|(reference, diff)| references.update(reference.clone(), *diff));
-                publications.advance_to(round as u64 + 1);
-                references.advance_to(round as u64 + 1);
-            }
-        })
-        .unwrap();
-        let changes = output.lock().unwrap().clone();
-        (0..count as u64)
-            .map(|round| changes.iter().filter(|(time, _)| *time <= round).map(|(_, diff)| *diff).sum::<isize>() as usize)
+        let count = rounds.len() as u64;
+        let changes = drive(rounds, |publications, references| {
+            let journals = Arc::new(JournalTable::bundled());
+            candidate_features(take_apart(entries(publications, journals.clone())).1, references, journals)
+        });
+        (0..count)
+            .map(|round| changes.iter().filter(|(_, time, _)| *time <= round).map(|(_, _, diff)| *diff).sum::<isize>() as usize)
             .collect()
     }
 
