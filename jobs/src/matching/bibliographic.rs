@@ -278,12 +278,8 @@ fn reference_numbers(reference: &str, patterns: &Patterns, years: &[i32]) -> (Ve
 /// space or a dash, and only spaces and dashes stand between them.
 fn number_and_range_end(found: &str) -> (&str, Option<&str>) {
     let between = |c: char| c.is_whitespace() || matches!(c, '-' | '–' | '—');
-    match (found.find(between), found.rfind(between)) {
-        (Some(first_end), Some(last)) => {
-            (&found[..first_end], Some(&found[last + found[last..].chars().next().map_or(1, char::len_utf8)..]))
-        }
-        _ => (found, None),
-    }
+    let number = found.split(between).next().unwrap_or(found);
+    (number, found.rsplit(between).next().filter(|_| number.len() < found.len()))
 }
 
 /// Journal-less locator keys from each of the reference's numbers (a volume) with each of the
@@ -512,7 +508,7 @@ mod tests {
         /// and so is a year's.
         #[test]
         fn groups_read_from_a_match_are_the_captures(
-            text in r"((1[89]|20)[0-9٣]{2}[a-z]?|[0-9]{1,4}|[a-zA-Z]{1,3}|٣|K|[ ,.;:()\u{a0}\u{2009}–—-]){0,14}"
+            text in r"((1[89]|20)[0-9٣]{2}[a-z]?|[0-9]{1,3}[ \u{a0}]?[-–—][ \u{2009}]?[a-z]?[0-9]{1,3}|[0-9]{1,4}|[a-zA-Z]{1,3}|٣|K|[ ,.;:()\u{a0}\u{2009}–—-]){0,14}"
         ) {
             for captures in patterns(&text).number.captures_iter(&text) {
                 let groups = (&captures[1], captures.get(2).map(|end| end.as_str()));

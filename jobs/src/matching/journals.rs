@@ -41,7 +41,7 @@ impl JournalTable {
 
     /// [`JournalTable::forms`] of a name already squashed: `squashed` itself, and the full
     /// title when it is a known abbreviation; none when it is shorter than two characters.
-    pub fn squashed_forms<'a>(&'a self, squashed: &'a str) -> impl Iterator<Item = &'a str> {
+    pub(crate) fn squashed_forms<'a>(&'a self, squashed: &'a str) -> impl Iterator<Item = &'a str> {
         let usable = squashed.len() >= 2;
         let title = usable.then(|| self.abbreviation_to_title.get(squashed)).flatten().filter(|title| *title != squashed);
         usable.then_some(squashed).into_iter().chain(title.map(String::as_str))
