@@ -65,24 +65,29 @@ fn decoding(c: &mut Criterion) {
 /// Candidates a reference is paired with in the `features` group: its publication and the next
 /// ones in journal order (as blocking finds publications of its journal).
 const CANDIDATES: usize = 3;
+/// References in the `features` group, each paired with its own run of publications.
+const PAIRED: usize = 1_000;
 
 fn candidate_pairs(c: &mut Criterion) {
     let mut rng = Rng::new(7);
     let files: Vec<_> = EPMC_FILES.iter().map(|file| sample_dir().join(file)).collect();
     let seeds: Vec<_> = read_publications(&files).expect("sample").into_iter().filter(citable).collect();
-    let mut publications = recombined(&seeds, 3_000 + CANDIDATES, &mut rng);
+    let mut publications = recombined(&seeds, PAIRED * CANDIDATES, &mut rng);
     publications.sort_by(|a, b| (&a.journal_title, a.year).cmp(&(&b.journal_title, b.year)));
     let records: Vec<IndexedPublication> = publications.iter().map(IndexedPublication::of).collect();
     let journals = JournalTable::bundled();
-    let references: Vec<ParsedReference> = (0..1_000)
-        .map(|n| ParsedReference::of(&render(&publications[3 * n], STYLES[n % STYLES.len()], Noise::default(), &mut rng), &journals))
+    let references: Vec<ParsedReference> = (0..PAIRED)
+        .map(|n| {
+            ParsedReference::of(&render(&publications[CANDIDATES * n], STYLES[n % STYLES.len()], Noise::default(), &mut rng), &journals)
+        })
         .collect();
     let families = [Family::Title];
     let mut group = c.benchmark_group("features");
     group.throughput(Throughput::Elements((references.len() * CANDIDATES) as u64));
     group.bench_function("pairs", |b| {
         b.iter(|| {
-            let pairs = references.iter().enumerate().flat_map(|(n, r)| records[3 * n..3 * n + CANDIDATES].iter().map(move |p| (r, p)));
+            let pairs =
+                references.iter().enumerate().flat_map(|(n, r)| records[CANDIDATES * n..CANDIDATES * (n + 1)].iter().map(move |p| (r, p)));
             pairs.map(|(reference, publication)| u64::from(features(reference, publication, &families).title_containment)).sum::<u64>()
         })
     });
