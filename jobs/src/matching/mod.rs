@@ -143,9 +143,10 @@ where
     let index = publications.keys.arrange_compact_named("Arrange: publication keys");
     let common = keys_over_limit(index.clone(), |key: &BlockingKey| key.limit());
 
-    // A reference is parsed once, for its keys and its features. A parsed reference and a
-    // publication meet once per candidate pair: shared, not copied, into the arrangements of
-    // the pairs (a merge of those arrangements then clones pointers).
+    // A reference is parsed once, for its keys and its features. A pair meets its
+    // publication's record first (shared, not copied: a record is two pointers), then its
+    // parsed reference, so that a reference's pairs are scored one after another while the
+    // parsed reference is in cache, rather than each when its publication comes up.
     let parsed = references.map(move |(reference, text)| {
         let mut locators = reference_locators(&text, &journals);
         let bibliographic = std::mem::take(&mut locators.keys);
@@ -170,13 +171,11 @@ where
     let parsed = parsed.map(|(reference, (id, _, parsed))| (id, (reference, parsed)));
     let records = publications.records.arrange_compact_named("Arrange: publication records");
     families
-        .map(|((reference, publication), families)| (reference, (publication, families)))
+        .map(|((reference, publication), families)| (publication, (reference, families)))
+        .arrange_compact_named("Arrange: candidate pairs by publication")
+        .join_core(records, |_, (reference, families), publication| Some((*reference, (publication.clone(), families.clone()))))
         .arrange_compact_named("Arrange: candidate pairs by reference")
         .join_core(parsed.arrange_compact_named("Arrange: parsed references"), |_, (publication, families), (reference, parsed)| {
-            Some((*publication, (reference.clone(), parsed.clone(), families.clone())))
-        })
-        .arrange_compact_named("Arrange: candidate pairs by publication")
-        .join_core(records, |_, (reference, parsed, families), publication| {
             Some((reference.clone(), (publication.id().to_string(), features(parsed, publication, families))))
         })
 }
