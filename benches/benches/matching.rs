@@ -8,7 +8,7 @@ use citeflow_jobs::eval::read_publications;
 use citeflow_jobs::loader::{envelope, publication_key, EPMC_FILES};
 use citeflow_jobs::matching::bibliographic::reference_locators;
 use citeflow_jobs::matching::blocking::reference_keys;
-use citeflow_jobs::matching::features::{features, Family, ParsedReference};
+use citeflow_jobs::matching::features::{features, Families, Family, ParsedReference};
 use citeflow_jobs::matching::identifiers::find_identifiers;
 use citeflow_jobs::matching::indexed::IndexedPublication;
 use citeflow_jobs::matching::journals::JournalTable;
@@ -81,14 +81,14 @@ fn candidate_pairs(c: &mut Criterion) {
             ParsedReference::of(&render(&publications[CANDIDATES * n], STYLES[n % STYLES.len()], Noise::default(), &mut rng), &journals)
         })
         .collect();
-    let families = [Family::Title];
+    let families = Families::from_iter([Family::Title]);
     let mut group = c.benchmark_group("features");
     group.throughput(Throughput::Elements((references.len() * CANDIDATES) as u64));
     group.bench_function("pairs", |b| {
         b.iter(|| {
             let pairs =
                 references.iter().enumerate().flat_map(|(n, r)| records[CANDIDATES * n..CANDIDATES * (n + 1)].iter().map(move |p| (r, p)));
-            pairs.map(|(reference, publication)| u64::from(features(reference, publication, &families).title_containment)).sum::<u64>()
+            pairs.map(|(reference, publication)| u64::from(features(reference, publication, families).title_containment)).sum::<u64>()
         })
     });
     group.finish();

@@ -30,6 +30,63 @@ pub enum Family {
     Author,
 }
 
+impl Family {
+    /// Every family, each at the index of its [`Family::code`].
+    pub(crate) const ALL: [Family; 8] = [
+        Family::Bibliographic,
+        Family::Title,
+        Family::Author,
+        Family::Identifier(Method::Doi),
+        Family::Identifier(Method::Pmid),
+        Family::Identifier(Method::Pmcid),
+        Family::Identifier(Method::Title),
+        Family::Identifier(Method::Bibliographic),
+    ];
+
+    /// The family's number, below 8: the low bits of its blocking keys, and its bit in
+    /// [`Families`].
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Family::Bibliographic => 0,
+            Family::Title => 1,
+            Family::Author => 2,
+            Family::Identifier(Method::Doi) => 3,
+            Family::Identifier(Method::Pmid) => 4,
+            Family::Identifier(Method::Pmcid) => 5,
+            Family::Identifier(Method::Title) => 6,
+            Family::Identifier(Method::Bibliographic) => 7,
+        }
+    }
+
+    /// The family whose [`Family::code`] is the low three bits of `code`.
+    pub(crate) fn of_code(code: u8) -> Family {
+        Family::ALL[usize::from(code & 7)]
+    }
+}
+
+/// The families that found a candidate pair, as a set of their [`Family::code`]s: a byte,
+/// which a pair carries through its arrangements without an allocation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Families(u8);
+
+impl Families {
+    /// Whether `family` is one of them.
+    pub fn contains(self, family: Family) -> bool {
+        self.0 & 1 << family.code() != 0
+    }
+
+    /// Each of them, in the order of their codes.
+    pub fn iter(self) -> impl Iterator<Item = Family> {
+        Family::ALL.into_iter().filter(move |family| self.contains(*family))
+    }
+}
+
+impl FromIterator<Family> for Families {
+    fn from_iter<I: IntoIterator<Item = Family>>(families: I) -> Self {
+        Families(families.into_iter().fold(0, |set, family| set | 1 << family.code()))
+    }
+}
+
 /// What is known about one candidate pair. Shares are in millionths, so features can live
 /// in differential collections.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -387,12 +444,12 @@ const TITLE: u8 = 4;
 const NEAR_AUTHOR: u8 = 8;
 
 /// Computes the features of a pair found by `families`.
-pub fn features(reference: &ParsedReference, publication: &IndexedPublication, families: &[Family]) -> Features {
+pub fn features(reference: &ParsedReference, publication: &IndexedPublication, families: Families) -> Features {
     let locators = &reference.locators;
     let identifier = families
         .iter()
         .filter_map(|f| match f {
-            Family::Identifier(method) => Some(*method),
+            Family::Identifier(method) => Some(method),
             _ => None,
         })
         .max();
@@ -473,7 +530,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         unexplained_numbers: counted(numbers.iter().filter(|n| !explained_number(n)).count()),
         unexplained_words: counted(unexplained_words),
         identifier,
-        bibliographic: families.contains(&Family::Bibliographic),
+        bibliographic: families.contains(Family::Bibliographic),
         title_containment: share(&title_words, &title_ranks),
         title_words: title_words.len(),
         reference_title_words,
@@ -661,7 +718,7 @@ mod tests {
     /// [`features`] with its word features computed the plain way, comparing lists of words
     /// as [`Features`] defines them: the reference for `features`, which marks the reference's
     /// words by rank.
-    fn plain_features(reference: &ParsedReference, publication: &IndexedPublication, families: &[Family]) -> Features {
+    fn plain_features(reference: &ParsedReference, publication: &IndexedPublication, families: Families) -> Features {
         let words = reference.words();
         let (all, distinct) = (words.all(), words.distinct());
         let title = publication.title_words();
@@ -779,12 +836,32 @@ mod tests {
                 None => text,
             };
             let (reference, indexed) = (ParsedReference::of(&text, &JournalTable::default()), IndexedPublication::of(&publication));
-            prop_assert_eq!(features(&reference, &indexed, &[Family::Title]), plain_features(&reference, &indexed, &[Family::Title]));
+            prop_assert_eq!(features(&reference, &indexed, Families::from_iter([Family::Title])), plain_features(&reference, &indexed, Families::from_iter([Family::Title])));
+        }
+    }
+
+    proptest! {
+        /// A set of families holds exactly the families put in it, whichever they are.
+        #[test]
+        fn families_hold_what_they_are_made_of(members in proptest::collection::vec(0..Family::ALL.len(), 0..10)) {
+            let put: Vec<Family> = members.iter().map(|&index| Family::ALL[index]).collect();
+            let families: Families = put.iter().copied().collect();
+            for family in Family::ALL {
+                prop_assert_eq!(families.contains(family), put.contains(&family), "{:?}", family);
+            }
+            let mut distinct = put.clone();
+            distinct.sort_by_key(|family| family.code());
+            distinct.dedup();
+            prop_assert_eq!(families.iter().collect::<Vec<_>>(), distinct);
         }
     }
 
     fn score(reference: &str, families: &[Family]) -> Option<(u32, Method)> {
-        rule_score(&features(&ParsedReference::of(reference, &JournalTable::default()), &IndexedPublication::of(&publication()), families))
+        rule_score(&features(
+            &ParsedReference::of(reference, &JournalTable::default()),
+            &IndexedPublication::of(&publication()),
+            families.iter().copied().collect(),
+        ))
     }
 
     #[test]
@@ -820,7 +897,11 @@ mod tests {
         let reference =
             "Bennett R. Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979;22(4):429-30.";
         let parsed = ParsedReference::of(reference, &JournalTable::default());
-        let found = features(&parsed, &IndexedPublication::of(&publication()), &[Family::Bibliographic, Family::Title, Family::Author]);
+        let found = features(
+            &parsed,
+            &IndexedPublication::of(&publication()),
+            Families::from_iter([Family::Bibliographic, Family::Title, Family::Author]),
+        );
         let expected = Features {
             identifier: None,
             bibliographic: true,
@@ -856,7 +937,7 @@ mod tests {
         let found = features(
             &ParsedReference::of(reference, &JournalTable::default()),
             &IndexedPublication::of(&publication()),
-            &[Family::Identifier(Method::Pmid)],
+            Families::from_iter([Family::Identifier(Method::Pmid)]),
         );
         let expected = Features {
             identifier: Some(Method::Pmid),
@@ -897,7 +978,7 @@ mod tests {
             title_evidence(&features(
                 &ParsedReference::of(reference, &JournalTable::default()),
                 &IndexedPublication::of(&publication),
-                &[Family::Title],
+                Families::from_iter([Family::Title]),
             ))
         };
         let title = "Gastrointestinal systemic sclerosis in mixed connective tissue disease.";
@@ -921,7 +1002,7 @@ mod tests {
         let publication = Publication { authors: vec!["Bennett".into(), "Roe-Smith".into()], ..publication() };
         let parsed = ParsedReference::of(full_names, &JournalTable::default());
         assert_eq!(
-            features(&parsed, &IndexedPublication::of(&publication), &[Family::Title]).unexplained_words,
+            features(&parsed, &IndexedPublication::of(&publication), Families::from_iter([Family::Title])).unexplained_words,
             0,
             "given names stand by their surnames"
         );
@@ -935,7 +1016,11 @@ mod tests {
     #[test]
     fn a_notice_or_another_part_differs_from_the_publication() {
         let feature = |reference: &str| {
-            features(&ParsedReference::of(reference, &JournalTable::default()), &IndexedPublication::of(&publication()), &[Family::Title])
+            features(
+                &ParsedReference::of(reference, &JournalTable::default()),
+                &IndexedPublication::of(&publication()),
+                Families::from_iter([Family::Title]),
+            )
         };
         let notice =
             feature("Bennett R. Erratum: Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979.");
@@ -948,7 +1033,7 @@ mod tests {
             "Bennett R. Gastrointestinal systemic sclerosis. Part II. Arthritis Rheum. 1979.",
             &JournalTable::default(),
         );
-        assert!(features(&parsed, &IndexedPublication::of(&first_part), &[Family::Title]).part_contradicts);
+        assert!(features(&parsed, &IndexedPublication::of(&first_part), Families::from_iter([Family::Title])).part_contradicts);
     }
 
     #[test]
@@ -959,9 +1044,9 @@ mod tests {
         assert_eq!(words.all().len(), 21_845, "the words that end within 64 KiB");
         assert!(words.all().iter().all(|word| *word == "ab"));
         let indexed = IndexedPublication::of(&publication());
-        let found = features(&parsed, &indexed, &[Family::Title]);
+        let found = features(&parsed, &indexed, Families::from_iter([Family::Title]));
         assert_eq!(found.title_containment, 0, "the title's words were past the cut");
-        assert_eq!(found, plain_features(&parsed, &indexed, &[Family::Title]));
+        assert_eq!(found, plain_features(&parsed, &indexed, Families::from_iter([Family::Title])));
     }
 
     #[test]

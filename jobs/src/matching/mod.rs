@@ -38,7 +38,7 @@ use crate::publications::{entries, take_apart};
 use bibliographic::{publication_keys, reference_locators, JournalForms, PublicationLocators};
 use blocking::{BlockingKey, PublicationKey, ReferenceId};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
-use features::{features, rule_score, title_evidence, Family, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
+use features::{features, rule_score, title_evidence, Families, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
 use indexed::IndexedPublication;
 use journals::JournalTable;
 use timely::dataflow::operators::vec::Broadcast;
@@ -166,17 +166,17 @@ where
         .arrange_compact_named("Arrange: reference keys")
         .join_core(index, |key, reference, publication| Some(((*reference, *publication), key.family())))
         .reduce_total_named("Candidate pairs", |_pair, found, output| {
-            output.push((found.iter().map(|(family, _)| **family).collect::<Vec<Family>>(), 1))
+            output.push((found.iter().map(|(family, _)| **family).collect::<Families>(), 1))
         });
     let parsed = parsed.map(|(reference, (id, _, parsed))| (id, (reference, parsed)));
     let records = publications.records.arrange_compact_named("Arrange: publication records");
     families
         .map(|((reference, publication), families)| (publication, (reference, families)))
         .arrange_compact_named("Arrange: candidate pairs by publication")
-        .join_core(records, |_, (reference, families), publication| Some((*reference, (publication.clone(), families.clone()))))
+        .join_core(records, |_, (reference, families), publication| Some((*reference, (publication.clone(), *families))))
         .arrange_compact_named("Arrange: candidate pairs by reference")
         .join_core(parsed.arrange_compact_named("Arrange: parsed references"), |_, (publication, families), (reference, parsed)| {
-            Some((reference.clone(), (publication.id().to_string(), features(parsed, publication, families))))
+            Some((reference.clone(), (publication.id().to_string(), features(parsed, publication, *families))))
         })
 }
 
