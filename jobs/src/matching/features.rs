@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use super::indexed::{IndexedPublication, Numbers};
 use super::title::{containment, is_content_word, Lexicon, NEAR_FROM};
-use super::variants::{is_notice, part_number};
+use super::variants::notice_and_part;
 use super::Method;
 
 /// How a candidate pair was found (a pair can be found by several families).
@@ -247,9 +247,9 @@ pub struct ParsedReference {
     slots: Box<[u16]>,
     /// For each rank, what its word is: [`CONTENT`], [`OPEN`] and [`NUMBER`] bits.
     kinds: Box<[u8]>,
-    /// The reference reads as a notice about a publication (see [`is_notice`]).
+    /// The reference reads as a notice about a publication (see [`notice_and_part`]).
     pub notice: bool,
-    /// The part of a series it names, if any (see [`part_number`]).
+    /// The part of a series it names, if any (see [`notice_and_part`]).
     pub part: Option<u8>,
 }
 
@@ -329,7 +329,7 @@ impl ParsedReference {
     /// Parses `reference`, whose locators (see [`reference_locators`]) are already read.
     pub fn located(reference: &str, locators: ReferenceLocators) -> Self {
         let mut words = words(reference);
-        let (notice, part) = (is_notice(&words), part_number(reference, &words));
+        let (notice, part) = notice_and_part(reference, &words);
         if words.len() > MAX_WORD_BYTES {
             // Words are ASCII: any byte is a character boundary.
             words.truncate(words[..=MAX_WORD_BYTES].rfind(' ').unwrap_or(0));

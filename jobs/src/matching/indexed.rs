@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::bibliographic::ByJournalNames;
 use super::text::{first_page, last_page, leading_number, pieces, push_words, words};
 use super::title::is_content_word;
-use super::variants::{is_notice, part_number};
+use super::variants::notice_and_part;
 use crate::domain::Publication;
 
 /// The numbers of an [`IndexedPublication`] ([`IndexedPublication::numbers`]).
@@ -101,13 +101,14 @@ impl IndexedPublication {
             packed.push(FIELD);
         }
         packed.push_str(&publication.id);
+        let (notice, part) = notice_and_part(title, &title_words);
         IndexedPublication {
             fields: ArcStr::from(packed),
             journals: journal_names,
             year: publication.year.unwrap_or_default(),
             dated: publication.year.is_some(),
-            part: part_number(title, &title_words),
-            notice: is_notice(&title_words),
+            part,
+            notice,
         }
     }
 
@@ -157,12 +158,12 @@ impl IndexedPublication {
         self.dated.then_some(self.year)
     }
 
-    /// The part of a series the title names (see [`part_number`]).
+    /// The part of a series the title names (see [`notice_and_part`]).
     pub fn part(&self) -> Option<u8> {
         self.part
     }
 
-    /// Whether the title reads as a notice (see [`is_notice`]).
+    /// Whether the title reads as a notice (see [`notice_and_part`]).
     pub fn notice(&self) -> bool {
         self.notice
     }
