@@ -836,7 +836,8 @@ mod tests {
                 None => text,
             };
             let (reference, indexed) = (ParsedReference::of(&text, &JournalTable::default()), IndexedPublication::of(&publication));
-            prop_assert_eq!(features(&reference, &indexed, Families::from_iter([Family::Title])), plain_features(&reference, &indexed, Families::from_iter([Family::Title])));
+            let title = Families::from_iter([Family::Title]);
+            prop_assert_eq!(features(&reference, &indexed, title), plain_features(&reference, &indexed, title));
         }
     }
 

@@ -36,8 +36,8 @@ pub fn squash(text: &str) -> String {
 /// A 64-bit hash of `text` that every worker and process running the same build computes
 /// alike (blocking keys travel and meet as these hashes: a collision can only add a candidate
 /// pair, which the scorer then judges). Keys are never stored: a restart computes them again,
-/// so the hash may change between builds, and it is foldhash's with a fixed seed, several
-/// times faster than SipHash on the short texts of keys.
+/// so the hash may change between builds. It is foldhash's with a fixed seed, which hashes the
+/// short texts of keys faster than SipHash.
 pub fn stable_hash(text: &str) -> u64 {
     hash_bytes(text.as_bytes())
 }
