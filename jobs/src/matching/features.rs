@@ -836,8 +836,7 @@ mod tests {
                 None => text,
             };
             let (reference, indexed) = (ParsedReference::of(&text, &JournalTable::default()), IndexedPublication::of(&publication));
-            let title = Families::from_iter([Family::Title]);
-            prop_assert_eq!(features(&reference, &indexed, title), plain_features(&reference, &indexed, title));
+            prop_assert_eq!(features(&reference, &indexed, by_title()), plain_features(&reference, &indexed, by_title()));
         }
     }
 
@@ -855,6 +854,11 @@ mod tests {
             distinct.dedup();
             prop_assert_eq!(families.iter().collect::<Vec<_>>(), distinct);
         }
+    }
+
+    /// The families of a pair found by its title only.
+    fn by_title() -> Families {
+        Families::from_iter([Family::Title])
     }
 
     fn score(reference: &str, families: &[Family]) -> Option<(u32, Method)> {
@@ -979,7 +983,7 @@ mod tests {
             title_evidence(&features(
                 &ParsedReference::of(reference, &JournalTable::default()),
                 &IndexedPublication::of(&publication),
-                Families::from_iter([Family::Title]),
+                by_title(),
             ))
         };
         let title = "Gastrointestinal systemic sclerosis in mixed connective tissue disease.";
@@ -1003,7 +1007,7 @@ mod tests {
         let publication = Publication { authors: vec!["Bennett".into(), "Roe-Smith".into()], ..publication() };
         let parsed = ParsedReference::of(full_names, &JournalTable::default());
         assert_eq!(
-            features(&parsed, &IndexedPublication::of(&publication), Families::from_iter([Family::Title])).unexplained_words,
+            features(&parsed, &IndexedPublication::of(&publication), by_title()).unexplained_words,
             0,
             "given names stand by their surnames"
         );
@@ -1017,11 +1021,7 @@ mod tests {
     #[test]
     fn a_notice_or_another_part_differs_from_the_publication() {
         let feature = |reference: &str| {
-            features(
-                &ParsedReference::of(reference, &JournalTable::default()),
-                &IndexedPublication::of(&publication()),
-                Families::from_iter([Family::Title]),
-            )
+            features(&ParsedReference::of(reference, &JournalTable::default()), &IndexedPublication::of(&publication()), by_title())
         };
         let notice =
             feature("Bennett R. Erratum: Gastrointestinal systemic sclerosis in mixed connective tissue disease. Arthritis Rheum. 1979.");
@@ -1034,7 +1034,7 @@ mod tests {
             "Bennett R. Gastrointestinal systemic sclerosis. Part II. Arthritis Rheum. 1979.",
             &JournalTable::default(),
         );
-        assert!(features(&parsed, &IndexedPublication::of(&first_part), Families::from_iter([Family::Title])).part_contradicts);
+        assert!(features(&parsed, &IndexedPublication::of(&first_part), by_title()).part_contradicts);
     }
 
     #[test]
@@ -1045,9 +1045,9 @@ mod tests {
         assert_eq!(words.all().len(), 21_845, "the words that end within 64 KiB");
         assert!(words.all().iter().all(|word| *word == "ab"));
         let indexed = IndexedPublication::of(&publication());
-        let found = features(&parsed, &indexed, Families::from_iter([Family::Title]));
+        let found = features(&parsed, &indexed, by_title());
         assert_eq!(found.title_containment, 0, "the title's words were past the cut");
-        assert_eq!(found, plain_features(&parsed, &indexed, Families::from_iter([Family::Title])));
+        assert_eq!(found, plain_features(&parsed, &indexed, by_title()));
     }
 
     #[test]
