@@ -18,7 +18,8 @@
 //! Those batches also lay their columns out as [`Compact`]: vectors like differential's
 //! `Vector` layout, and [`Offsets`] for the offsets, which hold the common patterns of a large
 //! batch (a value per key, an update repeated per value) as three numbers instead of four
-//! bytes per entry.
+//! bytes per entry. The spine merges them as [`CompactBatch`]es, whose merger writes a value's
+//! one update directly instead of staging it (`arrange/merger.rs`).
 
 use std::marker::PhantomData;
 
@@ -34,9 +35,11 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 mod batcher;
+mod merger;
 mod offsets;
 
 pub use batcher::TotalBatcher;
+pub use merger::{CompactBatch, CompactCursor, CompactMerger};
 pub use offsets::Offsets;
 
 /// The layout of compact batches: a vector per column, and [`Offsets`] for the offsets.
@@ -52,11 +55,8 @@ impl<U: Update<Diff: Ord>> Layout for Compact<U> {
     type OffsetContainer = Offsets;
 }
 
-/// A batch of `(key, value)` updates laid out as [`Compact`].
-type CompactBatch<K, V, T, R> = OrdValBatch<Compact<((K, V), T, R)>>;
-
-/// A trace of [`Compact`] batches, as [`ArrangeCompact`]'s arrangements hold.
-pub type CompactSpine<K, V, T, R> = Spine<std::rc::Rc<CompactBatch<K, V, T, R>>>;
+/// A trace of [`CompactBatch`]es, as [`ArrangeCompact`]'s arrangements hold.
+pub type CompactSpine<K, V, T, R> = Spine<std::rc::Rc<CompactBatch<((K, V), T, R)>>>;
 
 /// Builds [`Compact`] batches from sorted updates (without shrinking them).
 type CompactValBuilder<K, V, T, R> = OrdValBuilder<Compact<((K, V), T, R)>, Vec<((K, V), T, R)>>;
@@ -77,7 +77,8 @@ fn shrink<U: Update<Diff: Ord>>(batch: &mut OrdValBatch<Compact<U>>) {
     storage.upds.diffs.shrink_to_fit();
 }
 
-/// Seals chains into batches as `S` does, then shrinks the batch's columns to what they hold.
+/// Seals chains into batches as `S` does, then shrinks the batch's columns to what they hold
+/// and makes it a [`CompactBatch`].
 pub struct Compacting<S>(PhantomData<S>);
 
 impl<C, S, U> Sealer<C> for Compacting<S>
@@ -85,12 +86,12 @@ where
     S: Sealer<C, Output = OrdValBatch<Compact<U>>>,
     U: Update<Diff: Ord>,
 {
-    type Output = OrdValBatch<Compact<U>>;
+    type Output = CompactBatch<U>;
 
     fn seal(chain: &mut Vec<C>) -> Option<Self::Output> {
         let mut batch = S::seal(chain)?;
         shrink(&mut batch);
-        Some(batch)
+        Some(CompactBatch(batch))
     }
 }
 
@@ -150,6 +151,8 @@ where
 mod tests {
     use super::*;
     use differential_dataflow::input::Input;
+    use differential_dataflow::trace::implementations::ord_neu::val_batch::OrdValStorage;
+    use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
     use differential_dataflow::trace::implementations::Vector;
     use differential_dataflow::trace::{Trace, TraceReader};
     use std::collections::BTreeSet;
@@ -158,16 +161,23 @@ mod tests {
     use timely::dataflow::operators::Probe;
     use timely::progress::Antichain;
 
-    /// An arrangement of `(u32, u32)` pairs laid out as `L`.
-    type Arrange<L> = for<'s> fn(VecCollection<'s, u64, (u32, u32)>) -> Arranged<'s, TraceAgent<Spine<Rc<OrdValBatch<L>>>>>;
+    /// An arrangement of `(u32, u32)` pairs in batches `B`.
+    type Arrange<B> = for<'s> fn(VecCollection<'s, u64, (u32, u32)>) -> Arranged<'s, TraceAgent<Spine<Rc<B>>>>;
 
     /// What the batches of a trace hold, built by `arrange` from `records` pairs (one value
     /// per key) inserted at one time: the capacity of their time columns, the offsets they
-    /// hold in lists (counted by `listed`), and their pairs.
-    fn arranged<L>(records: u32, arrange: Arrange<L>, listed: fn(&L::OffsetContainer) -> usize) -> (usize, usize, Vec<(u32, u32)>)
+    /// hold in lists (counted by `listed`), and their pairs. A batch keeps them in `storage`,
+    /// laid out as `L`.
+    fn arranged<L, B>(
+        records: u32,
+        arrange: Arrange<B>,
+        storage: fn(&B) -> &OrdValStorage<L>,
+        listed: fn(&L::OffsetContainer) -> usize,
+    ) -> (usize, usize, Vec<(u32, u32)>)
     where
         L: Layout<KeyContainer = Vec<u32>, ValContainer = Vec<u32>, TimeContainer = Vec<u64>, DiffContainer = Vec<isize>> + 'static,
-        Spine<Rc<OrdValBatch<L>>>: Trace<Time = u64, Batch = Rc<OrdValBatch<L>>>,
+        B: SpineBatch<Time = u64> + 'static,
+        Spine<Rc<B>>: Trace<Time = u64, Batch = Rc<B>>,
     {
         let seen = Arc::new(Mutex::new((0, 0, Vec::new())));
         let out = seen.clone();
@@ -185,11 +195,11 @@ mod tests {
             input.flush();
             worker.step_while(|| probe.less_than(input.time()));
             let batches = trace.batches_through(Antichain::from_elem(1).borrow()).expect("batches up to 1");
-            let capacity = batches.iter().map(|batch| batch.storage.upds.times.capacity()).sum();
-            let offsets = batches.iter().map(|batch| listed(&batch.storage.vals.offs) + listed(&batch.storage.upds.offs)).sum();
+            let batches: Vec<&OrdValStorage<L>> = batches.iter().map(|batch| storage(batch)).collect();
+            let capacity = batches.iter().map(|batch| batch.upds.times.capacity()).sum();
+            let offsets = batches.iter().map(|batch| listed(&batch.vals.offs) + listed(&batch.upds.offs)).sum();
             // One value per key here, so keys and values pair up in order.
-            let pairs =
-                batches.iter().flat_map(|batch| batch.storage.keys.iter().copied().zip(batch.storage.vals.vals.iter().copied())).collect();
+            let pairs = batches.iter().flat_map(|batch| batch.keys.iter().copied().zip(batch.vals.vals.iter().copied())).collect();
             *out.lock().expect("lock") = (capacity, offsets, pairs);
         });
         let result = seen.lock().expect("lock").clone();
@@ -198,10 +208,14 @@ mod tests {
 
     #[test]
     fn a_batch_at_one_time_keeps_one_time_and_no_offsets_not_one_per_update() {
-        let (default_capacity, default_offsets, default_pairs) =
-            arranged::<Vector<_>>(10_000, |pairs| pairs.arrange_by_key_named("Default"), |offsets| offsets.len());
+        let (default_capacity, default_offsets, default_pairs) = arranged::<Vector<_>, _>(
+            10_000,
+            |pairs| pairs.arrange_by_key_named("Default"),
+            |batch| &batch.storage,
+            |offsets| offsets.len(),
+        );
         let (compact_capacity, compact_offsets, compact_pairs) =
-            arranged::<Compact<_>>(10_000, |pairs| pairs.arrange_compact_named("Compact"), Offsets::listed);
+            arranged::<Compact<_>, _>(10_000, |pairs| pairs.arrange_compact_named("Compact"), |batch| &batch.0.storage, Offsets::listed);
         assert!(default_capacity >= 10_000, "differential's builder reserves a time per update ({default_capacity})");
         assert!(default_offsets >= 20_000, "differential holds an offset per key and per value ({default_offsets})");
         assert!(compact_capacity <= 1, "{compact_capacity}");
