@@ -11,35 +11,34 @@
 //!
 //! [`ArrangeCompact::arrange_compact_named`] arranges like `arrange_by_key_named` (same
 //! spine, batches with the same contents) with a sealer that gives that unused capacity back
-//! when each batch is formed; [`ArrangeCompact::antijoin_compact_named`] is `antijoin` over
+//! when each batch is formed ([`CompactSealer`]); [`ArrangeCompact::antijoin_compact_named`] is `antijoin` over
 //! such an arrangement. Its times are totally ordered, and its batcher is [`TotalBatcher`],
 //! which sorts each update once instead of merging chains of them (`arrange/batcher.rs`).
 //!
 //! Those batches also lay their columns out as [`Compact`]: vectors like differential's
 //! `Vector` layout, and [`Offsets`] for the offsets, which hold the common patterns of a large
 //! batch (a value per key, an update repeated per value) as three numbers instead of four
-//! bytes per entry. The spine merges them as [`CompactBatch`]es, whose merger writes a value's
-//! one update directly instead of staging it (`arrange/merger.rs`).
+//! bytes per entry. Those [`CompactBatch`]es are sealed and merged writing a value's one update
+//! directly instead of staging it (`arrange/batch.rs`).
 
 use std::marker::PhantomData;
 
-use differential_dataflow::batcher::merge::Sealer;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
-use differential_dataflow::trace::implementations::ord_neu::{OrdValBatch, OrdValBuilder};
+use differential_dataflow::trace::implementations::ord_neu::val_batch::OrdValStorage;
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
 use differential_dataflow::trace::implementations::{Layout, Update};
 use differential_dataflow::{ExchangeData, VecCollection};
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+mod batch;
 mod batcher;
-mod merger;
 mod offsets;
 
+pub use batch::{CompactBatch, CompactCursor, CompactMerger, CompactSealer};
 pub use batcher::TotalBatcher;
-pub use merger::{CompactBatch, CompactCursor, CompactMerger};
 pub use offsets::Offsets;
 
 /// The layout of compact batches: a vector per column, and [`Offsets`] for the offsets.
@@ -58,41 +57,19 @@ impl<U: Update<Diff: Ord>> Layout for Compact<U> {
 /// A trace of [`CompactBatch`]es, as [`ArrangeCompact`]'s arrangements hold.
 pub type CompactSpine<K, V, T, R> = Spine<std::rc::Rc<CompactBatch<((K, V), T, R)>>>;
 
-/// Builds [`Compact`] batches from sorted updates (without shrinking them).
-type CompactValBuilder<K, V, T, R> = OrdValBuilder<Compact<((K, V), T, R)>, Vec<((K, V), T, R)>>;
-
-/// Gives back what `batch`'s columns hold beyond their contents.
-fn shrink<U: Update<Diff: Ord>>(batch: &mut OrdValBatch<Compact<U>>) {
+/// Gives back what a batch's columns hold beyond their contents.
+fn shrink<U: Update<Diff: Ord>>(storage: &mut OrdValStorage<Compact<U>>) {
     fn offsets(list: &mut Offsets) {
         let rest = list.rest_mut();
         rest.smol.shrink_to_fit();
         rest.chonk.shrink_to_fit();
     }
-    let storage = &mut batch.storage;
     storage.keys.shrink_to_fit();
     offsets(&mut storage.vals.offs);
     storage.vals.vals.shrink_to_fit();
     offsets(&mut storage.upds.offs);
     storage.upds.times.shrink_to_fit();
     storage.upds.diffs.shrink_to_fit();
-}
-
-/// Seals chains into batches as `S` does, then shrinks the batch's columns to what they hold
-/// and makes it a [`CompactBatch`].
-pub struct Compacting<S>(PhantomData<S>);
-
-impl<C, S, U> Sealer<C> for Compacting<S>
-where
-    S: Sealer<C, Output = OrdValBatch<Compact<U>>>,
-    U: Update<Diff: Ord>,
-{
-    type Output = CompactBatch<U>;
-
-    fn seal(chain: &mut Vec<C>) -> Option<Self::Output> {
-        let mut batch = S::seal(chain)?;
-        shrink(&mut batch);
-        Some(CompactBatch(batch))
-    }
 }
 
 /// Arranging and antijoining a collection of `(key, value)` pairs by key through
@@ -134,7 +111,7 @@ where
     V: ExchangeData,
 {
     fn arrange_compact_named(self, name: &str) -> Arranged<'scope, TraceAgent<CompactSpine<K, V, T, isize>>> {
-        type Batcher<K, V, T> = TotalBatcher<(K, V), T, isize, Compacting<CompactValBuilder<K, V, T, isize>>>;
+        type Batcher<K, V, T> = TotalBatcher<(K, V), T, isize, CompactSealer>;
         self.arrange_named::<Batcher<K, V, T>, CompactSpine<K, V, T, isize>>(name, Batcher::new)
     }
 

@@ -1,17 +1,22 @@
-//! Compact batches, and merging them an update at a time where a value has one update.
+//! Compact batches: built and merged an update at a time where a value has one update.
 //!
 //! A [`CompactBatch`] holds what differential's `OrdValBatch` holds, laid out as
-//! [`Compact`]; its cursor is that batch's cursor. It differs in how the spine merges two of
-//! them ([`CompactMerger`]). Differential's merger moves every value's updates through a
-//! staging area: it pushes them onto a stash, consolidates the stash, and checks whether a
-//! single update repeats the previous one through one-element containers. A value with one
-//! update — every value of a collection whose records are inserted and later retracted once
-//! — pays all of that for one `(time, diff)`. This merger advances that update's time and
-//! compares it with the last one written directly, and stages only the values with several
-//! updates, or one value present in both batches. The merged batch is the one differential
-//! builds: the same keys, values, updates and singleton encoding (compared by the property
-//! test below), and merging spends fuel as differential's merger does, an update at a time.
+//! [`Compact`]; its cursor is that batch's cursor. It differs in how it is formed from sorted
+//! updates ([`CompactSealer`]) and how the spine merges two of them ([`CompactMerger`]).
+//! Differential's builder and merger move every value's updates through a staging area: they
+//! push them onto a stash, consolidate the stash, and check whether a single update repeats
+//! the previous one through one-element containers. A value with one update — every value of
+//! a collection whose records are inserted and later retracted once — pays all of that for
+//! one `(time, diff)`. Here a value's one update is compared with the last one written
+//! directly (its time advanced, when merging), and only the values with several updates, or
+//! one value present in both merged batches, are staged. The batches are the ones
+//! differential forms: the same keys, values, updates and singleton encoding (compared by the
+//! property tests below), and merging spends fuel as differential's merger does, an update at
+//! a time. The sealer sizes the key and value columns exactly and gives back what the update
+//! columns do not hold, as a batch of one time and one diff keeps one update (see
+//! [`super`]).
 
+use differential_dataflow::batcher::merge::Sealer;
 use differential_dataflow::difference::IsZero;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::trace::implementations::ord_neu::val_batch::{OrdValCursor, OrdValStorage};
@@ -119,18 +124,81 @@ impl<U: Update<Diff: Ord>> Cursor for CompactCursor<U> {
 /// The storage of a compact batch.
 type Storage<U> = OrdValStorage<Compact<U>>;
 
+/// The columns of a compact batch being written, a key, a value and its updates at a time.
+struct Writer<U: Update<Diff: Ord>> {
+    /// The batch so far.
+    result: Storage<U>,
+    /// Updates written so far, counting each repeat of the previous one.
+    updates: usize,
+    /// A value's updates, when they are several or from two batches, to consolidate.
+    staged: Vec<(U::Time, U::Diff)>,
+}
+
+impl<U: Update<Diff: Ord>> Writer<U> {
+    fn new(result: Storage<U>) -> Self {
+        Writer { result, updates: 0, staged: Vec::new() }
+    }
+
+    /// Writes the key if values were written for it since there were `written`.
+    fn close_key(&mut self, written: usize, key: &U::Key) {
+        if self.result.vals.vals.len() > written {
+            self.result.keys.push(key.clone());
+            self.result.vals.offs.push_ref(self.result.vals.vals.len());
+        }
+    }
+
+    /// Writes a value's one update: as a repeat of the last update written if it is that
+    /// update (differential's singleton encoding), else in full; whether it is not zero.
+    fn write_one(&mut self, time: U::Time, diff: U::Diff) -> bool {
+        if diff.is_zero() {
+            return false;
+        }
+        let upds = &mut self.result.upds;
+        let repeats = upds.times.last() == Some(&time) && upds.diffs.last() == Some(&diff);
+        if !repeats {
+            upds.times.push(time);
+            upds.diffs.push(diff);
+        }
+        upds.offs.push_ref(upds.times.len());
+        self.updates += 1;
+        true
+    }
+
+    /// Writes a value's staged updates, consolidated; whether any remain.
+    fn write_staged(&mut self) -> bool {
+        differential_dataflow::consolidation::consolidate(&mut self.staged);
+        match self.staged.len() {
+            0 => false,
+            1 => {
+                let (time, diff) = self.staged.pop().expect("one update");
+                self.write_one(time, diff)
+            }
+            _ => {
+                self.updates += self.staged.len();
+                for (time, diff) in self.staged.drain(..) {
+                    self.result.upds.times.push(time);
+                    self.result.upds.diffs.push(diff);
+                }
+                self.result.upds.offs.push_ref(self.result.upds.times.len());
+                true
+            }
+        }
+    }
+
+    /// The batch written, unless it holds no update.
+    fn done(self) -> Option<CompactBatch<U>> {
+        (self.updates > 0).then(|| CompactBatch(OrdValBatch { updates: self.updates, storage: self.result }))
+    }
+}
+
 /// A merge of two [`CompactBatch`]es in progress (see the module documentation).
 pub struct CompactMerger<U: Update<Diff: Ord>> {
     /// The next key of each batch.
     cursors: (usize, usize),
     /// The merged batch so far.
-    result: Storage<U>,
+    writer: Writer<U>,
     /// Times are advanced by this frontier.
     since: Antichain<U::Time>,
-    /// Updates written so far, counting each repeat of the previous one.
-    updates: usize,
-    /// A value's updates from both batches, or several of one, to consolidate.
-    staged: Vec<(U::Time, U::Diff)>,
 }
 
 impl<U: Update<Diff: Ord>> Merger<CompactBatch<U>> for CompactMerger<U> {
@@ -138,21 +206,19 @@ impl<U: Update<Diff: Ord>> Merger<CompactBatch<U>> for CompactMerger<U> {
         let (first, second) = (&first.0.storage, &second.0.storage);
         CompactMerger {
             cursors: (0, 0),
-            result: OrdValStorage {
+            writer: Writer::new(OrdValStorage {
                 keys: BatchContainer::merge_capacity(&first.keys, &second.keys),
                 vals: Vals::merge_capacity(&first.vals, &second.vals),
                 upds: Upds::merge_capacity(&first.upds, &second.upds),
-            },
+            }),
             since: frontier.to_owned(),
-            updates: 0,
-            staged: Vec::new(),
         }
     }
 
     fn work(&mut self, first: &CompactBatch<U>, second: &CompactBatch<U>, fuel: &mut isize) {
         let (first, second) = (&first.0.storage, &second.0.storage);
-        let start = self.updates;
-        let spent = |merger: &Self| (merger.updates - start) as isize;
+        let start = self.writer.updates;
+        let spent = |merger: &Self| (merger.writer.updates - start) as isize;
         while self.cursors.0 < first.keys.len() && self.cursors.1 < second.keys.len() && spent(self) < *fuel {
             let (one, other) = self.cursors;
             match first.keys[one].cmp(&second.keys[other]) {
@@ -182,7 +248,7 @@ impl<U: Update<Diff: Ord>> Merger<CompactBatch<U>> for CompactMerger<U> {
     }
 
     fn done(self) -> Option<CompactBatch<U>> {
-        (self.updates > 0).then(|| CompactBatch(OrdValBatch { updates: self.updates, storage: self.result }))
+        self.writer.done()
     }
 }
 
@@ -190,19 +256,19 @@ impl<U: Update<Diff: Ord>> CompactMerger<U> {
     /// Writes the key at `index` of `source` with its values, unless every value's updates
     /// cancel.
     fn copy_key(&mut self, source: &Storage<U>, index: usize) {
-        let written = self.result.vals.vals.len();
+        let written = self.writer.result.vals.vals.len();
         let (lower, upper) = source.vals.bounds(index);
         for value in lower..upper {
             if self.write_updates(&[(source, value)]) {
-                self.result.vals.vals.push(source.vals.vals[value].clone());
+                self.writer.result.vals.vals.push(source.vals.vals[value].clone());
             }
         }
-        self.close_key(written, &source.keys[index]);
+        self.writer.close_key(written, &source.keys[index]);
     }
 
     /// Writes the key both batches are at, with the values of both in order.
     fn merge_key(&mut self, first: &Storage<U>, second: &Storage<U>) {
-        let written = self.result.vals.vals.len();
+        let written = self.writer.result.vals.vals.len();
         let (mut one, end_one) = first.vals.bounds(self.cursors.0);
         let (mut other, end_other) = second.vals.bounds(self.cursors.1);
         while one < end_one || other < end_other {
@@ -217,20 +283,12 @@ impl<U: Update<Diff: Ord>> CompactMerger<U> {
                 std::cmp::Ordering::Equal => (&first.vals.vals[one], self.write_updates(&[(first, one), (second, other)])),
             };
             if kept {
-                self.result.vals.vals.push(value.clone());
+                self.writer.result.vals.vals.push(value.clone());
             }
             one += usize::from(order.is_le());
             other += usize::from(order.is_ge());
         }
-        self.close_key(written, &first.keys[self.cursors.0]);
-    }
-
-    /// Writes the key if values were written for it since there were `written`.
-    fn close_key(&mut self, written: usize, key: &U::Key) {
-        if self.result.vals.vals.len() > written {
-            self.result.keys.push(key.clone());
-            self.result.vals.offs.push_ref(self.result.vals.vals.len());
-        }
+        self.writer.close_key(written, &first.keys[self.cursors.0]);
     }
 
     /// Writes the updates of the values at `sources` (one value, in one batch or both), their
@@ -242,7 +300,7 @@ impl<U: Update<Diff: Ord>> CompactMerger<U> {
                 let mut time = source.upds.times[lower].clone();
                 time.advance_by(self.since.borrow());
                 let diff = source.upds.diffs[lower].clone();
-                return self.write_one(time, diff);
+                return self.writer.write_one(time, diff);
             }
         }
         for (source, value) in sources {
@@ -250,44 +308,72 @@ impl<U: Update<Diff: Ord>> CompactMerger<U> {
             for (time, diff) in source.upds.times[lower..upper].iter().zip(&source.upds.diffs[lower..upper]) {
                 let mut time = time.clone();
                 time.advance_by(self.since.borrow());
-                self.staged.push((time, diff.clone()));
+                self.writer.staged.push((time, diff.clone()));
             }
         }
-        differential_dataflow::consolidation::consolidate(&mut self.staged);
-        match self.staged.len() {
-            0 => false,
-            1 => {
-                let (time, diff) = self.staged.pop().expect("one update");
-                self.write_one(time, diff)
-            }
-            _ => {
-                self.updates += self.staged.len();
-                for (time, diff) in self.staged.drain(..) {
-                    self.result.upds.times.push(time);
-                    self.result.upds.diffs.push(diff);
-                }
-                self.result.upds.offs.push_ref(self.result.upds.times.len());
-                true
-            }
-        }
+        self.writer.write_staged()
     }
+}
 
-    /// Writes a value's one update: as a repeat of the last update written if it is that
-    /// update (differential's singleton encoding), else in full.
-    fn write_one(&mut self, time: U::Time, diff: U::Diff) -> bool {
-        if diff.is_zero() {
-            return false;
+/// Seals a chain of sorted, consolidated updates into a [`CompactBatch`], as differential's
+/// `OrdValBuilder` does (see the module documentation).
+pub struct CompactSealer;
+
+impl<K, V, T, R> Sealer<Chunk<K, V, T, R>> for CompactSealer
+where
+    K: Ord + Clone + 'static,
+    V: Ord + Clone + 'static,
+    T: Lattice + timely::progress::Timestamp,
+    R: Ord + differential_dataflow::difference::Semigroup + 'static,
+{
+    type Output = CompactBatch<((K, V), T, R)>;
+
+    fn seal(chain: &mut Vec<Chunk<K, V, T, R>>) -> Option<Self::Output> {
+        let (keys, values) = distinct_keys_and_values(chain);
+        let mut writer = Writer::new(OrdValStorage {
+            keys: Vec::with_capacity(keys),
+            vals: Vals::with_capacity(keys + 1, values),
+            upds: Upds::with_capacity(values + 1, 0),
+        });
+        for ((key, value), time, diff) in chain.drain(..).flatten() {
+            let new_key = writer.result.keys.last() != Some(&key);
+            if new_key || writer.result.vals.vals.last() != Some(&value) {
+                if !writer.result.keys.is_empty() {
+                    writer.write_staged();
+                }
+                let result = &mut writer.result;
+                if new_key {
+                    if !result.keys.is_empty() {
+                        result.vals.offs.push_ref(result.vals.vals.len());
+                    }
+                    result.keys.push(key);
+                }
+                result.vals.vals.push(value);
+            }
+            writer.staged.push((time, diff));
         }
-        let upds = &mut self.result.upds;
-        let repeats = upds.times.last() == Some(&time) && upds.diffs.last() == Some(&diff);
-        if !repeats {
-            upds.times.push(time);
-            upds.diffs.push(diff);
-        }
-        upds.offs.push_ref(upds.times.len());
-        self.updates += 1;
-        true
+        writer.write_staged();
+        let result = &mut writer.result;
+        result.vals.offs.push_ref(result.vals.vals.len());
+        super::shrink(&mut writer.result);
+        writer.done()
     }
+}
+
+/// Sorted updates of `(key, value)` pairs, as a chain holds them.
+type Chunk<K, V, T, R> = Vec<((K, V), T, R)>;
+
+/// How many distinct keys and `(key, value)` pairs a chain of sorted updates holds.
+fn distinct_keys_and_values<K: Eq, V: Eq, T, R>(chain: &[Chunk<K, V, T, R>]) -> (usize, usize) {
+    let mut last: Option<&(K, V)> = None;
+    let (mut keys, mut values) = (0, 0);
+    for (data, _, _) in chain.iter().flatten() {
+        let (new_key, new_value) = last.map_or((true, true), |last| (last.0 != data.0, last != data));
+        keys += usize::from(new_key);
+        values += usize::from(new_value);
+        last = Some(data);
+    }
+    (keys, values)
 }
 
 #[cfg(test)]
@@ -343,6 +429,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn seals_what_differentials_builder_builds(updates in rows(), split in 1usize..8) {
+            let expected = batch(updates.clone());
+            let mut sorted = updates;
+            differential_dataflow::consolidation::consolidate_updates(&mut sorted);
+            let mut chain: Vec<Vec<Row>> = sorted.chunks(split).map(<[Row]>::to_vec).collect();
+            let got = CompactSealer::seal(&mut chain);
+            prop_assert_eq!(got.is_some(), expected.updates > 0);
+            if let Some(got) = got {
+                prop_assert_eq!((got.0.updates, columns(&got.0.storage)), (expected.updates, columns(&expected.storage)));
+            }
+        }
+
         #[test]
         fn merges_what_differentials_merger_merges(first in rows(), second in rows(), since in 0u64..7, fuel in 1isize..40) {
             let (one, other) = (batch(first), batch(second));
