@@ -11,10 +11,11 @@
 //!   (id, key, value) on distinct keys among those, so that a right row matches about three
 //!   left rows, inserted in 100 batches of 10,000 left and 1,000 right rows. Both sides are
 //!   arranged by key (`citeflow_operators::arrange::ArrangeCompact`, as the job arranges its
-//!   collections) and joined (`join_core`); a pair scores `left value *
-//!   right value mod 1,000,003`, and `citeflow_operators::best::leaders_by_key` keeps per right
-//!   key the pair with the greatest (score, left id) (and the runner-up, which the peers do
-//!   not compute and the check ignores).
+//!   collections) and joined (`citeflow_operators::join::JoinByBatch`, as the job joins them);
+//!   a pair scores `left value * right value mod 1,000,003`, and
+//!   `citeflow_operators::best::leaders_by_key` keeps per right key the pair with the greatest
+//!   (score, left id) (and the runner-up, which the peers do not compute and the check
+//!   ignores).
 //!
 //! Events are input updates, counted alike for every engine: an insertion is one, a revision
 //! two. The files are read into memory first; the clock runs from the first batch's input
@@ -57,6 +58,7 @@ use citeflow_benches::windows::{count_and_sum, workload, Change, Event, EventTim
 use citeflow_jobs::synthetic::Rng;
 use citeflow_operators::arrange::ArrangeCompact;
 use citeflow_operators::best::leaders_by_key;
+use citeflow_operators::join::JoinByBatch;
 use citeflow_operators::window::{window_aggregate, Window};
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::input::Input;
@@ -320,7 +322,7 @@ fn run_join(dir: &Path, feeding: Feeding) {
             let (rights, right) = scope.new_collection::<JoinRow, isize>();
             let pairs = left
                 .arrange_compact_named("Arrange: left")
-                .join_core(right.arrange_compact_named("Arrange: right"), |key, (id, left), (_, right)| {
+                .join_by_batch(right.arrange_compact_named("Arrange: right"), |key, (id, left), (_, right)| {
                     Some((*key, (score(*left, *right), *id)))
                 });
             let probe = leaders_by_key(pairs).inspect(move |(row, _, diff)| sink.borrow_mut().push((*row, *diff))).probe().0;

@@ -14,10 +14,11 @@
 # and 1,100,000). Every engine reads the files into memory before its clock starts and times
 # the computation only, on one worker, and checks its final output against the generator's:
 #   citeflow  benches/benches/peers.rs (cargo bench, release): window_aggregate with count and
-#             sum_by; arrange_by_key, join_core and leaders_by_key. From the first batch's input
-#             until the probe shows the output complete for the last batch; paced (each batch
-#             once the output is complete for the one before: the "citeflow" figure) and again
-#             queued (every batch at once, as Pathway's input arrives: "citeflow-queued").
+#             sum_by; arrange_compact_named, join_by_batch and leaders_by_key. From the first
+#             batch's input until the probe shows the output complete for the last batch;
+#             paced (each batch once the output is complete for the one before: the "citeflow"
+#             figure) and again queued (every batch at once, as Pathway's input arrives:
+#             "citeflow-queued").
 #   pathway   pathway_bench.py: tables with __time__/__diff__, one time per batch; the clock
 #             runs around pw.run (with Pathway's CSV writer as the output), less the time pw.run
 #             spends turning the DataFrames into its input rows.

@@ -30,6 +30,8 @@ use differential_dataflow::trace::implementations::ord_neu::val_batch::OrdValSto
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
 use differential_dataflow::trace::implementations::{Layout, Update};
 use differential_dataflow::{ExchangeData, VecCollection};
+
+use crate::join::JoinByBatch;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
@@ -119,7 +121,7 @@ where
         let matched = self
             .clone()
             .arrange_compact_named(&format!("Arrange: {name}"))
-            .join_core(keys.arrange_by_self(), |key, value, ()| Some((key.clone(), value.clone())));
+            .join_by_batch(keys.arrange_by_self(), |key, value, ()| Some((key.clone(), value.clone())));
         self.concat(matched.negate())
     }
 }

@@ -10,6 +10,7 @@ pub mod arrange;
 pub mod best;
 pub mod count;
 pub mod inference;
+pub mod join;
 pub mod lateness;
 pub mod reduce;
 pub mod stamp;

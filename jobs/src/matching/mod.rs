@@ -38,6 +38,7 @@ use crate::publications::{entries, take_apart};
 use bibliographic::{publication_keys, reference_locators, JournalForms, PublicationLocators};
 use blocking::{BlockingKey, PublicationKey, ReferenceId};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
+use citeflow_operators::join::JoinByBatch;
 use features::{features, rule_score, title_evidence, Families, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
 use indexed::IndexedPublication;
 use journals::JournalTable;
@@ -164,7 +165,7 @@ where
         .antijoin_compact_named("Reference keys, common left out", common)
         .concat(unlimited)
         .arrange_compact_named("Arrange: reference keys")
-        .join_core(index, |key, reference, publication| Some(((*reference, *publication), key.family())))
+        .join_by_batch(index, |key, reference, publication| Some(((*reference, *publication), key.family())))
         .reduce_total_named("Candidate pairs", |_pair, found, output| {
             output.push((found.iter().map(|(family, _)| **family).collect::<Families>(), 1))
         });
@@ -173,9 +174,9 @@ where
     families
         .map(|((reference, publication), families)| (publication, (reference, families)))
         .arrange_compact_named("Arrange: candidate pairs by publication")
-        .join_core(records, |_, (reference, families), publication| Some((*reference, (publication.clone(), *families))))
+        .join_by_batch(records, |_, (reference, families), publication| Some((*reference, (publication.clone(), *families))))
         .arrange_compact_named("Arrange: candidate pairs by reference")
-        .join_core(parsed.arrange_compact_named("Arrange: parsed references"), |_, (publication, families), (reference, parsed)| {
+        .join_by_batch(parsed.arrange_compact_named("Arrange: parsed references"), |_, (publication, families), (reference, parsed)| {
             Some((reference.clone(), (publication.id().to_string(), features(parsed, publication, *families))))
         })
 }
