@@ -41,16 +41,10 @@ where
     F: Fn(&K) -> Option<isize> + 'static,
 {
     let mut changes: Vec<(Tr::Time, isize)> = Vec::new();
-    changed_keys(arranged, "KeysOverLimit", move |key: &K, batch, storage, (before, before_storage), output| {
+    changed_keys(arranged, "KeysOverLimit", move |key: &K, batch, storage, before, output| {
         let Some(limit) = limit(key) else { return };
         let mut count = 0;
-        before.seek_key(before_storage, key);
-        if before.get_key(before_storage) == Some(key) {
-            while before.val_valid(before_storage) {
-                before.map_times(before_storage, |_, diff| count += BatchCursor::<Tr>::owned_diff(diff));
-                before.step_val(before_storage);
-            }
-        }
+        before.updates(key, |_, diff| count += diff);
         while batch.val_valid(storage) {
             batch.map_times(storage, |time, diff| changes.push((BatchCursor::<Tr>::owned_time(time), BatchCursor::<Tr>::owned_diff(diff))));
             batch.step_val(storage);

@@ -17,7 +17,8 @@
 //! count, ordered, and is not called for a key without any.
 //!
 //! [`changed_keys`] is the walk both this and [`crate::count::keys_over_limit`] do: for every
-//! key the new batches change, a cursor on those batches and one on the trace before them.
+//! key the new batches change, a cursor on those batches, and the trace's batches before them
+//! to look the key up in, one batch at a time ([`Before`]).
 
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::consolidation::consolidate;
@@ -34,13 +35,46 @@ use timely::progress::{Antichain, Timestamp};
 
 use crate::arrange::ArrangeCompact;
 
-/// A cursor over several batches of a trace, and the batches it reads.
-pub(crate) type Batches<Tr> = (CursorList<BatchCursor<Tr>>, Vec<<Tr as TraceReader>::Batch>);
+/// The batches of a trace up to some frontier, each with its own cursor, to look keys up in,
+/// in key order: each lookup in a batch starts where the last one in it ended. A key is sought
+/// in one batch at a time, not in all of them at once through a `CursorList`, whose every seek
+/// compares the batches' cursors again; the caller adds up a key's updates itself.
+pub(crate) struct Before<B: Navigable> {
+    batches: Vec<B>,
+    cursors: Vec<B::Cursor>,
+}
+
+impl<B: Navigable> Before<B> {
+    fn new(batches: Vec<B>) -> Self {
+        let cursors = batches.iter().map(Navigable::cursor).collect();
+        Before { batches, cursors }
+    }
+
+    /// Calls `each(value, diff)` for every update of `key`, a batch at a time (in value order
+    /// within a batch, not across them). `key` must not come before the last key looked up.
+    pub(crate) fn updates<'a, K: Ord + 'a>(
+        &'a mut self,
+        key: &K,
+        mut each: impl FnMut(<B::Cursor as Cursor>::Val<'a>, <B::Cursor as Cursor>::Diff),
+    ) where
+        for<'b> B::Cursor: Cursor<Key<'b> = &'b K>,
+    {
+        for (batch, cursor) in self.batches.iter().zip(&mut self.cursors) {
+            cursor.seek_key(batch, key);
+            if cursor.get_key(batch) == Some(key) {
+                while let Some(value) = cursor.get_val(batch) {
+                    cursor.map_times(batch, |_, diff| each(value, <B::Cursor as Cursor>::owned_diff(diff)));
+                    cursor.step_val(batch);
+                }
+            }
+        }
+    }
+}
 
 /// Calls `per_key(key, changes, storage, before, output)` for every key that the
 /// arrangement's new batches change, in key order: `changes` reads those batches (`storage`),
-/// positioned at the key; `before` reads the trace up to them, in key order, for `per_key` to
-/// seek the key in (keys come in order, so each seek starts where the last one ended). What
+/// positioned at the key; `before` holds the trace's batches up to them, for `per_key` to look
+/// the key up in (keys come in order, so each lookup starts where the last one ended). What
 /// `per_key` leaves in `output` is emitted.
 /// Times must be totally ordered, so that the trace up to the batches is the state before
 /// every change in them.
@@ -54,7 +88,7 @@ where
     for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a K, Time = Tr::Time>,
     K: 'static,
     D: Data,
-    F: FnMut(&K, &mut CursorList<BatchCursor<Tr>>, &Vec<Tr::Batch>, &mut Batches<Tr>, &mut Vec<(D, Tr::Time, isize)>) + 'static,
+    F: FnMut(&K, &mut CursorList<BatchCursor<Tr>>, &Vec<Tr::Batch>, &mut Before<Tr::Batch>, &mut Vec<(D, Tr::Time, isize)>) + 'static,
 {
     let mut trace = arranged.trace.clone();
     arranged
@@ -81,7 +115,7 @@ where
                     let mut session = output.session(&capabilities);
                     let (mut changes, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
                     let mut before =
-                        cursor_list(trace.batches_through(lower.borrow()).expect("the trace is compacted no further than its lower"));
+                        Before::new(trace.batches_through(lower.borrow()).expect("the trace is compacted no further than its lower"));
                     while let Some(key) = changes.get_key(&storage) {
                         per_key(key, &mut changes, &storage, &mut before, &mut produced);
                         for update in produced.drain(..) {
@@ -134,19 +168,10 @@ where
     {
         let arranged = self.arrange_compact_named(&format!("Arrange: {name}"));
         let (mut previous, mut next) = (Vec::new(), Vec::new());
-        changed_keys(arranged, name, move |key: &K, changes, storage, (before, before_storage), output| {
+        changed_keys(arranged, name, move |key: &K, changes, storage, before, output| {
             let mut values: Vec<(&V, isize)> = Vec::new();
-            before.seek_key(before_storage, key);
-            if before.get_key(before_storage) == Some(key) {
-                while let Some(value) = before.get_val(before_storage) {
-                    let mut count = 0;
-                    before.map_times(before_storage, |_, diff| count += *diff);
-                    if count != 0 {
-                        values.push((value, count));
-                    }
-                    before.step_val(before_storage);
-                }
-            }
+            before.updates(key, |value, diff| values.push((value, diff)));
+            consolidate(&mut values);
             let mut updates: Vec<(T, &V, isize)> = Vec::new();
             while let Some(value) = changes.get_val(storage) {
                 changes.map_times(storage, |time, diff| updates.push((time.clone(), value, *diff)));
