@@ -13,21 +13,22 @@
 //! batches is the sum of joining it with each one, and the times `join_core` advances by the
 //! fresh batch's lower bound only consolidate a key's history, as the fresh batch's times are
 //! at or beyond that bound. What differs is how consolidated the output is before it leaves:
-//! an update and its retraction held in two batches of the trace each meet the fresh batch
-//! here, and their outputs cancel in the next arrangement instead of in the join. The
-//! property test below compares the two joins on updates with retractions.
+//! `join_core` consolidates its output a container at a time, and this join does not: what
+//! arranges the output downstream sorts and consolidates it anyway. And an update and its
+//! retraction held in two batches of the trace each meet the fresh batch here, and their
+//! outputs cancel downstream instead of in the join. The property test below compares the two
+//! joins on updates with retractions.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use differential_dataflow::consolidation::ConsolidatingContainerBuilder;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::operators::join::{join_with_tactic, Fresh, JoinTactic};
 use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, TraceReader};
 use differential_dataflow::{AsCollection, Data, VecCollection};
-use timely::container::{ContainerBuilder, PushInto};
+use timely::container::{CapacityContainerBuilder, ContainerBuilder, PushInto};
 use timely::progress::Timestamp;
 
 /// Joining two arrangements by key with [`ByBatch`] (see the module documentation).
@@ -90,8 +91,8 @@ where
     }
 }
 
-/// The builder a join's output is consolidated in, a container at a time.
-type Output<D, T> = ConsolidatingContainerBuilder<Vec<(D, T, isize)>>;
+/// The builder a join's output is written to, a container at a time, unconsolidated.
+type Output<D, T> = CapacityContainerBuilder<Vec<(D, T, isize)>>;
 
 /// The [`JoinTactic`] that joins a fresh batch with each batch of the other side in turn (see
 /// the module documentation). `logic` gets each matched key, the two values, the join of their
