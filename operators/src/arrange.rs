@@ -11,9 +11,10 @@
 //!
 //! [`ArrangeCompact::arrange_compact_named`] arranges like `arrange_by_key_named` (same
 //! spine, batches with the same contents) with a sealer that gives that unused capacity back
-//! when each batch is formed ([`CompactSealer`]); [`ArrangeCompact::antijoin_compact_named`] is `antijoin` over
-//! such an arrangement. Its times are totally ordered, and its batcher is [`TotalBatcher`],
-//! which sorts each update once instead of merging chains of them (`arrange/batcher.rs`).
+//! when each batch is formed ([`CompactSealer`]); [`ArrangeCompact::antijoin_compact_named`]
+//! is `antijoin` over such an arrangement. Its times are totally ordered, and its batcher is
+//! [`TotalBatcher`], which sorts each update once instead of merging chains of them
+//! (`arrange/batcher.rs`).
 //!
 //! Those batches also lay their columns out as [`Compact`]: vectors like differential's
 //! `Vector` layout, and [`Offsets`] for the offsets, which hold the common patterns of a large
@@ -30,10 +31,10 @@ use differential_dataflow::trace::implementations::ord_neu::val_batch::OrdValSto
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
 use differential_dataflow::trace::implementations::{Layout, Update};
 use differential_dataflow::{ExchangeData, VecCollection};
-
-use crate::join::JoinByBatch;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
+
+use crate::join::JoinByBatch;
 
 mod batch;
 mod batcher;
@@ -130,7 +131,6 @@ where
 mod tests {
     use super::*;
     use differential_dataflow::input::Input;
-    use differential_dataflow::trace::implementations::ord_neu::val_batch::OrdValStorage;
     use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
     use differential_dataflow::trace::implementations::Vector;
     use differential_dataflow::trace::{Trace, TraceReader};
