@@ -13,8 +13,8 @@
 //! batches is the sum of joining it with each one, and the times `join_core` advances by the
 //! fresh batch's lower bound only consolidate a key's history, as the fresh batch's times are
 //! at or beyond that bound. What differs is how consolidated the output is before it leaves:
-//! `join_core` consolidates its output a container at a time, and this join does not: what
-//! arranges the output downstream sorts and consolidates it anyway. And an update and its
+//! `join_core` consolidates its output a container at a time, and this join does not, since
+//! what arranges the output downstream sorts and consolidates it anyway. And an update and its
 //! retraction held in two batches of the trace each meet the fresh batch here, and their
 //! outputs cancel downstream instead of in the join. The property test below compares the two
 //! joins on updates with retractions.
