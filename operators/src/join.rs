@@ -164,6 +164,7 @@ where
     type Item = Vec<(D, T, isize)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let mut logic = self.logic.borrow_mut();
         while self.ready.is_empty() && !self.done {
             if self.cursors.is_none() {
                 let (one, other) = self.next;
@@ -175,7 +176,6 @@ where
             let matched = next_match(cursor0, batch0, cursor1, batch1);
             if matched {
                 let key = cursor0.key(batch0);
-                let mut logic = self.logic.borrow_mut();
                 while let Some(value0) = cursor0.get_val(batch0) {
                     self.times.clear();
                     cursor0.map_times(batch0, |time, diff| self.times.push((B0::Cursor::owned_time(time), B0::Cursor::owned_diff(diff))));

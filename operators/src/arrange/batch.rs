@@ -20,7 +20,7 @@ use differential_dataflow::batcher::merge::Sealer;
 use differential_dataflow::difference::IsZero;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::trace::implementations::ord_neu::val_batch::{OrdValCursor, OrdValStorage};
-use differential_dataflow::trace::implementations::ord_neu::{OrdValBatch, Upds, Vals};
+use differential_dataflow::trace::implementations::ord_neu::{BuilderInput, OrdValBatch, Upds, Vals};
 use differential_dataflow::trace::implementations::spine_fueled::{Merger, SpineBatch};
 use differential_dataflow::trace::implementations::{BatchContainer, Update};
 use differential_dataflow::trace::{Cursor, Navigable};
@@ -315,6 +315,9 @@ impl<U: Update<Diff: Ord>> CompactMerger<U> {
     }
 }
 
+/// Sorted updates of `(key, value)` pairs, as a chain holds them.
+type Chunk<K, V, T, R> = Vec<((K, V), T, R)>;
+
 /// Seals a chain of sorted, consolidated updates into a [`CompactBatch`], as differential's
 /// `OrdValBuilder` does (see the module documentation).
 pub struct CompactSealer;
@@ -329,7 +332,7 @@ where
     type Output = CompactBatch<((K, V), T, R)>;
 
     fn seal(chain: &mut Vec<Chunk<K, V, T, R>>) -> Option<Self::Output> {
-        let (keys, values) = distinct_keys_and_values(chain);
+        let (keys, values, _) = <Chunk<K, V, T, R> as BuilderInput<Vec<K>, Vec<V>>>::key_val_upd_counts(chain);
         let mut writer = Writer::new(OrdValStorage {
             keys: Vec::with_capacity(keys),
             vals: Vals::with_capacity(keys + 1, values),
@@ -358,22 +361,6 @@ where
         super::shrink(&mut writer.result);
         writer.done()
     }
-}
-
-/// Sorted updates of `(key, value)` pairs, as a chain holds them.
-type Chunk<K, V, T, R> = Vec<((K, V), T, R)>;
-
-/// How many distinct keys and `(key, value)` pairs a chain of sorted updates holds.
-fn distinct_keys_and_values<K: Eq, V: Eq, T, R>(chain: &[Chunk<K, V, T, R>]) -> (usize, usize) {
-    let mut last: Option<&(K, V)> = None;
-    let (mut keys, mut values) = (0, 0);
-    for (data, _, _) in chain.iter().flatten() {
-        let (new_key, new_value) = last.map_or((true, true), |last| (last.0 != data.0, last != data));
-        keys += usize::from(new_key);
-        values += usize::from(new_value);
-        last = Some(data);
-    }
-    (keys, values)
 }
 
 #[cfg(test)]
