@@ -2,10 +2,12 @@
 //! to run the `citeflow` binary against them and read what it wrote.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub mod workload;
@@ -35,8 +37,18 @@ impl Drop for TempDir {
     }
 }
 
+/// A port no process listens on now and that this test process has not handed out before.
+/// The kernel may return a port again once its listener is closed, so two tests running at
+/// once could otherwise both start a server on one port: the second server fails to bind, and
+/// its test silently talks to the first test's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        if HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn wait_for_port(port: u16, what: &str) {
