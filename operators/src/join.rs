@@ -1,23 +1,22 @@
-//! Joins of arrangements that match a fresh batch with the other side's batches one at a time.
+//! Joins of arrangements that seek a fresh batch's keys in each batch of the other side.
 //!
 //! Differential's `join_core` hands each fresh batch of one input, and the batches the other
 //! input's trace holds, to a join tactic (`operators/join.rs`). Its cursor tactic merges the
-//! trace's batches into one cursor (a `CursorList`), so that every key it seeks is sought in
-//! every batch and the batches' cursors compared again; and it loads each matched key's values
-//! and times into histories, advanced and consolidated, before pairing them. [`ByBatch`]
-//! pairs the fresh batch with each batch of the trace in turn: a key is sought in one batch at
-//! a time, and a matched key's updates are paired directly, each value of one side with each
-//! value of the other, at the join of their times with the product of their diffs.
+//! trace's batches into one cursor (a `CursorList`), which compares its batches' cursors again at
+//! every step, and it loads each matched key's values and times on both sides into histories,
+//! advanced and consolidated, before pairing them. [`ByBatch`] keeps a cursor in each of the
+//! trace's batches and seeks the fresh batch's keys in them: the least key any of them holds at
+//! or after the fresh key moves the fresh cursor on. A matched key's updates in the trace are
+//! gathered from its batches; where there are several (an insertion and its retraction, often in
+//! two batches not yet merged), they are advanced by the fresh batch's lower bound and
+//! consolidated, as `join_core` does, so that what cancels is never paired. Then each value of
+//! the fresh side is paired with each of the trace's, at the join of their times with the
+//! product of their diffs.
 //!
-//! The output is the same collection. A join is bilinear: joining a batch with a sum of
-//! batches is the sum of joining it with each one, and the times `join_core` advances by the
-//! fresh batch's lower bound only consolidate a key's history, as the fresh batch's times are
-//! at or beyond that bound. What differs is how consolidated the output is before it leaves:
+//! The output is the same collection. What differs is how consolidated it is before it leaves:
 //! `join_core` consolidates its output a container at a time, and this join does not, since
-//! what arranges the output downstream sorts and consolidates it anyway. And an update and its
-//! retraction held in two batches of the trace each meet the fresh batch here, and their
-//! outputs cancel downstream instead of in the join. The property test below compares the two
-//! joins on updates with retractions.
+//! what arranges the output downstream sorts and consolidates it anyway. The tests below compare
+//! the two joins on updates with retractions, and check that what cancels is never paired.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -57,8 +56,8 @@ pub trait JoinByBatch<'scope, Tr1: TraceReader<Batch: Navigable>> {
         for<'a> BatchCursor<Tr1>: Cursor<Key<'a> = &'a K, Val<'a> = &'a V1, Time = Tr1::Time, Diff = isize>,
         for<'a> BatchCursor<Tr2>: Cursor<Key<'a> = &'a K, Val<'a> = &'a V2, Time = Tr1::Time, Diff = isize>,
         K: Ord + 'static,
-        V1: 'static,
-        V2: 'static,
+        V1: Ord + 'static,
+        V2: Ord + 'static,
         I: IntoIterator<Item: Data>,
         L: FnMut(&K, &V1, &V2) -> I + 'static;
 }
@@ -77,8 +76,8 @@ where
         for<'a> BatchCursor<Tr1>: Cursor<Key<'a> = &'a K, Val<'a> = &'a V1, Time = Tr1::Time, Diff = isize>,
         for<'a> BatchCursor<Tr2>: Cursor<Key<'a> = &'a K, Val<'a> = &'a V2, Time = Tr1::Time, Diff = isize>,
         K: Ord + 'static,
-        V1: 'static,
-        V2: 'static,
+        V1: Ord + 'static,
+        V2: Ord + 'static,
         I: IntoIterator<Item: Data>,
         L: FnMut(&K, &V1, &V2) -> I + 'static,
     {
@@ -94,8 +93,8 @@ where
 /// The builder a join's output is written to, a container at a time, unconsolidated.
 type Output<D, T> = CapacityContainerBuilder<Vec<(D, T, isize)>>;
 
-/// The [`JoinTactic`] that joins a fresh batch with each batch of the other side in turn (see
-/// the module documentation). `logic` gets each matched key, the two values, the join of their
+/// The [`JoinTactic`] that seeks a fresh batch's keys in each batch of the other side (see the
+/// module documentation). `logic` gets each matched key, the two values, the join of their
 /// times and the product of their diffs.
 pub struct ByBatch<L> {
     logic: Rc<RefCell<L>>,
@@ -115,112 +114,156 @@ where
     for<'a> B0::Cursor: Cursor<Key<'a> = &'a K, Val<'a> = &'a V0, Time = T, Diff = isize>,
     for<'a> B1::Cursor: Cursor<Key<'a> = &'a K, Val<'a> = &'a V1, Time = T, Diff = isize>,
     K: Ord + 'static,
-    V0: 'static,
-    V1: 'static,
+    V0: Ord + 'static,
+    V1: Ord + 'static,
     D: Data,
     L: FnMut(&K, &V0, &V1, &T, isize, &mut Output<D, T>) + 'static,
 {
-    fn prep(&mut self, input0: Vec<B0>, input1: Vec<B1>, _fresh: Fresh, _meet: T) -> Box<dyn Iterator<Item = Vec<(D, T, isize)>>> {
-        Box::new(Pairs {
-            done: input0.is_empty() || input1.is_empty(),
-            batches: (input0, input1),
-            next: (0, 0),
-            cursors: None,
-            times: Vec::new(),
-            logic: Rc::clone(&self.logic),
-            output: Output::default(),
-            ready: VecDeque::new(),
-        })
+    fn prep(&mut self, input0: Vec<B0>, input1: Vec<B1>, fresh: Fresh, meet: T) -> Box<dyn Iterator<Item = Vec<(D, T, isize)>>> {
+        let logic = Rc::clone(&self.logic);
+        match fresh {
+            Fresh::Input0 => {
+                Box::new(Pairs::new(input0, input1, meet, move |key: &K, one: &V0, other: &V1, time: &T, diff, output: &mut _| {
+                    (logic.borrow_mut())(key, one, other, time, diff, output)
+                }))
+            }
+            Fresh::Input1 => {
+                Box::new(Pairs::new(input1, input0, meet, move |key: &K, one: &V1, other: &V0, time: &T, diff, output: &mut _| {
+                    (logic.borrow_mut())(key, other, one, time, diff, output)
+                }))
+            }
+        }
     }
 }
 
-/// The join of every batch of one side with every batch of the other, as output containers
-/// (the driver pulls them as its fuel allows).
-struct Pairs<B0: Navigable, B1: Navigable, D, T, L> {
-    batches: (Vec<B0>, Vec<B1>),
-    /// The pair of batches to join after the current one.
-    next: (usize, usize),
-    /// The pair being joined, and where their cursors stand.
-    cursors: Option<(usize, usize, B0::Cursor, B1::Cursor)>,
-    /// The updates of the first side's current value.
+/// The join of the fresh batches (differential hands over one) with the batches the other side
+/// has accumulated, as output containers (the driver pulls them as its fuel allows).
+struct Pairs<F: Navigable, A: Navigable, D, T, L> {
+    /// The fresh batches, each with its cursor; the first is being joined.
+    fresh: VecDeque<(F, F::Cursor)>,
+    accumulated: Vec<A>,
+    /// A cursor in each accumulated batch.
+    cursors: Vec<A::Cursor>,
+    /// The lower bound of the output's times, by which the accumulated side's times are advanced
+    /// where a key's history is consolidated.
+    meet: T,
+    /// The updates of the fresh side's current value.
     times: Vec<(T, isize)>,
-    logic: Rc<RefCell<L>>,
+    logic: L,
     output: Output<D, T>,
     ready: VecDeque<Vec<(D, T, isize)>>,
-    done: bool,
 }
 
-impl<T, B0, B1, K, V0, V1, D, L> Iterator for Pairs<B0, B1, D, T, L>
+impl<F: Navigable, A: Navigable, D, T, L> Pairs<F, A, D, T, L> {
+    fn new(fresh: Vec<F>, accumulated: Vec<A>, meet: T, logic: L) -> Self {
+        let fresh = match accumulated.is_empty() {
+            true => VecDeque::new(),
+            false => fresh
+                .into_iter()
+                .map(|batch| {
+                    let cursor = batch.cursor();
+                    (batch, cursor)
+                })
+                .collect(),
+        };
+        Pairs {
+            fresh,
+            cursors: accumulated.iter().map(Navigable::cursor).collect(),
+            accumulated,
+            meet,
+            times: Vec::new(),
+            logic,
+            output: Output::default(),
+            ready: VecDeque::new(),
+        }
+    }
+}
+
+impl<T, F, A, K, VF, VA, D, L> Iterator for Pairs<F, A, D, T, L>
 where
     T: Timestamp + Lattice,
-    B0: Navigable,
-    B1: Navigable,
-    for<'a> B0::Cursor: Cursor<Key<'a> = &'a K, Val<'a> = &'a V0, Time = T, Diff = isize>,
-    for<'a> B1::Cursor: Cursor<Key<'a> = &'a K, Val<'a> = &'a V1, Time = T, Diff = isize>,
+    F: Navigable,
+    A: Navigable,
+    for<'a> F::Cursor: Cursor<Key<'a> = &'a K, Val<'a> = &'a VF, Time = T, Diff = isize>,
+    for<'a> A::Cursor: Cursor<Key<'a> = &'a K, Val<'a> = &'a VA, Time = T, Diff = isize>,
     K: Ord,
+    VA: Ord,
     D: Data,
-    L: FnMut(&K, &V0, &V1, &T, isize, &mut Output<D, T>),
+    L: FnMut(&K, &VF, &VA, &T, isize, &mut Output<D, T>),
 {
     type Item = Vec<(D, T, isize)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut logic = self.logic.borrow_mut();
-        while self.ready.is_empty() && !self.done {
-            if self.cursors.is_none() {
-                let (one, other) = self.next;
-                self.next = if other + 1 < self.batches.1.len() { (one, other + 1) } else { (one + 1, 0) };
-                self.cursors = Some((one, other, self.batches.0[one].cursor(), self.batches.1[other].cursor()));
-            }
-            let (one, other, cursor0, cursor1) = self.cursors.as_mut().expect("a pair of batches");
-            let (batch0, batch1) = (&self.batches.0[*one], &self.batches.1[*other]);
-            let matched = next_match(cursor0, batch0, cursor1, batch1);
-            if matched {
-                let key = cursor0.key(batch0);
-                while let Some(value0) = cursor0.get_val(batch0) {
-                    self.times.clear();
-                    cursor0.map_times(batch0, |time, diff| self.times.push((B0::Cursor::owned_time(time), B0::Cursor::owned_diff(diff))));
-                    cursor1.rewind_vals(batch1);
-                    while let Some(value1) = cursor1.get_val(batch1) {
-                        cursor1.map_times(batch1, |time1, diff1| {
-                            let (time1, diff1) = (B1::Cursor::owned_time(time1), B1::Cursor::owned_diff(diff1));
-                            for (time0, diff0) in &self.times {
-                                logic(key, value0, value1, &time0.join(&time1), diff0 * diff1, &mut self.output);
-                            }
-                        });
-                        cursor1.step_val(batch1);
-                    }
-                    cursor0.step_val(batch0);
+        let mut history: Vec<(&VA, T, isize)> = Vec::new();
+        while self.ready.is_empty() {
+            let Some((batch, cursor)) = self.fresh.front_mut() else { break };
+            let Some(key) = cursor.get_key(batch) else {
+                self.fresh.pop_front();
+                continue;
+            };
+            // The least key at or after `key` in any accumulated batch.
+            let mut least = None;
+            for (other, accumulated) in self.cursors.iter_mut().zip(&self.accumulated) {
+                if other.get_key(accumulated).is_some_and(|other_key| other_key < key) {
+                    other.seek_key(accumulated, key);
                 }
-                cursor0.step_key(batch0);
-                cursor1.step_key(batch1);
-            } else {
-                self.cursors = None;
-                self.done = self.next.0 == self.batches.0.len();
+                if let Some(other_key) = other.get_key(accumulated) {
+                    least = Some(least.map_or(other_key, |least: &K| least.min(other_key)));
+                }
             }
-            while let Some(container) = if self.done { self.output.finish() } else { self.output.extract() } {
+            match least {
+                None => {
+                    self.fresh.clear();
+                    continue;
+                }
+                Some(least) if least > key => {
+                    cursor.seek_key(batch, least);
+                    continue;
+                }
+                Some(_) => {}
+            }
+            history.clear();
+            for (other, accumulated) in self.cursors.iter_mut().zip(&self.accumulated) {
+                if other.get_key(accumulated) == Some(key) {
+                    while let Some(value) = other.get_val(accumulated) {
+                        other.map_times(accumulated, |time, diff| {
+                            history.push((value, A::Cursor::owned_time(time), A::Cursor::owned_diff(diff)))
+                        });
+                        other.step_val(accumulated);
+                    }
+                    other.step_key(accumulated);
+                }
+            }
+            // Updates of one value that cancel (an insertion and its retraction, often in two
+            // batches) are consolidated away, as `join_core` does, before they meet the fresh
+            // side. One update (most keys) has nothing to consolidate.
+            if history.len() > 1 {
+                for (_, time, _) in history.iter_mut() {
+                    time.join_assign(&self.meet);
+                }
+                differential_dataflow::consolidation::consolidate_updates(&mut history);
+            }
+            while let Some(value) = cursor.get_val(batch) {
+                self.times.clear();
+                cursor.map_times(batch, |time, diff| self.times.push((F::Cursor::owned_time(time), F::Cursor::owned_diff(diff))));
+                for (other_value, other_time, other_diff) in &history {
+                    for (time, diff) in &self.times {
+                        (self.logic)(key, value, other_value, &time.join(other_time), diff * other_diff, &mut self.output);
+                    }
+                }
+                cursor.step_val(batch);
+            }
+            cursor.step_key(batch);
+            while let Some(container) = self.output.extract() {
+                self.ready.push_back(std::mem::take(container));
+            }
+        }
+        if self.fresh.is_empty() {
+            while let Some(container) = self.output.finish() {
                 self.ready.push_back(std::mem::take(container));
             }
         }
         self.ready.pop_front()
-    }
-}
-
-/// Moves both cursors to the next key they share; whether there is one.
-fn next_match<C0, C1, K>(cursor0: &mut C0, batch0: &C0::Storage, cursor1: &mut C1, batch1: &C1::Storage) -> bool
-where
-    K: Ord,
-    for<'a> C0: Cursor<Key<'a> = &'a K>,
-    for<'a> C1: Cursor<Key<'a> = &'a K>,
-{
-    loop {
-        match (cursor0.get_key(batch0), cursor1.get_key(batch1)) {
-            (Some(key0), Some(key1)) => match key0.cmp(key1) {
-                std::cmp::Ordering::Less => cursor0.seek_key(batch0, key1),
-                std::cmp::Ordering::Greater => cursor1.seek_key(batch1, key0),
-                std::cmp::Ordering::Equal => return true,
-            },
-            _ => return false,
-        }
     }
 }
 
@@ -285,6 +328,52 @@ mod tests {
 
     fn updates() -> impl Strategy<Value = Vec<Update>> {
         proptest::collection::vec((0u8..6, 0u8..4, 0u64..8, prop_oneof![Just(1isize), Just(-1), Just(2)]), 0..40)
+    }
+
+    /// An insertion and its retraction in the trace, in two batches or in one, never meet a
+    /// fresh batch: the logic is not called for them.
+    #[test]
+    fn what_cancels_in_the_trace_is_never_paired() {
+        timely::execute_directly(|worker| {
+            let calls = Rc::new(std::cell::Cell::new(0));
+            let counted = Rc::clone(&calls);
+            let (mut left, mut right, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (left_input, left) = scope.new_collection::<(u8, u8), isize>();
+                let (right_input, right) = scope.new_collection::<(u8, u8), isize>();
+                let joined =
+                    left.arrange_compact_named("Left").join_by_batch(right.arrange_compact_named("Right"), move |key, one, other| {
+                        counted.set(counted.get() + 1);
+                        Some((*key, *one, *other))
+                    });
+                (left_input, right_input, joined.probe().0)
+            });
+            let mut step = |left: &mut differential_dataflow::input::InputSession<u64, (u8, u8), isize>,
+                            right: &mut differential_dataflow::input::InputSession<u64, (u8, u8), isize>,
+                            time: u64| {
+                left.advance_to(time);
+                right.advance_to(time);
+                left.flush();
+                right.flush();
+                worker.step_while(|| probe.less_than(&time));
+            };
+            // Two batches: the insertion sealed before the retraction arrives.
+            right.insert((1, 7));
+            step(&mut left, &mut right, 1);
+            right.remove((1, 7));
+            step(&mut left, &mut right, 2);
+            // One batch: both at different times, sealed together.
+            right.insert((2, 7));
+            right.advance_to(3);
+            right.remove((2, 7));
+            step(&mut left, &mut right, 4);
+            left.insert((1, 9));
+            left.insert((2, 9));
+            step(&mut left, &mut right, 5);
+            assert_eq!(calls.get(), 0, "no pair of a value that the trace no longer holds");
+            right.insert((1, 8));
+            step(&mut left, &mut right, 6);
+            assert_eq!(calls.get(), 1, "a live value is paired");
+        });
     }
 
     proptest! {
