@@ -246,15 +246,15 @@ impl BinaryClassifier {
     }
 
     /// The probability of the positive class for each row of features.
-    pub fn probabilities(&mut self, rows: &[Vec<f32>]) -> Result<Vec<f32>, InferenceError> {
+    pub fn probabilities<R: AsRef<[f32]>>(&mut self, rows: &[R]) -> Result<Vec<f32>, InferenceError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let failed = |message: String| InferenceError::Model { model: self.model.clone(), message };
-        if let Some(row) = rows.iter().find(|r| r.len() != self.width) {
+        if let Some(row) = rows.iter().map(AsRef::as_ref).find(|r| r.len() != self.width) {
             return Err(failed(format!("a row has {} features, the model takes {}", row.len(), self.width)));
         }
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let flat: Vec<f32> = rows.iter().flat_map(AsRef::as_ref).copied().collect();
         let tensor = Tensor::from_array(([rows.len(), self.width], flat)).map_err(|e| failed(e.to_string()))?;
         let outputs = self.session.run(ort::inputs![self.input.as_str() => tensor]).map_err(|e| failed(e.to_string()))?;
         let (_, values) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
