@@ -15,7 +15,7 @@
 //! into one vector of their size, sorts and consolidates it once, and seals it into a batch
 //! with `S`. A time that gathers many updates (2^20: a restart's replay emits a collection's
 //! whole state at one time), or a batch of times that together hold that many, sorts them in
-//! runs of up to 2^20 updates and merges the runs as `MergeBatcher` merges its chains, which
+//! runs of about 2^18 updates and merges the runs as `MergeBatcher` merges its chains, which
 //! frees a run's chunks as they are merged: one vector of all of them, beside the chunks it is
 //! moved from, would hold that state twice. The times it keeps start at the least waiting one
 //! whose updates do not all cancel (as `MergeBatcher`'s, whose frontier is taken after
@@ -39,6 +39,10 @@ use timely::progress::frontier::{Antichain, AntichainRef};
 /// From this many unsorted updates a time, or the times one batch takes, sort them and merge
 /// them as differential's batcher does (a few in tests, so that times spill as they wait).
 const SPILL_FROM: usize = if cfg!(test) { 4 } else { 1 << 20 };
+
+/// The updates a spilled time sorts at once (a few in tests, so that a spill makes several
+/// runs).
+const RUN: usize = if cfg!(test) { 3 } else { 1 << 18 };
 
 /// The bytes of updates a chunk holds (a few updates' worth in tests, so that times span
 /// several chunks).
@@ -77,30 +81,44 @@ impl<D: Ord + Clone + 'static, T: Ord + Clone + timely::PartialOrder + 'static, 
         self.len += 1;
     }
 
-    /// Sorts and consolidates the updates of `chunks` (`len` of them) as one run, and merges it
-    /// into `ladder` as a chain of chunks, which a merge frees one at a time.
+    /// Sorts and consolidates the updates of `chunks` in runs of about [`RUN`] updates, and
+    /// merges each into `ladder` as a chain of chunks, which a merge frees one at a time.
     ///
-    /// Sorting the run at once costs a fraction of merging its chunks into it: a ladder of
-    /// 64 KiB chunks merges a million updates of 40 bytes through about nine levels, each a
-    /// pass over them.
-    fn spill_into(chunks: Vec<Vec<(D, T, R)>>, len: usize, ladder: &mut MergeLadder<VecMerger<D, T, R>>) {
+    /// Sorting a run at once costs a fraction of merging its chunks into it: a ladder of 64 KiB
+    /// chunks merges a run of 2^18 updates of 40 bytes through about seven levels, each a pass
+    /// over them. A run is held twice while it is cut into chunks, so runs are kept short.
+    fn spill_into(chunks: Vec<Vec<(D, T, R)>>, ladder: &mut MergeLadder<VecMerger<D, T, R>>) {
+        let mut run = Vec::new();
+        let mut len = 0;
+        for chunk in chunks {
+            len += chunk.len();
+            run.push(chunk);
+            if len >= RUN {
+                ladder.insert_chain(Self::sorted_run(std::mem::take(&mut run), std::mem::take(&mut len)));
+            }
+        }
+        ladder.insert_chain(Self::sorted_run(run, len));
+    }
+
+    /// The updates of `chunks` (`len` of them), sorted and consolidated, in chunks of at most
+    /// [`Self::CHUNK`] updates.
+    fn sorted_run(chunks: Vec<Vec<(D, T, R)>>, len: usize) -> Vec<Vec<(D, T, R)>> {
         let mut run = concatenated(chunks, len).into_iter();
         let mut chain = Vec::with_capacity(len.div_ceil(Self::CHUNK));
         loop {
             let chunk: Vec<_> = run.by_ref().take(Self::CHUNK).collect();
             if chunk.is_empty() {
-                break;
+                return chain;
             }
             chain.push(chunk);
         }
-        ladder.insert_chain(chain);
     }
 
     /// Spills the unsorted updates once they are many.
     fn bound(&mut self) {
         if self.len >= SPILL_FROM {
             let ladder = self.spilled.get_or_insert_with(|| MergeLadder::new(None, 0));
-            Self::spill_into(std::mem::take(&mut self.chunks), self.len, ladder);
+            Self::spill_into(std::mem::take(&mut self.chunks), ladder);
             self.len = 0;
         }
     }
@@ -110,7 +128,7 @@ impl<D: Ord + Clone + 'static, T: Ord + Clone + timely::PartialOrder + 'static, 
     fn settle(&mut self) -> bool {
         match &mut self.spilled {
             Some(ladder) => {
-                Self::spill_into(std::mem::take(&mut self.chunks), self.len, ladder);
+                Self::spill_into(std::mem::take(&mut self.chunks), ladder);
                 self.len = 0;
                 let chain: Vec<_> = ladder.merge_all().into_iter().filter(|chunk| !chunk.is_empty()).collect();
                 let empty = chain.is_empty();
@@ -214,7 +232,7 @@ where
             // Many: merged as differential's batcher merges, which frees as it goes.
             let mut ladder = MergeLadder::new(None, 0);
             for waiting in ready {
-                Waiting::spill_into(waiting.chunks, waiting.len, &mut ladder);
+                Waiting::spill_into(waiting.chunks, &mut ladder);
                 if let Some(mut spilled) = waiting.spilled {
                     ladder.insert_chain(spilled.merge_all());
                 }
