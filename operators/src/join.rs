@@ -197,31 +197,35 @@ where
         let mut history: Vec<(&VA, T, isize)> = Vec::new();
         while self.ready.is_empty() {
             let Some((batch, cursor)) = self.fresh.front_mut() else { break };
-            let Some(key) = cursor.get_key(batch) else {
-                self.fresh.pop_front();
-                continue;
-            };
-            // The least key at or after `key` in any accumulated batch.
+            // The least key at or after the fresh key in any accumulated batch.
             let mut least = None;
-            for (other, accumulated) in self.cursors.iter_mut().zip(&self.accumulated) {
-                if other.get_key(accumulated).is_some_and(|other_key| other_key < key) {
-                    other.seek_key(accumulated, key);
-                }
-                if let Some(other_key) = other.get_key(accumulated) {
-                    least = Some(least.map_or(other_key, |least: &K| least.min(other_key)));
+            let key = cursor.get_key(batch);
+            if let Some(key) = key {
+                for (other, accumulated) in self.cursors.iter_mut().zip(&self.accumulated) {
+                    if other.get_key(accumulated).is_some_and(|other_key| other_key < key) {
+                        other.seek_key(accumulated, key);
+                    }
+                    if let Some(other_key) = other.get_key(accumulated) {
+                        least = Some(least.map_or(other_key, |least: &K| least.min(other_key)));
+                    }
                 }
             }
-            match least {
-                None => {
-                    self.fresh.clear();
-                    continue;
-                }
-                Some(least) if least > key => {
+            let key = match (key, least) {
+                (Some(key), Some(least)) if least > key => {
                     cursor.seek_key(batch, least);
                     continue;
                 }
-                Some(_) => {}
-            }
+                (Some(key), Some(_)) => key,
+                // Done with this fresh batch: the next one starts at the accumulated batches'
+                // first keys.
+                _ => {
+                    self.fresh.pop_front();
+                    for (other, accumulated) in self.cursors.iter_mut().zip(&self.accumulated) {
+                        other.rewind_keys(accumulated);
+                    }
+                    continue;
+                }
+            };
             history.clear();
             for (other, accumulated) in self.cursors.iter_mut().zip(&self.accumulated) {
                 if other.get_key(accumulated) == Some(key) {
