@@ -122,23 +122,27 @@ where
     fn prep(&mut self, input0: Vec<B0>, input1: Vec<B1>, fresh: Fresh, meet: T) -> Box<dyn Iterator<Item = Vec<(D, T, isize)>>> {
         let logic = Rc::clone(&self.logic);
         match fresh {
-            Fresh::Input0 => {
-                Box::new(Pairs::new(input0, input1, meet, move |key: &K, one: &V0, other: &V1, time: &T, diff, output: &mut _| {
-                    (logic.borrow_mut())(key, one, other, time, diff, output)
-                }))
-            }
-            Fresh::Input1 => {
-                Box::new(Pairs::new(input1, input0, meet, move |key: &K, one: &V1, other: &V0, time: &T, diff, output: &mut _| {
-                    (logic.borrow_mut())(key, other, one, time, diff, output)
-                }))
-            }
+            Fresh::Input0 => Box::new(Pairs::new(
+                input0,
+                input1,
+                meet,
+                logic,
+                |logic: &mut L, key: &K, one: &V0, other: &V1, time: &T, diff, output: &mut _| logic(key, one, other, time, diff, output),
+            )),
+            Fresh::Input1 => Box::new(Pairs::new(
+                input1,
+                input0,
+                meet,
+                logic,
+                |logic: &mut L, key: &K, one: &V1, other: &V0, time: &T, diff, output: &mut _| logic(key, other, one, time, diff, output),
+            )),
         }
     }
 }
 
 /// The join of the fresh batches (differential hands over one) with the batches the other side
 /// has accumulated, as output containers (the driver pulls them as its fuel allows).
-struct Pairs<F: Navigable, A: Navigable, D, T, L> {
+struct Pairs<F: Navigable, A: Navigable, D, T, L, C> {
     /// The fresh batches, each with its cursor; the first is being joined.
     fresh: VecDeque<(F, F::Cursor)>,
     accumulated: Vec<A>,
@@ -149,13 +153,15 @@ struct Pairs<F: Navigable, A: Navigable, D, T, L> {
     meet: T,
     /// The updates of the fresh side's current value.
     times: Vec<(T, isize)>,
-    logic: L,
+    logic: Rc<RefCell<L>>,
+    /// Calls `logic` with a fresh value and an accumulated one in the order of its inputs.
+    call: C,
     output: Output<D, T>,
     ready: VecDeque<Vec<(D, T, isize)>>,
 }
 
-impl<F: Navigable, A: Navigable, D, T, L> Pairs<F, A, D, T, L> {
-    fn new(fresh: Vec<F>, accumulated: Vec<A>, meet: T, logic: L) -> Self {
+impl<F: Navigable, A: Navigable, D, T, L, C> Pairs<F, A, D, T, L, C> {
+    fn new(fresh: Vec<F>, accumulated: Vec<A>, meet: T, logic: Rc<RefCell<L>>, call: C) -> Self {
         let fresh = match accumulated.is_empty() {
             true => VecDeque::new(),
             false => fresh
@@ -173,13 +179,14 @@ impl<F: Navigable, A: Navigable, D, T, L> Pairs<F, A, D, T, L> {
             meet,
             times: Vec::new(),
             logic,
+            call,
             output: Output::default(),
             ready: VecDeque::new(),
         }
     }
 }
 
-impl<T, F, A, K, VF, VA, D, L> Iterator for Pairs<F, A, D, T, L>
+impl<T, F, A, K, VF, VA, D, L, C> Iterator for Pairs<F, A, D, T, L, C>
 where
     T: Timestamp + Lattice,
     F: Navigable,
@@ -189,11 +196,12 @@ where
     K: Ord,
     VA: Ord,
     D: Data,
-    L: FnMut(&K, &VF, &VA, &T, isize, &mut Output<D, T>),
+    C: Fn(&mut L, &K, &VF, &VA, &T, isize, &mut Output<D, T>),
 {
     type Item = Vec<(D, T, isize)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let mut logic = self.logic.borrow_mut();
         let mut history: Vec<(&VA, T, isize)> = Vec::new();
         while self.ready.is_empty() {
             let Some((batch, cursor)) = self.fresh.front_mut() else { break };
@@ -252,7 +260,7 @@ where
                 cursor.map_times(batch, |time, diff| self.times.push((F::Cursor::owned_time(time), F::Cursor::owned_diff(diff))));
                 for (other_value, other_time, other_diff) in &history {
                     for (time, diff) in &self.times {
-                        (self.logic)(key, value, other_value, &time.join(other_time), diff * other_diff, &mut self.output);
+                        (self.call)(&mut logic, key, value, other_value, &time.join(other_time), diff * other_diff, &mut self.output);
                     }
                 }
                 cursor.step_val(batch);
