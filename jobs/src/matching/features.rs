@@ -461,12 +461,13 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         _ => (false, false),
     };
     // Each word of the publication is looked up once; what it explains is marked by rank.
-    let title_words = publication.title_words();
+    let fields = publication.fields();
+    let title_words = fields.title_words();
     let title_ranks: Vec<Option<usize>> = title_words.iter().map(|word| reference.rank(word)).collect();
     let journal_words = publication.journal_words();
     let journal_ranks = journal_words.each_ref().map(|name| name.iter().map(|word| reference.rank(word)).collect::<Vec<_>>());
     let mut marks = vec![0u8; reference.firsts.len()];
-    for rank in publication.authors().flat_map(|author| pieces(author, b' ')).filter_map(|word| reference.rank(word)) {
+    for rank in fields.authors().flat_map(|author| pieces(author, b' ')).filter_map(|word| reference.rank(word)) {
         marks[rank] |= BY_AUTHORS;
     }
     journal_ranks.iter().flatten().flatten().for_each(|&rank| marks[rank] |= JOURNAL);
@@ -487,7 +488,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         let found = words.iter().zip(ranks).map(|(word, rank)| (*word, rank.is_some_and(|rank| kind(rank, CONTENT))));
         (containment(found, near_distinct) * 1e6).round() as u32
     };
-    let Numbers { volume, issue, first_page: page, last_page: last } = publication.numbers();
+    let Numbers { volume, issue, first_page: page, last_page: last } = fields.numbers();
     let has = |found: &[String], value: &str| found.iter().any(|f| f == value);
     let agreement = |value: Option<&str>, found: &[String]| match value {
         Some(value) if !found.is_empty() => (has(found, value), !has(found, value)),
@@ -496,7 +497,7 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
     let (volume_agrees, volume_contradicts) = agreement(volume, &locators.volumes);
     let (page_agrees, page_contradicts) = agreement(page, &locators.pages);
     let (last_page_agrees, last_page_contradicts) = agreement(last, &locators.last_pages);
-    let authors = author_agreement(publication.authors(), |word| reference.rank(word).map(|rank| usize::from(reference.firsts[rank])));
+    let authors = author_agreement(fields.authors(), |word| reference.rank(word).map(|rank| usize::from(reference.firsts[rank])));
     let numbers = &locators.numbers;
     let title_numbers: Vec<&str> = title_words.iter().copied().filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
     let explained_number = |n: &String| {

@@ -36,6 +36,40 @@ pub struct Numbers<'a> {
     pub last_page: Option<&'a str>,
 }
 
+/// The packed fields of an [`IndexedPublication`], split ([`IndexedPublication::fields`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Fields<'a> {
+    packed: [&'a str; FIELDS],
+}
+
+impl<'a> Fields<'a> {
+    /// The publication id.
+    pub fn id(&self) -> &'a str {
+        self.packed[Packed::Id as usize]
+    }
+
+    /// The content words of the title, in order.
+    pub fn title_words(&self) -> Vec<&'a str> {
+        split_words(self.packed[Packed::Title as usize])
+    }
+
+    /// Each author's surname, normalised (see [`words`]), in order.
+    pub fn authors(&self) -> impl Iterator<Item = &'a str> + Clone {
+        authors_of(self.packed[Packed::Authors as usize])
+    }
+
+    /// The volume's and the issue's leading numbers and the first and last page.
+    pub fn numbers(&self) -> Numbers<'a> {
+        let at = |n: usize| Some(self.packed[Packed::Numbers as usize + n]).filter(|value| !value.is_empty());
+        Numbers { volume: at(0), issue: at(1), first_page: at(2), last_page: at(3) }
+    }
+}
+
+/// The surnames in a packed authors field.
+fn authors_of(authors: &str) -> impl Iterator<Item = &str> + Clone {
+    pieces(authors, AUTHOR as u8).filter(move |_| !authors.is_empty())
+}
+
 /// Separates the packed fields.
 const FIELD: char = '|';
 /// Separates the authors within their field.
@@ -118,18 +152,26 @@ impl IndexedPublication {
         std::mem::size_of::<Self>() + 2 * std::mem::size_of::<usize>() + self.fields.len()
     }
 
-    fn field(&self, field: Packed) -> &str {
-        self.fields.splitn(FIELDS, FIELD).nth(field as usize).unwrap_or("")
+    /// The packed fields, split in one pass: what a candidate pair's features read of the
+    /// record, which would otherwise look for each field from the start.
+    pub fn fields(&self) -> Fields<'_> {
+        let mut packed = [""; FIELDS];
+        let mut rest = self.fields.as_str();
+        for field in &mut packed[..FIELDS - 1] {
+            (*field, rest) = rest.split_once(FIELD).unwrap_or((rest, ""));
+        }
+        packed[FIELDS - 1] = rest;
+        Fields { packed }
     }
 
     /// The publication id.
     pub fn id(&self) -> &str {
-        self.field(Packed::Id)
+        self.fields().id()
     }
 
     /// The content words of the title, in order.
     pub fn title_words(&self) -> Vec<&str> {
-        split_words(self.field(Packed::Title))
+        split_words(self.leading(Packed::Title))
     }
 
     /// The content words of the abbreviated and of the full journal name.
@@ -141,16 +183,17 @@ impl IndexedPublication {
     /// Each author's surname, normalised (see [`words`]), in order (a record may list
     /// thousands).
     pub fn authors(&self) -> impl Iterator<Item = &str> + Clone {
-        let authors = self.field(Packed::Authors);
-        pieces(authors, AUTHOR as u8).filter(move |_| !authors.is_empty())
+        authors_of(self.leading(Packed::Authors))
     }
 
-    /// The volume's and the issue's leading numbers and the first and last page, read in one
-    /// pass over the packed fields.
+    /// The volume's and the issue's leading numbers and the first and last page.
     pub fn numbers(&self) -> Numbers<'_> {
-        let mut fields = self.fields.splitn(FIELDS, FIELD).skip(Packed::Numbers as usize);
-        let mut next = || fields.next().filter(|value| !value.is_empty());
-        Numbers { volume: next(), issue: next(), first_page: next(), last_page: next() }
+        self.fields().numbers()
+    }
+
+    /// One of the fields before the id, found without splitting those after it.
+    fn leading(&self, field: Packed) -> &str {
+        self.fields.splitn(field as usize + 2, FIELD).nth(field as usize).unwrap_or("")
     }
 
     /// The publication year.
@@ -258,6 +301,9 @@ mod tests {
         assert_eq!((numbers.volume, numbers.issue), (Some("12"), Some("3")));
         assert_eq!((numbers.first_page, numbers.last_page), (Some("g265"), Some("g277")));
         assert_eq!((indexed.year(), indexed.part(), indexed.notice()), (Some(2001), Some(2), false));
+        let fields = indexed.fields();
+        assert_eq!((fields.id(), fields.title_words(), fields.numbers()), (indexed.id(), indexed.title_words(), numbers));
+        assert!(fields.authors().eq(indexed.authors()), "split at once or field by field, the same fields");
     }
 
     #[test]
@@ -299,6 +345,7 @@ mod tests {
             let authors: Vec<&str> = authors.iter().map(String::as_str).collect();
             let indexed = IndexedPublication::of(&publication(&id, &authors));
             prop_assert_eq!(indexed.id(), id.as_str());
+            prop_assert_eq!(indexed.fields().id(), id.as_str());
             let expected: Vec<String> = authors.iter().map(|a| words(a)).collect();
             let kept: Vec<String> = indexed.authors().map(str::to_string).collect();
             // One author without a letter or digit reads as none: the features treat both alike.
