@@ -21,10 +21,11 @@ use timely::dataflow::Stream;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-/// Applies `infer` to the records of `collection` in batches of at most `batch` records;
-/// `infer` must return one output per input, in order, and be a pure function of its input
-/// (so the result is a differential collection like `map` would give). Batch latency is
-/// recorded as `citeflow_stage_latency_seconds{stage}`.
+/// Applies `infer` to the records of `collection` in batches of at most `batch` records, which
+/// it takes by value (moved out of the stream's containers, not cloned); `infer` must return one
+/// output per input, in order, and be a pure function of its input (so the result is a
+/// differential collection like `map` would give). Batch latency is recorded as
+/// `citeflow_stage_latency_seconds{stage}`.
 pub fn batched_map<'scope, T, D, D2, F>(
     collection: VecCollection<'scope, T, D>,
     batch: usize,
@@ -35,7 +36,7 @@ where
     T: Timestamp,
     D: Clone + 'static,
     D2: Clone + 'static,
-    F: FnMut(&[D]) -> Vec<D2> + 'static,
+    F: FnMut(Vec<D>) -> Vec<D2> + 'static,
 {
     let batch = batch.max(1);
     collection
@@ -44,14 +45,19 @@ where
             move |input, output| {
                 input.for_each(|capability, data| {
                     let mut session = output.session(&capability);
-                    for chunk in data.chunks(batch) {
-                        let records: Vec<D> = chunk.iter().map(|(record, _, _)| record.clone()).collect();
+                    let mut updates = data.drain(..);
+                    loop {
+                        let (records, stamps): (Vec<D>, Vec<(T, isize)>) =
+                            updates.by_ref().take(batch).map(|(record, time, diff)| (record, (time, diff))).unzip();
+                        if records.is_empty() {
+                            break;
+                        }
                         let started = Instant::now();
-                        let results = infer(&records);
+                        let results = infer(records);
                         metrics().stage_latency.with_label_values(&[stage]).observe(started.elapsed().as_secs_f64());
-                        assert_eq!(results.len(), chunk.len(), "{stage}: one output per input");
-                        for (result, (_, time, diff)) in results.into_iter().zip(chunk) {
-                            session.give((result, time.clone(), *diff));
+                        assert_eq!(results.len(), stamps.len(), "{stage}: one output per input");
+                        for (result, (time, diff)) in results.into_iter().zip(stamps) {
+                            session.give((result, time, diff));
                         }
                     }
                 });
@@ -361,9 +367,9 @@ mod tests {
             let sink = sink.clone();
             let mut input = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, numbers) = scope.new_collection::<u32, isize>();
-                batched_map(numbers, 3, "test", |batch: &[u32]| {
+                batched_map(numbers, 3, "test", |batch: Vec<u32>| {
                     assert!(batch.len() <= 3);
-                    batch.iter().map(|n| n * 10).collect()
+                    batch.into_iter().map(|n| n * 10).collect()
                 })
                 .inspect(move |(value, _, diff)| sink.lock().unwrap().push((*value, *diff)));
                 input

@@ -269,22 +269,22 @@ where
 {
     let Scorer::Model { runtime, model } = scorer else { return Ok(rule_scored(pairs)) };
     let classifier = model.load(runtime)?;
-    let score = |classifier: &mut BinaryClassifier, batch: &[(ReferenceKey, (String, Features))]| {
+    let score = |classifier: &mut BinaryClassifier, batch: Vec<(ReferenceKey, (String, Features))>| {
         // A pair an identifier found scores 1 whatever the model says, so the model sees only
         // the others.
         let rows: Vec<_> = batch.iter().filter(|(_, (_, features))| features.identifier.is_none()).map(|(_, (_, f))| f.vector()).collect();
         let mut probabilities = classifier.probabilities(&rows).expect("the model was checked at load with rows of this width").into_iter();
         batch
-            .iter()
+            .into_iter()
             .map(|(reference, (publication, features))| {
                 let mut learned = || (probabilities.next().expect("a probability per pair without an identifier") * 1e6) as u32;
                 let (score, method) = match features.identifier {
                     Some(method) => (1_000_000, method),
-                    None if title_evidence(features) => (learned().max(TITLE_EVIDENCE_SCORE), Method::Title),
+                    None if title_evidence(&features) => (learned().max(TITLE_EVIDENCE_SCORE), Method::Title),
                     None if features.bibliographic => (learned(), Method::Bibliographic),
                     None => (learned(), Method::Title),
                 };
-                (reference.clone(), Candidate { score, method, publication: publication.clone() })
+                (reference, Candidate { score, method, publication })
             })
             .collect::<Vec<_>>()
     };
@@ -307,7 +307,8 @@ where
                     None
                 }
             };
-            rescore_with_latest(pairs, replacements.broadcast(), classifier, INFERENCE_BATCH, "scorer", load, score)
+            let rescore = move |classifier: &mut BinaryClassifier, batch: &[_]| score(classifier, batch.to_vec());
+            rescore_with_latest(pairs, replacements.broadcast(), classifier, INFERENCE_BATCH, "scorer", load, rescore)
         }
     })
 }
