@@ -199,7 +199,9 @@ fn without_qualifier(name: &str) -> Option<&str> {
 /// Squashing drops what separates words, so a candidate's squashed form is its words' put
 /// together, and the candidates are squashed a word at a time.
 fn journal_candidates(prefix: &str, mut each: impl FnMut(&str)) {
-    let mut words: Vec<&str> = prefix.split_whitespace().collect();
+    // Sized once: a word and the space after it take two bytes at least.
+    let mut words: Vec<&str> = Vec::with_capacity(prefix.len().div_ceil(2));
+    words.extend(prefix.split_whitespace());
     while words.last().is_some_and(|w| is_date_word(w)) {
         words.pop();
     }
@@ -207,7 +209,8 @@ fn journal_candidates(prefix: &str, mut each: impl FnMut(&str)) {
     // is more than dots ends with a parenthesis.
     let qualified =
         words.iter().rev().map(|word| word.trim_end_matches('.')).find(|word| !word.is_empty()).is_some_and(|word| word.ends_with(')'));
-    let mut squashed = String::new();
+    // Squashing keeps at most a byte of each character.
+    let mut squashed = String::with_capacity(prefix.len());
     for length in 1..=MAX_JOURNAL_WORDS.min(words.len()) {
         let start = words.len() - length;
         if length > 1 && ends_sentence(words[start]) {
@@ -290,7 +293,8 @@ fn number_and_range_end(found: &str) -> (&str, Option<&str>) {
 /// page and year shares one.
 fn number_pair_keys(numbers: &[String], years: &[i32]) -> Vec<u64> {
     let paired = &numbers[..numbers.len().min(PAIRED_NUMBERS)];
-    let mut keys = Vec::new();
+    // Sized once: each volume pairs with two pages at most, and each year gives three keys.
+    let mut keys = Vec::with_capacity(paired.len() * 2 * 3 * years.len());
     for (i, volume) in paired.iter().enumerate() {
         if !volume.chars().all(|c| c.is_ascii_digit()) {
             continue;

@@ -110,9 +110,12 @@ pub fn publication_keys(publication: &Publication, record: &IndexedPublication, 
 /// Every blocking key of a reference `text`: its identifiers, its `bibliographic` keys (see
 /// [`super::bibliographic::ReferenceLocators::keys`]) and the title and author keys of its words, already `parsed`.
 pub fn reference_keys(text: &str, bibliographic: &[u64], parsed: &ParsedReference) -> Vec<BlockingKey> {
-    let mut keys: Vec<BlockingKey> = find_identifiers(text).iter().map(identifier_key).collect();
-    keys.extend(bibliographic.iter().map(|&hash| BlockingKey::hashed(Family::Bibliographic, hash)));
     let words = parsed.words();
+    let identifiers = find_identifiers(text);
+    // Sized once: a title key per content word at most, an author key per year.
+    let mut keys = Vec::with_capacity(identifiers.len() + bibliographic.len() + words.content().len() + parsed.locators.years.len());
+    keys.extend(identifiers.iter().map(identifier_key));
+    keys.extend(bibliographic.iter().map(|&hash| BlockingKey::hashed(Family::Bibliographic, hash)));
     keys.extend(reference_title_keys(words.content()).into_iter().map(|hash| BlockingKey::hashed(Family::Title, hash)));
     keys.extend(
         reference_author_keys(words.all(), &parsed.locators.years).into_iter().map(|hash| BlockingKey::hashed(Family::Author, hash)),

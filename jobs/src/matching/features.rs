@@ -334,7 +334,9 @@ impl ParsedReference {
             // Words are ASCII: any byte is a character boundary.
             words.truncate(words[..=MAX_WORD_BYTES].rfind(' ').unwrap_or(0));
         }
-        let all: Vec<&str> = pieces(&words, b' ').collect();
+        // Sized once: every word is followed by a space but the last.
+        let mut all: Vec<&str> = Vec::with_capacity(words.bytes().filter(|&b| b == b' ').count() + 1);
+        all.extend(pieces(&words, b' '));
         // Under MAX_WORD_BYTES, every offset and position fits.
         let small = |n: usize| n as u16;
         let mut past = 0;
@@ -409,8 +411,9 @@ impl ParsedReference {
     /// The reference's words, unpacked.
     pub fn words(&self) -> ReferenceWords<'_> {
         let all: Vec<&str> = (0..self.ends.len()).map(|at| self.word_at(at as u16)).collect();
-        let mut picked: Vec<&str> =
-            all.iter().zip(&self.ranks).filter(|(_, &rank)| self.kinds[usize::from(rank)] & CONTENT != 0).map(|(word, _)| *word).collect();
+        // Sized once for the three kinds: at most every word, and every distinct word twice.
+        let mut picked: Vec<&str> = Vec::with_capacity(all.len() + 2 * self.kinds.len());
+        picked.extend(all.iter().zip(&self.ranks).filter(|(_, &rank)| self.kinds[usize::from(rank)] & CONTENT != 0).map(|(word, _)| *word));
         let mut ends = [picked.len(), 0, 0];
         picked.extend(self.of_kind(CONTENT).map(|rank| self.word(rank)));
         ends[1] = picked.len();
