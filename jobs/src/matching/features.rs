@@ -12,7 +12,7 @@ use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::OnceLock;
 
-use super::indexed::{IndexedPublication, Numbers};
+use super::indexed::{Fields, IndexedPublication, Numbers};
 use super::title::{containment, is_content_word, Lexicon, NEAR_FROM};
 use super::variants::notice_and_part;
 use super::Method;
@@ -448,6 +448,17 @@ const NEAR_AUTHOR: u8 = 8;
 
 /// Computes the features of a pair found by `families`.
 pub fn features(reference: &ParsedReference, publication: &IndexedPublication, families: Families) -> Features {
+    features_with(reference, publication, publication.fields(), families)
+}
+
+/// [`features`], with the publication's packed fields already split (the dataflow splits them
+/// once for the features and the pair's publication id).
+pub(crate) fn features_with(
+    reference: &ParsedReference,
+    publication: &IndexedPublication,
+    fields: Fields<'_>,
+    families: Families,
+) -> Features {
     let locators = &reference.locators;
     let identifier = families
         .iter()
@@ -464,7 +475,6 @@ pub fn features(reference: &ParsedReference, publication: &IndexedPublication, f
         _ => (false, false),
     };
     // Each word of the publication is looked up once; what it explains is marked by rank.
-    let fields = publication.fields();
     let title_words = fields.title_words();
     let title_ranks: Vec<Option<usize>> = title_words.iter().map(|word| reference.rank(word)).collect();
     let journal_words = publication.journal_words();

@@ -164,8 +164,9 @@ impl IndexedPublication {
         Fields { packed }
     }
 
-    /// The publication id.
-    pub fn id(&self) -> &str {
+    /// The publication id (the features read it with the other fields, [`Self::fields`]).
+    #[cfg(test)]
+    fn id(&self) -> &str {
         self.fields().id()
     }
 
@@ -186,8 +187,10 @@ impl IndexedPublication {
         authors_of(self.leading(Packed::Authors))
     }
 
-    /// The volume's and the leading numbers and the first and last page.
-    pub fn numbers(&self) -> Numbers<'_> {
+    /// The volume's and the leading numbers and the first and last page (the features
+    /// read them with the other fields, [`Self::fields`]).
+    #[cfg(test)]
+    fn numbers(&self) -> Numbers<'_> {
         self.fields().numbers()
     }
 

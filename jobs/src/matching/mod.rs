@@ -39,7 +39,7 @@ use bibliographic::{publication_keys, reference_locators, JournalForms, Publicat
 use blocking::{BlockingKey, PublicationKey, ReferenceId};
 use citeflow_operators::inference::{batched_map, rescore_with_latest, BinaryClassifier, InferenceError};
 use citeflow_operators::join::JoinByBatch;
-use features::{features, rule_score, title_evidence, Families, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
+use features::{features_with, rule_score, title_evidence, Families, Features, ParsedReference, FEATURE_NAMES, TITLE_EVIDENCE_SCORE};
 use indexed::IndexedPublication;
 use journals::JournalTable;
 use timely::dataflow::operators::vec::Broadcast;
@@ -177,7 +177,8 @@ where
         .join_by_batch(records, |_, (reference, families), publication| Some((*reference, (publication.clone(), *families))))
         .arrange_compact_named("Arrange: candidate pairs by reference")
         .join_by_batch(parsed.arrange_compact_named("Arrange: parsed references"), |_, (publication, families), (reference, parsed)| {
-            Some((reference.clone(), (publication.id().to_string(), features(parsed, publication, *families))))
+            let fields = publication.fields();
+            Some((reference.clone(), (fields.id().to_string(), features_with(parsed, publication, fields, *families))))
         })
 }
 
