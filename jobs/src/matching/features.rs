@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::OnceLock;
 
 use super::indexed::{Fields, IndexedPublication, Numbers};
-use super::title::{containment, is_content_word, Lexicon, NEAR_FROM};
+use super::title::{any_near, can_be_near_long, containment, is_content_word, letters, Lexicon, NEAR_FROM};
 use super::variants::notice_and_part;
 use super::Method;
 
@@ -247,6 +247,11 @@ pub struct ParsedReference {
     slots: Box<[u16]>,
     /// For each rank, what its word is: [`CONTENT`], [`OPEN`] and [`NUMBER`] bits.
     kinds: Box<[u8]>,
+    /// The ranks of the content words that can be within one edit of a word of
+    /// [`NEAR_FROM`] letters or more, in order, and their byte sets ([`letters`]): what
+    /// [`ParsedReference::has_near`] compares a pair's words with, worked out once per reference
+    /// rather than once per pair.
+    near: (Box<[u16]>, Box<[u64]>),
     /// The reference reads as a notice about a publication (see [`notice_and_part`]).
     pub notice: bool,
     /// The part of a series it names, if any (see [`notice_and_part`]).
@@ -372,9 +377,15 @@ impl ParsedReference {
                     | bit(content && is_open_word(word, &link_words), OPEN)
                     | bit(word.bytes().all(|b| b.is_ascii_digit()), NUMBER)
             })
-            .collect();
+            .collect::<Box<[u8]>>();
+        let near: (Vec<u16>, Vec<u64>) = (0..firsts.len())
+            .map(|rank| (rank, all[usize::from(firsts[rank])]))
+            .filter(|&(rank, word)| kinds[rank] & CONTENT != 0 && can_be_near_long(word))
+            .map(|(rank, word)| (small(rank), letters(word)))
+            .unzip();
         ParsedReference {
             locators: ReferenceLocators { keys: Vec::new(), ..locators },
+            near: (near.0.into(), near.1.into()),
             ends: ends.into(),
             ranks: ranks.into(),
             firsts: firsts.into(),
@@ -401,6 +412,13 @@ impl ParsedReference {
     /// The rank of `word`, if the reference has it.
     fn rank(&self, word: &str) -> Option<usize> {
         probe(&self.slots, word, |rank| self.word(rank)).ok()
+    }
+
+    /// Whether one of the reference's distinct content words is within one edit of `word`, a
+    /// word of [`NEAR_FROM`] letters or more.
+    fn has_near(&self, word: &str) -> bool {
+        let (ranks, sets) = &self.near;
+        any_near(sets.iter().zip(ranks.iter()).map(|(&set, &rank)| (set, move || self.word(usize::from(rank)))), word)
     }
 
     /// The ranks whose words are of `kind`, in order.
@@ -494,12 +512,9 @@ pub(crate) fn features_with(
         .map(|&rank| usize::from(rank))
         .filter(|&rank| kind(rank, CONTENT) && !kind(rank, NUMBER) && !known(rank))
         .count();
-    let distinct = OnceCell::new();
-    let near_distinct =
-        |word: &str| distinct.get_or_init(|| Lexicon::of_long(reference.of_kind(CONTENT).map(|rank| reference.word(rank)))).has_near(word);
     let share = |words: &[&str], ranks: &[Option<usize>]| {
         let found = words.iter().zip(ranks).map(|(word, rank)| (*word, rank.is_some_and(|rank| kind(rank, CONTENT))));
-        (containment(found, near_distinct) * 1e6).round() as u32
+        (containment(found, |word| reference.has_near(word)) * 1e6).round() as u32
     };
     let Numbers { volume, issue, first_page: page, last_page: last } = fields.numbers();
     let has = |found: &[String], value: &str| found.iter().any(|f| f == value);

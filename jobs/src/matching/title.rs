@@ -112,7 +112,7 @@ pub fn containment<'w>(title: impl ExactSizeIterator<Item = (&'w str, bool)>, ne
 /// The bytes of a word as a set, each byte modulo 64. Two words within one edit of each other
 /// (see [`one_edit`]) differ in at most two members of their sets: a substitution takes one
 /// byte out and puts one in, an insertion or a deletion changes one, a swap none.
-fn letters(word: &str) -> u64 {
+pub(crate) fn letters(word: &str) -> u64 {
     word.bytes().fold(0, |set, byte| set | 1 << (byte & 63))
 }
 
@@ -142,14 +142,30 @@ impl<'a> Lexicon<'a> {
     /// The lexicon of those of `words` that can be within one edit of a word of [`NEAR_FROM`]
     /// letters or more: the lexicon [`containment`] needs.
     pub fn of_long(words: impl IntoIterator<Item = &'a str>) -> Self {
-        Lexicon::new(words.into_iter().filter(|word| word.len() + 1 >= NEAR_FROM))
+        Lexicon::new(words.into_iter().filter(|word| can_be_near_long(word)))
     }
 
     /// Whether a word of the lexicon is within one edit of `word` (see [`one_edit`]).
     pub fn has_near(&self, word: &str) -> bool {
-        let set = letters(word);
-        self.words.iter().any(|(w, letters)| w.len().abs_diff(word.len()) <= 1 && (letters ^ set).count_ones() <= 2 && one_edit(w, word))
+        any_near(self.words.iter().map(|&(w, letters)| (letters, move || w)), word)
     }
+}
+
+/// Whether `word` can be within one edit of a word of [`NEAR_FROM`] letters or more.
+pub(crate) fn can_be_near_long(word: &str) -> bool {
+    word.len() + 1 >= NEAR_FROM
+}
+
+/// Whether any of `words`, each a byte set ([`letters`]) and how to read its word, is within
+/// one edit of `word` (see [`one_edit`]): the sets tell most words apart without reading them.
+pub(crate) fn any_near<'w, W: FnOnce() -> &'w str>(words: impl IntoIterator<Item = (u64, W)>, word: &str) -> bool {
+    let set = letters(word);
+    words.into_iter().any(|(letters, w)| {
+        (letters ^ set).count_ones() <= 2 && {
+            let w = w();
+            w.len().abs_diff(word.len()) <= 1 && one_edit(w, word)
+        }
+    })
 }
 
 /// Whether two words differ by at most one substitution, insertion, deletion or swap. Words
