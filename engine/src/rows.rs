@@ -479,8 +479,12 @@ pub fn encode_line<R: ViewRow>(schema: &ViewSchema, row: &R) -> String {
 /// Consolidates `updates` as differential's `consolidate` does, keeping of each run of equal
 /// records the one with the most text (`text`): a row stripped for a retraction equals its row,
 /// and a row inserted, retracted and inserted again among the updates must keep its values.
-pub fn consolidate_rows<D: Ord>(updates: &mut Vec<(D, isize)>, text: impl Fn(&D) -> usize) {
-    updates.sort_by(|(a, _), (b, _)| a.cmp(b).then_with(|| text(b).cmp(&text(a))));
+///
+/// Records are sorted by `prefix` first, which equal records must share (a row's digest, say:
+/// one comparison of integers where the records' order would compare their keys' text), then
+/// by their order.
+pub fn consolidate_rows<D: Ord, P: Ord>(updates: &mut Vec<(D, isize)>, prefix: impl Fn(&D) -> P, text: impl Fn(&D) -> usize) {
+    updates.sort_by(|(a, _), (b, _)| prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b)).then_with(|| text(b).cmp(&text(a))));
     let mut write = 0;
     for read in 0..updates.len() {
         if write > 0 && updates[write - 1].0 == updates[read].0 {
@@ -623,12 +627,18 @@ mod tests {
         for order in [[0, 1, 2], [1, 0, 2], [1, 2, 0], [2, 1, 0]] {
             let all = [(row.clone(), 1), (row.stripped(), -1), (row.clone(), 1)];
             let mut updates: Vec<(Row, isize)> = order.iter().map(|i| all[*i].clone()).collect();
-            consolidate_rows(&mut updates, Row::text_len);
+            let mut by_digest = updates.clone();
+            consolidate_rows(&mut updates, |_| (), Row::text_len);
             assert_eq!(updates.len(), 1);
             assert_eq!((updates[0].0.text_len(), updates[0].1), (row.text_len(), 1), "{order:?}");
+            consolidate_rows(&mut by_digest, Row::digest, Row::text_len);
+            assert_eq!((by_digest[0].0.text_len(), by_digest.len()), (row.text_len(), 1), "{order:?}, by digest");
         }
-        let mut updates = vec![(3, 1), (1, 2), (3, -1), (2, 0), (1, -2), (4, 5)];
-        consolidate_rows(&mut updates, |_| 0);
-        assert_eq!(updates, vec![(4, 5)]);
+        let mut updates = vec![(3, 1), (1, 2), (3, -1), (2, 0), (1, -2), (4, 5), (6, 1), (5, 1)];
+        let mut by_parity = updates.clone();
+        consolidate_rows(&mut updates, |_| (), |_| 0);
+        assert_eq!(updates, vec![(4, 5), (5, 1), (6, 1)]);
+        consolidate_rows(&mut by_parity, |n| n % 2, |_| 0);
+        assert_eq!(by_parity, vec![(4, 5), (6, 1), (5, 1)], "even first, then odd");
     }
 }

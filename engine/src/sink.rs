@@ -339,7 +339,8 @@ fn reconcile_buckets<'scope>(
 ) -> Stream<'scope, Epoch, Vec<(SinkRecord, Epoch, isize)>> {
     let (index, peers) = (rows.scope().index(), rows.scope().peers());
     let route = Exchange::new(|(row, _, _): &(Row, Epoch, isize)| u64::from(row.bucket()));
-    let mut stash: Vec<(Row, Epoch, isize)> = Vec::new();
+    // Rows and their times, sorted by digest when consolidated (see `consolidate_rows`).
+    let mut stash: Vec<((Row, Epoch), isize)> = Vec::new();
     let mut consolidate_at = PENDING_KEPT;
     let mut ended: Option<Capability<Epoch>> = None;
     let mut done = false;
@@ -354,9 +355,9 @@ fn reconcile_buckets<'scope>(
                 if done {
                     output.session(&capability).give_iterator(data.drain(..).map(|(row, time, diff)| (SinkRecord::View(row), time, diff)));
                 } else {
-                    stash.append(data);
+                    stash.extend(data.drain(..).map(|(row, time, diff)| ((row, time), diff)));
                     if stash.len() >= consolidate_at {
-                        consolidate_updates(&mut stash);
+                        consolidate_rows(&mut stash, |(row, _)| row.digest(), |(row, _)| row.text_len());
                         consolidate_at = (2 * stash.len()).max(PENDING_KEPT);
                     }
                 }
@@ -365,7 +366,7 @@ fn reconcile_buckets<'scope>(
             done = true;
             let at = *end.time();
             let mut replayed: BucketRows = BTreeMap::new();
-            for (row, time, diff) in std::mem::take(&mut stash) {
+            for ((row, time), diff) in std::mem::take(&mut stash) {
                 if time <= at {
                     replayed.entry((row.view, row.bucket())).or_default().push((row, diff));
                 } else {
@@ -401,7 +402,7 @@ fn differing<'a>(
     let mine = |bucket: Bucket| usize::from(bucket) % peers == index;
     let mut sums: BTreeMap<ViewId, HashMap<Bucket, i128>> = BTreeMap::new();
     for (&(view, bucket), rows) in replayed {
-        consolidate_rows(rows, Row::text_len);
+        consolidate_rows(rows, |_| (), Row::text_len);
         let sum = rows.iter().map(|(row, diff)| i128::from(row.digest()) * *diff as i128).sum::<i128>();
         if !rows.is_empty() {
             sums.entry(view).or_default().insert(bucket, sum);
@@ -483,7 +484,7 @@ pub fn commit_views<'scope, C: Committer>(
         if pending.capacity() > 4 * pending.len().max(PENDING_KEPT) {
             pending.shrink_to(2 * pending.len().max(PENDING_KEPT));
         }
-        consolidate_rows(&mut ready, SinkRecord::text_len);
+        consolidate_rows(&mut ready, |_| (), SinkRecord::text_len);
 
         let batch = match hydration.as_mut() {
             Some(state) => {
