@@ -133,9 +133,7 @@ fn main() {
         }
         let indexed_memory = memory();
         if index == 0 {
-            for (updates, labels) in series("citeflow_arrangement_records").into_iter().filter(|(updates, _)| *updates > 0.0) {
-                println!("indexed: holds {updates:>11.0} updates {labels}");
-            }
+            print_held("indexed");
         }
         let clock = Instant::now();
         for (number, text) in texts.iter().enumerate().skip(index).step_by(peers) {
@@ -144,6 +142,7 @@ fn main() {
         advance(worker, &mut epoch, &mut publication_input, &mut reference_input);
         if index == 0 {
             timing_sink.lock().unwrap().push((indexing, clock.elapsed(), indexed_memory));
+            print_held("matched");
         }
     })
     .expect("timely");
@@ -176,6 +175,13 @@ fn main() {
 }
 
 /// The series `name` of the engine's metrics, largest value first, with their labels.
+/// Prints the updates each arrangement of this worker holds, after `phase`.
+fn print_held(phase: &str) {
+    for (updates, labels) in series("citeflow_arrangement_records").into_iter().filter(|(updates, _)| *updates > 0.0) {
+        println!("{phase}: holds {updates:>11.0} updates {labels}");
+    }
+}
+
 fn series(name: &str) -> Vec<(f64, String)> {
     let mut found: Vec<(f64, String)> = metrics()
         .render()
