@@ -129,10 +129,13 @@ where
                     }) {
                         // The replayed values travel on and the operator keeps copies, as it
                         // does live: copies are sized to their contents, and the table to the
-                        // live keys, not to every key the replay saw.
-                        let replayed = std::mem::take(&mut state);
-                        state = replayed.iter().map(|(key, value)| (key.clone(), keep(value))).collect();
-                        output.session(&at).give_iterator(replayed.into_iter().map(|data| (data, at.time().clone(), 1isize)));
+                        // live keys, not to every key the replay saw. Each value is swapped for
+                        // its copy where it stands, so the table is not built again.
+                        state.shrink_to_fit();
+                        output.session(&at).give_iterator(state.iter_mut().map(|(key, value)| {
+                            let kept = keep(value);
+                            ((key.clone(), std::mem::replace(value, kept)), at.time().clone(), 1isize)
+                        }));
                         replaying = false;
                     }
                     let Some(entry) = stash.first_entry() else { break };
