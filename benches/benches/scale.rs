@@ -174,7 +174,6 @@ fn main() {
     );
 }
 
-/// The series `name` of the engine's metrics, largest value first, with their labels.
 /// Prints the updates each arrangement of this worker holds, after `phase`.
 fn print_held(phase: &str) {
     for (updates, labels) in series("citeflow_arrangement_records").into_iter().filter(|(updates, _)| *updates > 0.0) {
@@ -182,6 +181,7 @@ fn print_held(phase: &str) {
     }
 }
 
+/// The series `name` of the engine's metrics, largest value first, with their labels.
 fn series(name: &str) -> Vec<(f64, String)> {
     let mut found: Vec<(f64, String)> = metrics()
         .render()
