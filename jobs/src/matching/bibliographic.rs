@@ -498,12 +498,20 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// In text whose word characters are ASCII, the locators' patterns with ASCII word
-        /// boundaries find what the patterns as written find.
+        // Texts with a letter that is not ASCII are mostly searched as written: more cases
+        // find the few that are not.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Wherever text is searched with ASCII word boundaries (its word characters are ASCII,
+        /// or its others stand away from numbers), the locators' patterns find what the
+        /// patterns as written find.
         #[test]
-        fn ascii_boundaries_find_the_same_where_words_are_ascii(text in r"[0-9a-zA-Z():;,. /–—“”’©\u{a0}\u{2009}-]{0,80}|[ -~]{0,80}") {
+        fn ascii_boundaries_find_the_same_where_chosen(
+            text in r"[0-9a-zA-Z():;,. /–—“”’©\u{a0}\u{2009}-]{0,80}|[ -~]{0,80}|(é|α|第|\u{212A}|ſ|٣|[0-9]{1,3}|[a-zA-Z]{1,2}|https?://|www\.|pp?\.|no\.|[():;,. –-]){0,8}"
+        ) {
             let every = |p: &'static Patterns| [&p.link, &p.number, &p.label, &p.range_end, &p.no_volume, &p.colon, &p.comma, &p.chicago, &p.year];
-            prop_assert!(all_patterns().agree(every, &text));
+            let chosen = std::ptr::eq(patterns(&text), all_patterns().of("ascii"));
+            prop_assert!(!chosen || all_patterns().agree(every, &text));
         }
     }
 

@@ -100,11 +100,16 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// In text whose word characters are ASCII, the identifiers' patterns with ASCII word
-        /// boundaries find what the patterns as written find.
+        // Texts with a letter that is not ASCII are mostly searched as written: more cases
+        // find the few that are not.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Wherever text is searched with ASCII word boundaries, the identifiers' patterns find
+        /// what the patterns as written find.
         #[test]
-        fn ascii_boundaries_find_the_same_where_words_are_ascii(text in r"(pmid|PMC|pmc|10\.1234/|[0-9a-zA-Z:;,. /–“”-]){0,30}|[ -~]{0,80}") {
-            prop_assert!(all_patterns().agree(|(doi, pmid, pmcid)| [doi, pmid, pmcid], &text));
+        fn ascii_boundaries_find_the_same_where_chosen(text in r"(pmid|PMC|pmc|10\.1234/|[0-9a-zA-Z:;,. /–“”-]){0,30}|[ -~]{0,80}|(pmid|PMC|10\.1234/|é|α|\u{212A}|ſ|٣|[0-9]{1,3}|[a-z]{1,2}|[ :.–-]){0,8}") {
+            let chosen = std::ptr::eq(patterns(&text), all_patterns().of("ascii"));
+            prop_assert!(!chosen || all_patterns().agree(|(doi, pmid, pmcid)| [doi, pmid, pmcid], &text));
         }
     }
 
